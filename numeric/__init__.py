@@ -1,0 +1,1 @@
+"""modeq.numeric: high-precision iterates, flow integration, order-of-accuracy studies, torch."""

@@ -1,0 +1,1 @@
+"""modeq.proofs: derivation documents (LaTeX/PDF) and the ``modeq`` command line."""

@@ -1,0 +1,21 @@
+"""modeq.symbolic: exact (SymPy) derivation of modified flows of optimizer recursions.
+
+Public contract::
+
+    import sympy as sp
+    from modeq.symbolic import Optimizer, EMA, g, theta, derive, optimizers
+    beta, rho, eps = sp.symbols("beta rho eps", positive=True)
+    m = EMA("m", decay=beta, of=g, normalized=True, bias_correction=True)
+    v = EMA("v", decay=rho, of=g**2, normalized=True, bias_correction=True)
+    adam = Optimizer("adam", states=[m, v], step=m / sp.sqrt(v + eps))
+    flow = derive(adam, order=1)
+
+Conventions are those of ``shared/MATH.md``: the modified flow on ``[nh, (n+1)h)`` is
+``d theta/dt = -F^(n)(theta)`` with ``F = F0 + h F1 + h^2 F2 + ...``.
+"""
+from .family import EMA, Optimizer, beta, eps, g, h, n, rho, theta
+from . import optimizers
+from .derive import derive, ModifiedFlow
+
+__all__ = ["EMA", "Optimizer", "g", "theta", "h", "n", "beta", "rho", "eps", "derive",
+           "ModifiedFlow", "optimizers"]
