@@ -1,0 +1,183 @@
+"""Lowering the component algebra to coordinates: explicit matrices for a concrete ``p``.
+
+A *provider* says what ``g_j``, ``H_ji``, ``T_jik`` and ``theta_j`` are for each batch index:
+
+* :class:`LossProvider` — derivatives of concrete SymPy losses in the given parameters;
+* :class:`SymbolProvider` — generic symbols ``g_j``, ``H_ij = H_ji``, ``T_ijk`` (symmetric) for
+  the dimension-``p`` display of a result for any loss.
+
+:func:`lower` gives component ``j`` of a component expression.  ``sum_i H_ji u_i`` is formed with
+``u`` lowered at component ``i``.  A :class:`sympy.Sum` over a step index with concrete limits
+is unrolled (mini batch: each step has its own loss); with symbolic limits the summand is
+lowered inside the sum (full batch, where it carries no batch index).
+"""
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+
+from .family import check_smooth, theta
+from .operators import D3, FULL, Grad, Hess
+
+__all__ = ["LossProvider", "SymbolProvider", "lower", "lower_vector", "check_loss"]
+
+
+def check_loss(E, params, what="loss"):
+    """Validate a concrete loss: a smooth scalar SymPy expression whose free symbols are among
+    ``params`` (extra symbols are an error naming them)."""
+    E = sp.sympify(E)
+    if not isinstance(E, sp.Expr) or isinstance(E, sp.MatrixBase):
+        raise TypeError(f"{what} must be a scalar SymPy expression, got {type(E).__name__}")
+    check_smooth(E, what)
+    params = list(params)
+    for p in params:
+        if not isinstance(p, sp.Symbol):
+            raise TypeError(f"params must be SymPy symbols, got {p!r}")
+    if len(set(params)) != len(params):
+        raise ValueError("params must be distinct symbols")
+    extra = E.free_symbols - set(params)
+    if extra:
+        raise ValueError(f"{what} has symbol(s) {sorted(map(str, extra))} that are not in "
+                         f"params {[str(p) for p in params]}")
+    return E
+
+
+class LossProvider:
+    """Derivatives of concrete losses.  ``losses`` is one expression (full batch) or a list
+    (mini batch, step ``k`` uses ``losses[schedule(k)]``, cyclic by default)."""
+
+    def __init__(self, losses, params, schedule=None):
+        self.params = list(params)
+        if isinstance(losses, (list, tuple)):
+            if not losses:
+                raise ValueError("losses must be a non-empty list")
+            self.losses = [check_loss(E, self.params, f"loss {i}") for i, E in enumerate(losses)]
+            self.full = False
+        else:
+            self.losses = [check_loss(losses, self.params)]
+            self.full = True
+        self.schedule = schedule
+        if schedule is not None:
+            bad = [s for s in schedule if not (isinstance(s, int) and 0 <= s < len(self.losses))]
+            if bad:
+                raise ValueError(f"schedule entries must be loss indices in "
+                                 f"[0, {len(self.losses) - 1}], got {bad[:3]}")
+        self.p = len(self.params)
+        self._d = {}
+
+    def loss_index(self, b):
+        if b == FULL:
+            return 0
+        b = int(b)
+        if self.schedule is None:
+            return b % len(self.losses)
+        if b >= len(self.schedule):
+            raise ValueError(f"schedule has {len(self.schedule)} entries; step {b} needs one")
+        return self.schedule[b]
+
+    def _deriv(self, b, idx):
+        key = (self.loss_index(b), tuple(sorted(idx)))
+        if key not in self._d:
+            self._d[key] = sp.diff(self.losses[key[0]], *[self.params[i] for i in key[1]])
+        return self._d[key]
+
+    def grad(self, b, j):
+        return self._deriv(b, (j,))
+
+    def hess(self, b, j, i):
+        return self._deriv(b, (j, i))
+
+    def d3(self, b, j, i, k):
+        return self._deriv(b, (j, i, k))
+
+    def theta(self, j):
+        return self.params[j]
+
+
+class SymbolProvider:
+    """Generic symbols for dimension ``p``: ``g_j``, symmetric ``H_ij``, symmetric ``T_ijk``,
+    ``theta_j`` (1-based names)."""
+
+    def __init__(self, p):
+        if p < 1:
+            raise ValueError(f"dimension p must be >= 1, got {p}")
+        self.p = p
+        self.g = [sp.Symbol(f"g_{j + 1}", real=True) for j in range(p)]
+        self.th = [sp.Symbol(f"theta_{j + 1}", real=True) for j in range(p)]
+        self._H = {}
+        self._T = {}
+
+    def grad(self, b, j):
+        self._full_only(b)
+        return self.g[j]
+
+    def hess(self, b, j, i):
+        self._full_only(b)
+        key = tuple(sorted((j, i)))
+        if key not in self._H:
+            self._H[key] = sp.Symbol("H_%d%d" % (key[0] + 1, key[1] + 1), real=True)
+        return self._H[key]
+
+    def d3(self, b, j, i, k):
+        self._full_only(b)
+        key = tuple(sorted((j, i, k)))
+        if key not in self._T:
+            self._T[key] = sp.Symbol("T_%d%d%d" % tuple(x + 1 for x in key), real=True)
+        return self._T[key]
+
+    def theta(self, j):
+        return self.th[j]
+
+    @staticmethod
+    def _full_only(b):
+        if b != FULL:
+            raise ValueError("generic symbols are for full-batch expressions")
+
+
+def lower(expr, j, provider, cache=None):
+    """Component ``j`` (0-based) of the component expression ``expr``."""
+    cache = {} if cache is None else cache
+    return _lower(sp.sympify(expr), j, provider, cache)
+
+
+def _lower(e, j, P, cache):
+    key = (e, j)
+    if key in cache:
+        return cache[key]
+    if e == theta:
+        out = P.theta(j)
+    elif isinstance(e, Grad):
+        out = P.grad(e.args[0], j)
+    elif isinstance(e, Hess):
+        b, u = e.args
+        out = sp.Add(*[P.hess(b, j, i) * _lower(u, i, P, cache) for i in range(P.p)])
+    elif isinstance(e, D3):
+        b, u, w = e.args
+        out = sp.Add(*[P.d3(b, j, i, k) * _lower(u, i, P, cache) * _lower(w, k, P, cache)
+                       for i, k in itertools.product(range(P.p), repeat=2)])
+    elif isinstance(e, sp.Sum):
+        out = _lower_sum(e, j, P, cache)
+    elif not e.args or not (e.has(Grad, Hess, D3) or e.has(theta)):
+        out = e
+    else:
+        out = e.func(*[_lower(a, j, P, cache) for a in e.args])
+    cache[key] = out
+    return out
+
+
+def _lower_sum(e, j, P, cache):
+    f = e.function
+    limits = list(e.limits)
+    k, lo, hi = limits[-1]
+    inner = sp.Sum(f, *limits[:-1]) if len(limits) > 1 else f
+    if lo.is_Integer and hi.is_Integer:
+        return sp.Add(*[_lower(inner.xreplace({k: sp.Integer(i)}), j, P, cache)
+                        for i in range(int(lo), int(hi) + 1)])
+    return sp.Sum(_lower(inner, j, P, cache), (k, lo, hi))
+
+
+def lower_vector(expr, provider):
+    """The column ``Matrix`` of all ``p`` components."""
+    cache = {}
+    return sp.Matrix([_lower(sp.sympify(expr), j, provider, cache) for j in range(provider.p)])

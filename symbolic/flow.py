@@ -1,0 +1,105 @@
+"""``ModifiedFlow``: the result of :func:`~modeq.symbolic.derive`, and its lowerings.
+
+Convention: on ``[nh, (n+1)h)`` the flow is ``d theta/dt = -F^(n)(theta)``,
+``F = F0 + h F1 + h^2 F2``.  ``terms()`` gives ``F_r`` in the dimension-free component algebra
+(:mod:`operators`); ``field()`` lowers ``-F`` to a SymPy ``Matrix`` for concrete losses;
+``generic(p)`` to generic symbols ``g_i, H_ij, T_ijk``; ``lambdify()`` to a numeric callable.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from .components import LossProvider, SymbolProvider, lower_vector
+from .derive import derivation
+from .family import h, n
+from .memory import stationary_limit
+
+__all__ = ["ModifiedFlow"]
+
+
+class ModifiedFlow:
+    """Modified flow of an optimizer to a given order (see module docstring)."""
+
+    def __init__(self, optimizer, order):
+        self.optimizer = optimizer
+        self.order = order
+
+    # -- the derivation -------------------------------------------------------------------
+    def derivation(self, batch="full", stationary=False):
+        """The :class:`~modeq.symbolic.derive.Derivation` with every intermediate step."""
+        return derivation(self.optimizer, self.order, batch, stationary)
+
+    def terms(self, batch="full", stationary=False):
+        """``[F0, F1, ...]`` as component expressions (exact in ``n`` unless stationary)."""
+        return list(self.derivation(batch, stationary).F)
+
+    def F(self, batch="full", stationary=False):
+        """``F = F0 + h F1 + ...`` as one component expression."""
+        return sp.Add(*[h ** r * f for r, f in enumerate(self.terms(batch, stationary))])
+
+    def correction(self, stationary=True):
+        """``F1``, the first correction (full batch)."""
+        if self.order < 1:
+            raise ValueError("the flow of order 0 has no correction; derive with order >= 1")
+        return self.terms("full", stationary)[1]
+
+    # -- lowerings ------------------------------------------------------------------------
+    def field(self, E_or_losses, params, n=None, stationary=False, schedule=None):
+        """``d theta/dt = -F(theta)`` as a SymPy column ``Matrix`` for a concrete loss.
+
+        Full batch (``E_or_losses`` an expression): exact in the step index, which stays the
+        symbol ``n`` unless a value is given; ``stationary=True`` gives the ``n -> oo`` limit.
+        Mini batch (a list of losses): the field on ``[nh, (n+1)h)`` for the given integer
+        ``n`` when step ``k`` uses loss ``schedule[k]`` (cyclic over the list by default).
+        """
+        provider = LossProvider(E_or_losses, params, schedule)
+        if provider.full:
+            F = self.F("full", stationary)
+            out = -lower_vector(F, provider)
+            if n is not None and not stationary:
+                out = out.xreplace({_n(): _check_step(n)}).doit()
+            return out
+        if stationary:
+            raise ValueError("stationary=True is for full batch; give a single loss")
+        if n is None:
+            raise ValueError("mini batch: give the step index n (an integer >= 0)")
+        step = _check_step(n)
+        F = self.F("mini").xreplace({_n(): step})
+        return -lower_vector(F, provider).applyfunc(lambda e: e.doit())
+
+    def generic(self, p, stationary=True, r=None):
+        """Component form for any loss in dimension ``p``: ``-F`` (or ``F_r`` if ``r`` given)
+        in symbols ``g_i``, ``H_ij``, ``T_ijk``, ``theta_i`` (full batch)."""
+        P = SymbolProvider(p)
+        expr = self.F("full", stationary) if r is None else self.terms("full", stationary)[r]
+        out = lower_vector(expr, P)
+        return out if r is not None else -out
+
+    def lambdify(self, E_or_losses, params, backend="mpmath", stationary=False, schedule=None,
+                 **values):
+        """A numeric ``f(n, theta) -> d theta/dt`` on ``[nh, (n+1)h)``; see
+        :func:`modeq.symbolic.backends.lambdify_flow`."""
+        from .backends import lambdify_flow
+        return lambdify_flow(self, E_or_losses, params, backend=backend, stationary=stationary,
+                             schedule=schedule, **values)
+
+    def stationary_terms(self):
+        """``lim_{n->oo} F_r^(n)`` of the exact-``n`` terms (checks the stationary derivation)."""
+        return [stationary_limit(f, _n()) for f in self.terms("full", False)]
+
+    def __repr__(self):
+        return f"ModifiedFlow({self.optimizer.name!r}, order={self.order})"
+
+    def __str__(self):
+        from .display import flow_text
+        return flow_text(self)
+
+
+def _n():
+    return n
+
+
+def _check_step(value):
+    if isinstance(value, bool) or not isinstance(value, (int, sp.Integer)) or int(value) < 0:
+        raise ValueError(f"step index n must be an integer >= 0, got {value!r}")
+    return sp.Integer(int(value))

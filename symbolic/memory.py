@@ -1,0 +1,173 @@
+"""Memory kernels: sums over past steps in closed form.
+
+The derivation produces sums ``sum_{k=lo}^{hi} c(k) X`` over step indices, where ``c`` is a
+product of polynomials in ``k`` and powers ``d^(a k + b)`` of EMA decays (the weights and their
+moments), possibly divided by bias-correction factors ``1 - d^(l+1)`` of an inner step ``l``.
+:func:`simplify_sums` evaluates every sum whose scalar part is polynomial-geometric in closed
+form (finite, or infinite for the stationary moments), swaps triangular double sums,
+and pushes sums into the linear operators of :mod:`operators`; what has no closed form stays an
+exact, unevaluated :class:`sympy.Sum`.  Decays are taken in ``[0, 1)``: SymPy's case splits
+``d = 1`` / ``|d| >= 1`` are resolved accordingly (:func:`resolve_piecewise`).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+
+from .operators import D3, Hess, is_field, is_scalar, scalar_simplify
+
+__all__ = ["closed_sum", "simplify_sums", "resolve_piecewise", "stationary_limit"]
+
+
+def _decay_symbols(expr):
+    return {s for s in expr.free_symbols if not s.is_integer}
+
+
+def resolve_piecewise(expr):
+    """Pick, in every Piecewise, the branch valid for decays in ``(0, 1)`` (generic values)."""
+    if not expr.has(sp.Piecewise):
+        return expr
+
+    def pick(pw):
+        for value, cond in pw.args:
+            if cond == sp.true:
+                return value
+            probe = {s: sp.Rational(1, 3 + i) for i, s in enumerate(
+                sorted(_decay_symbols(cond), key=str))}
+            if bool(cond.subs(probe)):
+                return value
+        raise ValueError(f"no branch of {pw} holds for decays in (0, 1)")
+
+    return expr.replace(lambda e: isinstance(e, sp.Piecewise), pick)
+
+
+def _is_poly_geometric(c, k):
+    for f in sp.Mul.make_args(c):
+        if k not in f.free_symbols:
+            continue
+        if isinstance(f, sp.Pow) and k not in f.base.free_symbols:
+            if not f.exp.is_polynomial(k) or sp.degree(f.exp, k) > 1:
+                return False
+            continue
+        if f.is_polynomial(k):
+            continue
+        return False
+    return True
+
+
+@lru_cache(maxsize=None)
+def closed_sum(c, k, lo, hi):
+    """``sum_{k=lo}^{hi} c`` for a scalar ``c`` that is polynomial-geometric in ``k``; ``None``
+    if ``c`` is not of that class.  ``hi`` may be ``oo`` (convergent geometric tails)."""
+    c = sp.expand(sp.powsimp(sp.expand_power_exp(c)))
+    total = sp.S.Zero
+    for term in sp.Add.make_args(c):
+        coeff, dep = term.as_independent(k, as_Add=False)
+        if dep == 1:
+            if hi == sp.oo:
+                return None
+            total += coeff * (hi - lo + 1)
+            continue
+        if not _is_poly_geometric(dep, k):
+            return None
+        s = resolve_piecewise(sp.summation(dep, (k, lo, hi)))
+        if s.has(sp.Sum) or s.has(sp.oo) or s.has(sp.zoo) or s is sp.nan:
+            return None
+        total += coeff * s
+    return sp.factor_terms(sp.simplify(total))
+
+
+def _pull_inner_sum(scal, inner, k, lo, hi):
+    """``sum_{k=lo}^{hi} scal(k) * sum_{l=a}^{b} X`` with the inner sum brought outside:
+    a triangular domain ``a = k + s`` becomes ``sum_{l=lo+s}^{b} sum_{k=lo}^{l-s}``, a
+    rectangular one is interchanged.  ``None`` if the limits have another shape."""
+    if len(inner.limits) != 1:
+        return None
+    (l, a, b) = inner.limits[0]
+    if k in b.free_symbols:
+        return None
+    X = inner.function
+    if k not in a.free_symbols:
+        return sp.Sum(sp.Sum(scal * X, (k, lo, hi)), (l, a, b))
+    shift = sp.expand(a - k)
+    if k in shift.free_symbols or not shift.is_integer:
+        return None
+    return sp.Sum(sp.Sum(scal * X, (k, lo, l - shift)), (l, lo + shift, b))
+
+
+def _sum_term(term, k, lo, hi):
+    """Sum one product term over ``k`` (``hi`` finite)."""
+    indep, dep = term.as_independent(k, as_Add=False)
+    if dep == 1:
+        return indep * (hi - lo + 1)
+    factors = sp.Mul.make_args(dep)
+    sums = [f for f in factors if isinstance(f, sp.Sum)]
+    if len(sums) == 1:
+        rest = sp.Mul(*[f for f in factors if f is not sums[0]])
+        pulled = _pull_inner_sum(rest, sums[0], k, lo, hi)
+        if pulled is not None:
+            return indep * simplify_sums(pulled)
+    if is_scalar(dep):
+        s = closed_sum(dep, k, lo, hi)
+        if s is None:
+            return indep * sp.Sum(dep, (k, lo, hi))
+        c, f = _split(indep)
+        return scalar_simplify(c * s) * f
+    scal, fld = [], []
+    for f in factors:
+        (fld if is_field(f) else scal).append(f)
+    scal = sp.Mul(*scal)
+    if len(fld) == 1 and isinstance(fld[0], Hess):
+        b, u = fld[0].args
+        return indep * Hess(b, _sum_expr(scal * u, k, lo, hi))
+    if len(fld) == 1 and isinstance(fld[0], D3):
+        b, u, w = fld[0].args
+        if k not in w.free_symbols:
+            return indep * D3(b, _sum_expr(scal * u, k, lo, hi), w)
+        if k not in u.free_symbols:
+            return indep * D3(b, u, _sum_expr(scal * w, k, lo, hi))
+    return indep * sp.Sum(dep, (k, lo, hi))
+
+
+def _split(term):
+    scal, fld = [], []
+    for f in sp.Mul.make_args(term):
+        (fld if is_field(f) else scal).append(f)
+    return sp.Mul(*scal), sp.Mul(*fld)
+
+
+def _sum_expr(f, k, lo, hi):
+    f = sp.expand_mul(f)
+    return sp.Add(*[_sum_term(t, k, lo, hi) for t in sp.Add.make_args(f)])
+
+
+def simplify_sums(e):
+    """Evaluate or normalise every :class:`sympy.Sum` in ``e`` (innermost first)."""
+    return _simplify_sums(sp.sympify(e))
+
+
+@lru_cache(maxsize=None)
+def _simplify_sums(e):
+    if not e.args or not e.has(sp.Sum):
+        return e
+    if isinstance(e, sp.Sum):
+        f = _simplify_sums(e.function)
+        out = f
+        for (k, lo, hi) in e.limits:
+            out = _sum_expr(out, k, lo, hi)
+        return out
+    return e.func(*[_simplify_sums(a) for a in e.args])
+
+
+def stationary_limit(expr, n):
+    """``n -> oo`` limit of a closed form in which ``n`` enters only through powers ``d^(..n..)``
+    of decays in ``[0, 1)`` (bias corrections, transients); raises if ``n`` survives."""
+    expr = sp.expand_power_exp(sp.sympify(expr))
+    expr = expr.replace(
+        lambda e: isinstance(e, sp.Pow) and n in e.exp.free_symbols
+        and n not in e.base.free_symbols, lambda e: sp.S.Zero)
+    expr = sp.simplify(expr) if expr.has(n) else expr
+    if n in expr.free_symbols:
+        raise ValueError(f"no stationary limit: {expr} still depends on {n}")
+    return expr

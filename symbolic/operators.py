@@ -1,0 +1,228 @@
+"""The dimension-free component algebra (MATH.md §6).
+
+A *component expression* stands for component ``j`` of a vector field built from
+
+* ``Grad(b)``      — ``g_j = (grad E_b)_j``, the gradient of the loss used at step ``b``;
+* ``theta``        — ``theta_j``;
+* ``Hess(b, u)``   — ``(H_b u)_j = sum_i d_j d_i E_b  u_i``;
+* ``D3(b, u, w)``  — ``T_b[u, w]_j = sum_{i,k} d_j d_i d_k E_b  u_i w_k``;
+
+where ``u``, ``w`` are themselves component expressions (read at component ``i``, ``k``), and
+componentwise functions of these.  The batch index ``b`` is :data:`FULL` in full-batch
+derivations and the step index in mini-batch ones.  All derivatives are at the current point.
+
+:func:`lie` is the Lie derivative ``L_V q = Dq . V`` along a field ``V`` given as a component
+expression, and :func:`linearize` puts every operator in normal form (linear in each argument,
+scalar factors pulled out).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+
+from .family import theta
+
+__all__ = ["FULL", "Grad", "Hess", "D3", "ATOMS", "is_field", "is_scalar", "lie", "linearize",
+           "atoms_of", "batch_indices"]
+
+FULL = sp.Symbol("FULL")
+
+
+class _Atom(sp.Function):
+    """Base for the opaque operators of the component algebra."""
+
+    @property
+    def batch(self):
+        return self.args[0]
+
+    def _batch_label(self, printer):
+        b = self.args[0]
+        return "" if b == FULL else "_{%s}" % printer._print(b)
+
+
+class Grad(_Atom):
+    """``g_j`` for the loss of batch ``b`` (``Grad(FULL)`` is printed ``g``)."""
+    nargs = 1
+
+    def _sympystr(self, printer):
+        b = self.args[0]
+        return "g" if b == FULL else f"g[{printer._print(b)}]"
+
+    def _latex(self, printer):
+        return "g_j" if self.args[0] == FULL else "g^{(%s)}_j" % printer._print(self.args[0])
+
+
+class Hess(_Atom):
+    """``(H_b u)_j``; linear in ``u``."""
+    nargs = 2
+
+    def _sympystr(self, printer):
+        b = self.args[0]
+        tag = "H" if b == FULL else f"H[{printer._print(b)}]"
+        return f"({tag}.({printer._print(self.args[1])}))"
+
+    def _latex(self, printer):
+        b = self.args[0]
+        tag = "H" if b == FULL else "H^{(%s)}" % printer._print(b)
+        return r"\left(%s\,\left[%s\right]\right)_j" % (tag, printer._print(self.args[1]))
+
+
+class D3(_Atom):
+    """``T_b[u, w]_j``; bilinear and symmetric in ``u, w``."""
+    nargs = 3
+
+    @classmethod
+    def eval(cls, b, u, w):
+        if sp.default_sort_key(u) > sp.default_sort_key(w):
+            return cls(b, w, u)
+        return None
+
+    def _sympystr(self, printer):
+        b = self.args[0]
+        tag = "T" if b == FULL else f"T[{printer._print(b)}]"
+        return f"{tag}[{printer._print(self.args[1])}, {printer._print(self.args[2])}]"
+
+    def _latex(self, printer):
+        b = self.args[0]
+        tag = "T" if b == FULL else "T^{(%s)}" % printer._print(b)
+        return r"%s\left[%s,\,%s\right]_j" % (tag, printer._print(self.args[1]),
+                                              printer._print(self.args[2]))
+
+
+ATOMS = (Grad, Hess, D3)
+
+
+def is_field(e) -> bool:
+    """True if ``e`` depends on the point (has a gradient, operator or theta)."""
+    return isinstance(e, sp.Basic) and (e.has(*ATOMS) or e.has(theta))
+
+
+def is_scalar(e) -> bool:
+    return not is_field(e)
+
+
+def atoms_of(e):
+    return e.atoms(*ATOMS)
+
+
+def batch_indices(e):
+    return {a.args[0] for a in e.atoms(*ATOMS)}
+
+
+class _HigherDerivativeNeeded(NotImplementedError):
+    pass
+
+
+def lie(e, V):
+    """Lie derivative ``L_V e = De . V`` of the component expression ``e`` along ``V``.
+
+    Rules (MATH.md §6): ``L_V g = H.V``, ``L_V theta = V``,
+    ``L_V (H.u) = T[V, u] + H.(L_V u)``; sums over step indices commute with ``L_V``.
+    """
+    return _lie(sp.sympify(e), sp.sympify(V))
+
+
+@lru_cache(maxsize=None)
+def _lie(e, V):
+    if not is_field(e):
+        return sp.S.Zero
+    if e == theta:
+        return V
+    if isinstance(e, Grad):
+        return Hess(e.args[0], V)
+    if isinstance(e, Hess):
+        b, u = e.args
+        return D3(b, V, u) + Hess(b, _lie(u, V))
+    if isinstance(e, D3):
+        raise _HigherDerivativeNeeded(
+            "the fourth derivative of the loss is needed (order >= 3 is not implemented)")
+    if isinstance(e, sp.Add):
+        return sp.Add(*[_lie(a, V) for a in e.args])
+    if isinstance(e, sp.Mul):
+        args = e.args
+        terms = []
+        for i, a in enumerate(args):
+            da = _lie(a, V)
+            if da != 0:
+                terms.append(sp.Mul(*(args[:i] + (da,) + args[i + 1:])))
+        return sp.Add(*terms)
+    if isinstance(e, sp.Pow):
+        base, ex = e.args
+        if is_field(ex):
+            raise ValueError(f"exponent depending on the point is not supported: {e}")
+        return ex * base ** (ex - 1) * _lie(base, V)
+    if isinstance(e, sp.Sum):
+        return sp.Sum(_lie(e.function, V), *e.limits)
+    if isinstance(e, sp.Function) and len(e.args) == 1:
+        x = sp.Dummy("x")
+        return e.func(x).diff(x).subs(x, e.args[0]) * _lie(e.args[0], V)
+    raise TypeError(f"cannot differentiate {e!r} along the flow")
+
+
+def _split_scalar(term):
+    """Split a product into (scalar factor, field factor)."""
+    scal, fld = [], []
+    for f in sp.Mul.make_args(term):
+        (fld if is_field(f) else scal).append(f)
+    return sp.Mul(*scal), sp.Mul(*fld)
+
+
+def _linear_parts(u):
+    """Write ``u`` as sum of (scalar coefficient, field) with the fields merged."""
+    parts = {}
+    for term in sp.Add.make_args(sp.expand_mul(u)):
+        c, f = _split_scalar(term)
+        if f == 1:
+            # a constant vector field (e.g. an eps term) has no point dependence but is a field
+            parts[sp.S.One] = parts.get(sp.S.One, 0) + c
+        else:
+            parts[f] = parts.get(f, 0) + c
+    return parts
+
+
+def linearize(e):
+    """Normal form: operators linear in each vector argument with scalar factors pulled out,
+    arguments themselves in normal form."""
+    return _linearize(sp.sympify(e))
+
+
+@lru_cache(maxsize=None)
+def _linearize(e):
+    if not e.args or not is_field(e):
+        return e
+    if isinstance(e, Hess):
+        b, u = e.args
+        parts = _linear_parts(_linearize(u))
+        return sp.Add(*[c * Hess(b, f) for f, c in parts.items() if c != 0])
+    if isinstance(e, D3):
+        b, u, w = e.args
+        pu = _linear_parts(_linearize(u))
+        pw = _linear_parts(_linearize(w))
+        return sp.Add(*[cu * cw * D3(b, fu, fw) for fu, cu in pu.items() for fw, cw in pw.items()
+                        if cu != 0 and cw != 0])
+    if isinstance(e, sp.Sum):
+        return sp.Sum(_linearize(e.function), *e.limits)
+    return e.func(*[_linearize(a) for a in e.args])
+
+
+def scalar_simplify(c):
+    """Canonical simplification of a scalar coefficient (rational in decays and ``d^n``)."""
+    c = sp.sympify(c)
+    if c.is_Number or c.has(sp.Sum):
+        return c
+    return sp.factor(sp.cancel(sp.expand_power_exp(c)))
+
+
+def collect_fields(e):
+    """Group ``e`` by distinct field monomials with simplified scalar coefficients."""
+    groups = {}
+    for term in sp.Add.make_args(sp.expand_mul(sp.sympify(e))):
+        c, f = _split_scalar(term)
+        groups[f] = groups.get(f, 0) + c
+    out = []
+    for f, c in groups.items():
+        c = scalar_simplify(c)
+        if c != 0:
+            out.append(c * f)
+    return sp.Add(*out)
