@@ -18,7 +18,7 @@ import itertools
 import sympy as sp
 
 from .family import check_smooth, theta
-from .operators import D3, FULL, Grad, Hess
+from .operators import D3, FULL, Grad, Hess, Vec
 
 __all__ = ["LossProvider", "SymbolProvider", "lower", "lower_vector", "check_loss"]
 
@@ -149,6 +149,8 @@ def _lower(e, j, P, cache):
         out = P.theta(j)
     elif isinstance(e, Grad):
         out = P.grad(e.args[0], j)
+    elif isinstance(e, Vec):
+        out = P.vec(e.args[0], j)
     elif isinstance(e, Hess):
         b, u = e.args
         out = sp.Add(*[P.hess(b, j, i) * _lower(u, i, P, cache) for i in range(P.p)])

@@ -118,6 +118,8 @@ def _sum_term(term, k, lo, hi):
     for f in factors:
         (fld if is_field(f) else scal).append(f)
     scal = sp.Mul(*scal)
+    if len(fld) == 1 and isinstance(fld[0], (Hess, D3)) and k in fld[0].args[0].free_symbols:
+        return indep * sp.Sum(dep, (k, lo, hi))
     if len(fld) == 1 and isinstance(fld[0], Hess):
         b, u = fld[0].args
         return indep * Hess(b, _sum_expr(scal * u, k, lo, hi))

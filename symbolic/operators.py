@@ -23,7 +23,7 @@ import sympy as sp
 
 from .family import theta
 
-__all__ = ["FULL", "Grad", "Hess", "D3", "ATOMS", "is_field", "is_scalar", "lie", "linearize",
+__all__ = ["FULL", "Grad", "Hess", "D3", "Vec", "ATOMS", "is_field", "is_scalar", "lie", "linearize",
            "atoms_of", "batch_indices"]
 
 FULL = sp.Symbol("FULL")
@@ -90,7 +90,15 @@ class D3(_Atom):
                                               printer._print(self.args[2]))
 
 
-ATOMS = (Grad, Hess, D3)
+class Vec(_Atom):
+    """An externally supplied vector field, component ``j`` (used by numeric lowerings)."""
+    nargs = 1
+
+    def _sympystr(self, printer):
+        return f"{printer._print(self.args[0])}"
+
+
+ATOMS = (Grad, Hess, D3, Vec)
 
 
 def is_field(e) -> bool:
@@ -134,6 +142,8 @@ def _lie(e, V):
     if isinstance(e, Hess):
         b, u = e.args
         return D3(b, V, u) + Hess(b, _lie(u, V))
+    if isinstance(e, Vec):
+        raise TypeError(f"an external vector {e} cannot be differentiated along the flow")
     if isinstance(e, D3):
         raise _HigherDerivativeNeeded(
             "the fourth derivative of the loss is needed (order >= 3 is not implemented)")
@@ -153,11 +163,24 @@ def _lie(e, V):
             raise ValueError(f"exponent depending on the point is not supported: {e}")
         return ex * base ** (ex - 1) * _lie(base, V)
     if isinstance(e, sp.Sum):
+        e = _fresh_sum(e)  # before V is inserted, so V's own sums are not renamed
         return sp.Sum(_lie(e.function, V), *e.limits)
     if isinstance(e, sp.Function) and len(e.args) == 1:
         x = sp.Dummy("x")
         return e.func(x).diff(x).subs(x, e.args[0]) * _lie(e.args[0], V)
     raise TypeError(f"cannot differentiate {e!r} along the flow")
+
+
+def _fresh_sum(s):
+    """The same sum with fresh bound variables (no capture when it is nested in another sum
+    over a variable of the same name)."""
+    rename = {}
+    limits = []
+    for (k, lo, hi) in s.limits:
+        k2 = sp.Dummy(k.name, integer=True)
+        rename[k] = k2
+        limits.append((k2, lo.xreplace(rename), hi.xreplace(rename)))
+    return sp.Sum(s.function.xreplace(rename), *limits)
 
 
 def _split_scalar(term):

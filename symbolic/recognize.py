@@ -1,0 +1,208 @@
+"""Recognize derived flows as published closed forms — only after proving equality.
+
+A :class:`Recognition` carries the closed form, the name of its source, and the checks that
+ran: the difference between the derived term and the closed form simplified to exactly ``0``
+in the dimension-free component algebra (operators as opaque symbols) and, independently,
+after lowering both to generic components ``g_i, H_ij`` for ``p = 1..4``.  Nothing is
+presented in a published form whose proof failed (:func:`recognize` returns ``None``).
+
+Published forms (MATH.md §4), written here as *references*, never fed to the derivation:
+
+* Adam, ε inside (Cattaneo, Klusowski, Shigida 2024): ``h F1 = correction / sqrt(g^2+eps)``,
+  ``correction_j = (h/2){(1+β)/(1-β) - (1+ρ)/(1-ρ) + (1+ρ)/(1-ρ) ε/(g_j²+ε)} ∂_j‖∇E‖_{1,ε}``,
+  ``∂_j‖∇E‖_{1,ε} = (H·(g/sqrt(g²+ε)))_j``; exact in ``n`` with the memory moments ``b_n, r_n``.
+* RMSProp: the same with ``β = 0``.
+* GD (Barrett & Dherin 2021): ``F1 = (1/2) H g = ∇(‖∇E‖²/4)``; to ``h²`` (Hairer–Lubich–Wanner,
+  ch. IX): ``F2 = (1/12) T[g,g] + (1/3) H² g``.
+* Heavy-ball, stationary: ``F0 = g/(1-β)``, ``F1 = (1+β)/(2(1-β)³) H g``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from .components import SymbolProvider, lower_vector
+from .family import beta, eps, g as g_sym, n, rho
+from .operators import ATOMS, FULL, Grad, Hess, D3, linearize
+
+__all__ = ["Recognition", "recognize", "prove_equal", "adam_reference_F1",
+           "memory_moment", "one_norm_gradient"]
+
+
+@dataclass
+class Recognition:
+    """A derived term shown equal to a published closed form."""
+    name: str
+    source: str
+    term: str                # which term: "F1", "F2", "F"
+    closed_form: sp.Expr     # component algebra
+    display: str             # the published form, as text
+    checks: list = field(default_factory=list)   # (description, passed)
+
+    @property
+    def proved(self):
+        return bool(self.checks) and all(ok for _, ok in self.checks)
+
+
+def _atom_symbols(exprs):
+    """Replace operator atoms (arguments canonicalised) by symbols, consistently."""
+    table = {}
+
+    def canon(a):
+        if isinstance(a, Hess):
+            return Hess(a.args[0], sp.factor(sp.cancel(a.args[1])))
+        if isinstance(a, D3):
+            return D3(a.args[0], sp.factor(sp.cancel(a.args[1])), sp.factor(sp.cancel(a.args[2])))
+        return a
+
+    out = []
+    for e in exprs:
+        e = linearize(e)
+        rep = {}
+        for a in e.atoms(*ATOMS):
+            if isinstance(a, Grad):
+                continue
+            key = canon(a)
+            if key not in table:
+                table[key] = sp.Symbol(f"_op{len(table)}")
+            rep[a] = table[key]
+        out.append(e.xreplace(rep))
+    return out
+
+
+def _is_zero(d):
+    """Exact zero test.  Square roots ``sqrt(B)`` become symbols ``s`` with ``s² = B``; the
+    numerator is reduced modulo these relations and must vanish identically (sound; complete
+    when the roots are independent, as for distinct ``sqrt(g_i² + ε)``)."""
+    d = sp.expand_power_exp(sp.sympify(d))
+    if d == 0:
+        return True
+    powers = {}
+    d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp == n,
+                  lambda e: powers.setdefault(e.base, sp.Dummy("P")))
+    roots = {}
+
+    def sym(base):
+        if base not in roots:
+            roots[base] = sp.Dummy("s")
+        return roots[base]
+
+    d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2,
+                  lambda e: sym(e.base) ** e.exp.p)
+    num = sp.expand(sp.numer(sp.together(d)))
+    for base, s in roots.items():
+        num = sp.expand(num.replace(
+            lambda e: isinstance(e, sp.Pow) and e.base == s and e.exp.is_Integer,
+            lambda e: base ** (int(e.exp) // 2) * s ** (int(e.exp) % 2)
+            if e.exp > 0 else e))
+    if num == 0:
+        return True
+    return sp.simplify(num) == 0
+
+
+def _is_zero_linear(d, ops):
+    """Zero test for an expression polynomial in the derivative symbols ``ops``: every Taylor
+    coefficient in ``ops`` (taken by differentiation, no expansion) must vanish."""
+    ops = [o for o in ops if d.has(o)]
+    if not ops:
+        return _is_zero(d)
+    op, rest = ops[0], ops[1:]
+    k, cur = 0, d
+    while True:
+        if not _is_zero_linear(cur.subs(op, 0), rest):
+            return False
+        k += 1
+        cur = cur.diff(op) / k
+        if cur == 0 or not cur.has(op):
+            return cur == 0 or _is_zero_linear(cur, rest)
+
+
+def prove_equal(a, b, dims=(1, 2, 3, 4)):
+    """Checks that the component expressions ``a`` and ``b`` are equal: dimension-free, then
+    lowered to generic symbols for each ``p`` in ``dims``.  Returns ``[(description, ok)]``."""
+    checks = []
+    x, y = _atom_symbols([a, b])
+    checks.append(("difference simplifies to 0 in the operator algebra (any dimension)",
+                   _is_zero(x - y)))
+    for p in dims:
+        P = SymbolProvider(p)
+        va, vb = lower_vector(a, P), lower_vector(b, P)
+        ops = sorted(set(P._H.values()) | set(P._T.values()), key=str)
+        ok = all(_is_zero_linear(u - v, ops) for u, v in zip(va, vb))
+        checks.append((f"components agree for p = {p} (generic g_i, H_ij, T_ijk)", ok))
+    return checks
+
+
+def one_norm_gradient(eps_symbol=eps):
+    """``∂_j ‖∇E‖_{1,ε} = (H·(g/sqrt(g²+ε)))_j`` as a component expression."""
+    g = Grad(FULL)
+    return Hess(FULL, g / sp.sqrt(g ** 2 + eps_symbol))
+
+
+def memory_moment(decay, bias_correction=True, stationary=False):
+    """``b_n = sum_{k=0}^n w(n,k) (n-k)`` for normalised weights, by the textbook closed form
+    ``sum_{j=0}^n (1-d) d^j j = d (1 - (n+1) d^n + n d^(n+1)) / (1-d)``; ``b_oo = d/(1-d)``."""
+    if stationary:
+        return decay / (1 - decay)
+    s = decay * (1 - (n + 1) * decay ** n + n * decay ** (n + 1)) / (1 - decay)
+    return s / (1 - decay ** (n + 1)) if bias_correction else s
+
+
+def adam_reference_F1(beta_value=beta, stationary=True):
+    """``F1`` of Adam (ε inside, bias-corrected) from the published correction:
+    stationary: ``correction/(h s)``; exact in ``n``:
+    ``(H F0)/s [b_n - r_n g²/s² + ε/(2 s²)]`` (MATH.md §3)."""
+    g = Grad(FULL)
+    s2 = g ** 2 + eps
+    if stationary:
+        bracket = ((1 + beta_value) / (1 - beta_value) - (1 + rho) / (1 - rho)
+                   + (1 + rho) / (1 - rho) * eps / s2)
+        return bracket / 2 * one_norm_gradient() / sp.sqrt(s2)
+    b = memory_moment(beta_value) if beta_value != 0 else 0
+    r = memory_moment(rho)
+    return one_norm_gradient() / sp.sqrt(s2) * (b - r * g ** 2 / s2 + eps / (2 * s2))
+
+
+_PAPER = ("correction_j = (h/2){(1+β)/(1-β) - (1+ρ)/(1-ρ) + (1+ρ)/(1-ρ)·ε/(g_j²+ε)} "
+          "∂_j‖∇E‖_{1,ε},  dθ/dt = -(∇E + correction)/sqrt(∇E² + ε)")
+
+
+def _candidates(flow, stationary):
+    """(name, source, term index, reference) for the published forms that may apply."""
+    opt = flow.optimizer
+    names = {s.name for s in opt.states}
+    g = Grad(FULL)
+    out = []
+    if not opt.states and opt.step == g_sym:
+        out.append(("gradient descent: implicit gradient regularization", "Barrett & Dherin, ICLR 2021",
+                    1, Hess(FULL, g) / 2, "F1 = (1/2) H∇E = ∇(‖∇E‖²/4)"))
+        out.append(("gradient descent: explicit Euler's modified equation to h²",
+                    "Hairer, Lubich, Wanner, Geometric Numerical Integration, ch. IX",
+                    2, D3(FULL, g, g) / 12 + Hess(FULL, Hess(FULL, g)) / 3,
+                    "F2 = (1/12) ∇³E[∇E,∇E] + (1/3) (∇²E)²∇E"))
+    if names == {"u"} and stationary:
+        out.append(("heavy-ball momentum (stationary)", "MATH.md §4", 1,
+                    (1 + beta) / (2 * (1 - beta) ** 3) * Hess(FULL, g),
+                    "F = g/(1-β) + h (1+β)/(2(1-β)³) H g"))
+    if names == {"m", "v"} and all(s.bias_correction for s in opt.states):
+        out.append(("Adam's implicit bias (ε inside)",
+                    "Cattaneo, Klusowski, Shigida, ICML 2024", 1,
+                    adam_reference_F1(beta, stationary), _PAPER))
+    if names == {"v"} and all(s.bias_correction for s in opt.states):
+        out.append(("RMSProp = Adam with β = 0", "Cattaneo, Klusowski, Shigida, ICML 2024", 1,
+                    adam_reference_F1(sp.S.Zero, stationary), _PAPER.replace("(1+β)/(1-β)", "1")))
+    return out
+
+
+def recognize(flow, stationary=True, dims=(1, 2, 3, 4)):
+    """Published closed forms that the derived full-batch flow provably equals."""
+    terms = flow.terms("full", stationary)
+    found = []
+    for name, source, r, ref, display in _candidates(flow, stationary):
+        if r >= len(terms):
+            continue
+        checks = prove_equal(terms[r], ref, dims)
+        if all(ok for _, ok in checks):
+            found.append(Recognition(name, source, f"F{r}", ref, display, checks))
+    return found
