@@ -398,7 +398,11 @@ class OneNormLogger:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"attach() needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
         self.detach()
-        self._handle = optimizer.register_step_pre_hook(lambda opt, args, kwargs: self.record())
+
+        def hook(opt, args, kwargs):
+            self.record()          # a step pre-hook must return None
+
+        self._handle = optimizer.register_step_pre_hook(hook)
         return self
 
     def detach(self):
