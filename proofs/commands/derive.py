@@ -1,0 +1,40 @@
+"""``modeq derive OPTIMIZER``: print the modified flow of a built-in optimizer."""
+from __future__ import annotations
+
+from ._common import add_optimizer_args, optimizer_from_args
+
+
+def add_parser(sub):
+    p = sub.add_parser("derive", help="derive and print the modified flow of an optimizer",
+                       description="Derive the modified flow d theta/dt = -(F0 + h F1 + ...) "
+                                   "of an optimizer from its recursion.")
+    add_optimizer_args(p)
+    p.add_argument("--order", type=int, default=1, choices=(0, 1, 2))
+    p.add_argument("--batch", choices=("full", "mini"), default="full")
+    p.add_argument("--stationary", action="store_true",
+                   help="the n -> oo limit (full batch)")
+    p.add_argument("--format", choices=("text", "latex"), default="text")
+    p.add_argument("--no-recognize", action="store_true",
+                   help="skip the proofs against published closed forms")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    from modeq.symbolic import derive
+    from modeq.symbolic.display import flow_latex, flow_text
+    from modeq.symbolic.recognize import recognize
+    opt = optimizer_from_args(args)
+    if args.batch == "mini" and args.stationary:
+        raise ValueError("--stationary is for --batch full")
+    flow = derive(opt, order=args.order)
+    if args.format == "latex":
+        print(flow_latex(flow, args.batch, args.stationary))
+    else:
+        print(flow_text(flow, args.batch, args.stationary))
+    if args.batch == "full" and not args.no_recognize and args.order >= 1:
+        dims = (1, 2, 3, 4) if args.stationary else (1, 2)
+        for rec in recognize(flow, stationary=args.stationary, dims=dims):
+            print(f"\nrecognized ({rec.term}): {rec.name} — {rec.source}\n  {rec.display}")
+            for what, ok in rec.checks:
+                print(f"  [{'proved' if ok else 'FAILED'}] {what}")
+    return 0
