@@ -11,7 +11,7 @@ from __future__ import annotations
 import mpmath
 import sympy as sp
 
-__all__ = ["compile_exprs", "to_number", "normalize_values", "ARITHMETICS"]
+__all__ = ["compile_exprs", "compile_field", "CompiledField", "to_number", "normalize_values", "ARITHMETICS"]
 
 ARITHMETICS = ("mpmath", "exact")
 
@@ -88,11 +88,125 @@ def compile_exprs(exprs, args, arithmetic="mpmath"):
 
 
 def _restore_int_exponents(expr, consts):
-    # x**(1/2) and x**(-1/2) become sqrt again (exact in SymPy, correctly rounded in mpmath);
-    # other rational exponents stay bound placeholders (exact SymPy Rational or mpf).
-    halves = {consts[r] for r in (sp.Rational(1, 2), sp.Rational(-1, 2)) if r in consts}
-    inv = {v: k for k, v in consts.items() if v in halves}
+    # x**(k/2) becomes sqrt(x)**k (exact in SymPy, correctly rounded in mpmath, and much faster
+    # than a general power); other rational exponents stay bound placeholders.
+    inv = {v: k for k, v in consts.items() if k.is_Rational and k.q == 2}
     if not inv:
         return expr
     return expr.replace(lambda e: e.is_Pow and e.exp in inv,
-                        lambda e: sp.Pow(e.base, inv[e.exp], evaluate=False))
+                        lambda e: _half_power(e.base, inv[e.exp]))
+
+
+def _half_power(base, q):
+    root = sp.Pow(base, sp.Rational(1, 2), evaluate=False)
+    return root if q.p == 1 else sp.Pow(root, int(q.p), evaluate=False)
+
+
+class CompiledField:
+    """Expressions in an integer index ``n``, coordinates ``args`` and run constants ``consts``
+    (``h``, hyperparameters), compiled once; :meth:`bind` fixes the constants and returns
+    ``f(n, theta) -> list``.
+
+    Subexpressions free of the coordinates (``beta**n``, bias-correction moments, ``1 - beta``)
+    are hoisted out and evaluated once per value of ``n`` (the last one is cached), since an
+    integrator calls the field several times with the same ``n``.  Numbers are bound at the
+    ``mpmath.mp.dps`` in force when :meth:`bind` is called.
+    """
+
+    def __init__(self, exprs, index, args, consts=(), arithmetic="mpmath"):
+        self.exprs = [sp.sympify(e) for e in exprs]
+        self.index, self.args, self.consts = index, list(args), list(consts)
+        self.arithmetic = arithmetic
+        outer = {index, *self.consts}
+        hoisted = {}
+        sums = []
+
+        def hoist(e):
+            if e.is_Atom:
+                return e
+            if isinstance(e, sp.Sum):
+                return record_sum(e)
+            fs = e.free_symbols
+            if fs and fs <= outer:
+                if e not in hoisted:
+                    hoisted[e] = sp.Dummy(f"nq{len(hoisted)}")
+                return hoisted[e]
+            return e.func(*[hoist(a) for a in e.args])
+
+        def record_sum(e):
+            # a finite memory sum over a bound index whose limits depend on n only
+            if len(e.limits) != 1:
+                return e.func(*[hoist(a) for a in e.args])
+            var, lo, hi = e.limits[0]
+            if not ({lo, hi} and (lo.free_symbols | hi.free_symbols) <= outer):
+                raise ValueError(f"cannot evaluate the sum {e}: its limits depend on more "
+                                 f"than the step index")
+            dummy = sp.Dummy(f"sum{len(sums)}")
+            sums.append((dummy, e.function, var, lo, hi))
+            return dummy
+
+        self._body = [hoist(e) for e in self.exprs]
+        self._hoisted = hoisted
+        self._sums = sums
+        self._compiled = None
+
+    def _compile(self):
+        prec = mpmath.mp.prec if self.arithmetic == "mpmath" else None
+        if self._compiled is None or self._compiled[0] != prec:
+            outer = [self.index] + self.consts
+            nfun = compile_exprs(list(self._hoisted), outer, self.arithmetic) \
+                if self._hoisted else None
+            # sums with the same limits are evaluated together, one compiled call per index
+            L = sp.Dummy("L")
+            groups = {}
+            for k, (dummy, summand, var, lo, hi) in enumerate(self._sums):
+                groups.setdefault((lo, hi), []).append((k, summand.xreplace({var: L})))
+            sums = []
+            for (lo, hi), members in groups.items():
+                limits = sp.lambdify(outer, [lo, hi], modules="sympy")
+                term = compile_exprs([m for _, m in members], self.args + outer + [L],
+                                     self.arithmetic)
+                sums.append((limits, term, [k for k, _ in members]))
+            fun = compile_exprs(self._body, self.args + outer + list(self._hoisted.values())
+                                + [d for d, *_ in self._sums], self.arithmetic)
+            self._compiled = (prec, nfun, fun, sums)
+        return self._compiled[1:]
+
+    def bind(self, *const_values):
+        """``f(n, theta)`` with the constants set to ``const_values`` (in ``consts`` order)."""
+        if len(const_values) != len(self.consts):
+            raise ValueError(f"expected values for {[str(c) for c in self.consts]}")
+        nfun, fun, sums = self._compile()
+        cv = [to_number(v, self.arithmetic) for v in const_values]
+        cache = {}
+
+        def field(n, theta):
+            nv = cache.get(n)
+            if nv is None:
+                # n enters as a number of the arithmetic, never a Python int: 3**(-n) with an
+                # int n would be a binary float
+                nn = to_number(n, self.arithmetic)
+                nv = [nn, *cv, *(nfun(nn, *cv) if nfun is not None else ())]
+                cache.clear()
+                cache[n] = nv
+            if sums:
+                svals = [None] * len(self._sums)
+                head = nv[:1 + len(cv)]
+                for limits, term, index in sums:
+                    lo, hi = (int(v) for v in limits(n, *cv))
+                    totals = [to_number(0, self.arithmetic)] * len(index)
+                    for l_ in range(lo, hi + 1):
+                        vals = term(*theta, *head, to_number(l_, self.arithmetic))
+                        totals = [a + b for a, b in zip(totals, vals)]
+                    for k, v in zip(index, totals):
+                        svals[k] = v
+                return fun(*theta, *nv, *svals)
+            return fun(*theta, *nv)
+
+        return field
+
+
+def compile_field(exprs, index, args, arithmetic="mpmath"):
+    """``f(n, theta) -> list`` for expressions in an integer index and the symbols ``args``
+    (see :class:`CompiledField`)."""
+    return CompiledField(exprs, index, args, (), arithmetic).bind()

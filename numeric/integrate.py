@@ -19,8 +19,10 @@ from fractions import Fraction as Fr
 from typing import Callable, List, Sequence
 
 import mpmath
+from mpmath.libmp import from_man_exp, to_fixed
 
-__all__ = ["Tableau", "TABLEAUX", "FlowRun", "integrate", "DEFAULT_METHOD"]
+__all__ = ["Tableau", "TABLEAUX", "FlowRun", "integrate", "method_for", "AUTO_METHOD",
+           "DEFAULT_METHOD"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ def _fr(*xs):
 
 
 HEUN21 = Tableau("heun21", _fr(0, 1), [[], _fr(1)], _fr("1/2", "1/2"), _fr(1, 0), 2, 1)
+
+# Kutta's third-order method with the midpoint rule embedded (order 2), three stages.
+KUTTA32 = Tableau("kutta32", _fr(0, "1/2", 1), [[], _fr("1/2"), _fr(-1, 2)],
+                  _fr("1/6", "2/3", "1/6"), _fr(0, 1, 0), 3, 2)
 
 # Bogacki–Shampine 3(2) (the 4th stage is f at the new point).
 BS32 = Tableau(
@@ -71,8 +77,37 @@ DP54 = Tableau(
     _fr("35/384", 0, "500/1113", "125/192", "-2187/6784", "11/84", 0),
     _fr("5179/57600", 0, "7571/16695", "393/640", "-92097/339200", "187/2100", "1/40"), 5, 4)
 
-TABLEAUX = {t.name: t for t in (HEUN21, BS32, CK45, DP54)}
-DEFAULT_METHOD = "ck45"
+# Merson 4(3), five stages (Hairer–Nørsett–Wanner I, II.4).
+MERSON43 = Tableau(
+    "merson43", _fr(0, "1/3", "1/3", "1/2", 1),
+    [[], _fr("1/3"), _fr("1/6", "1/6"), _fr("1/8", 0, "3/8"), _fr("1/2", 0, "-3/2", 2)],
+    _fr("1/6", 0, 0, "2/3", "1/6"), _fr("1/10", 0, "3/10", "2/5", "1/5"), 4, 3)
+
+TABLEAUX = {t.name: t for t in (HEUN21, KUTTA32, BS32, MERSON43, CK45, DP54)}
+
+#: The cheapest pair whose error estimate (order ``order_hat + 1`` locally, ``order_hat``
+#: globally) is of higher order than the discrepancy ``O(h^(r+1))`` of a flow of order ``r``,
+#: so that the ratio discrepancy / estimate grows as ``h`` shrinks.
+AUTO_METHOD = {0: "bs32", 1: "merson43", 2: "ck45"}
+DEFAULT_METHOD = "auto"
+
+#: Fixed-point guard bits below the working precision for the stage combinations.
+GUARD_BITS = 64
+
+#: A component above this in absolute value makes a run "divergent" (``ValueError``).
+DIVERGENCE_BOUND = mpmath.mpf(10) ** 30
+
+
+def method_for(order, method=DEFAULT_METHOD):
+    """The tableau name used for a flow of ``order`` under ``method`` (``"auto"`` or a name)."""
+    if isinstance(method, dict):
+        method = method.get(order, "auto")
+    if method == "auto":
+        return AUTO_METHOD.get(order, "dp54")
+    if method not in TABLEAUX:
+        raise ValueError(f"unknown integration method {method!r}; known: auto, "
+                         f"{', '.join(sorted(TABLEAUX))}")
+    return method
 
 
 @dataclass
@@ -87,56 +122,85 @@ class FlowRun:
     extra: dict = field(default_factory=dict)
 
 
-def integrate(f: Callable, theta0, h, steps: int, method: str = DEFAULT_METHOD,
+def integrate(f: Callable, theta0, h, steps: int, method: str = "ck45",
               substeps: int = 1, check: bool = True) -> FlowRun:
     """Integrate ``d theta/dt = f(n, theta)`` on ``[n h, (n+1) h)``, ``n = 0 .. steps-1``, from
     ``theta(0) = theta0`` at the current ``mpmath.mp.dps``; ``substeps`` equal RK steps per
-    interval with the pair ``method`` (see :data:`TABLEAUX`)."""
+    interval with the pair ``method`` (see :data:`TABLEAUX`).
+
+    ``f`` receives and returns lists of ``mpmath.mpf``.  The stage combinations are accumulated
+    in fixed point with ``GUARD_BITS`` bits below the working precision (absolute resolution
+    ``2^-(prec + GUARD_BITS)``), which is exact enough for any ``|theta| >= 2^-GUARD_BITS`` and
+    several times faster than ``mpf`` arithmetic.
+    """
     if method not in TABLEAUX:
         raise ValueError(f"unknown integration method {method!r}; known: {sorted(TABLEAUX)}")
     if int(substeps) != substeps or substeps < 1:
         raise ValueError(f"substeps must be a positive integer, got {substeps}")
     tab = TABLEAUX[method]
+    prec = mpmath.mp.prec
+    P = prec + GUARD_BITS
     mpf = mpmath.mpf
+    make = mpmath.mp.make_mpf
     dt = mpf(h) / substeps
-    conv = lambda q: mpf(q.numerator) / q.denominator  # noqa: E731
-    # coefficients times dt, zeros dropped
-    arows = [[(j, conv(q) * dt) for j, q in enumerate(row) if q] for row in tab.a]
-    bw = [(j, conv(q) * dt) for j, q in enumerate(tab.b) if q]
-    ew = [(j, conv(q - qh) * dt) for j, (q, qh) in enumerate(zip(tab.b, tab.bhat)) if q != qh]
-    y = [mpf(x) for x in theta0]
+
+    def fixed(q):  # rational coefficient times dt, as an integer scaled by 2^P
+        return to_fixed((mpf(q.numerator) / q.denominator * dt)._mpf_, P)
+
+    arows = [[(j, fixed(q)) for j, q in enumerate(row) if q] for row in tab.a]
+    bw = [(j, fixed(q)) for j, q in enumerate(tab.b) if q]
+    ew = [(j, fixed(q - qh)) for j, (q, qh) in enumerate(zip(tab.b, tab.bhat)) if q != qh]
+    y = [to_fixed(mpf(x)._mpf_, P) for x in theta0]
     p = len(y)
     rng = range(p)
-    path = [list(y)]
-    est = mpf(0)
+    path = [[make(from_man_exp(v, -P, prec, "n")) for v in y]]
+    est = 0
     evals = 0
     for n in range(steps):
         for _ in range(substeps):
             ks = []
             for row in arows:
                 if row:
-                    yi = list(y)
+                    acc = [v << P for v in y]
                     for j, w in row:
                         kj = ks[j]
-                        yi = [yi[i] + w * kj[i] for i in rng]
+                        acc = [acc[i] + w * kj[i] for i in rng]
+                    yi = [make(from_man_exp(v, -2 * P, prec, "n")) for v in acc]
                 else:
-                    yi = y
-                ks.append(f(n, yi))
+                    yi = path[-1] if _ == 0 else [make(from_man_exp(v, -P, prec, "n")) for v in y]
+                ks.append(_to_fixed_list(f(n, yi), P, n))
             evals += len(arows)
-            ynew = list(y)
+            acc = [v << P for v in y]
             for j, w in bw:
                 kj = ks[j]
-                ynew = [ynew[i] + w * kj[i] for i in rng]
-            err = [mpf(0)] * p
+                acc = [acc[i] + w * kj[i] for i in rng]
+            err = [0] * p
             for j, w in ew:
                 kj = ks[j]
                 err = [err[i] + w * kj[i] for i in rng]
             est += max(abs(e) for e in err)
-            y = ynew
+            y = [v >> P for v in acc]
+        point = [make(from_man_exp(v, -P, prec, "n")) for v in y]
         if check:
-            for x in y:
-                if not mpmath.isfinite(x) or abs(x) > mpf(10) ** 30:
+            for x in point:
+                if abs(x) > DIVERGENCE_BOUND:
                     raise ValueError(f"the flow diverges at t = {n + 1} h (component "
                                      f"{mpmath.nstr(x, 5)}); take a smaller h")
-        path.append(y)
-    return FlowRun(path, est, evals, substeps, method)
+        path.append(point)
+    estimate = make(from_man_exp(est, -2 * P, prec, "n"))
+    return FlowRun(path, estimate, evals, substeps, method)
+
+
+def _to_fixed_list(values, P, n):
+    out = []
+    for v in values:
+        try:
+            if not isinstance(v, mpmath.mpf):
+                v = mpmath.mpf(v)
+            if not mpmath.isfinite(v):
+                raise ValueError
+            out.append(to_fixed(v._mpf_, P))
+        except (TypeError, ValueError):
+            raise ValueError(f"the flow's field is not a finite real number at step n = {n} "
+                             f"(got {v!r}); the flow leaves its domain or diverges") from None
+    return out
