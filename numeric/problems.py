@@ -65,8 +65,8 @@ class Problem:
 _x, _y, _z = sp.symbols("x y z", real=True)
 
 _ls_rows = [(sp.Integer(1), sp.Rational(1, 2), sp.Integer(-3)),
-            (sp.Rational(1, 2), sp.Integer(1), sp.Integer(-4)),
-            (sp.Integer(1), sp.Rational(-1, 2), sp.Integer(-2))]
+            (sp.Rational(3, 4), sp.Integer(1), sp.Integer(-3)),
+            (sp.Integer(1), sp.Rational(3, 4), sp.Integer(-4))]
 
 PROBLEMS = {p.name: p for p in [
     Problem(
@@ -86,7 +86,7 @@ PROBLEMS = {p.name: p for p in [
         "mini-batch least squares, 3 batches E_k = (a_k . theta - b_k)^2 / 2, "
         "a = (1, 1/2), (1/2, 1), (1, -1/2), b = -3, -4, -2, from (1, 1/2)",
         [_x, _y], [sp.Integer(1), sp.Rational(1, 2)],
-        losses=[(a * _x + b * _y - c) ** 2 / 2 for a, b, c in _ls_rows]),
+        losses=[(a * _x + b * _y - c) ** 2 / 2 for a, b, c in _ls_rows], T=sp.Rational(3, 4)),
 ]}
 
 

@@ -1,0 +1,162 @@
+"""Sweeps: order studies over a grid of hyperparameters x problems x step sizes, in parallel.
+
+Every (problem, hyperparameter combination, step size) is one task -- the iterates and each
+requested flow for that ``h`` (:func:`modeq.numeric.study._run_h`) -- so the grid spreads over
+workers at the finest grain that needs no communication.  Tasks run through joblib: local
+processes (``loky``) by default, or a Dask cluster when a scheduler address is given (joblib's
+``dask`` backend; ``dask.distributed`` must be installed).  Results are regrouped per problem
+and combination and judged exactly like :func:`modeq.numeric.study.order_study`.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field
+from typing import Dict, List, Sequence
+
+import sympy as sp
+
+from ._compile import normalize_values
+from . import problems as _problems
+from .study import (DEFAULT_TOL, StudyResult, _judge, _run_h, atomic_write, validate_inputs)
+
+__all__ = ["sweep", "SweepResult", "grid_points"]
+
+
+def grid_points(grid: Dict[str, Sequence]) -> List[Dict[str, object]]:
+    """All combinations of a ``{name: [values]}`` grid, as dicts (the empty grid gives one)."""
+    names = sorted(grid)
+    for k in names:
+        if isinstance(grid[k], (str, bytes)) or not len(grid[k]):
+            raise ValueError(f"grid[{k!r}] must be a non-empty list of values")
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[k] for k in names))]
+
+
+@dataclass
+class SweepResult:
+    """One :class:`~modeq.numeric.study.StudyResult` per (problem, combination)."""
+    studies: List[StudyResult] = field(default_factory=list)
+
+    @property
+    def passed(self):
+        return all(s.passed for s in self.studies)
+
+    def table(self, fmt="markdown") -> str:
+        """One line per study: problem, hyperparameters, slope and verdict per order."""
+        head = ["problem", "optimizer", "hyperparameters"]
+        orders = sorted({r for s in self.studies for r in s.orders})
+        head += [f"order {r}" for r in orders]
+        rows = []
+        for s in self.studies:
+            vals = ", ".join(f"{k}={v}" for k, v in sorted(s.values.items()))
+            row = [s.problem, s.optimizer, vals]
+            for r in orders:
+                o = s.orders.get(r)
+                row.append("" if o is None else
+                           f"{'n/a' if o.slope is None else f'{o.slope:.3f}'} {o.verdict}")
+            rows.append(row)
+        if fmt == "markdown":
+            lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join(r) + " |" for r in rows]
+        else:
+            widths = [max(len(x) for x in col) for col in zip(head, *rows)]
+            lines = ["  ".join(x.ljust(w) for x, w in zip(r, widths)) for r in [head] + rows]
+        return "\n".join(lines) + "\n"
+
+    def to_json(self, path=None) -> str:
+        text = json.dumps([s.to_dict() for s in self.studies], indent=2, sort_keys=True,
+                          default=str)
+        if path is not None:
+            atomic_write(path, text + "\n")
+        return text
+
+
+def sweep(optimizer, problem_names: Sequence[str], grid: Dict[str, Sequence] = None,
+          hs=_problems.DEFAULT_HS, orders=(0, 1), dps=30, stationary=False, *, tol=None,
+          method="auto", jobs=1, scheduler=None, progress=None) -> SweepResult:
+    """Order studies of ``optimizer`` on each named problem and each combination of ``grid``
+    (hyperparameter name -> list of values; the problem's own values fill the rest), at step
+    sizes ``hs``.  ``jobs``: joblib worker count (``-1``: all cores).  ``scheduler``: the address
+    of a Dask scheduler (``"tcp://host:8786"``) or a ``dask.distributed.Client``; the tasks then
+    run on that cluster.  ``progress(done, total)`` is called as tasks finish."""
+    from joblib import Parallel, delayed
+
+    grid = grid or {}
+    combos = grid_points(grid)
+    specs = []
+    for name in problem_names:
+        prob = _problems.get(name)
+        for combo in combos:
+            values = prob.values_for(optimizer, normalize_values(combo))
+            unknown = set(combo) - {str(s) for s in optimizer.hyperparameters}
+            if unknown:
+                raise ValueError(f"grid names {sorted(unknown)} are not hyperparameters of "
+                                 f"{optimizer.name!r}")
+            T, hs_ = validate_inputs(optimizer, prob.loss_or_losses, prob.params, prob.theta0,
+                                     prob.T, hs, orders, dps, tol)
+            optimizer.check_values(values)
+            if prob.mini and stationary:
+                raise ValueError(f"problem {name!r} is mini batch: stationary flows are for "
+                                 f"full batch")
+            specs.append((name, dict(
+                optimizer=optimizer, loss_or_losses=prob.loss_or_losses,
+                params=list(prob.params), theta0=list(prob.theta0), T=T, orders=tuple(orders),
+                dps=int(dps), stationary=bool(stationary), schedule=None, values=values,
+                method=method, substeps=1, refine=True), hs_))
+    tasks = [(i, h) for i, (_, _, hs_) in enumerate(specs) for h in hs_]
+    parallel_kwargs = {"n_jobs": jobs, "return_as": "generator"}
+    results = {}
+
+    def collect(par):
+        gen = par(delayed(_task)(specs[i][1], i, h) for i, h in tasks)
+        for k, (i, h, res) in enumerate(gen):
+            results[(i, h)] = res
+            if progress:
+                progress(k + 1, len(tasks))
+
+    if scheduler is not None:
+        from joblib import parallel_config
+        client = _client(scheduler)
+        try:
+            with parallel_config(backend="dask"):
+                collect(Parallel(n_jobs=-1, return_as="generator"))
+        finally:
+            if client is not scheduler:
+                client.close()
+    else:
+        collect(Parallel(**parallel_kwargs))
+    tols = dict(DEFAULT_TOL)
+    if isinstance(tol, dict):
+        tols.update(tol)
+    elif tol is not None:
+        tols = {r: float(tol) for r in (0, 1, 2)}
+    out = SweepResult()
+    for i, (name, spec, hs_) in enumerate(specs):
+        per_h = [results[(i, h)] for h in hs_]
+        judged = {r: _judge(r, [res[0][r] for res in per_h], tols[r]) for r in orders}
+        t_it = sum(res[1] for res in per_h)
+        t_fl = sum(p.seconds for o in judged.values() for p in o.points)
+        out.studies.append(StudyResult(
+            optimizer=optimizer.name, problem=name,
+            batch="mini" if isinstance(spec["loss_or_losses"], list) else "full",
+            stationary=bool(stationary), dps=int(dps), T=str(spec["T"]),
+            values={k: str(v) for k, v in spec["values"].items()}, orders=judged,
+            timings={"iterates": t_it, "flows": t_fl}))
+    return out
+
+
+def _task(spec, i, h):
+    return i, h, _run_h(spec, h)
+
+
+def _client(scheduler):
+    from dask.distributed import Client
+    if isinstance(scheduler, Client):
+        return scheduler
+    if not isinstance(scheduler, str) or not scheduler:
+        raise ValueError(f"scheduler must be an address such as 'tcp://127.0.0.1:8786', got "
+                         f"{scheduler!r}")
+    try:
+        return Client(scheduler, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise OSError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
