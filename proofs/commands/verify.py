@@ -1,0 +1,186 @@
+"""``modeq verify OPTIMIZER``: observed order of accuracy of the modified flows.
+
+Runs the optimizer and integrates its modified flows of the requested orders in high precision
+(mpmath) for each step size, prints the convergence table (discrepancy, observed rates,
+integrator and rounding estimates, least-squares slope and verdict per order) and optionally
+writes a log-log plot and the JSON result.  Exit code 0 when every order passes, 1 otherwise.
+"""
+from __future__ import annotations
+
+import os
+
+from ._common import add_optimizer_args, optimizer_from_args
+
+DEFAULT_FULL_PROBLEM = "logcosh2d"
+DEFAULT_MINI_PROBLEM = "leastsquares3"
+
+
+def add_parser(sub):
+    from modeq.numeric.problems import names
+    p = sub.add_parser("verify", help="measure the order of accuracy of the modified flows",
+                       description=__doc__.split("\n\n")[1])
+    add_optimizer_args(p)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--problem", choices=names(),
+                     help=f"an embedded problem (default {DEFAULT_FULL_PROBLEM}, or "
+                          f"{DEFAULT_MINI_PROBLEM} with --batch mini)")
+    src.add_argument("--loss", help="a SymPy loss, e.g. 'x**4/4 + x*y + y**2'; for --batch "
+                                    "mini several losses separated by ';'")
+    p.add_argument("--params", help="parameters of --loss, comma separated (e.g. x,y)")
+    p.add_argument("--theta0", help="starting point, comma separated (e.g. 1,1/2)")
+    p.add_argument("--batch", choices=("full", "mini"), default="full")
+    p.add_argument("--orders", default="0,1", help="flow orders (default %(default)s)")
+    p.add_argument("--hs", help="step sizes, comma separated, strictly decreasing, e.g. "
+                                "1/16,1/32,1/64 or 2^-4,2^-5 (default 2^-4 ... 2^-9)")
+    p.add_argument("--T", default=None, help="horizon (default: the problem's, 1)")
+    p.add_argument("--dps", type=int, default=40, help="decimal digits (default %(default)s)")
+    p.add_argument("--stationary", action="store_true",
+                   help="the n -> oo flow (full batch)")
+    for name in ("beta", "rho", "eps"):
+        p.add_argument(f"--{name}", help=f"value of {name} (default: the problem's)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--scheduler", help="Dask scheduler address: run on that cluster")
+    p.add_argument("--plot", help="write the log-log plot here (PNG/PDF/SVG)")
+    p.add_argument("--json", help="write the result as JSON here")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.set_defaults(run=run)
+
+
+def _csv(text, what):
+    items = [s.strip() for s in (text or "").split(",") if s.strip()]
+    if not items:
+        raise ValueError(f"{what}: give a comma-separated list")
+    return items
+
+
+def _number(text):
+    import sympy as sp
+    t = text.replace(" ", "")
+    if t.startswith("2^"):
+        return sp.Integer(2) ** sp.Integer(t[2:])
+    try:
+        return sp.Rational(t)
+    except (TypeError, ValueError):
+        raise ValueError(f"cannot read {text!r} as a number") from None
+
+
+def _check_writable(path, what):
+    if path is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise OSError(f"{what}: folder {folder} does not exist")
+
+
+def problem_from_args(args, optimizer):
+    """``(loss_or_losses, params, theta0, T, values, name)`` from the command line."""
+    import sympy as sp
+    from modeq.numeric import problems
+    overrides = {k: _number(getattr(args, k)) for k in ("beta", "rho", "eps")
+                 if getattr(args, k) is not None}
+    if args.loss is not None:
+        if not args.params or not args.theta0:
+            raise ValueError("--loss needs --params and --theta0")
+        params = [sp.Symbol(s, real=True) for s in _csv(args.params, "--params")]
+        local = {str(s): s for s in params}
+        parts = [s for s in args.loss.split(";") if s.strip()]
+        try:
+            losses = [sp.sympify(s, locals=local) for s in parts]
+        except (sp.SympifyError, SyntaxError, TypeError) as exc:
+            raise ValueError(f"cannot parse --loss {args.loss!r}: {exc}") from None
+        if args.batch == "full" and len(losses) != 1:
+            raise ValueError("--batch full takes one loss (use --batch mini for several)")
+        theta0 = [_number(s) for s in _csv(args.theta0, "--theta0")]
+        base = dict(problems.DEFAULT_VALUES)
+        base.update(overrides)
+        values = {k: v for k, v in base.items()
+                  if k in {str(s) for s in optimizer.hyperparameters}}
+        loss = losses if args.batch == "mini" else losses[0]
+        T = _number(args.T) if args.T else 1
+        return loss, params, theta0, T, values, "user loss"
+    if args.params or args.theta0:
+        raise ValueError("--params and --theta0 go with --loss")
+    name = args.problem or (DEFAULT_MINI_PROBLEM if args.batch == "mini"
+                            else DEFAULT_FULL_PROBLEM)
+    prob = problems.get(name)
+    if args.batch == "mini" and not prob.mini:
+        raise ValueError(f"problem {name!r} is full batch; mini-batch problems: "
+                         f"{[n for n in problems.names() if problems.get(n).mini]}")
+    loss = prob.loss_or_losses if args.batch == "mini" else prob.full_batch_loss()
+    T = _number(args.T) if args.T else prob.T
+    return loss, list(prob.params), list(prob.theta0), T, prob.values_for(optimizer, overrides), \
+        name
+
+
+def run(args):
+    from tqdm import tqdm
+    from modeq.numeric.problems import DEFAULT_HS
+    from modeq.numeric.study import order_study, validate_inputs
+    optimizer = optimizer_from_args(args)
+    if args.batch == "mini" and args.stationary:
+        raise ValueError("--stationary is for --batch full")
+    loss, params, theta0, T, values, name = problem_from_args(args, optimizer)
+    orders = tuple(int(s) for s in _csv(args.orders, "--orders"))
+    hs = [_number(s) for s in _csv(args.hs, "--hs")] if args.hs else list(DEFAULT_HS)
+    validate_inputs(optimizer, loss, params, theta0, T, hs, orders, args.dps)
+    optimizer.check_values(values)
+    _check_writable(args.plot, "--plot")
+    _check_writable(args.json, "--json")
+    if args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    jobs, backend = args.jobs, None
+    client = None
+    if args.scheduler:
+        from modeq.numeric.sweep import _client
+        client = _client(args.scheduler)
+        jobs, backend = -1, "dask"
+    bar = tqdm(total=len(hs), desc=f"verify {optimizer.name}", unit="h", leave=False)
+    try:
+        result = order_study(optimizer, loss, params, theta0, T=T, hs=hs, orders=orders,
+                             dps=args.dps, stationary=args.stationary, jobs=jobs,
+                             backend=backend, problem_name=name,
+                             progress=lambda done, total: bar.update(done - bar.n), **values)
+    finally:
+        bar.close()
+        if client is not None:
+            client.close()
+    print(result.table("markdown" if args.markdown else "text"), end="")
+    t = result.timings
+    print(f"time: {t['total']:.1f} s (iterates {t['iterates']:.2f} s, flows {t['flows']:.2f} s)")
+    if args.json:
+        result.to_json(args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        result.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0 if result.passed else 1
+
+
+def reproduce_part(out_dir, quick=False) -> str:
+    """The default Adam order study, full batch (exact-n flow) and mini batch, written to
+    ``out_dir`` as Markdown tables, JSON and PNG plots (atomically); returns a short summary."""
+    from modeq.numeric import problems
+    from modeq.numeric.study import atomic_write, order_study
+    from modeq.symbolic import optimizers
+    import sympy as sp
+    os.makedirs(out_dir, exist_ok=True)
+    adam = optimizers.adam()
+    hs_full = problems.DEFAULT_HS[:4] if quick else problems.DEFAULT_HS
+    hs_mini = [sp.Rational(1, 2 ** k) for k in ((5, 6, 7) if quick else (5, 6, 7, 8))]
+    dps = 30 if quick else 40
+    lines = []
+    for batch, pname, hs in (("full", "logcosh2d", hs_full), ("mini", "leastsquares3", hs_mini)):
+        prob = problems.get(pname)
+        res = order_study(adam, prob.loss_or_losses, prob.params, prob.theta0, T=prob.T, hs=hs,
+                          orders=(0, 1), dps=dps, problem_name=pname,
+                          **prob.values_for(adam))
+        stem = os.path.join(out_dir, f"order-study-adam-{batch}")
+        atomic_write(stem + ".md", res.table("markdown"))
+        res.to_json(stem + ".json")
+        res.plot(stem + ".png")
+        slopes = ", ".join(f"order {r}: slope {o.slope:.3f} {o.verdict}"
+                           if o.slope is not None else f"order {r}: {o.verdict}"
+                           for r, o in res.orders.items())
+        lines.append(f"Adam, {batch} batch ({pname}, h = {hs[0]} ... {hs[-1]}, dps={dps}): "
+                     f"{slopes}; {res.timings['total']:.1f} s -> {stem}.md/.json/.png")
+    return "\n".join(lines)
