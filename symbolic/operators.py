@@ -191,11 +191,20 @@ def _split_scalar(term):
     return sp.Mul(*scal), sp.Mul(*fld)
 
 
+def _factor_denominators(term):
+    """Factor sums in denominators so that scalar factors can be split off
+    (``beta*s - s -> (beta - 1)*s``)."""
+    return sp.Mul(*[sp.Pow(sp.factor(f.base), f.exp)
+                    if isinstance(f, sp.Pow) and f.exp.is_negative and isinstance(f.base, sp.Add)
+                    and is_field(f.base) else f
+                    for f in sp.Mul.make_args(term)])
+
+
 def _linear_parts(u):
     """Write ``u`` as sum of (scalar coefficient, field) with the fields merged."""
     parts = {}
     for term in sp.Add.make_args(sp.expand_mul(u)):
-        c, f = _split_scalar(term)
+        c, f = _split_scalar(_factor_denominators(term))
         if f == 1:
             # a constant vector field (e.g. an eps term) has no point dependence but is a field
             parts[sp.S.One] = parts.get(sp.S.One, 0) + c
