@@ -21,7 +21,7 @@ float64; results live on the parameters' device and in their dtype.
 
 Public API: :func:`perturbed_one_norm`, :class:`OneNormLogger`, :func:`hessian_vector_product`,
 :func:`adam_correction`, :func:`adam_flow_field`, :class:`ImplicitBiasPenalty`,
-:func:`add_correction_to_grad`.
+:func:`add_correction_to_grad`, and :class:`AdamEpsInside` (the optimizer in this convention).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ import torch
 __all__ = [
     "perturbed_one_norm", "OneNormLogger", "hessian_vector_product", "gradients",
     "adam_correction", "adam_flow_field", "ImplicitBiasPenalty", "add_correction_to_grad",
-    "adam_coefficients", "check_params",
+    "adam_coefficients", "check_params", "AdamEpsInside",
 ]
 
 
@@ -412,3 +412,48 @@ class OneNormLogger:
 
     def __len__(self):
         return len(self.values)
+
+
+class AdamEpsInside(torch.optim.Optimizer):
+    """Adam exactly as in ``shared/MATH.md`` (the paper's convention): ``ε`` **inside** the square
+    root, bias correction on, ``m⁽⁰⁾ = v⁽⁰⁾ = 0``::
+
+        m ← β m + (1-β) g,   v ← ρ v + (1-ρ) g²,
+        θ ← θ − lr · (m/(1-β^{n+1})) / sqrt(v/(1-ρ^{n+1}) + ε).
+
+    ``torch.optim.Adam`` instead divides by ``sqrt(v̂) + ε``; the two agree when ``ε`` is negligible
+    against ``v̂`` but their modified flows differ.
+    """
+
+    def __init__(self, params, lr=1e-3, beta=0.9, rho=0.999, eps=1e-8):
+        lr = _real("lr", lr)
+        if lr <= 0:
+            raise ValueError(f"lr must be > 0, got {lr}")
+        defaults = dict(lr=lr, beta=_check_beta(beta), rho=_check_rho(rho), eps=_check_eps(eps))
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr, beta, rho, eps = group["lr"], group["beta"], group["rho"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["step"] = 0
+                    state["m"] = torch.zeros_like(p)
+                    state["v"] = torch.zeros_like(p)
+                g = p.grad
+                m, v = state["m"], state["v"]
+                state["step"] += 1
+                k = state["step"]
+                m.mul_(beta).add_(g, alpha=1 - beta)
+                v.mul_(rho).addcmul_(g, g, value=1 - rho)
+                denom = (v / (1 - rho ** k)).add_(eps).sqrt_()
+                p.addcdiv_(m, denom, value=-lr / (1 - beta ** k))
+        return loss
