@@ -105,16 +105,56 @@ def _check_theta(theta, p):
         raise ValueError(f"theta has {len(theta)} components, the loss has {p} parameters")
 
 
+def _hoist_sums(exprs, params):
+    """Replace each (outermost) ``Sum`` by a placeholder symbol: common-subexpression
+    elimination must not pull the summation variable out of its sum.  Returns the new
+    expressions and ``[(symbol, sum, depends_on_theta)]``."""
+    table = {}
+
+    def rep(e):
+        if e not in table:
+            table[e] = sp.Dummy("memsum")
+        return table[e]
+
+    out = [e.replace(lambda x: isinstance(x, sp.Sum), rep) for e in exprs]
+    return out, [(sym, s, bool(s.free_symbols & set(params))) for s, sym in table.items()]
+
+
 def _full_batch(flow, provider, subs, modules, stationary, cse):
     F = flow.F("full", stationary)
     cache = {}
     exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
-    fn = sp.lambdify([n_sym, *provider.params], exprs, modules=modules, cse=cse)
+    params = list(provider.params)
+    body, sums = _hoist_sums(exprs, params)
+    fn = sp.lambdify([n_sym, *params, *[s for s, _, _ in sums]], body, modules=modules,
+                     cse=cse)
+    # memory sums without closed form: scalar ones once per step index, others per call
+    scalar = [(sp.lambdify([n_sym], e, modules=modules), {}) for _, e, dep in sums if not dep]
+    pointwise = [sp.lambdify([n_sym, *params], e, modules=modules) for _, e, dep in sums if dep]
+    order = [dep for _, _, dep in sums]
     p = provider.p
+    if modules == "mpmath":
+        import mpmath
+
+        def precision():
+            return mpmath.mp.prec
+    else:
+        def precision():
+            return None
 
     def field(n, theta):
         _check_theta(theta, p)
-        return list(fn(n, *theta))
+        si, pi, extra = iter(scalar), iter(pointwise), []
+        for dep in order:
+            if dep:
+                extra.append(next(pi)(n, *theta))
+            else:
+                f, memo = next(si)
+                key = (n, precision())
+                if key not in memo:
+                    memo[key] = f(n)
+                extra.append(memo[key])
+        return list(fn(n, *theta, *extra))
 
     field.expressions = exprs
     return field
