@@ -45,7 +45,7 @@ OPTIMIZERS = {
 def values(problem, opt):
     v = problem.values_for(opt)
     if opt.name == "adamw_like":
-        v["lam"] = sp.Rational(1, 10)
+        v["lam"] = sp.Rational(1, 4)
     return v
 
 
