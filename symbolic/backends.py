@@ -1,25 +1,49 @@
-"""Numeric lowering of modified flows through :func:`sympy.lambdify`.
+"""Numeric lowering of modified flows: SymPy expressions printed for NumPy, torch or mpmath.
 
-``lambdify_flow(flow, E_or_losses, params, backend, stationary, schedule, **values)`` returns
-``f(n, theta) -> d theta/dt`` (a list of ``p`` numbers) on ``[nh, (n+1)h)``.
+``lambdify_flow(flow, E_or_losses, params, backend, stationary, schedule, cse, dtype, **values)``
+returns ``f(n, theta) -> d theta/dt`` on ``[nh, (n+1)h)``.
 
-* Hyperparameter values are converted *exactly* (floats by their binary value, strings and
-  fractions as exact rationals) and substituted before printing, so with ``backend="mpmath"``
-  every constant is evaluated at the caller's ``mpmath.mp.dps`` (no float literal).
-* Full batch: the lowered field (exact in ``n``) is printed once, with common-subexpression
-  elimination.
+Conventions
+-----------
+* **Hyperparameters** are converted *exactly* (floats by their binary value, strings and
+  fractions as exact rationals) and substituted before printing; no float literal is printed.
+* **Constants** (every non-integer number and every number-valued subexpression such as
+  ``sqrt(3)`` or ``1/3``) are lifted out of the printed code into arguments bound to their values
+  in the target arithmetic: with ``backend="mpmath"`` at the *call-time* ``mpmath.mp.prec`` (cached
+  per precision), with NumPy / torch correctly rounded to the chosen ``dtype``.  Integers and
+  integer exponents stay in the source.  ``B**(k/2)`` becomes ``sqrt(B)**k`` so that one square
+  root is shared by common-subexpression elimination; small integer powers are multiplied out.
+* **Batches** (NumPy, torch): ``theta`` has shape ``(p,)`` — one point — or ``(p, N)`` (more
+  generally ``(p, *batch)``): *component first*, column ``k`` is point ``k``.  The result has the
+  same shape.  Points stored as rows, shape ``(N, p)``, are passed as ``theta.T``.
+* **dtype** (NumPy, torch): ``float64`` by default; any real floating type may be chosen
+  (``"float32"``, ``numpy.float32``, ``torch.float32``...).  ``theta`` is converted to it, the
+  result is in it.  torch tensors keep their device; the result is differentiable by autograd.
+* **mpmath** evaluates one point: ``theta`` is a sequence of ``p`` numbers, the result a list of
+  ``mpf`` at the working precision.
+* Full batch: the lowered field (exact in ``n`` unless ``stationary``) is printed once, with
+  common-subexpression elimination (``cse=True``); ``f.source`` is the printed code.
+* SymPy 1.14's torch printer gaps are covered: elementwise ``Max``/``Min`` (``torch.max(0, x)``
+  fails or reduces), functions of Python scalars (``torch.sqrt(2)``), ``torch.pow`` of two Python
+  numbers, and constant results (broadcast to the batch shape).
 * Mini batch: the flow on step ``n`` depends on every past batch.  Grouping the memory sums by
   batch (:func:`~modeq.symbolic.expansion.grouped_step_terms`), one call evaluates each batch's
   gradient and Hessian once, whatever ``n``; past steps enter only through scalar weight tables
   and the cheap ``F0`` kernel.  The memory window is cut only where the dropped weights are
   below the working precision.
+
+The symbolic layer imports only SymPy: NumPy, torch and mpmath are imported lazily, inside the
+functions that build callables.
 """
 from __future__ import annotations
 
 import fractions
+import itertools
 import math
+import operator
 
 import sympy as sp
+from sympy.codegen.cfunctions import Sqrt
 
 from .components import LossProvider, lower
 from .expansion import grouped_step_terms
@@ -27,9 +51,16 @@ from .family import h as h_sym
 from .family import n as n_sym
 from .operators import Grad
 
-__all__ = ["lambdify_flow", "exact_value", "resolve_values", "BACKENDS"]
+__all__ = ["lambdify_flow", "exact_value", "resolve_values", "BACKENDS", "Kernel",
+           "FullBatchField", "resolve_dtype", "check_backend", "make_printer",
+           "prepare_expressions"]
 
 BACKENDS = ("mpmath", "numpy", "torch")
+
+# integer powers x**k with 2 <= |k| <= _POW_EXPAND are printed as products (NumPy, torch)
+_POW_EXPAND = 4
+# integers up to this size stay literal in the printed code (exact in every float type used)
+_INT_LITERAL = 2 ** 24
 
 
 def exact_value(name, value):
@@ -56,6 +87,13 @@ def exact_value(name, value):
     if hasattr(value, "man_exp"):  # an mpmath mpf: mantissa * 2**exponent, exactly
         man, ex = value.man_exp
         return sp.Integer(man) * sp.Integer(2) ** ex
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):  # numpy scalar
+        kind = value.dtype.kind
+        if kind in "iu":
+            return sp.Integer(int(value))
+        if kind == "f":
+            return exact_value(name, float(value)) if value.dtype.itemsize <= 8 else \
+                sp.Rational(*value.as_integer_ratio())
     raise TypeError(f"{name} must be a number, got {value!r}")
 
 
@@ -81,22 +119,386 @@ def resolve_values(flow, values):
     return {known[k]: v for k, v in exact.items() if k in known}
 
 
-def _modules(backend):
+def check_backend(backend):
+    """The backend name, or ``ValueError`` naming the choices."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     return backend
 
 
+_modules = check_backend  # the mini-batch evaluator's name for it
+
+
+# ------------------------------------------------------------------------------------ dtypes
+def resolve_dtype(backend, dtype=None):
+    """The working dtype: ``numpy.dtype`` / ``torch.dtype`` (``float64`` by default), ``None``
+    for mpmath.  ``TypeError`` for a non-floating (integer, complex, bool) or unknown dtype."""
+    check_backend(backend)
+    if backend == "mpmath":
+        if dtype is not None:
+            raise ValueError("dtype is for the numpy and torch backends; mpmath works at "
+                             "mpmath.mp.prec / mp.dps, read at call time")
+        return None
+    if backend == "numpy":
+        import numpy as np
+        if dtype is None:
+            return np.dtype(np.float64)
+        if type(dtype).__module__ == "torch":  # torch.float32 -> "float32"
+            dtype = str(dtype).split(".")[-1]
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype: not a NumPy dtype: {dtype!r}") from None
+        if dt.kind != "f":
+            raise TypeError(f"dtype must be a real floating-point type (float16, float32, "
+                            f"float64, longdouble), got {dt}")
+        return dt
+    import torch
+    if dtype is None:
+        return torch.float64
+    dt = dtype
+    if not isinstance(dt, torch.dtype):
+        name = str(getattr(dtype, "name", None) or getattr(dtype, "__name__", None) or dtype)
+        dt = getattr(torch, name.replace("torch.", ""), None)
+        if not isinstance(dt, torch.dtype):
+            raise TypeError(f"dtype: not a torch dtype: {dtype!r}")
+    if not dt.is_floating_point:
+        raise TypeError(f"dtype must be a real floating-point type (float16, bfloat16, float32, "
+                        f"float64), got {dt}")
+    return dt
+
+
+# ------------------------------------------------------------------- preparing expressions
+def _is_constant(e):
+    return isinstance(e, sp.Expr) and not e.free_symbols and e.is_number
+
+
+def prepare_expressions(exprs):
+    """Lift constants out of ``exprs`` and share square roots.
+
+    Returns ``(prepared, constants)``: ``prepared`` uses placeholder symbols (``Dummy``) for every
+    non-integer number-valued subexpression; ``constants`` is ``[(placeholder, exact value)]``.
+    Integers (of modest size) and integer exponents stay; a number raised to a symbolic power
+    becomes a placeholder (``2**(-n)`` would otherwise be a Python float); ``B**(k/2)`` becomes
+    ``Sqrt(B)**k`` (an unevaluated square root, so that CSE shares it between ``B**(1/2)`` and
+    ``B**(3/2)``).  Sums keep their limits untouched.
+    """
+    exprs = [sp.sympify(e) for e in exprs]
+    taken = {str(s) for e in exprs for s in e.free_symbols}
+    names = (nm for nm in (f"_c{k}" for k in itertools.count()) if nm not in taken)
+    table = {}
+    memo = {}
+
+    def const(c):
+        # plain symbols (not Dummy): lambdify would otherwise rename every argument
+        if c not in table:
+            table[c] = sp.Symbol(next(names), real=True)
+        return table[c]
+
+    def walk(e):
+        if e in memo:
+            return memo[e]
+        if e.is_Integer:
+            out = e if abs(int(e)) <= _INT_LITERAL else const(e)
+        elif not e.args:
+            out = const(e) if _is_constant(e) else e
+        elif _is_constant(e):
+            out = const(e)
+        elif e.is_Pow:
+            b, x = e.args
+            if x.is_Integer:
+                out = sp.Pow(walk(b), x)
+            elif x.is_Rational and x.q == 2:
+                out = Sqrt(walk(b)) ** int(x.p)
+            else:
+                nb = const(b) if _is_constant(b) else walk(b)
+                out = sp.Pow(nb, walk(x))
+        elif isinstance(e, sp.Sum):
+            out = sp.Sum(walk(e.function), *e.limits)
+        else:
+            out = e.func(*[walk(a) for a in e.args])
+        memo[e] = out
+        return out
+
+    prepared = [walk(e) for e in exprs]
+    return prepared, [(d, c) for c, d in table.items()]
+
+
+def _cse_with_opaque_sums(exprs):
+    """CSE that treats each ``Sum`` as one opaque value (its bound variable never escapes)."""
+    sums = {}
+    taken = {str(s) for e in exprs for s in e.free_symbols}
+    names = (nm for nm in (f"_s{k}" for k in itertools.count()) if nm not in taken)
+
+    def hide(e):
+        return e.replace(lambda x: isinstance(x, sp.Sum),
+                         lambda x: sums.setdefault(x, sp.Symbol(next(names))))
+
+    hidden = [hide(e) for e in exprs]
+    exclude = taken | {str(d) for d in sums.values()}
+    repl, reduced = sp.cse(hidden, list=True, symbols=(
+        sp.Symbol(nm) for nm in (f"_x{k}" for k in itertools.count()) if nm not in exclude))
+    return [(d, s) for s, d in sums.items()] + list(repl), reduced
+
+
+# ------------------------------------------------------------------------------- printers
+_PRINTERS = {}
+
+
+def make_printer(backend, fully_qualified=True):
+    """A SymPy code printer for ``backend`` with modeq's fixes (see the module docstring):
+    ``Sqrt`` printed as the backend's square root, small integer powers multiplied out
+    (NumPy, torch), Python ``**`` instead of ``torch.pow``, elementwise ``Max``/``Min`` for torch.
+    """
+    check_backend(backend)
+    key = backend
+    if key not in _PRINTERS:
+        _PRINTERS[key] = _printer_class(backend)
+    return _PRINTERS[key]({"fully_qualified_modules": fully_qualified, "inline": True,
+                           "allow_unknown_functions": True, "user_functions": {}})
+
+
+def _printer_class(backend):
+    from sympy.printing.precedence import PRECEDENCE, precedence
+
+    if backend == "numpy":
+        from sympy.printing.numpy import NumPyPrinter as Base
+        sqrt_name = "numpy.sqrt"
+    elif backend == "torch":
+        from sympy.printing.pytorch import TorchPrinter as Base
+        sqrt_name = "torch.sqrt"
+    else:
+        from sympy.printing.pycode import MpmathPrinter as Base
+        sqrt_name = "mpmath.sqrt"
+    expand_powers = backend in ("numpy", "torch")
+
+    class Printer(Base):
+        def _print_Sqrt(self, expr):
+            return f"{self._module_format(sqrt_name)}({self._print(expr.args[0])})"
+
+        def _print_Pow(self, expr, rational=False):
+            b, x = expr.args
+            if x.is_Integer and expand_powers and 2 <= abs(int(x)) <= _POW_EXPAND:
+                base = self.parenthesize(b, PRECEDENCE["Mul"], strict=True)
+                prod = "*".join([base] * abs(int(x)))
+                return f"({prod})" if x > 0 else f"(1/({prod}))"
+            if x == -1:
+                return f"(1/{self.parenthesize(b, PRECEDENCE['Pow'], strict=True)})"
+            if x == sp.S.Half:
+                return f"{self._module_format(sqrt_name)}({self._print(b)})"
+            if x == -sp.S.Half:
+                return f"(1/{self._module_format(sqrt_name)}({self._print(b)}))"
+            if x.is_Integer or backend == "torch":
+                # Python's operator: no float exponent for integers, no torch.pow(int, int)
+                PREC = precedence(expr)
+                return "{}**{}".format(self.parenthesize(b, PREC, strict=False),
+                                       self.parenthesize(x, PREC, strict=False))
+            return super()._print_Pow(expr, rational=rational)
+
+        if backend == "torch":
+            def _minmax(self, expr, fn):
+                args = [self._print(a) if not _is_constant(a)
+                        else f"{self._module_format('torch.as_tensor')}({self._print(a)})"
+                        for a in expr.args]
+                out = args[0]
+                for a in args[1:]:
+                    out = f"{self._module_format(fn)}({out}, {a})"
+                return out
+
+            def _print_Max(self, expr):
+                return self._minmax(expr, "torch.maximum")
+
+            def _print_Min(self, expr):
+                return self._minmax(expr, "torch.minimum")
+
+    Printer.__name__ = f"Modeq{Base.__name__}"
+    return Printer
+
+
+# --------------------------------------------------------------------------------- kernels
+class Kernel:
+    """A list of SymPy expressions compiled for one backend.
+
+    ``Kernel(exprs, args, backend, dtype=None, cse=True)``; ``kernel(*values)`` returns the list
+    of values, one per expression (elementwise over arrays for NumPy / torch; a constant
+    expression gives a scalar — see :meth:`broadcast`).  ``kernel.source`` is the printed
+    function; constants enter as trailing arguments (see :func:`prepare_expressions`).
+    ``ValueError`` if an expression has a free symbol that is not in ``args``.
+    """
+
+    def __init__(self, exprs, args, backend="numpy", dtype=None, cse=True):
+        self.backend = check_backend(backend)
+        self.dtype = resolve_dtype(backend, dtype)
+        exprs = [sp.sympify(e) for e in exprs]
+        args = list(args)
+        free = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+        extra = free - set(args)
+        if extra:
+            raise ValueError(f"expression uses symbol(s) {sorted(map(str, extra))} that have "
+                             f"no value (arguments: {[str(a) for a in args]})")
+        prepared, consts = prepare_expressions(exprs)
+        self._placeholders = [d for d, _ in consts]
+        self._constants = [c for _, c in consts]
+        self._cache = {}
+        if cse is True:
+            cse = _cse_with_opaque_sums
+        import importlib
+        # modules for the fully qualified names the printers use
+        namespace = {m: importlib.import_module(m)
+                     for m in (backend, "functools", "builtins", "math")}
+        self._fn = sp.lambdify(args + self._placeholders, prepared,
+                               modules=[namespace, backend],
+                               printer=make_printer(backend), cse=cse, dummify=False)
+        self.exprs = exprs
+        self.args = args
+
+    @property
+    def source(self):
+        import inspect
+        return inspect.getsource(self._fn)
+
+    def constants(self, device=None):
+        """Values of the lifted constants in the working arithmetic (cached)."""
+        if self.backend == "mpmath":
+            import mpmath
+            key = mpmath.mp.prec
+        else:
+            key = device
+        if key not in self._cache:
+            self._cache[key] = [self._value(c, device) for c in self._constants]
+        return self._cache[key]
+
+    def _value(self, c, device):
+        if self.backend == "mpmath":
+            import mpmath
+            if c.is_Rational:
+                return mpmath.mpf(int(c.p)) / int(c.q)
+            return mpmath.mpf(c.evalf(mpmath.mp.dps + 15))
+        if self.backend == "numpy":
+            import numpy as np
+            if self.dtype.itemsize > 8:
+                return self.dtype.type(str(c.evalf(40)))
+            return self.dtype.type(float(c.evalf(30)))
+        import torch
+        return torch.tensor(float(c.evalf(30)), dtype=self.dtype, device=device)
+
+    def __call__(self, *values, device=None):
+        return self._fn(*values, *self.constants(device))
+
+    def broadcast(self, outs, batch_shape, device=None):
+        """Stack per-expression results into one array of shape ``(len(outs), *batch_shape)``
+        in the working dtype (constant results are broadcast)."""
+        if self.backend == "numpy":
+            import numpy as np
+            return np.stack([np.broadcast_to(np.asarray(o, dtype=self.dtype), batch_shape)
+                             for o in outs]) if outs else np.zeros((0,) + tuple(batch_shape),
+                                                                     self.dtype)
+        if self.backend == "torch":
+            import torch
+            if not outs:
+                return torch.zeros((0,) + tuple(batch_shape), dtype=self.dtype, device=device)
+            return torch.stack([torch.broadcast_to(
+                torch.as_tensor(o, dtype=self.dtype, device=device), tuple(batch_shape))
+                for o in outs])
+        return list(outs)
+
+
+# ------------------------------------------------------------------------ input checking
+def check_step(n, required):
+    """The step index as a Python ``int`` (``None`` allowed when the field does not use it)."""
+    if n is None:
+        if required:
+            raise ValueError("this flow depends on the step index n (it is exact in n); pass "
+                             "an integer n >= 0, or build it with stationary=True")
+        return 0
+    if isinstance(n, sp.Basic) and n.is_Integer:
+        n = int(n)
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise ValueError(f"step index n must be an integer >= 0, got {n!r}")
+    n = operator.index(n)
+    if n < 0:
+        raise ValueError(f"step index n must be an integer >= 0, got {n}")
+    return n
+
+
+def as_points(theta, p, backend, dtype, name="theta"):
+    """``theta`` as an array of shape ``(p, *batch)`` in ``dtype`` (NumPy / torch), or a list of
+    ``p`` mpf (mpmath); ``ValueError`` / ``TypeError`` with the expected layout otherwise."""
+    layout = (f"{name} must have shape ({p},) for one point or ({p}, N) for N points "
+              f"(component first, one row per parameter)")
+    if backend == "mpmath":
+        import mpmath
+        if hasattr(theta, "shape") and len(getattr(theta, "shape")) != 1:
+            raise ValueError(f"the mpmath backend evaluates one point: {name} must be a "
+                             f"sequence of {p} numbers, got shape {tuple(theta.shape)}")
+        try:
+            xs = list(theta)
+        except TypeError:
+            raise TypeError(f"{name} must be a sequence of {p} numbers, got "
+                            f"{type(theta).__name__}") from None
+        if len(xs) != p:
+            raise ValueError(f"{name} has {len(xs)} components, the loss has {p} parameters")
+        return [_mpf(x, name) for x in xs]
+    if backend == "numpy":
+        import numpy as np
+        if type(theta).__module__.startswith("torch"):
+            theta = theta.detach().cpu().numpy()
+        x = np.asarray(theta)
+        if x.dtype.kind not in "fiu":
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        x = x.astype(dtype, copy=False)
+    else:
+        import torch
+        if isinstance(theta, torch.Tensor):
+            if theta.is_complex() or theta.dtype == torch.bool:
+                raise TypeError(f"{name} must hold real numbers, got dtype {theta.dtype}")
+            x = theta.to(dtype)
+        else:
+            import numpy as np
+            a = np.asarray(theta)
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+            x = torch.as_tensor(a.astype(np.float64), dtype=dtype)
+    if x.ndim == 0 or x.shape[0] != p:
+        shape = tuple(x.shape)
+        hint = (" — points stored as rows? pass theta.T" if len(shape) == 2 and shape[1] == p
+                else "")
+        raise ValueError(f"{layout}; got shape {shape}{hint}")
+    return x
+
+
+def _mpf(x, name):
+    import mpmath
+    if isinstance(x, sp.Basic):
+        if x.is_Rational:
+            return mpmath.mpf(int(x.p)) / int(x.q)
+        if x.is_number:
+            return mpmath.mpf(x.evalf(mpmath.mp.dps + 15))
+        raise TypeError(f"{name}: not a number: {x}")
+    if isinstance(x, fractions.Fraction):
+        return mpmath.mpf(x.numerator) / x.denominator
+    if isinstance(x, bool):
+        raise TypeError(f"{name}: components must be numbers, got {x!r}")
+    try:
+        return mpmath.mpf(x)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: components must be real numbers, got {x!r}") from None
+
+
+# ------------------------------------------------------------------------------- the field
 def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False, schedule=None,
-                  cse=True, **values):
+                  cse=True, dtype=None, **values):
     """See the module docstring."""
-    modules = _modules(backend)
+    modules = check_backend(backend)
     provider = LossProvider(E_or_losses, params, schedule)
     subs = resolve_values(flow, values)
     if provider.full:
-        return _full_batch(flow, provider, subs, modules, stationary, cse)
+        return _full_batch(flow, provider, subs, modules, stationary, cse, dtype)
     if stationary:
         raise ValueError("stationary=True is for full batch; give a single loss")
+    if dtype is not None:
+        raise ValueError("dtype= is supported for full-batch flows; the mini-batch evaluator "
+                         "works in each backend's default precision")
     return MiniBatchField(flow, provider, subs, modules, cse)
 
 
@@ -105,59 +507,46 @@ def _check_theta(theta, p):
         raise ValueError(f"theta has {len(theta)} components, the loss has {p} parameters")
 
 
-def _hoist_sums(exprs, params):
-    """Replace each (outermost) ``Sum`` by a placeholder symbol: common-subexpression
-    elimination must not pull the summation variable out of its sum.  Returns the new
-    expressions and ``[(symbol, sum, depends_on_theta)]``."""
-    table = {}
+class FullBatchField:
+    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` for a full-batch flow (module docstring).
 
-    def rep(e):
-        if e not in table:
-            table[e] = sp.Dummy("memsum")
-        return table[e]
+    ``n``: the step index (an integer >= 0; may be ``None`` when the field does not depend on
+    it, e.g. ``stationary=True``).  Attributes: ``expressions`` (the lowered ``-F`` components,
+    exact), ``source`` (the printed code), ``backend``, ``dtype``, ``p``.
+    """
 
-    out = [e.replace(lambda x: isinstance(x, sp.Sum), rep) for e in exprs]
-    return out, [(sym, s, bool(s.free_symbols & set(params))) for s, sym in table.items()]
+    def __init__(self, exprs, params, backend, dtype=None, cse=True):
+        self.expressions = list(exprs)
+        self.params = list(params)
+        self.p = len(self.params)
+        self.backend = backend
+        self.uses_n = any(e.has(n_sym) for e in self.expressions)
+        self.kernel = Kernel(self.expressions, [n_sym, *self.params], backend, dtype, cse)
+        self.dtype = self.kernel.dtype
+
+    @property
+    def source(self):
+        return self.kernel.source
+
+    def __call__(self, n, theta):
+        n = check_step(n, self.uses_n)
+        x = as_points(theta, self.p, self.backend, self.dtype)
+        if self.backend == "mpmath":
+            return list(self.kernel(n, *x))
+        device = getattr(x, "device", None)
+        outs = self.kernel(n, *x, device=device)
+        return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
+
+    def __repr__(self):
+        return (f"FullBatchField(p={self.p}, backend={self.backend!r}, "
+                f"dtype={self.dtype}, uses_n={self.uses_n})")
 
 
-def _full_batch(flow, provider, subs, modules, stationary, cse):
+def _full_batch(flow, provider, subs, modules, stationary, cse, dtype=None):
     F = flow.F("full", stationary)
     cache = {}
     exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
-    params = list(provider.params)
-    body, sums = _hoist_sums(exprs, params)
-    fn = sp.lambdify([n_sym, *params, *[s for s, _, _ in sums]], body, modules=modules,
-                     cse=cse)
-    # memory sums without closed form: scalar ones once per step index, others per call
-    scalar = [(sp.lambdify([n_sym], e, modules=modules), {}) for _, e, dep in sums if not dep]
-    pointwise = [sp.lambdify([n_sym, *params], e, modules=modules) for _, e, dep in sums if dep]
-    order = [dep for _, _, dep in sums]
-    p = provider.p
-    if modules == "mpmath":
-        import mpmath
-
-        def precision():
-            return mpmath.mp.prec
-    else:
-        def precision():
-            return None
-
-    def field(n, theta):
-        _check_theta(theta, p)
-        si, pi, extra = iter(scalar), iter(pointwise), []
-        for dep in order:
-            if dep:
-                extra.append(next(pi)(n, *theta))
-            else:
-                f, memo = next(si)
-                key = (n, precision())
-                if key not in memo:
-                    memo[key] = f(n)
-                extra.append(memo[key])
-        return list(fn(n, *theta, *extra))
-
-    field.expressions = exprs
-    return field
+    return FullBatchField(exprs, provider.params, modules, dtype, cse)
 
 
 class _KernelProvider:
