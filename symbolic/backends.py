@@ -511,9 +511,14 @@ class FullBatchField:
     """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` for a full-batch flow (module docstring).
 
     ``n``: the step index (an integer >= 0; may be ``None`` when the field does not depend on
-    it, e.g. ``stationary=True``).  Attributes: ``expressions`` (the lowered ``-F`` components,
-    exact), ``source`` (the printed code), ``backend``, ``dtype``, ``p``.
+    it, e.g. ``stationary=True``).  Memory sums without a closed form that do not depend on the
+    point (order 2, exact in ``n``) are evaluated once per ``n`` and working precision and
+    cached; sums that depend on the point are evaluated in the kernel, opaque to CSE.
+    Attributes: ``expressions`` (the lowered ``-F`` components, exact), ``source`` (the printed
+    code), ``backend``, ``dtype``, ``p``.
     """
+
+    _MEMO_SIZE = 4096
 
     def __init__(self, exprs, params, backend, dtype=None, cse=True):
         self.expressions = list(exprs)
@@ -521,25 +526,63 @@ class FullBatchField:
         self.p = len(self.params)
         self.backend = backend
         self.uses_n = any(e.has(n_sym) for e in self.expressions)
-        self.kernel = Kernel(self.expressions, [n_sym, *self.params], backend, dtype, cse)
+        body, sums = _hoist_scalar_sums(self.expressions, self.params)
+        self._sum_symbols = [s for s, _ in sums]
+        self.kernel = Kernel(body, [n_sym, *self.params, *self._sum_symbols], backend, dtype,
+                             cse)
+        self._sums = Kernel([e for _, e in sums], [n_sym], backend, dtype, cse) if sums \
+            else None
+        self._memo = {}
         self.dtype = self.kernel.dtype
 
     @property
     def source(self):
         return self.kernel.source
 
+    def _sum_values(self, n, device):
+        if self._sums is None:
+            return []
+        if self.backend == "mpmath":
+            import mpmath
+            key = (n, mpmath.mp.prec)
+        else:
+            key = (n, str(device))
+        if key not in self._memo:
+            if len(self._memo) >= self._MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = list(self._sums(n, device=device))
+        return self._memo[key]
+
     def __call__(self, n, theta):
         n = check_step(n, self.uses_n)
         x = as_points(theta, self.p, self.backend, self.dtype)
         if self.backend == "mpmath":
-            return list(self.kernel(n, *x))
+            return list(self.kernel(n, *x, *self._sum_values(n, None)))
         device = getattr(x, "device", None)
-        outs = self.kernel(n, *x, device=device)
+        outs = self.kernel(n, *x, *self._sum_values(n, device), device=device)
         return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
 
     def __repr__(self):
         return (f"FullBatchField(p={self.p}, backend={self.backend!r}, "
                 f"dtype={self.dtype}, uses_n={self.uses_n})")
+
+
+def _hoist_scalar_sums(exprs, params):
+    """Replace each outermost ``Sum`` that does not depend on the point by a symbol; returns
+    the new expressions and ``[(symbol, sum)]``."""
+    table = {}
+    taken = {str(s) for e in exprs for s in e.free_symbols}
+    names = (nm for nm in (f"_m{k}" for k in itertools.count()) if nm not in taken)
+    point = set(params)
+
+    def rep(e):
+        if e not in table:
+            table[e] = sp.Symbol(next(names))
+        return table[e]
+
+    out = [e.replace(lambda x: isinstance(x, sp.Sum) and not (x.free_symbols & point), rep)
+           for e in exprs]
+    return out, [(sym, s) for s, sym in table.items()]
 
 
 def _full_batch(flow, provider, subs, modules, stationary, cse, dtype=None):
