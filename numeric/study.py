@@ -533,8 +533,9 @@ def order_study(optimizer, loss_or_losses, params, theta0, T=1, hs=DEFAULT_HS, o
                     progress(i + 1, len(hs))
     else:
         from joblib import Parallel, delayed
+        from .sweep import _task
         par = Parallel(n_jobs=jobs, backend=backend, return_as="generator")
-        for i, res in enumerate(par(delayed(_run_h)(spec, h) for h in hs)):
+        for i, (_, _, res) in enumerate(par(delayed(_task)(spec, 0, h) for h in hs)):
             results.append(res)
             if progress:
                 progress(i + 1, len(hs))

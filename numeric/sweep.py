@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
@@ -78,7 +79,9 @@ def sweep(optimizer, problem_names: Sequence[str], grid: Dict[str, Sequence] = N
     (hyperparameter name -> list of values; the problem's own values fill the rest), at step
     sizes ``hs``.  ``jobs``: joblib worker count (``-1``: all cores).  ``scheduler``: the address
     of a Dask scheduler (``"tcp://host:8786"``) or a ``dask.distributed.Client``; the tasks then
-    run on that cluster.  ``progress(done, total)`` is called as tasks finish."""
+    run on that cluster.  ``progress(done, total)`` is called as tasks finish.  mpmath's
+    precision is per process, so tasks sharing a process (threaded workers) are serialized:
+    parallelism comes from processes (``loky`` workers, Dask workers with ``processes=True``)."""
     from joblib import Parallel, delayed
 
     grid = grid or {}
@@ -145,11 +148,17 @@ def sweep(optimizer, problem_names: Sequence[str], grid: Dict[str, Sequence] = N
     return out
 
 
+_MPMATH_LOCK = threading.Lock()
+
+
 def _task(spec, i, h):
-    return i, h, _run_h(spec, h)
+    # mpmath's working precision is global to a process: tasks that share a process (Dask
+    # workers with threads, processes=False) run one at a time so none changes another's dps.
+    with _MPMATH_LOCK:
+        return i, h, _run_h(spec, h)
 
 
-def _client(scheduler):
+def _client(scheduler, timeout=10):
     from dask.distributed import Client
     if isinstance(scheduler, Client):
         return scheduler
@@ -157,6 +166,6 @@ def _client(scheduler):
         raise ValueError(f"scheduler must be an address such as 'tcp://127.0.0.1:8786', got "
                          f"{scheduler!r}")
     try:
-        return Client(scheduler, timeout=10)
+        return Client(scheduler, timeout=timeout)
     except (OSError, TimeoutError) as exc:
         raise OSError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
