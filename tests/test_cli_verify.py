@@ -1,0 +1,122 @@
+"""``modeq verify`` end to end (in process through ``modeq.proofs.cli.main``, and once as the
+installed console script), plus ``reproduce_part``."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from modeq.proofs.cli import main
+from modeq.proofs.commands import verify
+
+FAST = ["--hs", "1/16,1/32,1/64", "--dps", "20"]
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_verify_gd_table_plot_json(tmp_path, capsys):
+    png, js = tmp_path / "p.png", tmp_path / "r.json"
+    code, out, err = run(["verify", "gd", *FAST, "--plot", str(png), "--json", str(js)], capsys)
+    assert code == 0, out + err
+    assert "order 0: slope" in out and "order 1: slope" in out and "PASS" in out
+    assert "1/64" in out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    data = json.loads(js.read_text())
+    assert data["passed"] is True and data["optimizer"] == "gd"
+    assert sorted(os.listdir(tmp_path)) == ["p.png", "r.json"]
+
+
+def test_verify_user_loss_markdown_and_adam_eps_outside(capsys):
+    code, out, err = run(["verify", "adam", "--eps-outside", "--loss",
+                          "2*x + 3*y + log(cosh(x - y)) + (x**2 + y**2)/4", "--params", "x,y",
+                          "--theta0", "1,1/2", "--hs", "1/16,1/32,1/64,1/128", "--dps", "20",
+                          "--markdown"], capsys)
+    assert code == 0, out + err
+    assert "adam_eps_outside" in out and "| h |" in out
+
+
+def test_verify_mini_batch_and_stationary(capsys):
+    code, out, _ = run(["verify", "sgd", "--batch", "mini", "--hs", "1/8,1/16,1/32", "--dps",
+                        "20"], capsys)
+    assert code == 0 and "mini batch" in out and "leastsquares3" in out
+    code, out, _ = run(["verify", "heavy_ball", "--stationary", "--orders", "1", *FAST],
+                       capsys)
+    assert code == 1 and "FAIL" in out  # only O(h)-close: MATH.md §3
+
+
+def test_verify_jobs(capsys):
+    code, out, _ = run(["verify", "gd", *FAST, "--jobs", "2"], capsys)
+    assert code == 0 and "PASS" in out
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["verify", "gd", "--hs", "1/16,1/8"], "strictly decreasing"),
+    (["verify", "gd", "--hs", "0,-1"], "> 0"),
+    (["verify", "gd", "--T", "0", *FAST], "T must be > 0"),
+    (["verify", "gd", "--dps", "10", "--hs", "1/16,1/32"], "dps"),
+    (["verify", "gd", "--loss", "x**2 + y**2", "--params", "x,y", "--theta0", "1,2,3"],
+     "theta0 has 3"),
+    (["verify", "gd", "--loss", "x**2 +* y", "--params", "x,y", "--theta0", "1,2"],
+     "cannot parse"),
+    (["verify", "gd", "--loss", "x**2"], "needs --params"),
+    (["verify", "nope"], "unknown optimizer"),
+    (["verify", "adam", "--beta", "2", *FAST], "beta"),
+    (["verify", "gd", "--batch", "mini", "--problem", "logcosh2d"], "full batch"),
+    (["verify", "gd", "--batch", "mini", "--stationary"], "stationary"),
+    (["verify", "gd", *FAST, "--plot", "/nonexistent/dir/p.png"], "does not exist"),
+])
+def test_bad_input_is_one_line_exit_2(argv, msg, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2
+    lines = [line for line in err.strip().splitlines() if "modeq verify: error" in line]
+    assert len(lines) == 1 and msg in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_divergent_run_exit_2(capsys):
+    code, _, err = run(["verify", "gd", "--loss", "x**4 + y**2", "--params", "x,y", "--theta0",
+                        "3,1", "--hs", "1,1/2", "--T", "20", "--dps", "15"], capsys)
+    assert code == 2 and "diverges" in err
+
+
+def test_interrupted_run_leaves_no_output(tmp_path, monkeypatch, capsys):
+    import modeq.numeric.study as study
+
+    real = study._run_h
+    calls = []
+
+    def interrupted(spec, h, factory=None):
+        calls.append(h)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(spec, h, factory)
+
+    monkeypatch.setattr(study, "_run_h", interrupted)
+    code, _, err = run(["verify", "gd", *FAST, "--plot", str(tmp_path / "p.png"), "--json",
+                        str(tmp_path / "r.json")], capsys)
+    assert code == 130 and "interrupted" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_console_script():
+    exe = os.path.join(os.path.dirname(sys.executable), "modeq")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "modeq.proofs.cli"]
+    proc = subprocess.run(cmd + ["verify", "gd", "--orders", "0", *FAST], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "order 0: slope" in proc.stdout
+
+
+def test_reproduce_part_quick(tmp_path):
+    text = verify.reproduce_part(str(tmp_path), quick=True)
+    assert "Adam, full batch" in text and "Adam, mini batch" in text
+    names = sorted(os.listdir(tmp_path))
+    assert names == sorted(f"order-study-adam-{b}.{e}" for b in ("full", "mini")
+                           for e in ("md", "json", "png"))
+    full = json.loads((tmp_path / "order-study-adam-full.json").read_text())
+    assert set(full["verdicts"]) == {"0", "1"}
