@@ -131,6 +131,13 @@ def _check_seeds(seeds):
     return tuple(int(s) for s in seeds)
 
 
+def _check_lr(lr):
+    lr = _number("lr", lr)
+    if lr <= 0:
+        raise ValueError(f"lr (the step size h) must be > 0, got {lr}")
+    return lr
+
+
 def _check_kind(kind):
     k = str(kind).lower().replace("-sweep", "")
     if k not in ("rho", "beta"):
@@ -241,6 +248,7 @@ class RunResult:
     penalty: str                                   # "none" or "cancel"
     log: Dict[str, List[float]]
     checkpoints: Dict[int, Dict[str, object]] = field(default_factory=dict)
+    n_params: int = 0
 
     def final(self, metric):
         return self.log[metric][-1]
@@ -268,7 +276,7 @@ def train_run(model="mlp", data=None, *, beta, rho, eps=DEFAULTS["eps"], lr=DEFA
     from . import torch as mt
 
     beta, rho = mt._check_beta(beta), mt._check_rho(rho)
-    eps, lr = mt._check_eps(eps), mt._check_h(lr)
+    eps, lr = mt._check_eps(eps), _check_lr(lr)
     steps = _positive_int("steps", steps)
     if penalty not in ("none", "cancel"):
         raise ValueError(f"penalty must be 'none' or 'cancel', got {penalty!r}")
@@ -340,7 +348,7 @@ def train_run(model="mlp", data=None, *, beta, rho, eps=DEFAULTS["eps"], lr=DEFA
             p.grad = g.detach()
         opt.step()
     return RunResult(seed=seed, beta=beta, rho=rho, eps=eps, lr=lr, penalty=penalty, log=log,
-                     checkpoints=kept)
+                     checkpoints=kept, n_params=sum(p.numel() for p in params))
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,7 +462,7 @@ def sweep(kind, values=None, *, steps=DEFAULTS["steps"], seeds=DEFAULTS["seeds"]
     values = _check_values(kind, values)
     steps = _positive_int("steps", steps)
     seeds = _check_seeds(seeds)
-    lr, eps = mt._check_h(lr), mt._check_eps(eps)
+    lr, eps = _check_lr(lr), mt._check_eps(eps)
     counter_weight = mt._check_weight(counter_weight)
     num_threads = _positive_int("num_threads", num_threads)
     if kind == "rho":
@@ -510,6 +518,11 @@ def _fmt(x, digits=4):
     return "nan" if not math.isfinite(x) else f"{x:.{digits}g}"
 
 
+def _n_params(res):
+    """The number of trained parameters (0 if unknown)."""
+    return res.runs[0].n_params if res.runs else 0
+
+
 def _summary(res: SweepResult) -> str:
     k = res.kind
     other = "beta" if k == "rho" else "rho"
@@ -545,12 +558,30 @@ def _summary(res: SweepResult) -> str:
     other_trends = "3 and 4" if k == "rho" else "1 and 2"
     lines.append(f"- Trends {other_trends} concern the {other} sweep "
                  f"(`modeq experiment {other}-sweep`).")
-    lines += ["", "Regime: the first-order theory needs h/(1-ρ) and h/(1-β) small; here "
-              + ", ".join(f"h/(1-{k}) = {res.lr / (1 - v):.3g}" for v in res.values) + ". "
-              "With bias correction the stationary coefficients also need ρ^steps small: "
-              + ", ".join(f"{(res.fixed.get('rho', v) if k == 'beta' else v):g}^{res.steps} = "
-                          f"{(res.fixed.get('rho', v) if k == 'beta' else v) ** res.steps:.3g}"
-                          for v in (res.values if k == "rho" else res.values[:1])) + "."]
+    loss_t = _spearman(np.arange(len(res.values)), res.finals("train_loss").mean(axis=1)) \
+        if len(res.values) > 1 else float("nan")
+    norm_t = res.trend("one_norm")["spearman"]
+    if math.isfinite(loss_t) and math.isfinite(norm_t) and loss_t * norm_t > 0:
+        means = ", ".join(_fmt(m) for m in res.finals("train_loss").mean(axis=1))
+        lines.append(f"- Caveat: the final train loss moves the same way as the norm (seed means "
+                     f"{means}; Spearman {_fmt(loss_t, 3)}), so at an equal number of steps part "
+                     f"of the norm's trend may be slower or faster convergence rather than a "
+                     f"different implicit bias.")
+    n_params = _n_params(res)
+    if n_params:
+        lines.append(f"- Floor: ‖v‖_(1,ε) ≥ p·√ε = {n_params}·{math.sqrt(res.eps):.3g} = "
+                     f"{n_params * math.sqrt(res.eps):.4g} for p = {n_params} parameters, "
+                     f"reached only when the gradient vanishes.")
+    fixed_name, fixed_val = next(iter(res.fixed.items()))
+    rhos = res.values if k == "rho" else (res.fixed["rho"],)
+    lines += ["", "Regime: the first-order coefficients have the size of h/(1-β) and h/(1-ρ) "
+              "(the averages' memory in units of time); the truncated expansion is trustworthy "
+              f"only when both are small. Here h/(1-{fixed_name}) = "
+              f"{res.lr / (1 - fixed_val):.3g} and h/(1-{k}) = "
+              + ", ".join(f"{res.lr / (1 - v):.3g}" for v in res.values)
+              + f" for {k} = " + ", ".join(f"{v:g}" for v in res.values) + ". "
+              "The stationary coefficients also assume ρ^n small (bias correction); at the last "
+              f"step ρ^{res.steps} = " + ", ".join(f"{r ** res.steps:.3g}" for r in rhos) + "."]
     if "cancel" in res.penalties:
         lines += ["", "## Counter-experiment: the penalty that cancels the first-order term", "",
                   f"Same runs trained on E + P with P = ImplicitBiasPenalty(sign=-1, "
@@ -569,7 +600,7 @@ def _summary(res: SweepResult) -> str:
             lowered += int(n1.mean() < n0.mean())
             if np.all(l1 > 0.9 * init):
                 stalled.append(v)
-            lines.append(f"| {v:g} | {-res.lr / 2 * A * res.counter_weight:.3g} | "
+            lines.append(f"| {v:g} | {-res.lr / 2 * A * res.counter_weight + 0.0:.3g} | "
                          f"{_fmt(n0.mean())} | {_fmt(n1.mean())} | {_fmt(a0.mean())} | "
                          f"{_fmt(a1.mean())} | {_fmt(l1.mean())} |")
         lines += ["", f"Cancelling the term lowered the final norm at {lowered} of "
@@ -638,6 +669,9 @@ def plot_norm_vs_step(res: SweepResult):
             ax.plot(x, Y.mean(axis=0), color=color, label=f"{res.kind} = {v:g}")
             if len(runs) > 1:
                 ax.fill_between(x, Y.min(axis=0), Y.max(axis=0), color=color, alpha=0.2)
+        floor = _n_params(res) * math.sqrt(res.eps)
+        if floor > 0:
+            ax.axhline(floor, color="gray", ls=":", lw=1, label="floor p·√ε")
         ax.set_yscale("log")
         ax.set_xlabel("step")
         ax.set_title("Adam" if pen == "none" else "Adam + cancelling penalty")
@@ -651,29 +685,32 @@ def plot_norm_vs_step(res: SweepResult):
 
 
 def plot_final_vs_value(res: SweepResult):
-    """Figure: final test accuracy and final norm against the swept value, error bars = seed std."""
+    """Figure: final test accuracy (top) and final norm (bottom) against the swept value, error
+    bars = std over seeds; one column for Adam and one for the counter-experiment (own scales)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    pens = res.penalties
+    fig, axes = plt.subplots(2, len(pens), figsize=(5.8 * len(pens), 7.2), squeeze=False,
+                             sharex=True)
     x = np.arange(len(res.values))
-    for ax, metric, label in ((axes[0], "test_acc", "final test accuracy"),
-                              (axes[1], "one_norm", "final ‖∇E‖₁,ε")):
-        for pen, fmt, off in (("none", "o-", -0.05), ("cancel", "s--", 0.05)):
-            if pen not in res.penalties:
-                continue
+    for col, pen in enumerate(pens):
+        for row, (metric, label) in enumerate((("test_acc", "final test accuracy"),
+                                               ("one_norm", "final ‖∇E‖₁,ε"))):
+            ax = axes[row][col]
             F_ = res.finals(metric, pen)
             sd = F_.std(axis=1, ddof=1) if F_.shape[1] > 1 else np.zeros(len(x))
-            ax.errorbar(x + off, F_.mean(axis=1), yerr=sd, fmt=fmt, capsize=4,
-                        label="Adam" if pen == "none" else "Adam + cancelling penalty")
-        ax.set_xticks(x)
-        ax.set_xticklabels([f"{v:g}" for v in res.values])
-        ax.set_xlabel(res.kind)
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[1].set_yscale("log")
-    fig.suptitle(f"{res.model}, digits, step {res.steps}, seeds {len(res.seeds)} "
+            ax.errorbar(x, F_.mean(axis=1), yerr=sd, fmt="o-" if pen == "none" else "s--",
+                        color="C0" if pen == "none" else "C1", capsize=4)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title("Adam" if pen == "none" else "Adam + cancelling penalty")
+            else:
+                ax.set_xticks(x)
+                ax.set_xticklabels([f"{v:g}" for v in res.values])
+                ax.set_xlabel(res.kind)
+    fig.suptitle(f"{res.model}, digits, value at step {res.steps}, {len(res.seeds)} seeds "
                  f"(error bars: std over seeds)")
     fig.tight_layout()
     return fig
