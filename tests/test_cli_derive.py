@@ -43,3 +43,10 @@ def test_reproduce_out_is_a_file(tmp_path, capsys):
     f.write_text("x")
     assert main(["reproduce", "--symbolic-only", "--out", str(f)]) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_derive_prints_generic_components(capsys):
+    assert main(["derive", "gd", "--dims", "2", "--no-recognize"]) == 0
+    out = capsys.readouterr().out
+    assert "j = 1: -g_1 - h*(H_11*g_1 + H_12*g_2)/2" in out
+    assert main(["derive", "gd", "--dims", "9"]) == 2

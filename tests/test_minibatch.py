@@ -61,3 +61,39 @@ def test_numeric_mini_batch_matches_the_exact_field(make):
 def test_mini_batch_order_two_with_memory_is_not_implemented():
     with pytest.raises(NotImplementedError, match="order 1"):
         derive(optimizers.adam(), 2).field([E0, E1], [x, y], n=1)
+
+
+def test_mini_batch_cost_per_call_does_not_grow_with_n():
+    """One gradient and one Hessian evaluation per distinct batch, whatever n."""
+    flow = derive(optimizers.adam(), 1)
+    f = flow.lambdify([E0, E1, E2], [x, y], h=0.0625, beta=0.9, rho=0.99, eps=0.01)
+    calls = {"grad": 0, "hess": 0}
+
+    def counting(fns, key):
+        def wrap(fn):
+            def inner(*a):
+                calls[key] += 1
+                return fn(*a)
+            return inner
+        return [wrap(fn) for fn in fns]
+
+    f._grad = counting(f._grad, "grad")
+    f._hess = counting(f._hess, "hess")
+    mpmath.mp.dps = 30
+    for N in (2, 40):
+        calls.update(grad=0, hess=0)
+        f(N, [mpmath.mpf(1) / 2, mpmath.mpf(-1) / 3])
+        assert calls == {"grad": 3, "hess": 3}
+
+
+def test_memory_window_drops_only_weights_below_precision():
+    flow = derive(optimizers.heavy_ball(), 1)
+    f = flow.lambdify([E0, E1, E2], [x, y], h=0.0625, beta=0.25)
+    mpmath.mp.dps = 30
+    th = [mpmath.mpf(1) / 2, mpmath.mpf(-1) / 3]
+    N = 120
+    assert f._window(f._u_table(N), N) > 0            # the window is really cut here
+    cut = f(N, th)
+    f._window = lambda tab, n: 0                       # keep every past step
+    full = f(N, th)
+    assert max(abs(a - b) for a, b in zip(cut, full)) < mpmath.mpf(10) ** -29

@@ -14,6 +14,9 @@ def add_parser(sub):
     p.add_argument("--stationary", action="store_true",
                    help="the n -> oo limit (full batch)")
     p.add_argument("--format", choices=("text", "latex"), default="text")
+    p.add_argument("--dims", type=int, metavar="P",
+                   help="also print the components for any loss in dimension P, in generic "
+                        "symbols g_i, H_ij, T_ijk (full batch)")
     p.add_argument("--no-recognize", action="store_true",
                    help="skip the proofs against published closed forms")
     p.set_defaults(run=run)
@@ -31,6 +34,16 @@ def run(args):
         print(flow_latex(flow, args.batch, args.stationary))
     else:
         print(flow_text(flow, args.batch, args.stationary))
+    if args.dims is not None:
+        if args.batch != "full":
+            raise ValueError("--dims is for --batch full")
+        if not 1 <= args.dims <= 6:
+            raise ValueError(f"--dims must be in 1..6, got {args.dims}")
+        import sympy as sp
+        comps = flow.generic(args.dims, stationary=args.stationary)
+        print(f"\ncomponents for p = {args.dims} (d theta_j/dt):")
+        for j, c in enumerate(comps):
+            print(f"  j = {j + 1}: " + (sp.latex(c) if args.format == "latex" else sp.sstr(c)))
     if args.batch == "full" and not args.no_recognize and args.order >= 1:
         dims = (1, 2, 3, 4) if args.stationary else (1, 2)
         for rec in recognize(flow, stationary=args.stationary, dims=dims):
