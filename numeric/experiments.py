@@ -54,7 +54,8 @@ import numpy as np
 
 __all__ = [
     "Data", "RunResult", "SweepResult", "load_digits_data", "make_model", "train_run", "sweep",
-    "rho_sweep", "beta_sweep", "write_outputs", "DEFAULTS", "MODELS", "CSV_COLUMNS",
+    "rho_sweep", "beta_sweep", "write_outputs", "plot_norm_vs_step", "plot_final_vs_value",
+    "DEFAULTS", "MODELS", "CSV_COLUMNS",
 ]
 
 #: Default settings of the two sweeps (the paper's fixed values; swept values near them).
@@ -623,6 +624,12 @@ def _summary(res: SweepResult) -> str:
 # Outputs
 # --------------------------------------------------------------------------------------------
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path, write):
     """Write through ``write(tmp_path)`` to a temporary file in the target folder, then
     ``os.replace`` it onto ``path``."""
@@ -632,6 +639,7 @@ def _atomic_write(path, write):
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; give the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -647,19 +655,19 @@ def _write_text(path, text):
 
 
 def _save_fig(fig, path):
+    # a pyplot-free Figure: PNG through matplotlib's Agg renderer, whatever the global backend
     _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
 
 
 def plot_norm_vs_step(res: SweepResult):
     """Figure: ‖∇E‖_(1,ε) against the step, one line per swept value (seed mean, band = min–max
     over seeds); a second panel for the counter-experiment when it ran."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
     pens = res.penalties
-    fig, axes = plt.subplots(1, len(pens), figsize=(6.2 * len(pens), 4.2), squeeze=False,
-                             sharey=True)
-    cmap = plt.get_cmap("viridis")
+    fig = Figure(figsize=(6.2 * len(pens), 4.2))
+    axes = fig.subplots(1, len(pens), squeeze=False, sharey=True)
+    cmap = colormaps["viridis"]
     for ax, pen in zip(axes[0], pens):
         for i, v in enumerate(res.values):
             runs = res.select(v, pen)
@@ -687,12 +695,10 @@ def plot_norm_vs_step(res: SweepResult):
 def plot_final_vs_value(res: SweepResult):
     """Figure: final test accuracy (top) and final norm (bottom) against the swept value, error
     bars = std over seeds; one column for Adam and one for the counter-experiment (own scales)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     pens = res.penalties
-    fig, axes = plt.subplots(2, len(pens), figsize=(5.8 * len(pens), 7.2), squeeze=False,
-                             sharex=True)
+    fig = Figure(figsize=(5.8 * len(pens), 7.2))
+    axes = fig.subplots(2, len(pens), squeeze=False, sharex=True)
     x = np.arange(len(res.values))
     for col, pen in enumerate(pens):
         for row, (metric, label) in enumerate((("test_acc", "final test accuracy"),
@@ -720,9 +726,6 @@ def write_outputs(res: SweepResult, out_dir) -> Dict[str, str]:
     """Write ``{kind}-sweep.csv``, ``{kind}-norm-vs-step.png``, ``{kind}-final-vs-value.png`` and
     ``{kind}-summary.md`` into ``out_dir`` (created if needed), each atomically.  Returns the
     paths by role."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     k = res.kind
@@ -732,10 +735,6 @@ def write_outputs(res: SweepResult, out_dir) -> Dict[str, str]:
              "summary": os.path.join(out_dir, f"{k}-summary.md")}
     _write_text(paths["csv"], res.csv_text())
     for key, make in (("norm_plot", plot_norm_vs_step), ("final_plot", plot_final_vs_value)):
-        fig = make(res)
-        try:
-            _save_fig(fig, paths[key])
-        finally:
-            plt.close(fig)
+        _save_fig(make(res), paths[key])
     _write_text(paths["summary"], res.summary())
     return paths
