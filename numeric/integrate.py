@@ -88,7 +88,7 @@ TABLEAUX = {t.name: t for t in (HEUN21, KUTTA32, BS32, MERSON43, CK45, DP54)}
 #: The cheapest pair whose error estimate (order ``order_hat + 1`` locally, ``order_hat``
 #: globally) is of higher order than the discrepancy ``O(h^(r+1))`` of a flow of order ``r``,
 #: so that the ratio discrepancy / estimate grows as ``h`` shrinks.
-AUTO_METHOD = {0: "bs32", 1: "merson43", 2: "ck45"}
+AUTO_METHOD = {0: "kutta32", 1: "merson43", 2: "ck45"}
 DEFAULT_METHOD = "auto"
 
 #: Fixed-point guard bits below the working precision for the stage combinations.

@@ -1,0 +1,110 @@
+"""Benchmark: cost of an order study relative to computing the iterates alone.
+
+Default 2-D problem (``logcosh2d``), Adam (eps inside, bias correction), h = 2^-4 ... 2^-9,
+T = 1, dps = 40, orders 0 and 1.  Printed side by side:
+
+* the floor: the time to compute the iterates alone for every h;
+* the study (``order_study``): first call (includes the one-time symbolic lowering and
+  compilation of the flows) and a repeated call (compiled flows cached), as multiples of the floor;
+* per flow: our integration (embedded pair, error estimate, auto-refinement) against a plain
+  classical RK4 with 8 substeps per step on the same compiled fields, as multiples of the floor.
+
+Run: ``python benchmarks/bench_study.py``.
+"""
+from __future__ import annotations
+
+import time
+
+import mpmath
+
+
+def rk4_substeps(f, theta0, h, steps, substeps=8):
+    """A plain classical RK4 in mpf arithmetic, ``substeps`` equal steps per interval."""
+    dt = mpmath.mpf(h) / substeps
+    half = dt / 2
+    y = [mpmath.mpf(x) for x in theta0]
+    path = [y]
+    for n in range(steps):
+        for _ in range(substeps):
+            k1 = f(n, y)
+            k2 = f(n, [a + half * b for a, b in zip(y, k1)])
+            k3 = f(n, [a + half * b for a, b in zip(y, k2)])
+            k4 = f(n, [a + dt * b for a, b in zip(y, k3)])
+            y = [a + dt / 6 * (b + 2 * c + 2 * d + e) for a, b, c, d, e in zip(y, k1, k2, k3, k4)]
+        path.append(y)
+    return path
+
+
+def main(dps=40, repeats=5):
+    from modeq.numeric import problems
+    from modeq.numeric.iterate import Iterator
+    from modeq.numeric.study import FieldFactory, order_study
+    from modeq.symbolic import optimizers
+
+    prob = problems.get("logcosh2d")
+    adam = optimizers.adam()
+    values = prob.values_for(adam)
+    hs = problems.DEFAULT_HS
+
+    def floor():
+        t0 = time.perf_counter()
+        with mpmath.workdps(dps):
+            it = Iterator(adam, prob.loss, prob.params, **values)
+            runs = {h: it.run(prob.theta0, h, int(prob.T / h)) for h in hs}
+        return time.perf_counter() - t0, runs
+
+    def study():
+        t0 = time.perf_counter()
+        res = order_study(adam, prob.loss, prob.params, prob.theta0, T=prob.T, hs=hs,
+                          orders=(0, 1), dps=dps, problem_name=prob.name, **values)
+        return time.perf_counter() - t0, res
+
+    t_cold, res = study()
+    # paired measurements (floor, then study, back to back) so that a busy machine slows both
+    pairs = []
+    for _ in range(repeats):
+        t_floor_i, runs = floor()
+        t_warm_i, res = study()
+        pairs.append((t_warm_i / t_floor_i, t_floor_i, t_warm_i, res))
+    pairs.sort(key=lambda p: p[0])
+    ratio, t_floor, t_warm, res = pairs[len(pairs) // 2]  # the median pair
+
+    factory = FieldFactory(adam, prob.loss, prob.params, **values)
+    per_flow = {}
+    with mpmath.workdps(dps):
+        for r in (0, 1):
+            ours = sum(p.seconds for p in res.orders[r].points)
+            t0 = time.perf_counter()
+            worst = mpmath.mpf(0)
+            for h in hs:
+                f = factory(r, h)
+                path = rk4_substeps(f, prob.theta0, h, int(prob.T / h))
+                # both integrations agree far below the discrepancy being measured
+                err = max(abs(a - b) for p, q in zip(path, runs[h]) for a, b in zip(p, q))
+                worst = max(worst, err)
+            per_flow[r] = (ours, time.perf_counter() - t0)
+
+    print(res.table(), end="")
+    print()
+    print(f"Adam on {prob.name}, h = 2^-4 ... 2^-9, T = {prob.T}, dps = {dps}, orders 0 and 1")
+    print(f"floor (iterates alone, {sum(int(prob.T / h) for h in hs)} steps): "
+          f"{t_floor:.3f} s")
+    print(f"{'':40s}{'seconds':>10s}{'x floor':>10s}")
+    rows = [("study, first call (incl. symbolic setup)", t_cold),
+            ("study, repeated (flows compiled)", t_warm),
+            ("  of which iterates + flows", res.timings["iterates"] + res.timings["flows"])]
+    for r, (ours, rk4) in per_flow.items():
+        rows.append((f"order {r} flow: embedded pair (ours)", ours))
+        rows.append((f"order {r} flow: plain RK4, 8 substeps", rk4))
+    for label, t in rows:
+        print(f"{label:40s}{t:10.3f}{t / t_floor:10.1f}")
+    print(f"paired study/floor ratios over {repeats} repeats: "
+          f"{', '.join(f'{p[0]:.1f}' for p in pairs)} (median {ratio:.1f}); "
+          f"verdicts: {res.verdicts}; goal: study <= 10x floor")
+    return {"floor": t_floor, "study_cold": t_cold, "study_warm": t_warm,
+            "numeric": res.timings["iterates"] + res.timings["flows"],
+            "per_flow": per_flow}
+
+
+if __name__ == "__main__":
+    main()
