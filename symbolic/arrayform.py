@@ -1,0 +1,573 @@
+"""Array and matrix-free forms of the terms of a full-batch modified flow.
+
+Every full-batch term ``F_r`` of the component algebra (:mod:`operators`) is a componentwise
+expression in the gradient ``g_j`` (and ``theta_j``, the step index ``n``) and in *contractions*
+with derivatives of the loss at the current point: Hessian-vector products ``(H.u)_j`` and
+third-derivative contractions ``T[u, w]_j``, whose arguments ``u, w`` are again such expressions
+(nested for ``F2``).  :func:`matrix_free` reads this structure off a derived term:
+
+* ``contractions``: ``v_k = H.u_k`` (kind ``"hvp"``) or ``v_k = T[u_k, w_k]`` (kind ``"d3"``), in
+  evaluation order; each argument is a componentwise expression in ``g``, ``theta``, ``n`` and
+  earlier ``v``'s;
+* ``output``: ``F_r`` as a polynomial in the ``v``'s with componentwise coefficients.
+
+For the first correction this is ``F1 = sum_k c_k(g) * (H.u_k(g))`` — for Adam a single term
+``c(g) * (H.(g/sqrt(g^2+eps)))`` — so one Hessian-vector product per distinct ``u_k``
+(:attr:`MatrixFreeForm.pairs`).  Numerically (:meth:`MatrixFreeForm.lambdify`) the form needs only
+``g`` and callbacks ``hvp(v) = H v`` and ``d3(u, w) = T[u, w]``; with explicit arrays
+(:meth:`MatrixFreeForm.array_function`) it is ``f(g, H[, T])`` for any dimension ``p``.
+
+Conventions: arrays are *component first*: ``g`` of shape ``(p,)`` or ``(p, N)`` (``N`` points),
+``H`` of shape ``(p, p)`` or ``(p, p, N)``, ``T`` of shape ``(p, p, p)`` or ``(p, p, p, N)``;
+``(H.u)_j = sum_i H_ji u_i``, ``T[u, w]_j = sum_ik T_jik u_i w_k``.  All other operations are
+componentwise.  The callbacks of :meth:`lambdify` may use any array shape (e.g. a network's
+parameter tensor) as long as ``hvp`` and ``d3`` map it to the same shape.
+
+:func:`verify` proves the extraction right: the form rebuilt in the component algebra equals the
+derived term (dimension-free, and lowered to generic ``g_i, H_ij, T_ijk`` for ``p = 1..4``), and the
+array form evaluated with explicit symmetric matrices ``H``, ``T`` equals the component form.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .components import SymbolProvider, lower_vector
+from .family import n as n_sym
+from .family import theta as theta_sym
+from .operators import D3, FULL, Grad, Hess, Vec, linearize
+
+__all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms",
+           "first_order_form", "verify", "MatrixFreeFunction", "MatrixFreeFlow"]
+
+#: the gradient component in array forms (no assumptions: ``sqrt(g**2)`` stays as derived)
+G = sp.Symbol("g")
+
+KINDS = ("hvp", "d3")
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """``symbol = H.args[0]`` (``kind="hvp"``) or ``symbol = T[args[0], args[1]]`` (``"d3"``)."""
+    symbol: sp.Symbol
+    kind: str
+    args: tuple
+
+    def __str__(self):
+        if self.kind == "hvp":
+            return f"{self.symbol} = H.({self.args[0]})"
+        return f"{self.symbol} = T[{self.args[0]}, {self.args[1]}]"
+
+
+class MatrixFreeForm:
+    """A term ``F`` as contractions plus a polynomial in them (see the module docstring).
+
+    Attributes: ``expr`` (the component-algebra term), ``contractions`` (list of
+    :class:`Contraction`), ``monomials`` (list of ``(coefficient, v-monomial)``, coefficients
+    componentwise in ``g``, ``theta``, ``n`` and hyperparameters), ``output`` (their sum),
+    ``label`` (e.g. ``"F1"``).
+    """
+
+    def __init__(self, expr, contractions, monomials, label="F"):
+        self.expr = expr
+        self.contractions = list(contractions)
+        self.monomials = list(monomials)
+        self.label = label
+
+    # -- structure --------------------------------------------------------------------------
+    @property
+    def output(self):
+        return sp.Add(*[c * m for c, m in self.monomials])
+
+    @property
+    def symbols(self):
+        return [c.symbol for c in self.contractions]
+
+    @property
+    def n_hvp(self):
+        return sum(c.kind == "hvp" for c in self.contractions)
+
+    @property
+    def n_d3(self):
+        return sum(c.kind == "d3" for c in self.contractions)
+
+    @property
+    def is_linear(self):
+        """True for ``sum_k c_k(g) * (H.u_k(g))``: one unnested HVP per term, no ``T``."""
+        vs = set(self.symbols)
+        return (all(c.kind == "hvp" and not (c.args[0].free_symbols & vs)
+                    for c in self.contractions)
+                and all(m in vs for _, m in self.monomials))
+
+    @property
+    def pairs(self):
+        """``[(c_k, u_k)]`` with ``F = sum_k c_k * (H.u_k)`` (``ValueError`` if not linear)."""
+        if not self.is_linear:
+            raise ValueError(f"{self.label} is not of the form sum_k c_k * (H.u_k): "
+                             f"{len(self.contractions)} contraction(s), nested or with T")
+        coeff = {m: c for c, m in self.monomials}
+        return [(coeff.get(k.symbol, sp.S.Zero), k.args[0]) for k in self.contractions]
+
+    @property
+    def free_symbols(self):
+        out = set()
+        for c in self.contractions:
+            for a in c.args:
+                out |= a.free_symbols
+        for c, m in self.monomials:
+            out |= c.free_symbols
+        return out - set(self.symbols)
+
+    @property
+    def hyperparameters(self):
+        """Symbols needing a value: everything but ``g``, ``theta``, ``n`` and the ``v``'s."""
+        return sorted(self.free_symbols - {G, theta_sym, n_sym}, key=str)
+
+    @property
+    def uses_n(self):
+        return n_sym in self.free_symbols
+
+    @property
+    def uses_theta(self):
+        return theta_sym in self.free_symbols
+
+    # -- back to the component algebra ------------------------------------------------------
+    def to_components(self):
+        """The form rebuilt as a component expression (``v_k`` -> its operator atom)."""
+        back = {G: Grad(FULL)}
+        for c in self.contractions:
+            args = [a.xreplace(back) for a in c.args]
+            back[c.symbol] = Hess(FULL, args[0]) if c.kind == "hvp" else D3(FULL, *args)
+        return self.output.xreplace(back)
+
+    # -- explicit arrays, symbolically ------------------------------------------------------
+    def lower(self, g, H, T=None, theta=None):
+        """The array form with explicit SymPy arrays: ``g`` (length ``p``), ``H`` (``p x p``),
+        ``T`` (``p x p x p``, needed if the form has a ``T`` contraction), ``theta`` (length ``p``,
+        needed if the form uses it).  Returns a column ``Matrix``."""
+        g = list(g)
+        p = len(g)
+        Hm = sp.Matrix(H)
+        if Hm.shape != (p, p):
+            raise ValueError(f"H must be {p} x {p}, got {Hm.shape}")
+        th = list(theta) if theta is not None else None
+        if self.uses_theta and (th is None or len(th) != p):
+            raise ValueError(f"this form uses theta: pass theta with {p} components")
+        if self.n_d3 and T is None:
+            raise ValueError("this form has a third-derivative contraction: pass T")
+
+        def point(j, extra):
+            rep = {G: g[j], **{s: v[j] for s, v in extra.items()}}
+            if th is not None:
+                rep[theta_sym] = th[j]
+            return rep
+
+        values = {}
+        for c in self.contractions:
+            args = [[a.xreplace(point(j, values)) for j in range(p)] for a in c.args]
+            if c.kind == "hvp":
+                values[c.symbol] = list(Hm * sp.Matrix(args[0]))
+            else:
+                u, w = args
+                values[c.symbol] = [sp.Add(*[T[j][i][k] * u[i] * w[k]
+                                             for i in range(p) for k in range(p)])
+                                    for j in range(p)]
+        out = self.output
+        return sp.Matrix([out.xreplace(point(j, values)) for j in range(p)])
+
+    # -- numeric ----------------------------------------------------------------------------
+    def lambdify(self, backend="numpy", dtype=None, cse=True, **values):
+        """``f(g, hvp, d3=None, theta=None, n=None)``: see :class:`MatrixFreeFunction`."""
+        return MatrixFreeFunction([self], [sp.S.One], backend, dtype, cse, values)
+
+    def array_function(self, backend="numpy", dtype=None, cse=True, **values):
+        """``f(g, H, T=None, theta=None, n=None)`` with explicit arrays (module docstring)."""
+        return _ArrayFunction(self.lambdify(backend, dtype, cse, **values))
+
+    def describe(self):
+        """Readable text: the contractions and the output."""
+        lines = [str(c) for c in self.contractions]
+        lines.append(f"{self.label} = {self.output}")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return (f"MatrixFreeForm({self.label}: {self.n_hvp} HVP, {self.n_d3} T-contraction(s), "
+                f"{len(self.monomials)} monomial(s))")
+
+
+# ----------------------------------------------------------------------------- extraction
+def _canonical(u):
+    """Canonical form of a contraction argument (merges equal arguments written differently)."""
+    if u.has(sp.Sum):
+        return u
+    return sp.factor(sp.cancel(u))
+
+
+def _split_constant(u, point):
+    """``u = c * rest`` with ``c`` free of the point (pulled out of the linear operator)."""
+    c, rest = u.as_independent(*point, as_Add=False)
+    return c, rest
+
+
+def _roots_as_symbols(c):
+    roots = {}
+    c2 = c.replace(lambda e: e.is_Pow and e.exp.is_Rational and e.exp.q == 2,
+                   lambda e: roots.setdefault(e.base, sp.Dummy("s", positive=True)) ** e.exp.p)
+    return c2, {s: sp.sqrt(b) for b, s in roots.items()}
+
+
+def _simplify_coefficient(c):
+    """The shortest (by operation count) of: ``c`` as collected, ``factor(cancel(c))``, and the
+    same with every square root held as an independent symbol (no expansion of ``sqrt(g**2)``
+    against ``g``)."""
+    if c.has(sp.Sum):
+        return c
+    cands = [c, sp.factor(sp.cancel(c))]
+    c2, back = _roots_as_symbols(c)
+    if back:
+        cands.append(sp.factor(sp.cancel(c2)).xreplace(back))
+    return min(cands, key=sp.count_ops)
+
+
+def matrix_free(expr, label="F"):
+    """The :class:`MatrixFreeForm` of a full-batch component expression (module docstring).
+
+    ``ValueError`` for mini-batch operators (a batch index other than ``FULL``) or an external
+    vector (``Vec``)."""
+    expr = linearize(sp.sympify(expr))
+    table = {}
+    contractions = []
+    point = {G, theta_sym}
+    memo = {}
+
+    def new(kind, args):
+        key = (kind, args)
+        if key not in table:
+            sym = sp.Symbol(f"v{len(contractions)}")
+            contractions.append(Contraction(sym, kind, args))
+            point.add(sym)
+            table[key] = sym
+        return table[key]
+
+    def conv(e):
+        if e in memo:
+            return memo[e]
+        if isinstance(e, Grad):
+            if e.args[0] != FULL:
+                raise ValueError("array forms are for full-batch terms (the gradient of batch "
+                                 f"{e.args[0]} appears)")
+            out = G
+        elif isinstance(e, Vec):
+            raise ValueError(f"an external vector {e} has no array form")
+        elif isinstance(e, (Hess, D3)):
+            if e.args[0] != FULL:
+                raise ValueError("array forms are for full-batch terms (an operator of batch "
+                                 f"{e.args[0]} appears)")
+            parts = [_split_constant(_canonical(conv(a)), point) for a in e.args[1:]]
+            scale = sp.Mul(*[c for c, _ in parts])
+            args = tuple(r for _, r in parts)
+            if isinstance(e, D3):
+                args = tuple(sorted(args, key=sp.default_sort_key))
+            out = scale * new("hvp" if isinstance(e, Hess) else "d3", args)
+        elif not e.args:
+            out = e
+        else:
+            out = e.func(*[conv(a) for a in e.args])
+        memo[e] = out
+        return out
+
+    out = conv(expr)
+    syms = [c.symbol for c in contractions]
+    groups = {}
+    terms = []
+    for term in sp.Add.make_args(out):
+        # expand only products where a contraction sits inside a sum
+        if any(isinstance(f, sp.Add) and f.free_symbols & set(syms)
+               for f in sp.Mul.make_args(term)):
+            terms.extend(sp.Add.make_args(sp.expand_mul(term)))
+        else:
+            terms.append(term)
+    for term in terms:
+        coeff, mono = [], []
+        for f in sp.Mul.make_args(term):
+            base = f.base if f.is_Pow else f
+            (mono if base in syms and (not f.is_Pow or f.exp.is_Integer) else coeff).append(f)
+        key = sp.Mul(*mono)
+        groups[key] = groups.get(key, sp.S.Zero) + sp.Mul(*coeff)
+    monomials = []
+    for mono, coeff in groups.items():
+        coeff = _simplify_coefficient(coeff)
+        if coeff.free_symbols & set(syms):
+            raise ValueError(f"{label}: a contraction enters non-polynomially: {coeff}")
+        if coeff != 0:
+            monomials.append((coeff, mono))
+    monomials.sort(key=lambda cm: sp.default_sort_key(cm[1]))
+    return MatrixFreeForm(expr, contractions, monomials, label)
+
+
+def flow_forms(flow, stationary=True):
+    """``[form of F0, form of F1, ...]`` of a flow (full batch)."""
+    return [matrix_free(t, f"F{r}") for r, t in enumerate(flow.terms("full", stationary))]
+
+
+def first_order_form(flow, stationary=True):
+    """The form of ``F1``: ``F1 = sum_k c_k(g) * (H.u_k(g))``; see :attr:`MatrixFreeForm.pairs`."""
+    if flow.order < 1:
+        raise ValueError("the flow of order 0 has no first correction; derive with order >= 1")
+    return matrix_free(flow.terms("full", stationary)[1], "F1")
+
+
+# ---------------------------------------------------------------------------- verification
+def verify(form, dims=(1, 2, 3, 4)):
+    """Symbolic checks that ``form`` equals the term it was extracted from; returns
+    ``[(description, ok)]``:
+
+    * the form rebuilt in the component algebra equals the term (dimension-free, and lowered to
+      generic ``g_i, H_ij, T_ijk`` for each ``p`` in ``dims``), by
+      :func:`~modeq.symbolic.recognize.prove_equal`;
+    * for each ``p`` in ``dims``, the array form evaluated with explicit symmetric ``H``, ``T``
+      (matrix products, elementwise operations) equals the component form of the term.
+    """
+    from .recognize import _is_zero_linear, prove_equal
+    checks = [(f"matrix-free form: {what}", ok)
+              for what, ok in prove_equal(form.to_components(), form.expr, dims)]
+    for p in dims:
+        P = SymbolProvider(p)
+        ref = lower_vector(form.expr, P)
+        H = [[P.hess(FULL, j, i) for i in range(p)] for j in range(p)]
+        T = [[[P.d3(FULL, j, i, k) for k in range(p)] for i in range(p)] for j in range(p)] \
+            if form.n_d3 else None
+        arr = form.lower(P.g, H, T, P.th)
+        ops = sorted(set(P._H.values()) | set(P._T.values()), key=str)
+        ok = all(_is_zero_linear(a - b, ops) for a, b in zip(arr, ref))
+        checks.append((f"array form with explicit H{', T' if T else ''} equals the component "
+                       f"form for p = {p}", ok))
+    return checks
+
+
+# ------------------------------------------------------------------------------- numerics
+class MatrixFreeFunction:
+    """``f(g, hvp, d3=None, theta=None, n=None) = sum_r weights[r] * F_r`` for matrix-free forms.
+
+    ``g``: array (NumPy) or tensor (torch) of any shape, component-wise; ``hvp(v)`` returns
+    ``H v`` in the shape of ``v``; ``d3(u, w)`` returns ``T[u, w]`` (needed only if a form has a
+    third-derivative contraction); ``theta`` when a form uses it; ``n`` (integer >= 0) when a form
+    is exact in the step index.  Hyperparameters are given by name when building, converted
+    exactly and lifted as constants of the working ``dtype`` (float64 by default).
+
+    Evaluation: one compiled kernel (with CSE) gives every contraction argument that depends on
+    ``g`` only together with every output coefficient; nested arguments get one kernel per
+    nesting level; the output is the sum of coefficient times products of contractions.
+    """
+
+    def __init__(self, forms, weights, backend="numpy", dtype=None, cse=True, values=None):
+        from .backends import check_backend, exact_value, resolve_dtype, Kernel
+        from .family import check_hyperparameter_values
+        self.backend = check_backend(backend)
+        if backend == "mpmath":
+            raise ValueError("matrix-free forms are evaluated with backend 'numpy' or 'torch'")
+        self.dtype = resolve_dtype(backend, dtype)
+        self.forms = list(forms)
+        values = dict(values or {})
+        weights = [sp.sympify(w) for w in weights]
+        needed = set()
+        for f in self.forms:
+            needed |= set(f.hyperparameters)
+        for w in weights:
+            needed |= w.free_symbols
+        by_name = {str(s): s for s in needed}
+        unknown = sorted(set(values) - set(by_name))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {unknown}; this form has "
+                             f"{sorted(by_name)}")
+        missing = sorted(set(by_name) - set(values))
+        if missing:
+            raise ValueError(f"no value given for hyperparameter(s) {missing} (pass e.g. "
+                             f"{missing[0]}=...)")
+        exact = {k: exact_value(k, v) for k, v in values.items()}
+        check_hyperparameter_values(exact, [s for s in needed])
+        subs = {by_name[k]: v for k, v in exact.items()}
+        self.uses_n = any(f.uses_n for f in self.forms)
+        self.uses_theta = any(f.uses_theta for f in self.forms)
+        self.needs_d3 = any(f.n_d3 for f in self.forms)
+        self.weights = [w.xreplace(subs) for w in weights]
+        # rename contraction symbols per form: w<r>_<k>
+        self._plan = []
+        inputs = [G, theta_sym, n_sym]
+        level0, level0_names = [], []
+        nested = []        # (level, name, kind, args)
+        outputs = []       # per form: list of (coeff name, monomial in renamed symbols)
+        for r, (f, w) in enumerate(zip(self.forms, self.weights)):
+            ren = {c.symbol: sp.Symbol(f"_v{r}_{i}") for i, c in enumerate(f.contractions)}
+            level = {}
+            for c in f.contractions:
+                args = [a.xreplace(subs).xreplace(ren) for a in c.args]
+                deps = set().union(*(a.free_symbols for a in args)) & set(ren.values())
+                lv = 1 + max((level[d] for d in deps), default=-1)
+                level[ren[c.symbol]] = lv
+                names = []
+                for a in args:
+                    name = f"_a{len(level0_names) + len(nested)}"
+                    if lv == 0:
+                        level0.append(a)
+                        level0_names.append(name)
+                    else:
+                        nested.append((lv, name, a))
+                    names.append(name)
+                self._plan.append((lv, ren[c.symbol], c.kind, names))
+            mons = []
+            for coeff, mono in f.monomials:
+                name = f"_k{len(level0_names)}"
+                level0.append((w * coeff).xreplace(subs))
+                level0_names.append(name)
+                mons.append((name, mono.xreplace(ren)))
+            outputs.append(mons)
+        self._plan.sort(key=lambda t: t[0])
+        self._outputs = outputs
+        self._kernel0 = Kernel(level0, inputs, backend, dtype, cse)
+        self._level0_names = level0_names
+        self._nested = {}
+        allv = [v for _, v, _, _ in self._plan]
+        for lv in sorted({lv for lv, _, _ in nested}):
+            items = [(nm, a) for l2, nm, a in nested if l2 == lv]
+            k = Kernel([a for _, a in items], inputs + allv, backend, dtype, cse)
+            self._nested[lv] = ([nm for nm, _ in items], k)
+
+    def _as_array(self, x, name):
+        if self.backend == "numpy":
+            import numpy as np
+            if type(x).__module__.startswith("torch"):
+                raise TypeError(f"{name}: a torch tensor was given to a NumPy function")
+            a = np.asarray(x)
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+            return a.astype(self.dtype, copy=False)
+        import torch
+        if not isinstance(x, torch.Tensor):
+            import numpy as np
+            a = np.asarray(x)
+            if a.dtype.kind not in "fiu":
+                raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+            return torch.as_tensor(a.astype(np.float64), dtype=self.dtype)
+        if x.is_complex() or x.dtype == torch.bool:
+            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        return x.to(self.dtype)
+
+    def __call__(self, g, hvp, d3=None, theta=None, n=None):
+        from .backends import check_step
+        n = check_step(n, self.uses_n)
+        g = self._as_array(g, "g")
+        shape = tuple(g.shape)
+        if not callable(hvp):
+            raise TypeError("hvp must be a callable v -> H v")
+        if self.needs_d3 and not callable(d3):
+            raise TypeError("this flow has a third-derivative term: pass d3(u, w) -> T[u, w]")
+        if self.uses_theta:
+            if theta is None:
+                raise ValueError("this flow depends on theta: pass theta (the shape of g)")
+            theta = self._as_array(theta, "theta")
+            if tuple(theta.shape) != shape:
+                raise ValueError(f"theta has shape {tuple(theta.shape)}, g has shape {shape}")
+        else:
+            theta = 0
+        device = getattr(g, "device", None)
+        env = dict(zip(self._level0_names, self._kernel0(g, theta, n, device=device)))
+        vals = {}
+        allv = [v for _, v, _, _ in self._plan]
+        done_levels = {0}
+        for lv, sym, kind, names in self._plan:
+            if lv not in done_levels:
+                nm, k = self._nested[lv]
+                current = [vals.get(v, 0) for v in allv]
+                env.update(zip(nm, k(g, theta, n, *current, device=device)))
+                done_levels.add(lv)
+            args = [self._full(env[a], shape, device) for a in names]
+            out = hvp(args[0]) if kind == "hvp" else d3(args[0], args[1])
+            if tuple(out.shape) != shape:
+                raise ValueError(f"{kind} returned shape {tuple(out.shape)}, expected {shape}")
+            vals[sym] = out
+        total = 0
+        for mons in self._outputs:
+            for name, mono in mons:
+                term = env[name]
+                for f in sp.Mul.make_args(mono):
+                    if f == 1:
+                        continue
+                    base, e = (f.base, int(f.exp)) if f.is_Pow else (f, 1)
+                    for _ in range(e):
+                        term = term * vals[base]
+                total = total + term
+        return self._full(total, shape, device)
+
+    def _full(self, x, shape, device):
+        if self.backend == "numpy":
+            import numpy as np
+            return np.broadcast_to(np.asarray(x, dtype=self.dtype), shape).copy() \
+                if np.shape(x) != shape else np.asarray(x, dtype=self.dtype)
+        import torch
+        x = torch.as_tensor(x, dtype=self.dtype, device=device)
+        return x if tuple(x.shape) == shape else torch.broadcast_to(x, shape).clone()
+
+
+class _ArrayFunction:
+    """``f(g, H, T=None, theta=None, n=None)`` from a :class:`MatrixFreeFunction`."""
+
+    def __init__(self, mf):
+        self.mf = mf
+
+    def __call__(self, g, H, T=None, theta=None, n=None):
+        mf = self.mf
+        g = mf._as_array(g, "g")
+        H = mf._as_array(H, "H")
+        p = g.shape[0] if g.ndim else 0
+        batch = tuple(g.shape[1:])
+        if g.ndim == 0 or tuple(H.shape) != (p, p) + batch:
+            raise ValueError(f"g must have shape (p,) or (p, N) and H shape (p, p) or "
+                             f"(p, p, N); got g {tuple(g.shape)}, H {tuple(H.shape)}")
+        if mf.needs_d3:
+            if T is None:
+                raise ValueError("this flow has a third-derivative term: pass T")
+            T = mf._as_array(T, "T")
+            if tuple(T.shape) != (p, p, p) + batch:
+                raise ValueError(f"T must have shape {(p, p, p) + batch}, got {tuple(T.shape)}")
+        ein = _einsum(mf.backend)
+        return mf(g, lambda v: ein("ij...,j...->i...", H, v),
+                  (lambda u, w: ein("ijk...,j...,k...->i...", T, u, w)) if T is not None
+                  else None, theta, n)
+
+
+def _einsum(backend):
+    if backend == "numpy":
+        import numpy as np
+        return lambda spec, *ops: np.einsum(spec, *ops, optimize=len(ops) > 2)
+    import torch
+    return torch.einsum
+
+
+class MatrixFreeFlow:
+    """``d theta/dt = -(F0 + h F1 + h^2 F2 ...)`` of a flow in matrix-free form.
+
+    ``MatrixFreeFlow(flow, stationary=True)``: ``.forms`` (one :class:`MatrixFreeForm` per term);
+    ``.lambdify(backend, dtype, **values)`` -> ``f(g, hvp, d3=None, theta=None, n=None)``
+    returning ``d theta/dt``; ``.correction(...)`` -> the same for ``h F1 + h^2 F2 ...`` (the
+    terms beyond the limiting flow, with the sign of ``F``)."""
+
+    def __init__(self, flow, stationary=True):
+        self.flow = flow
+        self.stationary = stationary
+        self.forms = flow_forms(flow, stationary)
+
+    def lambdify(self, backend="numpy", dtype=None, cse=True, **values):
+        from .family import h
+        w = [-h ** r for r in range(len(self.forms))]
+        if len(self.forms) == 1:
+            values.pop("h", None)
+        return MatrixFreeFunction(self.forms, w, backend, dtype, cse, values)
+
+    def correction(self, backend="numpy", dtype=None, cse=True, **values):
+        from .family import h
+        if len(self.forms) < 2:
+            raise ValueError("the flow of order 0 has no correction")
+        return MatrixFreeFunction(self.forms[1:], [h ** r for r in range(1, len(self.forms))],
+                                  backend, dtype, cse, values)
