@@ -127,7 +127,7 @@ class CompiledField:
             if isinstance(e, sp.Sum):
                 return record_sum(e)
             fs = e.free_symbols
-            if fs and fs <= outer:
+            if fs and fs <= outer and not e.has(sp.Sum):
                 if e not in hoisted:
                     hoisted[e] = sp.Dummy(f"nq{len(hoisted)}")
                 return hoisted[e]
@@ -141,6 +141,11 @@ class CompiledField:
             if not ({lo, hi} and (lo.free_symbols | hi.free_symbols) <= outer):
                 raise ValueError(f"cannot evaluate the sum {e}: its limits depend on more "
                                  f"than the step index")
+            if e.function.has(sp.Sum):
+                raise NotImplementedError(
+                    "the field has nested memory sums over past steps (no closed form in n); "
+                    "evaluating them costs O(n^2) per call -- use the stationary flow or ask "
+                    "the engine for closed forms")
             dummy = sp.Dummy(f"sum{len(sums)}")
             sums.append((dummy, e.function, var, lo, hi))
             return dummy
@@ -160,13 +165,15 @@ class CompiledField:
             L = sp.Dummy("L")
             groups = {}
             for k, (dummy, summand, var, lo, hi) in enumerate(self._sums):
-                groups.setdefault((lo, hi), []).append((k, summand.xreplace({var: L})))
+                # sums free of the coordinates depend on n only: computed once per n
+                free = not (summand.free_symbols & set(self.args))
+                groups.setdefault((lo, hi, free), []).append((k, summand.xreplace({var: L})))
             sums = []
-            for (lo, hi), members in groups.items():
+            for (lo, hi, free), members in groups.items():
                 limits = sp.lambdify(outer, [lo, hi], modules="sympy")
                 term = compile_exprs([m for _, m in members], self.args + outer + [L],
                                      self.arithmetic)
-                sums.append((limits, term, [k for k, _ in members]))
+                sums.append((limits, term, [k for k, _ in members], free))
             fun = compile_exprs(self._body, self.args + outer + list(self._hoisted.values())
                                 + [d for d, *_ in self._sums], self.arithmetic)
             self._compiled = (prec, nfun, fun, sums)
@@ -192,12 +199,17 @@ class CompiledField:
             if sums:
                 svals = [None] * len(self._sums)
                 head = nv[:1 + len(cv)]
-                for limits, term, index in sums:
-                    lo, hi = (int(v) for v in limits(n, *cv))
-                    totals = [to_number(0, self.arithmetic)] * len(index)
-                    for l_ in range(lo, hi + 1):
-                        vals = term(*theta, *head, to_number(l_, self.arithmetic))
-                        totals = [a + b for a, b in zip(totals, vals)]
+                for limits, term, index, free in sums:
+                    key = ("sum", id(term))
+                    totals = cache.get(key) if free else None
+                    if totals is None:
+                        lo, hi = (int(v) for v in limits(n, *cv))
+                        totals = [to_number(0, self.arithmetic)] * len(index)
+                        for l_ in range(lo, hi + 1):
+                            vals = term(*theta, *head, to_number(l_, self.arithmetic))
+                            totals = [a + b for a, b in zip(totals, vals)]
+                        if free:
+                            cache[key] = totals
                     for k, v in zip(index, totals):
                         svals[k] = v
                 return fun(*theta, *nv, *svals)

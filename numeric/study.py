@@ -287,8 +287,8 @@ class FieldFactory:
 # ---------------------------------------------------------------------------------- inputs
 def validate_inputs(optimizer, loss_or_losses, params, theta0, T, hs, orders, dps, tol=None):
     """Check the study's inputs; returns ``(T, hs)`` as exact rationals.  ``ValueError`` for
-    non-positive or non-decreasing... i.e. not strictly decreasing ``hs``, ``T <= 0``,
-    ``dps < 15``, ``theta0`` of the wrong length, unknown orders."""
+    non-positive ``hs`` or ``hs`` not strictly decreasing, ``T <= 0``, ``dps < 15``, ``theta0``
+    of the wrong length, orders outside 0, 1, 2."""
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"expected an Optimizer, got {optimizer!r}")
     as_losses(loss_or_losses)

@@ -398,3 +398,33 @@ def test_interrupted_study_leaves_no_output(tmp_path):
         res = study(optimizers.gd(), P2, H4_7, progress=interrupt)
         res.to_json(tmp_path / "r.json")
     assert os.listdir(tmp_path) == []
+
+
+# -- order 2 ---------------------------------------------------------------------------------
+def test_engine_gd_order_two_equals_hairer_lubich_wanner():
+    h = sp.Rational(1, 32)
+    with mpmath.workdps(40):
+        ours = FieldFactory(optimizers.gd(), P2.loss, P2.params)(2, h)
+        ref = gd_field_order2(P2.loss, P2.params, h)
+        for th in ([mpmath.mpf(1), mpmath.mpf(1) / 2], [mpmath.mpf(-2) / 3, mpmath.mpf(3)]):
+            assert max(abs(a - b) for a, b in zip(ours(7, th), ref(7, th))) < 1e-36
+
+
+@pytest.mark.parametrize("name", ["gd", "heavy_ball"])
+def test_derived_order_two_has_slope_three(name):
+    res = study(OPTIMIZERS[name](), P2, H4_7, orders=(2,), dps=30)
+    o = res.orders[2]
+    assert o.verdict == "pass" and abs(o.slope - 3) <= 0.15, res.table()
+
+
+@pytest.mark.slow
+def test_adam_order_two_exact_n_has_slope_three_and_stationary_only_two():
+    # No published result: the derived h^2 term of Adam, measured.  The stationary form keeps
+    # b_oo, r_oo in F1, which differ from b_n, r_n by O(1) during the first memory lengths:
+    # an O(h^2) shift, so the stationary order-2 flow is only O(h^2)-close.
+    res = study(optimizers.adam(), P2, H4_7, orders=(2,), dps=30)
+    o = res.orders[2]
+    assert o.verdict == "pass" and abs(o.slope - 3) <= 0.15, res.table()
+    res = study(optimizers.adam(), P2, H4_7, orders=(2,), dps=30, stationary=True)
+    o = res.orders[2]
+    assert o.verdict == "fail" and abs(o.slope - 2) <= 0.1, res.table()
