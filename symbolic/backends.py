@@ -53,7 +53,7 @@ from .operators import Grad
 
 __all__ = ["lambdify_flow", "exact_value", "resolve_values", "BACKENDS", "Kernel",
            "FullBatchField", "resolve_dtype", "check_backend", "make_printer",
-           "prepare_expressions"]
+           "prepare_expressions", "share_square_roots", "check_step", "as_points"]
 
 BACKENDS = ("mpmath", "numpy", "torch")
 
@@ -222,6 +222,15 @@ def prepare_expressions(exprs):
 
     prepared = [walk(e) for e in exprs]
     return prepared, [(d, c) for c, d in table.items()]
+
+
+def share_square_roots(expr):
+    """``B**(k/2)`` -> ``Sqrt(B)**k`` (an unevaluated square root): CSE then shares one root
+    between ``sqrt(B)``, ``B**(3/2)`` and ``B**(-1/2)``; the printers print it as the backend's
+    ``sqrt``."""
+    return sp.sympify(expr).replace(
+        lambda e: e.is_Pow and e.exp.is_Rational and e.exp.q == 2 and not e.exp.is_Integer,
+        lambda e: Sqrt(e.base) ** int(e.exp.p))
 
 
 def _cse_with_opaque_sums(exprs):
