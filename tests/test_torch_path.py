@@ -456,3 +456,26 @@ def test_bad_loss_and_sign_rejected():
         mt.ImplicitBiasPenalty(params, 0.9, 0.999, 1e-8, 1e-3, weight=-1.0)
     with pytest.raises(ValueError, match="grad is None"):
         mt.OneNormLogger(params, 1e-8).record()
+
+
+def test_adam_eps_inside_follows_the_recursion_of_math_md():
+    # E = 0.5 θᵀQθ - bᵀθ with a hand-written gradient; MATH.md's Adam in NumPy float64
+    rng = np.random.default_rng(11)
+    M = rng.normal(size=(4, 4))
+    Q, bvec, theta0 = M @ M.T + np.eye(4), rng.normal(size=4), rng.normal(size=4)
+    beta, rho, eps, lr = 0.8, 0.95, 1e-2, 0.1
+    t = torch.tensor(theta0, requires_grad=True)
+    opt = mt.AdamEpsInside([t], lr=lr, beta=beta, rho=rho, eps=eps)
+    th, m, v = theta0.copy(), np.zeros(4), np.zeros(4)
+    for n in range(6):
+        g = Q @ th - bvec
+        t.grad = torch.tensor(Q @ t.detach().numpy() - bvec)
+        opt.step()
+        m = beta * m + (1 - beta) * g
+        v = rho * v + (1 - rho) * g ** 2
+        th = th - lr * (m / (1 - beta ** (n + 1))) / np.sqrt(v / (1 - rho ** (n + 1)) + eps)
+        np.testing.assert_allclose(t.detach().numpy(), th, rtol=0, atol=1e-13)
+    for bad, pattern in [(dict(lr=0.0), "lr"), (dict(beta=1.0), "beta"), (dict(rho=0.0), "rho"),
+                         (dict(eps=0.0), "eps")]:
+        with pytest.raises(ValueError, match=pattern):
+            mt.AdamEpsInside([t], **bad)
