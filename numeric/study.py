@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import nullcontext as _nullcontext
 import os
 import tempfile
 import time
@@ -533,12 +534,14 @@ def order_study(optimizer, loss_or_losses, params, theta0, T=1, hs=DEFAULT_HS, o
                     progress(i + 1, len(hs))
     else:
         from joblib import Parallel, delayed
+        from joblib import parallel_config
         from .sweep import _task
-        par = Parallel(n_jobs=jobs, backend=backend, return_as="generator")
-        for i, (_, _, res) in enumerate(par(delayed(_task)(spec, 0, h) for h in hs)):
-            results.append(res)
-            if progress:
-                progress(i + 1, len(hs))
+        with parallel_config(backend=backend) if backend else _nullcontext():
+            par = Parallel(n_jobs=jobs, return_as="generator")
+            for i, (_, _, res) in enumerate(par(delayed(_task)(spec, 0, h) for h in hs)):
+                results.append(res)
+                if progress:
+                    progress(i + 1, len(hs))
     orders_out = {}
     for r in orders:
         pts = [res[0][r] for res in results]

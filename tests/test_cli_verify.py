@@ -120,3 +120,13 @@ def test_reproduce_part_quick(tmp_path):
                            for e in ("md", "json", "png"))
     full = json.loads((tmp_path / "order-study-adam-full.json").read_text())
     assert set(full["verdicts"]) == {"0", "1"}
+
+
+def test_verify_on_a_dask_scheduler(capsys):
+    distributed = pytest.importorskip("dask.distributed")  # installed by the test extra
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        code, out, err = run(["verify", "gd", *FAST, "--scheduler", cluster.scheduler_address],
+                             capsys)
+    assert code == 0, out + err
+    assert "PASS" in out
