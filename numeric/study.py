@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import nullcontext as _nullcontext
 import os
 import tempfile
 import time
+from contextlib import nullcontext as _nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import mpmath
 import sympy as sp
@@ -406,19 +406,28 @@ def _key(spec, what):
                         sorted((k, str(v)) for k, v in spec["values"].items())))
 
 
+_CACHE_SIZE = 32
+
+
+def _remember(key, value):
+    while len(_CACHE) >= _CACHE_SIZE:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = value
+
+
 def _factory_for(spec):
     key = _key(spec, "factory")
     if key not in _CACHE:
-        _CACHE[key] = FieldFactory(spec["optimizer"], spec["loss_or_losses"], spec["params"],
-                                   spec["stationary"], spec["schedule"], **spec["values"])
+        _remember(key, FieldFactory(spec["optimizer"], spec["loss_or_losses"], spec["params"],
+                                    spec["stationary"], spec["schedule"], **spec["values"]))
     return _CACHE[key]
 
 
 def _iterator_for(spec):
     key = _key(spec, "iterator") + str(mpmath.mp.prec)
     if key not in _CACHE:
-        _CACHE[key] = Iterator(spec["optimizer"], spec["loss_or_losses"], spec["params"],
-                               spec["schedule"], **spec["values"])
+        _remember(key, Iterator(spec["optimizer"], spec["loss_or_losses"], spec["params"],
+                                spec["schedule"], **spec["values"]))
     return _CACHE[key]
 
 

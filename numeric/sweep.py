@@ -15,8 +15,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
-import sympy as sp
-
 from ._compile import normalize_values
 from . import problems as _problems
 from .study import (DEFAULT_TOL, StudyResult, _judge, _run_h, atomic_write, validate_inputs)

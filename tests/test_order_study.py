@@ -175,7 +175,6 @@ def gd_field_order2(E, params, h):
     p = len(params)
     gs = [sp.diff(E, v) for v in params]
     Hs = [[sp.diff(a, v) for v in params] for a in gs]
-    gsym = sp.symbols(f"u0:{p}")
     F = []
     for j in range(p):
         Hg = sum(Hs[j][i] * gs[i] for i in range(p))
@@ -184,7 +183,6 @@ def gd_field_order2(E, params, h):
                   for i in range(p))
         F.append(-(gs[j] + h * Hg / 2 + h ** 2 * (Tgg / 12 + H2g / 3)))
     fn = compile_exprs(F, params)
-    del gsym
     return lambda n, th: fn(*th)
 
 
