@@ -27,7 +27,10 @@ def add_parser(subparsers):
                    help="comma-separated values in (0,1) of the swept hyperparameter "
                         "(default rho: 0.99,0.995,0.999,0.9995,0.9999; "
                         "beta: 0.5,0.8,0.9,0.95,0.99)")
-    p.add_argument("--model", default="mlp", help="mlp or cnn (default mlp)")
+    p.add_argument("--model", default="mlp",
+                   help="mlp or cnn (default mlp; cnn runs about ten times slower, mostly the "
+                        "counter-experiment's double backward through convolutions: try "
+                        "--steps 200 or --no-counter)")
     p.add_argument("--out", default=None, help="output folder (default ./modeq-SWEEP)")
     p.add_argument("--lr", default="1e-3", help="learning rate h (default 1e-3)")
     p.add_argument("--eps", default="1e-8", help="Adam's eps, inside the square root (default 1e-8)")
