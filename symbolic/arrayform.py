@@ -424,7 +424,16 @@ class MatrixFreeFunction:
                 mons.append((name, mono.xreplace(ren)))
             outputs.append(mons)
         self._plan.sort(key=lambda t: t[0])
-        self._outputs = outputs
+        # each output term: (coefficient name, [contraction symbols, repeated by power])
+        self._terms = []
+        for mons in outputs:
+            for name, mono in mons:
+                factors = []
+                for f in sp.Mul.make_args(mono):
+                    if f != 1:
+                        base, e = (f.base, int(f.exp)) if f.is_Pow else (f, 1)
+                        factors += [base] * e
+                self._terms.append((name, factors))
         self._kernel0 = Kernel(level0, inputs, backend, dtype, cse)
         self._level0_names = level0_names
         self._nested = {}
@@ -487,18 +496,13 @@ class MatrixFreeFunction:
             if tuple(out.shape) != shape:
                 raise ValueError(f"{kind} returned shape {tuple(out.shape)}, expected {shape}")
             vals[sym] = out
-        total = 0
-        for mons in self._outputs:
-            for name, mono in mons:
-                term = env[name]
-                for f in sp.Mul.make_args(mono):
-                    if f == 1:
-                        continue
-                    base, e = (f.base, int(f.exp)) if f.is_Pow else (f, 1)
-                    for _ in range(e):
-                        term = term * vals[base]
-                total = total + term
-        return self._full(total, shape, device)
+        total = None
+        for name, factors in self._terms:
+            term = env[name]
+            for f in factors:
+                term = term * vals[f]
+            total = term if total is None else total + term
+        return self._full(0 if total is None else total, shape, device)
 
     def _full(self, x, shape, device):
         if self.backend == "numpy":
@@ -538,11 +542,18 @@ class _ArrayFunction:
 
 
 def _einsum(backend):
+    """``einsum`` with the ellipsis spelled out (NumPy's explicit subscripts are faster)."""
+    letters = "abcdefgh"
+
+    def spell(spec, ops):
+        nb = ops[-1].ndim - 1                       # batch dimensions of the vectors
+        return spec.replace("...", letters[:nb])
+
     if backend == "numpy":
         import numpy as np
-        return lambda spec, *ops: np.einsum(spec, *ops, optimize=len(ops) > 2)
+        return lambda spec, *ops: np.einsum(spell(spec, ops), *ops, optimize=len(ops) > 2)
     import torch
-    return torch.einsum
+    return lambda spec, *ops: torch.einsum(spell(spec, ops), *ops)
 
 
 class MatrixFreeFlow:
