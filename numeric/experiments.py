@@ -272,7 +272,9 @@ def train_run(model="mlp", data=None, *, beta, rho, eps=DEFAULTS["eps"], lr=DEFA
     ``penalty="cancel"`` trains on ``E + ImplicitBiasPenalty(β, ρ, ε, h=lr, sign=-1,
     weight=counter_weight)``; the logged norm is always ``‖∇E‖_{1,ε}`` of ``E`` itself.
     ``checkpoints``: steps whose parameters (``state_dict`` copies) are kept in the result.
-    ``eps_placement="outside"`` uses ``torch.optim.Adam`` (``ε`` outside the square root) instead.
+    ``eps_placement="outside"`` uses ``torch.optim.Adam`` (``ε`` outside the square root) instead;
+    the penalty and the paper's correction are derived for ``ε`` inside, so the counter-experiment
+    is then only approximate.  Data follow the model's device and floating dtype.
     """
     import torch
     import torch.nn.functional as F
@@ -304,9 +306,9 @@ def train_run(model="mlp", data=None, *, beta, rho, eps=DEFAULTS["eps"], lr=DEFA
     if not isinstance(net, torch.nn.Module):
         raise TypeError(f"the model factory returned {type(net).__name__}, not an nn.Module")
     params = mt.check_params([p for p in net.parameters() if p.requires_grad], "model parameters")
-    dtype = params[0].dtype
-    Xtr, Xte = data.X_train.to(dtype), data.X_test.to(dtype)
-    ytr, yte = data.y_train, data.y_test
+    dtype, device = params[0].dtype, params[0].device
+    Xtr, Xte = data.X_train.to(device, dtype), data.X_test.to(device, dtype)
+    ytr, yte = data.y_train.to(device), data.y_test.to(device)
     if ytr.dtype.is_floating_point:
         ytr, yte = ytr.to(dtype), yte.to(dtype)
     if eps_placement == "inside":

@@ -118,16 +118,18 @@ def test_logged_values_equal_independent_numpy_at_checkpoint(reduced, penalty):
     assert checked == 4
 
 
-def test_training_loop_is_the_papers_adam_float64():
+@pytest.mark.parametrize("placement", ["inside", "outside"])
+def test_training_loop_is_the_papers_adam_float64(placement):
     """A float64 copy of the built-in MLP through the plug-in API: every logged value and the
-    parameters after 5 steps equal a NumPy re-implementation (hand gradient + MATH.md's Adam)."""
+    parameters after 5 steps equal a NumPy re-implementation (hand gradient + MATH.md's Adam,
+    eps inside the square root; or torch.optim.Adam's eps outside)."""
     beta, rho, eps, lr, steps = 0.9, 0.99, 1e-3, 0.05, 5
 
     def factory():
         return ex.make_model("mlp").double()
 
     run = ex.train_run(factory, beta=beta, rho=rho, eps=eps, lr=lr, steps=steps, seed=7,
-                       checkpoints=[0, steps])
+                       checkpoints=[0, steps], eps_placement=placement)
     Xtr, ytr, Xte, yte = _digits_np()
     theta = _np_params(run.checkpoints[0])
     m = [np.zeros_like(t) for t in theta]
@@ -143,8 +145,9 @@ def test_training_loop_is_the_papers_adam_float64():
         for i in range(4):
             m[i] = beta * m[i] + (1 - beta) * g[i]
             v[i] = rho * v[i] + (1 - rho) * g[i] ** 2
-            theta[i] = theta[i] - lr * (m[i] / (1 - beta ** (n + 1))) / np.sqrt(
-                v[i] / (1 - rho ** (n + 1)) + eps)
+            vhat = v[i] / (1 - rho ** (n + 1))
+            denom = np.sqrt(vhat + eps) if placement == "inside" else np.sqrt(vhat) + eps
+            theta[i] = theta[i] - lr * (m[i] / (1 - beta ** (n + 1))) / denom
     for got, want in zip(_np_params(run.checkpoints[steps]), theta):
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
