@@ -8,6 +8,8 @@ Compile again after changing the precision.
 """
 from __future__ import annotations
 
+import functools
+
 import mpmath
 import sympy as sp
 
@@ -77,14 +79,13 @@ def compile_exprs(exprs, args, arithmetic="mpmath"):
     replaced = [e.xreplace(consts) for e in exprs]
     replaced = [_restore_int_exponents(e, consts) for e in replaced]
     placeholders = list(consts.values())
-    modules = "mpmath" if arithmetic == "mpmath" else "sympy"
-    fn = sp.lambdify(list(args) + placeholders, replaced, modules=modules, cse=True)
+    if arithmetic == "mpmath":
+        modules = [{"sqrtpow": lambda x, k: mpmath.sqrt(x) ** int(k)}, "mpmath"]
+    else:
+        modules = [{"sqrtpow": lambda x, k: sp.sqrt(x) ** int(k)}, "sympy"]
+    fn = sp.lambdify(placeholders + list(args), replaced, modules=modules, cse=True)
     values = [to_number(c, arithmetic) for c in consts]
-
-    def compiled(*xs):
-        return fn(*xs, *values)
-
-    return compiled
+    return functools.partial(fn, *values)
 
 
 def _restore_int_exponents(expr, consts):
@@ -97,9 +98,15 @@ def _restore_int_exponents(expr, consts):
                         lambda e: _half_power(e.base, inv[e.exp]))
 
 
+_SQRTPOW = sp.Function("sqrtpow")
+
+
 def _half_power(base, q):
-    root = sp.Pow(base, sp.Rational(1, 2), evaluate=False)
-    return root if q.p == 1 else sp.Pow(root, int(q.p), evaluate=False)
+    # sqrt(x)**k as an opaque call: common-subexpression elimination would fold it back
+    # into x**(k/2), a general (exp/log) power in mpmath
+    if q.p in (1, -1):
+        return sp.Pow(base, q, evaluate=False)
+    return _SQRTPOW(base, int(q.p))
 
 
 class CompiledField:

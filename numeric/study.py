@@ -252,9 +252,10 @@ class FieldFactory:
 
     Full batch: the engine's exact field ``flow.field(E, params, stationary=...)`` (a SymPy
     matrix in ``n``, ``h`` and the hyperparameters) gets the hyperparameter values and is compiled
-    once per order by :class:`~modeq.numeric._compile.CompiledField` (constants bound once,
-    ``n``-only subexpressions hoisted), then bound to each ``h``; it is the same expression
-    ``flow.lambdify`` prints, evaluated faster.  Mini batch: ``flow.lambdify(...)`` as is.
+    once per order by :class:`~modeq.numeric._compile.CompiledField` (common factors pulled
+    out of sums, constants bound once, ``n``-only subexpressions hoisted), then bound to each
+    ``h``; it is the expression ``flow.lambdify`` prints, evaluated faster (the tests check the
+    two agree to rounding).  Mini batch: ``flow.lambdify(...)`` as is.
     """
 
     def __init__(self, optimizer, loss_or_losses, params, stationary=False, schedule=None,
@@ -280,7 +281,9 @@ class FieldFactory:
             M = self.flow(order).field(self.losses[0], self.params, stationary=self.stationary)
             subs = {s: sp.sympify(self.values[str(s)])
                     for s in self.optimizer.hyperparameters}
-            exprs = [sp.sympify(e).xreplace(subs) for e in M]
+            # factor_terms pulls common factors out of sums (x c1 + x c2 -> x (c1 + c2)), so
+            # that more coefficients depend on n only and are hoisted: ~1/3 fewer operations
+            exprs = [sp.factor_terms(sp.sympify(e).xreplace(subs)) for e in M]
             self._compiled[order] = CompiledField(exprs, nsym, self.params, [hsym])
         return self._compiled[order].bind(h)
 

@@ -426,3 +426,24 @@ def test_adam_order_two_exact_n_has_slope_three_and_stationary_only_two():
     res = study(optimizers.adam(), P2, H4_7, orders=(2,), dps=30, stationary=True)
     o = res.orders[2]
     assert o.verdict == "fail" and abs(o.slope - 2) <= 0.1, res.table()
+
+
+@pytest.mark.parametrize("name", ["gd", "heavy_ball", "adam", "adamw_like"])
+def test_compiled_field_equals_engine_lambdify(name):
+    # The study compiles the engine's exact field itself (factored, constants bound once);
+    # it must be the same function as flow.lambdify's.  Decays 1/4 and 1/2: their powers are
+    # exact in binary, so the comparison is not blurred by how n enters the printed code.
+    from modeq.symbolic import derive
+    opt = OPTIMIZERS[name]()
+    vals = values(P2, opt)
+    vals.update({k: v for k, v in (("beta", sp.Rational(1, 4)), ("rho", sp.Rational(1, 2)))
+                 if k in vals})
+    h = sp.Rational(1, 32)
+    with mpmath.workdps(40):
+        for r in (0, 1):
+            ours = FieldFactory(opt, P2.loss, P2.params, **vals)(r, h)
+            ref = derive(opt, order=r).lambdify(P2.loss, P2.params, backend="mpmath", h=h,
+                                                **vals)
+            for n in (0, 3, 30):
+                th = [mpmath.mpf(1) / 3, mpmath.mpf(-5) / 7]
+                assert max(abs(a - b) for a, b in zip(ours(n, th), ref(n, th))) < 1e-35
