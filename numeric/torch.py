@@ -145,6 +145,8 @@ def _check_grads(grads, params):
         if g.shape != p.shape:
             raise ValueError(f"grads[{i}] has shape {tuple(g.shape)} but params[{i}] has shape "
                              f"{tuple(p.shape)}")
+        if g.device != p.device:
+            raise ValueError(f"grads[{i}] is on {g.device} but params[{i}] is on {p.device}")
     return grads
 
 
