@@ -601,6 +601,16 @@ def _full_batch(flow, provider, subs, modules, stationary, cse, dtype=None):
     return FullBatchField(exprs, provider.params, modules, dtype, cse)
 
 
+def _compiled(args, exprs, modules, cse=True):
+    """A callable through :class:`Kernel` (modeq's printers: no torch printer gaps, constants at
+    the working precision); a single expression gives a single value."""
+    single = not isinstance(exprs, (list, tuple))
+    kernel = Kernel([exprs] if single else list(exprs), list(args), modules, None, cse)
+    if single:
+        return lambda *a: kernel(*a)[0]
+    return lambda *a: kernel(*a)
+
+
 class _KernelProvider:
     """Symbols for per-batch gradients, Hessians, external vectors and parameters."""
 
@@ -652,26 +662,26 @@ class MiniBatchField:
         self._F1 = []
         for c in range(self.m):
             F0 = [lower(terms.F0[c], j, K).xreplace(subs) for j in range(self.p)]
-            self._F0.append(sp.lambdify(args0, F0, modules=modules, cse=cse))
+            self._F0.append(_compiled(args0, F0, modules=modules, cse=cse))
             if flow.order >= 1:
                 vec_names = [v for row in terms.V for v in row]
                 F1 = [lower(terms.F1[c], j, K).xreplace(subs) for j in range(self.p)]
                 vsyms = [K.vec(v.args[0], j) for v in vec_names for j in range(self.p)]
                 hsyms = [x for b in range(self.m) for x in K.hess_symbols(b)]
-                self._F1.append(sp.lambdify(args0 + hsyms + vsyms, F1, modules=modules,
+                self._F1.append(_compiled(args0 + hsyms + vsyms, F1, modules=modules,
                                             cse=cse))
         self.V = terms.V
         # per-batch derivatives of the losses
         prm = provider.params
-        self._grad = [sp.lambdify(prm, [provider.grad(b, j) for j in range(self.p)],
+        self._grad = [_compiled(prm, [provider.grad(b, j) for j in range(self.p)],
                                   modules=modules) for b in range(self.m)]
-        self._hess = [sp.lambdify(prm, [provider.hess(b, j, i) for j in range(self.p)
+        self._hess = [_compiled(prm, [provider.hess(b, j, i) for j in range(self.p)
                                         for i in range(j, self.p)], modules=modules)
                       for b in range(self.m)]
         # state weights: w(l, l) and decay per state, exact then numeric at call time
-        self._w_last = [sp.lambdify([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
+        self._w_last = [_compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
                                     modules=modules) for s in opt.states]
-        self._decay = [sp.lambdify([], s.decay.xreplace(subs), modules=modules)
+        self._decay = [_compiled([], s.decay.xreplace(subs), modules=modules)
                        for s in opt.states]
         self._tables = {}
 
