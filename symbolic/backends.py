@@ -49,7 +49,6 @@ from .components import LossProvider, lower
 from .expansion import grouped_step_terms
 from .family import h as h_sym
 from .family import n as n_sym
-from .operators import Grad
 
 __all__ = ["lambdify_flow", "exact_value", "resolve_values", "BACKENDS", "Kernel",
            "FullBatchField", "resolve_dtype", "check_backend", "make_printer",
@@ -176,7 +175,7 @@ def _is_constant(e):
 def prepare_expressions(exprs):
     """Lift constants out of ``exprs`` and share square roots.
 
-    Returns ``(prepared, constants)``: ``prepared`` uses placeholder symbols (``Dummy``) for every
+    Returns ``(prepared, constants)``: ``prepared`` uses placeholder symbols (``_c0``...) for every
     non-integer number-valued subexpression; ``constants`` is ``[(placeholder, exact value)]``.
     Integers (of modest size) and integer exponents stay; a number raised to a symbolic power
     becomes a placeholder (``2**(-n)`` would otherwise be a Python float); ``B**(k/2)`` becomes
@@ -384,7 +383,6 @@ class Kernel:
                 return mpmath.mpf(int(c.p)) / int(c.q)
             return mpmath.mpf(c.evalf(mpmath.mp.dps + 15))
         if self.backend == "numpy":
-            import numpy as np
             if self.dtype.itemsize > 8:
                 return self.dtype.type(str(c.evalf(40)))
             return self.dtype.type(float(c.evalf(30)))
@@ -436,7 +434,6 @@ def as_points(theta, p, backend, dtype, name="theta"):
     layout = (f"{name} must have shape ({p},) for one point or ({p}, N) for N points "
               f"(component first, one row per parameter)")
     if backend == "mpmath":
-        import mpmath
         if hasattr(theta, "shape") and len(getattr(theta, "shape")) != 1:
             raise ValueError(f"the mpmath backend evaluates one point: {name} must be a "
                              f"sequence of {p} numbers, got shape {tuple(theta.shape)}")
