@@ -67,29 +67,38 @@ class _Printer:
         return self.p.doprint(e)
 
 
-def _cse_lines(outputs, printer, taken):
-    """``[(name, expr)]`` -> code lines with common subexpressions ``x0, x1...`` shared."""
+def _staged_lines(outputs, stage_of, printer, taken):
+    """Code lines for ``[(name, expr, stage)]`` with one common-subexpression elimination over
+    all of them (``x0, x1...``).  ``stage_of`` gives the stage from which a free symbol is
+    available (contraction results); returns ``{stage: [lines]}`` so that every line comes after
+    the values it uses."""
     names = (nm for nm in (f"x{k}" for k in itertools.count()) if nm not in taken)
     sums = {}
 
     def hide(e):
-        return e.replace(lambda x: isinstance(x, sp.Sum),
-                         lambda x: sums.setdefault(x, sp.Symbol(next(names))))
+        for x in sp.preorder_traversal(e):
+            if isinstance(x, sp.Sum) and x not in sums:
+                sums[x] = sp.Symbol(next(names))
+        return e.xreplace(sums)
 
-    exprs = [share_square_roots(hide(e)) for _, e in outputs]
-    lines = [f"{s} = {printer(e)}" for e, s in sums.items()]
+    exprs = [share_square_roots(hide(e)) for _, e, _ in outputs]
+    stage = dict(stage_of)
+
+    def stage_expr(e):
+        return max((stage.get(sym, 0) for sym in e.free_symbols), default=0)
+
+    lines = {}
+    for e, sym in sums.items():
+        stage[sym] = stage_expr(e)
+        lines.setdefault(stage[sym], []).append(f"{sym} = {printer(e)}")
     repl, reduced = sp.cse(exprs, symbols=(sp.Symbol(next(names)) for _ in itertools.count()),
                            list=True)
-    lines += [f"{s} = {printer(e)}" for s, e in repl]
-    out = {}
-    for (name, _), e in zip(outputs, reduced):
-        if isinstance(e, sp.Symbol) and str(e) == name:
-            continue
-        if isinstance(e, sp.Symbol) and e not in (G, theta_sym, n_sym):
-            out[name] = str(e)     # alias of a common subexpression
-            lines.append(f"{name} = {e}")
-        else:
-            lines.append(f"{name} = {printer(e)}")
+    for sym, e in repl:
+        stage[sym] = stage_expr(e)
+        lines.setdefault(stage[sym], []).append(f"{sym} = {printer(e)}")
+    for (name, _, st), e in zip(outputs, reduced):
+        st = max(st, stage_expr(e))
+        lines.setdefault(st, []).append(f"{name} = {printer(e)}")
     return lines
 
 
@@ -123,56 +132,53 @@ class _FormCode:
 
     def body(self):
         form = self.form
-        vsyms = {c.symbol for c in form.contractions}
+        vsyms = [c.symbol for c in form.contractions]
         level = {}
         for c in form.contractions:
-            deps = set().union(*(a.free_symbols for a in c.args)) & vsyms
+            deps = set().union(*(a.free_symbols for a in c.args)) & set(vsyms)
             level[c.symbol] = 1 + max((level[d] for d in deps), default=-1)
-        taken = {"g", "theta", "n", "hvp", "d3"} | set(self.hyper) \
-            | {str(s) for s in vsyms}
-        lines = []
+        taken = {"g", "theta", "n", "hvp", "d3"} | set(self.hyper) | {str(v) for v in vsyms}
+        point = {G, theta_sym}
         if not form.contractions:
             # no contraction: one expression in g (F0 and the like)
-            lines += _cse_lines([("F", form.output)], self.printer, taken)
+            taken.add("F")
+            lines = _staged_lines([("F", form.output, 0)], {}, self.printer, taken).get(0, [])
             result = lines.pop().split(" = ", 1)[1]
-            point = form.output.free_symbols & {G, theta_sym}
-            return lines + [f"return {result}" if point else f"return _full_like(g, {result})"]
-        coeff_names = []
+            ok = form.output.free_symbols & point
+            return lines + [f"return {result}" if ok else f"return _full_like(g, {result})"]
+        outputs = []       # (name, expr, stage)
+        by_expr = {}       # one name per distinct argument
+        calls = {}         # level -> call lines
+        for c in form.contractions:
+            lv = level[c.symbol]
+            argnames = []
+            for a, pre in zip(c.args, ("u", "w")):
+                if a == G or a in vsyms:
+                    argnames.append(str(a))
+                    continue
+                if a not in by_expr:
+                    by_expr[a] = f"{pre}{str(c.symbol)[1:]}"
+                    outputs.append((by_expr[a], a, lv))
+                argnames.append(by_expr[a])
+            cb = "hvp" if c.kind == "hvp" else "d3"
+            what = f"H . {argnames[0]}" if c.kind == "hvp" else \
+                f"T[{argnames[0]}, {argnames[1]}]"
+            calls.setdefault(lv, []).append(
+                f"{c.symbol} = _apply({cb}, {', '.join(argnames)}, like=g)  # {what}")
         final = []
         for i, (c, mono) in enumerate(form.monomials):
-            if c.free_symbols & {G, theta_sym, n_sym}:
-                coeff_names.append((f"c{i}", c))
+            if c.free_symbols & (point | {n_sym}):
+                outputs.append((f"c{i}", c, 0))
                 final.append((sp.Symbol(f"c{i}"), mono))
             else:
                 final.append((c, mono))
-        taken |= {nm for nm, _ in coeff_names}
-        top = max(level.values(), default=-1)
-        for lv in range(0, top + 1):
-            outs = []
-            calls = []
-            for k, c in enumerate(form.contractions):
-                if level[c.symbol] != lv:
-                    continue
-                argnames = []
-                for a, pre in zip(c.args, ("u", "w")):
-                    if a == G or a in vsyms:
-                        argnames.append(str(a))
-                    else:
-                        nm = f"{pre}{str(c.symbol)[1:]}"
-                        outs.append((nm, a))
-                        argnames.append(nm)
-                        taken.add(nm)
-                cb = "hvp" if c.kind == "hvp" else "d3"
-                what = (f"H . {argnames[0]}" if c.kind == "hvp"
-                        else f"T[{argnames[0]}, {argnames[1]}]")
-                calls.append(f"{c.symbol} = _apply({cb}, {', '.join(argnames)}, like=g)"
-                             f"  # {what}")
-            if lv == 0:
-                outs += coeff_names
-            if outs:
-                lines += _cse_lines(outs, self.printer, taken | {nm for nm, _ in outs})
-                taken |= {ln.split(" = ")[0] for ln in lines}
-            lines += calls
+        taken |= {nm for nm, _, _ in outputs}
+        stage_of = {v: level[v] + 1 for v in vsyms}
+        staged = _staged_lines(outputs, stage_of, self.printer, taken)
+        lines = []
+        for st in range(0, max(level.values()) + 2):
+            lines += staged.get(st, [])
+            lines += calls.get(st, [])
         result = sp.Add(*[c * m for c, m in final])
         lines.append(f"return {self.printer(result)}")
         return lines

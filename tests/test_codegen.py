@@ -312,3 +312,18 @@ def test_codegen_cli_errors_and_stdout(capsys):
     r = subprocess.run([sys.executable, "-m", "modeq.proofs.cli", "codegen", "nope",
                         "--backend", "torch"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_adam_second_order_module_matches_the_exact_field(tmp_path):
+    """Adam's derived h^2 term (no published form): 3 HVPs and one T contraction."""
+    out = tmp_path / "adam2.py"
+    assert main(["codegen", "adam", "--backend", "numpy", "--order", "2", "--stationary",
+                 "--out", str(out)]) == 0
+    mod = _load(str(out))
+    vals = dict(h="1/50", beta="4/5", rho="9/10", eps="1/1000")
+    exact = _exact_field(optimizers.adam(), 2, True, None, vals)
+    g, Hm, T = _derivatives()
+    got = mod.flow(g, lambda v: Hm @ v, lambda u, w: np.einsum("ijk,j,k->i", T, u, w),
+                   **{k: float(sp.Rational(v)) for k, v in vals.items()})
+    assert _rel(got, exact) < 1e-12
