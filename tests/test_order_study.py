@@ -408,9 +408,16 @@ def test_engine_gd_order_two_equals_hairer_lubich_wanner():
             assert max(abs(a - b) for a, b in zip(ours(7, th), ref(7, th))) < 1e-36
 
 
-@pytest.mark.parametrize("name", ["gd", "heavy_ball"])
+@pytest.mark.parametrize("name", ["gd", "heavy_ball", "rmsprop", "adam_outside"])
 def test_derived_order_two_has_slope_three(name):
     res = study(OPTIMIZERS[name](), P2, H4_7, orders=(2,), dps=30)
+    o = res.orders[2]
+    assert o.verdict == "pass" and abs(o.slope - 3) <= 0.15, res.table()
+
+
+@pytest.mark.slow
+def test_gd_stationary_order_two_has_slope_three():
+    res = study(optimizers.gd(), P2, H4_7, orders=(2,), dps=30, stationary=True)
     o = res.orders[2]
     assert o.verdict == "pass" and abs(o.slope - 3) <= 0.15, res.table()
 
