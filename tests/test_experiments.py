@@ -16,6 +16,15 @@ from modeq.proofs import cli  # noqa: E402
 EPS = 1e-8
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one intra-op thread is fastest and steadiest on a shared machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 # ---------------------------------------------------------------------------------------------
 # An independent implementation: the built-in MLP (64 -> 32 tanh -> 10) and cross-entropy,
 # forward and backward by hand in NumPy float64, and Adam from shared/MATH.md.
@@ -317,4 +326,12 @@ def test_cli_runs_a_tiny_sweep(tmp_path, capsys):
     rows = _read_csv(out / "beta-sweep.csv")
     assert len(rows) == 2 * 4 and {r["penalty"] for r in rows} == {"none"}
     assert (out / "beta-norm-vs-step.png").stat().st_size > 1000
-    assert torch.get_num_threads() >= 1
+
+
+def test_sweep_restores_thread_count():
+    torch.set_num_threads(2)
+    try:
+        ex.sweep("rho", [0.9], steps=1, seeds=1, counter=False, progress=False, num_threads=1)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

@@ -13,6 +13,15 @@ from modeq.numeric import torch as mt  # noqa: E402
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """These models are tiny: one intra-op thread is fastest and steadiest on a shared machine."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 # ---------------------------------------------------------------------------------------------
 # A 2-layer tanh network with 11 parameters, written twice: in SymPy (exact) and in torch.
 # f(x) = w2 · tanh(W1 x + b1) + b2,  x ∈ R^3, W1 ∈ R^{2×3}, b1, w2 ∈ R^2, b2 ∈ R
