@@ -329,7 +329,7 @@ def verify(form, dims=(1, 2, 3, 4)):
     * for each ``p`` in ``dims``, the array form evaluated with explicit symmetric ``H``, ``T``
       (matrix products, elementwise operations) equals the component form of the term.
     """
-    from .recognize import _is_zero_linear, prove_equal
+    from .recognize import is_zero_linear, prove_equal
     checks = [(f"matrix-free form: {what}", ok)
               for what, ok in prove_equal(form.to_components(), form.expr, dims)]
     for p in dims:
@@ -340,7 +340,7 @@ def verify(form, dims=(1, 2, 3, 4)):
             if form.n_d3 else None
         arr = form.lower(P.g, H, T, P.th)
         ops = sorted(set(P._H.values()) | set(P._T.values()), key=str)
-        ok = all(_is_zero_linear(a - b, ops) for a, b in zip(arr, ref))
+        ok = all(is_zero_linear(a - b, ops) for a, b in zip(arr, ref))
         checks.append((f"array form with explicit H{', T' if T else ''} equals the component "
                        f"form for p = {p}", ok))
     return checks

@@ -30,7 +30,7 @@ import sympy as sp
 
 from .arrayform import G, flow_forms, verify
 from .backends import make_printer, share_square_roots
-from .family import _RANGES, n as n_sym, theta as theta_sym
+from .family import RANGES, n as n_sym, theta as theta_sym
 
 __all__ = ["generate_module", "CODEGEN_BACKENDS"]
 
@@ -47,7 +47,7 @@ def _describe_optimizer(opt):
 
 
 def _range_text(name):
-    lo, hi, lo_closed, hi_closed = _RANGES[name]
+    lo, hi, lo_closed, hi_closed = RANGES[name]
     if hi is None:
         return f"{name} {'>=' if lo_closed else '>'} {lo}"
     return f"{name} in {'[' if lo_closed else '('}{lo}, {hi}{']' if hi_closed else ')'}"
@@ -203,7 +203,7 @@ def _helpers(backend, ranges):
     rng = ",\n".join(f"    {k!r}: {v!r}" for k, v in sorted(ranges.items()))
     common = f'''
 # allowed ranges: name -> (low, high, low included, high included); high None = unbounded
-_RANGES = {{
+RANGES = {{
 {rng}
 }}
 
@@ -214,8 +214,8 @@ def _check(name, value):
     x = float(value)
     if x != x or x in (float("inf"), float("-inf")):
         raise ValueError(f"{{name}} must be a finite real number, got {{value!r}}")
-    if name in _RANGES:
-        lo, hi, lo_in, hi_in = _RANGES[name]
+    if name in RANGES:
+        lo, hi, lo_in, hi_in = RANGES[name]
         bad = x < lo or (x == lo and not lo_in)
         if hi is not None:
             bad = bad or x > hi or (x == hi and not hi_in)
@@ -335,7 +335,7 @@ def generate_module(optimizer, order=1, backend="numpy", stationary=False, comma
     uses_theta = any(c.uses_theta for c in codes)
     needs_hvp = any(c.needs_hvp for c in codes)
     needs_d3 = any(c.needs_d3 for c in codes)
-    ranges = {k: _RANGES[k] for k in hyper if k in _RANGES}
+    ranges = {k: RANGES[k] for k in hyper if k in RANGES}
     for s in optimizer.states:
         if isinstance(s.decay, sp.Symbol) and str(s.decay) not in ranges:
             ranges[str(s.decay)] = (0, 1, True, False)

@@ -23,7 +23,7 @@ import sympy as sp
 
 __all__ = [
     "g", "theta", "h", "n", "beta", "rho", "eps", "EMA", "Optimizer",
-    "NON_SMOOTH", "check_smooth", "check_hyperparameter_values", "RESERVED",
+    "NON_SMOOTH", "check_smooth", "check_hyperparameter_values", "RESERVED", "RANGES",
 ]
 
 g = sp.Symbol("g", real=True)
@@ -38,7 +38,7 @@ NON_SMOOTH = (sp.Abs, sp.sign, sp.Max, sp.Min, sp.Piecewise, sp.Heaviside, sp.fl
               sp.ceiling, sp.frac, sp.DiracDelta)
 
 # Allowed ranges of hyperparameters known by name: (low, high, low_closed, high_closed).
-_RANGES = {
+RANGES = {
     "beta": (0, 1, True, False),
     "rho": (0, 1, False, False),
     "eps": (0, None, False, False),
@@ -83,8 +83,8 @@ def check_hyperparameter_values(values: Mapping, decays: Iterable = ()):
     EMA decay symbol in [0, 1)."""
     decay_names = {str(d) for d in decays if isinstance(d, sp.Symbol)}
     for name, value in values.items():
-        if name in _RANGES:
-            _check_range(name, value, _RANGES[name])
+        if name in RANGES:
+            _check_range(name, value, RANGES[name])
         elif name in decay_names:
             _check_range(name, value, (0, 1, True, False))
 

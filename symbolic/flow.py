@@ -77,8 +77,13 @@ class ModifiedFlow:
 
     def lambdify(self, E_or_losses, params, backend="mpmath", stationary=False, schedule=None,
                  **values):
-        """A numeric ``f(n, theta) -> d theta/dt`` on ``[nh, (n+1)h)``; see
-        :func:`modeq.symbolic.backends.lambdify_flow`."""
+        """A numeric ``f(n, theta) -> d theta/dt`` on ``[nh, (n+1)h)``.
+
+        ``backend="mpmath"`` returns a list of ``mpf`` at the caller's precision;
+        ``"numpy"``/``"torch"`` take ``theta`` of shape ``(p,)`` or ``(p, N)`` (component
+        first, ``N`` points) and return an array/tensor of that shape, float64 unless
+        ``dtype=`` says otherwise.  Hyperparameters by name (``h=..., beta=...``), converted
+        exactly.  See :func:`modeq.symbolic.backends.lambdify_flow`."""
         from .backends import lambdify_flow
         return lambdify_flow(self, E_or_losses, params, backend=backend, stationary=stationary,
                              schedule=schedule, **values)

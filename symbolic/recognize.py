@@ -26,7 +26,7 @@ from .components import SymbolProvider, lower_vector
 from .family import beta, eps, g as g_sym, n, rho
 from .operators import ATOMS, FULL, Grad, Hess, D3, linearize
 
-__all__ = ["Recognition", "recognize", "prove_equal", "adam_reference_F1",
+__all__ = ["Recognition", "recognize", "prove_equal", "is_zero_linear", "adam_reference_F1",
            "memory_moment", "one_norm_gradient"]
 
 
@@ -101,7 +101,7 @@ def _is_zero(d):
     return sp.simplify(num) == 0
 
 
-def _is_zero_linear(d, ops):
+def is_zero_linear(d, ops):
     """Zero test for an expression polynomial in the derivative symbols ``ops``: every Taylor
     coefficient in ``ops`` (taken by differentiation, no expansion) must vanish."""
     ops = [o for o in ops if d.has(o)]
@@ -110,12 +110,12 @@ def _is_zero_linear(d, ops):
     op, rest = ops[0], ops[1:]
     k, cur = 0, d
     while True:
-        if not _is_zero_linear(cur.subs(op, 0), rest):
+        if not is_zero_linear(cur.subs(op, 0), rest):
             return False
         k += 1
         cur = cur.diff(op) / k
         if cur == 0 or not cur.has(op):
-            return cur == 0 or _is_zero_linear(cur, rest)
+            return cur == 0 or is_zero_linear(cur, rest)
 
 
 def prove_equal(a, b, dims=(1, 2, 3, 4)):
@@ -129,7 +129,7 @@ def prove_equal(a, b, dims=(1, 2, 3, 4)):
         P = SymbolProvider(p)
         va, vb = lower_vector(a, P), lower_vector(b, P)
         ops = sorted(set(P._H.values()) | set(P._T.values()), key=str)
-        ok = all(_is_zero_linear(u - v, ops) for u, v in zip(va, vb))
+        ok = all(is_zero_linear(u - v, ops) for u, v in zip(va, vb))
         checks.append((f"components agree for p = {p} (generic g_i, H_ij, T_ijk)", ok))
     return checks
 
