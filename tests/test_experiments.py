@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("sklearn")
+import torch
+import sklearn  # noqa: F401  (installed by the test extra)
 
 from modeq.numeric import experiments as ex  # noqa: E402
 from modeq.proofs import cli  # noqa: E402

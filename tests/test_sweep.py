@@ -47,7 +47,7 @@ def test_local_processes():
 
 
 def test_dask_local_cluster():
-    distributed = pytest.importorskip("dask.distributed")  # installed by the test extra
+    import dask.distributed as distributed  # installed by the test extra
     opt = optimizers.gd()
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-torch = pytest.importorskip("torch")
+import torch
 
 from modeq.numeric import torch as mt  # noqa: E402
 
