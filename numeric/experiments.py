@@ -46,11 +46,12 @@ import math
 import numbers
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
+
+from .atomic import atomic_savefig, atomic_write_text
 
 __all__ = [
     "Data", "RunResult", "SweepResult", "load_digits_data", "make_model", "train_run", "sweep",
@@ -639,39 +640,13 @@ def _summary(res: SweepResult) -> str:
 # Outputs
 # --------------------------------------------------------------------------------------------
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path, write):
-    """Write through ``write(tmp_path)`` to a temporary file in the target folder, then
-    ``os.replace`` it onto ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())          # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write_text(path, text):
-    def w(tmp):
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-    _atomic_write(path, w)
+    atomic_write_text(path, text)
 
 
 def _save_fig(fig, path):
     # a pyplot-free Figure: PNG through matplotlib's Agg renderer, whatever the global backend
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    atomic_savefig(fig, path, dpi=110)
 
 
 def plot_norm_vs_step(res: SweepResult):

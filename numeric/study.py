@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from contextlib import nullcontext as _nullcontext
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ import sympy as sp
 
 from modeq.symbolic.family import Optimizer
 from ._compile import normalize_values
+from .atomic import atomic_savefig, atomic_write
 from .integrate import TABLEAUX, integrate, method_for
 from .iterate import Iterator, as_losses
 from .problems import DEFAULT_HS
@@ -200,6 +200,10 @@ class StudyResult:
             if anchor.error > 0:
                 ref = [anchor.error * (hh / anchor.hf) ** (r + 1) for hh in hs]
                 ax.loglog(hs, ref, "--", color=c, alpha=0.5, label=f"reference slope {r + 1}")
+        from matplotlib.ticker import LogFormatterMathtext, NullLocator
+        ax.set_xscale("log", base=2)            # h = 2^-k: one labelled tick per step size
+        ax.xaxis.set_major_formatter(LogFormatterMathtext(base=2))
+        ax.xaxis.set_minor_locator(NullLocator())
         ax.set_xlabel("step size h")
         ax.set_ylabel(r"max$_{n \leq T/h}$ $\|\theta^{(n)} - \tilde\theta(nh)\|_\infty$")
         ax.set_title(self.title(), fontsize=7)
@@ -207,44 +211,13 @@ class StudyResult:
         ax.legend(fontsize=7)
         fig.tight_layout()
         try:
-            _atomic_savefig(fig, path)
+            atomic_savefig(fig, path, dpi=120)
         finally:
             plt.close(fig)
         return path
 
 
 # ---------------------------------------------------------------------------------- files
-def atomic_write(path, data):
-    """Write ``data`` (str or bytes) to ``path`` through a temporary file in the same folder
-    and ``os.replace``: an interrupted write leaves no partial file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.basename(path), dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_savefig(fig, path):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    suffix = os.path.splitext(path)[1] or ".png"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 # ---------------------------------------------------------------------------------- fields
 class FieldFactory:
     """``factory(order, h) -> f(n, theta)``: the modified flow of ``optimizer`` from

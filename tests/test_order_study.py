@@ -359,14 +359,15 @@ def test_table_json_plot(tmp_path):
 
 
 def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
-    class Boom(bytes):
-        pass
+    """A write interrupted after 10 bytes leaves neither the target nor a temporary file."""
+    import builtins
+    import modeq.numeric.atomic as atomic_module
 
     target = tmp_path / "out.json"
-    real_fdopen = os.fdopen
+    real_open = builtins.open
 
-    def exploding_fdopen(fd, mode="r", *a, **k):
-        fh = real_fdopen(fd, mode, *a, **k)
+    def exploding_open(path, mode="r", *a, **k):
+        fh = real_open(path, mode, *a, **k)
 
         class W:
             def __enter__(self):
@@ -381,7 +382,7 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
 
         return W()
 
-    monkeypatch.setattr(os, "fdopen", exploding_fdopen)
+    monkeypatch.setattr(atomic_module, "open", exploding_open, raising=False)
     with pytest.raises(KeyboardInterrupt):
         atomic_write(target, "x" * 1000)
     assert os.listdir(tmp_path) == []
