@@ -532,12 +532,15 @@ class FullBatchField:
         self.p = len(self.params)
         self.backend = backend
         self.uses_n = any(e.has(n_sym) for e in self.expressions)
-        body, sums = _hoist_scalar_sums(self.expressions, self.params)
-        self._sum_symbols = [s for s, _ in sums]
+        body, coeffs = _hoist_memory_coefficients(self.expressions, self.params)
+        self._sum_symbols = [s for s, _ in coeffs]
         self.kernel = Kernel(body, [n_sym, *self.params, *self._sum_symbols], backend, dtype,
                              cse)
-        self._sums = Kernel([e for _, e in sums], [n_sym], backend, dtype, cse) if sums \
-            else None
+        # memory coefficients (closed forms in n, or sums) are evaluated in mpmath with guard
+        # digits, then rounded once: their closed forms cancel badly in float64 for decays
+        # near 1 (e.g. 1 - (n+1) rho^n + n rho^(n+1) with rho = 0.999)
+        self._sums = Kernel([e for _, e in coeffs], [n_sym], "mpmath", None, cse) \
+            if coeffs else None
         self._memo = {}
         self.dtype = self.kernel.dtype
 
@@ -556,8 +559,22 @@ class FullBatchField:
         if key not in self._memo:
             if len(self._memo) >= self._MEMO_SIZE:
                 self._memo.clear()
-            self._memo[key] = list(self._sums(n, device=device))
+            self._memo[key] = self._coefficient_values(n, device)
         return self._memo[key]
+
+    def _coefficient_values(self, n, device):
+        import mpmath
+        guard = 10 if self.backend == "mpmath" else 0
+        dps = mpmath.mp.dps + guard if self.backend == "mpmath" else 30
+        with mpmath.workdps(dps):
+            values = list(self._sums(n))
+        if self.backend == "mpmath":
+            return [+v for v in values]                  # rounded to the working precision
+        if self.backend == "numpy":
+            return [self.dtype.type(str(v)) if self.dtype.itemsize > 8
+                    else self.dtype.type(float(v)) for v in values]
+        import torch
+        return [torch.tensor(float(v), dtype=self.dtype, device=device) for v in values]
 
     def __call__(self, n, theta):
         n = check_step(n, self.uses_n)
@@ -573,22 +590,26 @@ class FullBatchField:
                 f"dtype={self.dtype}, uses_n={self.uses_n})")
 
 
-def _hoist_scalar_sums(exprs, params):
-    """Replace each outermost ``Sum`` that does not depend on the point by a symbol; returns
-    the new expressions and ``[(symbol, sum)]``."""
+def _hoist_memory_coefficients(exprs, params):
+    """Replace each maximal subexpression that depends on the step index ``n`` but not on the
+    point (memory moments in closed form, bias corrections, sums without closed form) by a
+    symbol; returns the new expressions and ``[(symbol, coefficient)]``."""
     table = {}
     taken = {str(s) for e in exprs for s in e.free_symbols}
     names = (nm for nm in (f"_m{k}" for k in itertools.count()) if nm not in taken)
     point = set(params)
 
-    def rep(e):
-        if e not in table:
-            table[e] = sp.Symbol(next(names))
-        return table[e]
+    def hoist(e):
+        if e.has(n_sym) and not (e.free_symbols & point) and e != n_sym:
+            if e not in table:
+                table[e] = sp.Symbol(next(names))
+            return table[e]
+        if not e.args or isinstance(e, sp.Sum):
+            return e
+        return e.func(*[hoist(a) for a in e.args])
 
-    out = [e.replace(lambda x: isinstance(x, sp.Sum) and not (x.free_symbols & point), rep)
-           for e in exprs]
-    return out, [(sym, s) for s, sym in table.items()]
+    out = [hoist(e) for e in exprs]
+    return out, [(sym, c) for c, sym in table.items()]
 
 
 def _full_batch(flow, provider, subs, modules, stationary, cse, dtype=None):

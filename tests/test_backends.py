@@ -269,3 +269,23 @@ def test_mini_batch_numpy_and_torch_match_mpmath():
     assert _rel([float(v) for v in ft(4, torch.tensor(th, dtype=torch.float64))], ref) < 1e-12
     with pytest.raises(ValueError, match="dtype= is supported for full-batch"):
         flow.lambdify(losses, PARAMS, backend="numpy", dtype="float32", **vals)
+
+
+def test_float64_exact_n_memory_coefficients_are_well_conditioned():
+    """rho = 0.999 at small n: the closed-form moments cancel badly in float64 unless they are
+    evaluated in extended precision; the NumPy field must still agree with mpmath to ~1e-14."""
+    import mpmath
+    import numpy as np
+    import sympy as sp
+    from modeq.symbolic import derive, optimizers
+    x, y = sp.symbols("x y")
+    E = (x - 1)**2 / 2 + x * y / 3 + y**4 / 4
+    vals = dict(h=0.01, beta=0.9, rho=0.999, eps=1e-3)
+    flow = derive(optimizers.adam(), 1)
+    fn = flow.lambdify(E, [x, y], backend="numpy", **vals)
+    fm = flow.lambdify(E, [x, y], backend="mpmath", **vals)
+    with mpmath.workdps(40):
+        for n in (1, 3, 10):
+            a = fn(n, np.array([0.3, -0.2]))
+            b = fm(n, [mpmath.mpf(0.3), mpmath.mpf(-0.2)])
+            assert max(abs(float(u - v)) / abs(float(v)) for u, v in zip(a, b)) < 1e-14
