@@ -31,6 +31,8 @@ from typing import Iterable, List, Sequence
 
 import torch
 
+from modeq.symbolic.family import check_hyperparameter
+
 __all__ = [
     "perturbed_one_norm", "OneNormLogger", "hessian_vector_product", "gradients",
     "adam_correction", "adam_flow_field", "ImplicitBiasPenalty", "add_correction_to_grad",
@@ -51,32 +53,25 @@ def _real(name, value):
     return value
 
 
+def _check_named(name, value):
+    """A real, finite hyperparameter in its allowed range (``modeq.symbolic.family.RANGES``)."""
+    return check_hyperparameter(name, _real(name, value))
+
+
 def _check_eps(eps):
-    eps = _real("eps", eps)
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0 (it sits inside the square root), got {eps}")
-    return eps
+    return _check_named("eps", eps)
 
 
 def _check_h(h):
-    h = _real("h", h)
-    if h <= 0:
-        raise ValueError(f"h (the learning rate) must be > 0, got {h}")
-    return h
+    return _check_named("h", h)
 
 
 def _check_beta(beta):
-    beta = _real("beta", beta)
-    if not 0.0 <= beta < 1.0:
-        raise ValueError(f"beta must lie in [0, 1), got {beta}")
-    return beta
+    return _check_named("beta", beta)
 
 
 def _check_rho(rho):
-    rho = _real("rho", rho)
-    if not 0.0 < rho < 1.0:
-        raise ValueError(f"rho must lie in (0, 1), got {rho}")
-    return rho
+    return _check_named("rho", rho)
 
 
 def check_params(params, name="params") -> List[torch.Tensor]:

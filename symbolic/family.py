@@ -23,7 +23,8 @@ import sympy as sp
 
 __all__ = [
     "g", "theta", "h", "n", "beta", "rho", "eps", "EMA", "Optimizer",
-    "NON_SMOOTH", "check_smooth", "check_hyperparameter_values", "RESERVED", "RANGES",
+    "NON_SMOOTH", "check_smooth", "check_hyperparameter", "check_hyperparameter_values",
+    "RESERVED", "RANGES",
 ]
 
 g = sp.Symbol("g", real=True)
@@ -65,6 +66,15 @@ def _check_range(name, value, rng):
         bad = bad or (x > hi) or (x == hi and not hi_closed)
     if bad:
         raise ValueError(f"{name} must be {_describe(*rng)}, got {value}")
+
+
+def check_hyperparameter(name, value):
+    """Validate one numeric hyperparameter known by name (``RANGES``: beta in [0,1), rho in
+    (0,1), eps > 0, h > 0); returns ``value``.  ``ValueError`` names the parameter and the
+    allowed range; ``TypeError`` if it is not a real number."""
+    if name in RANGES:
+        _check_range(name, value, RANGES[name])
+    return value
 
 
 def check_smooth(expr, what: str):
