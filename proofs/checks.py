@@ -1,0 +1,302 @@
+"""Exact checks used when a derivation document is built (independent of the engine's own
+simplification routines wherever possible).
+
+Conventions: expressions are component expressions of :mod:`modeq.symbolic.operators`
+(``Grad``, ``Hess``, ``D3``), possibly with sums over step indices.  Every test here is exact:
+a difference is reduced to a rational function and its numerator must expand to ``0``.
+
+* :func:`is_zero` — exact zero test for scalar expressions with powers ``d**(a n + b)`` of
+  decays and square roots (each root ``sqrt(B)`` becomes a symbol ``s`` with ``s**2 = B``).
+* :func:`same_in_components` — lower two component expressions to generic components
+  ``g_i, H_ij, T_ijk`` for dimension ``p`` and compare (full batch).
+* :func:`same_at_steps` — mini batch: substitute concrete step indices ``n``, unroll every sum,
+  lower with one set of generic symbols per batch, compare.
+* :func:`evaluate_sums` — evaluate step-index sums of a *lowered* scalar expression term by term
+  with :func:`sympy.summation` (an independent route to the engine's operator-level sums).
+* :func:`taylor_coefficient`, :func:`lie_series_coefficient` — the ``h^r`` coefficient of the
+  optimizer's step and of the flow's one-step map, recomputed from their definitions.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from modeq.symbolic.components import SymbolProvider, lower_vector
+from modeq.symbolic.family import h, n, theta
+from modeq.symbolic.operators import ATOMS, D3, Grad, Hess, lie, linearize
+
+__all__ = ["is_zero", "equal", "same_canonical", "same_in_algebra", "same_in_components", "same_at_steps", "BatchSymbols", "evaluate_sums",
+           "taylor_coefficient", "lie_series_coefficient", "operator_symbols",
+           "nice_closed_form", "stationary_value"]
+
+
+def _pick_branch(pw):
+    """The branch of a Piecewise from ``sympy.summation`` valid for decays in (0, 1)."""
+    for value, cond in pw.args:
+        if cond == sp.true:
+            return value
+        syms = sorted(cond.free_symbols, key=str)
+        if bool(cond.subs({s: sp.Rational(1, 3 + i) for i, s in enumerate(syms)})):
+            return value
+    raise ValueError(f"no branch of {pw} holds for decays in (0, 1)")
+
+
+def _powers_of_n(e, step=n):
+    """Replace ``d**(a*step + b)`` by ``P_d**a * d**b`` (``P_d`` a fresh symbol for ``d**step``)."""
+    e = sp.expand_power_exp(sp.sympify(e))
+    table = {}
+
+    def sym(base):
+        if base not in table:
+            table[base] = sp.Dummy("P", positive=True)
+        return table[base]
+
+    def rep(p):
+        a = sp.expand(p.exp)
+        coeff = a.coeff(step)
+        rest = sp.expand(a - coeff * step)
+        if not coeff.is_Integer or step in rest.free_symbols:
+            raise ValueError(f"exponent {p.exp} is not affine in {step} with integer slope")
+        return sym(p.base) ** int(coeff) * p.base ** rest
+
+    return e.replace(lambda x: isinstance(x, sp.Pow) and step in x.exp.free_symbols
+                     and step not in x.base.free_symbols, rep)
+
+
+def is_zero(d):
+    """Exact test that the scalar ``d`` vanishes identically (see module docstring)."""
+    d = _powers_of_n(d)
+    if d == 0:
+        return True
+    roots = {}
+
+    def sym(base):
+        base = sp.expand(base)
+        if base not in roots:
+            roots[base] = sp.Dummy("r", positive=True)
+        return roots[base]
+
+    d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2,
+                  lambda e: sym(e.base) ** e.exp.p)
+    num = sp.expand(sp.numer(sp.together(d)))
+    for _ in range(4):
+        if num == 0:
+            return True
+        for base, r in roots.items():
+            num = num.replace(
+                lambda e: isinstance(e, sp.Pow) and e.base == r and e.exp.is_Integer
+                and e.exp >= 2,
+                lambda e: base ** (int(e.exp) // 2) * r ** (int(e.exp) % 2))
+        num = sp.expand(sp.numer(sp.together(num)))
+    return num == 0
+
+
+def operator_symbols(exprs):
+    """Replace operator atoms by symbols consistently across ``exprs`` (arguments normalised);
+    the results are ordinary scalar expressions."""
+    table = {}
+    out = []
+    for e in exprs:
+        e = linearize(e)
+        rep = {}
+        for a in sorted(e.atoms(Hess, D3), key=sp.default_sort_key):
+            key = a.func(a.args[0], *[sp.factor(sp.cancel(x)) for x in a.args[1:]])
+            if isinstance(a, D3):
+                key = D3(*key.args)
+            table.setdefault(key, sp.Dummy("op"))
+            rep[a] = table[key]
+        out.append(e.xreplace(rep))
+    return out
+
+
+def same_in_algebra(a, b):
+    """``a == b`` in the operator algebra: operators are opaque symbols (any dimension)."""
+    x, y = operator_symbols([a, b])
+    return is_zero(x - y)
+
+
+def same_in_components(a, b, dims=(1, 2)):
+    """``a == b`` component by component for generic ``g_i, H_ij, T_ijk`` in each ``p``."""
+    for p in dims:
+        P = SymbolProvider(p)
+        va, vb = lower_vector(a, P), lower_vector(b, P)
+        if not all(is_zero(u - v) for u, v in zip(va, vb)):
+            return False
+    return True
+
+
+class BatchSymbols:
+    """Generic symbols with one loss per batch: ``g^(b)_j``, symmetric ``H^(b)_ij``, ``T^(b)``.
+    ``FULL`` is batch ``F``, so a full-batch expression lowers to the same symbols for every
+    step — the reduction check of mini batch to full batch uses that."""
+
+    def __init__(self, p, merge=False):
+        self.p = p
+        self.merge = merge
+        self._cache = {}
+
+    def _tag(self, b):
+        return "F" if self.merge or not getattr(b, "is_Integer", False) else str(int(b))
+
+    def _sym(self, kind, b, idx):
+        idx = tuple(sorted(idx)) if kind != "g" else idx
+        key = (kind, self._tag(b), idx)
+        if key not in self._cache:
+            name = f"{kind}{key[1]}_" + "".join(str(i + 1) for i in idx)
+            self._cache[key] = sp.Symbol(name, real=True)
+        return self._cache[key]
+
+    def grad(self, b, j):
+        return self._sym("g", b, (j,))
+
+    def hess(self, b, j, i):
+        return self._sym("H", b, (j, i))
+
+    def d3(self, b, j, i, k):
+        return self._sym("T", b, (j, i, k))
+
+    def theta(self, j):
+        return sp.Symbol(f"theta_{j + 1}", real=True)
+
+
+def same_at_steps(a, b, steps=(0, 1, 2), p=1, merge=False):
+    """``a == b`` after substituting ``n = step`` for each step, unrolling all sums and
+    lowering with :class:`BatchSymbols` (``merge=True``: every batch has the same loss)."""
+    for step in steps:
+        P = BatchSymbols(p, merge)
+        va = lower_vector(sp.sympify(a).xreplace({n: sp.Integer(step)}), P)
+        vb = lower_vector(sp.sympify(b).xreplace({n: sp.Integer(step)}), P)
+        va = va.applyfunc(lambda e: e.doit())
+        vb = vb.applyfunc(lambda e: e.doit())
+        if not all(is_zero(u - v) for u, v in zip(va, vb)):
+            return False
+    return True
+
+
+def evaluate_sums(e):
+    """Evaluate every step-index sum of a lowered scalar expression, innermost first, term by
+    term with :func:`sympy.summation` (decays taken in (0, 1))."""
+    e = sp.sympify(e)
+    if not e.has(sp.Sum):
+        return e
+    if isinstance(e, sp.Sum):
+        f = evaluate_sums(e.function)
+        for (k, lo, hi) in e.limits:
+            f = sp.expand(sp.powsimp(sp.expand_power_exp(sp.expand(f))))
+            total = sp.S.Zero
+            for t in sp.Add.make_args(f):
+                c, dep = t.as_independent(k, as_Add=False)
+                s = sp.summation(dep, (k, lo, hi))
+                total += c * s.replace(lambda x: isinstance(x, sp.Piecewise), _pick_branch)
+            f = total
+        return f
+    return e.func(*[evaluate_sums(a) for a in e.args])
+
+
+def taylor_coefficient(step, series, r):
+    """``(1/r!) d^r/dh^r step(s_1(h), ...)|_{h=0}`` with ``s_i(h) = sum_q h^q S_iq``:
+    the ``h^r`` term of the optimizer's step, by differentiation (``series`` maps each state
+    symbol to its list ``[S_i0, S_i1, ...]``)."""
+    sub = {s: sp.Add(*[h ** q * t for q, t in enumerate(terms)]) for s, terms in series.items()}
+    e = step.xreplace(sub)
+    return sp.diff(e, h, r).xreplace({h: 0}) / math.factorial(r)
+
+
+def lie_series_coefficient(F, p):
+    """Coefficient of ``h^p`` in ``exp(h L_{-F}) theta - theta = sum_m h^m/m! L_{-F}^m theta``
+    with ``F = sum_a h^a F[a]`` (a single series in ``h``; the term of stage ``m`` is truncated
+    at ``h^(p-m)``, which is all that can reach ``h^p``)."""
+    def upto(e, q):
+        e = sp.expand(e)
+        return sp.Add(*[e.coeff(h, i) * h ** i for i in range(q + 1)])
+
+    total, term = sp.S.Zero, theta
+    for m in range(1, p + 1):
+        Fh = sp.Add(*[h ** a * f for a, f in enumerate(F) if a <= p - m])
+        term = upto(linearize(lie(upto(term, p - m), -Fh)), p - m)
+        total += h ** m * term / math.factorial(m)
+    total = sp.expand(linearize(total))
+    return total.coeff(h, p)
+
+
+def same_canonical(a, b):
+    """``a == b`` for any dimension: operators are made linear in their arguments and each
+    argument is written in a basis of point functions (canonical layout of
+    :mod:`modeq.proofs.notation`), then the coefficient of every operator monomial must agree
+    exactly.  With more than one square root, falls back to opaque operator symbols
+    (:func:`same_in_algebra`)."""
+    from .notation import FieldSymbol, canonical_terms, find_radicand
+    a, b = sp.sympify(a), sp.sympify(b)
+    d = a - b
+    R = find_radicand(a + b)
+    if R is None and any(p.exp.is_Rational and p.exp.q == 2 and p.base.has(Grad)
+                         for p in d.atoms(sp.Pow)):
+        return same_in_algebra(a, b)
+    s = FieldSymbol("s_check", positive=True)
+    back = {s: sp.sqrt(R)} if R is not None else {}
+    coeffs = {}
+    for e, sign in ((a, 1), (b, -1)):
+        for m, c in canonical_terms(e, R, s).items():
+            m = m.xreplace(back)
+            coeffs[m] = coeffs.get(m, 0) + sign * c.xreplace(back)
+    return all(is_zero(c) for c in coeffs.values())
+
+
+def equal(a, b, dims=()):
+    """The document's equality test: :func:`same_canonical` (any dimension) and, when
+    ``dims`` is given, also component by component for those dimensions."""
+    return same_canonical(a, b) and (not dims or same_in_components(a, b, dims))
+
+
+def nice_closed_form(e, step=n):
+    """A factored form of an expression in ``d**step`` and ``step``: rational in the powers
+    ``P_d = d**step``, cancelled and factored, then ``P_d`` written back as ``d**step``."""
+    e = sp.sympify(e)
+    return _restore_powers(sp.factor(sp.cancel(_powers_of_n(e, step))), e, step)
+
+
+def _restore_powers(f, original, step):
+    """Undo :func:`_powers_of_n` on ``f``: each dummy ``P`` stands for ``d**step`` of the one
+    base it was created for (recovered by substituting back and comparing)."""
+    ps = [p for p in f.free_symbols if isinstance(p, sp.Dummy) and p.name == "P"]
+    if not ps:
+        return f
+    bases = sorted({p.base for p in sp.expand_power_exp(original).atoms(sp.Pow)
+                    if step in p.exp.free_symbols and step not in p.base.free_symbols},
+                   key=sp.default_sort_key)
+    for perm in __import__("itertools").permutations(bases, len(ps)):
+        cand = f.xreplace({p: b ** step for p, b in zip(ps, perm)})
+        if is_zero(cand - original):
+            return cand
+    raise ValueError("could not restore the powers of the step index")
+
+
+def stationary_value(e, step=n):
+    """``lim_{step -> oo}`` of an expression rational in ``step`` and ``d**step`` (decays in
+    (0, 1)): write it as ``N/D`` in ``P_d = d**step``; the limit is ``N/D`` at ``P_d = 0``,
+    which must not depend on ``step`` (``step^a d^(b step) -> 0`` for ``b > 0``)."""
+    f = sp.together(_powers_of_n(e, step))
+    num, den = sp.fraction(f)
+    ps = [p for p in f.free_symbols if isinstance(p, sp.Dummy) and p.name == "P"]
+    num0 = sp.expand(num).xreplace({p: 0 for p in ps})
+    den0 = sp.expand(den).xreplace({p: 0 for p in ps})
+    if den0 == 0:
+        raise ValueError(f"no stationary limit of {e}: the denominator vanishes as {step} -> oo")
+    lim = sp.factor(sp.cancel(num0 / den0))
+    if step in lim.free_symbols:
+        raise ValueError(f"no stationary limit of {e}: it grows with {step}")
+    return lim
+
+
+def infinite_sum(term, j):
+    """``sum_{j>=0} term`` by :func:`sympy.summation`, constants pulled out first and the
+    convergent branch (decays in (0, 1)) taken."""
+    total = sp.S.Zero
+    for t in sp.Add.make_args(sp.expand(term)):
+        c, dep = t.as_independent(j, as_Add=False)
+        s = sp.summation(dep, (j, 0, sp.oo))
+        total += c * s.replace(lambda x: isinstance(x, sp.Piecewise), _pick_branch)
+    if total.has(sp.oo, sp.zoo, sp.Sum):
+        raise ValueError(f"sum of {term} over j >= 0 did not converge to a closed form")
+    return total

@@ -1,0 +1,369 @@
+"""Render a verified derivation document to a standalone LaTeX ``article`` and compile it.
+
+Layout: title and summary; conventions and abbreviations first; one numbered section per step;
+every equation numbered (``align``), long right-hand sides broken by operator structure (one
+operator group or one coefficient piece per line, see :func:`modeq.proofs.notation.layout`);
+the labels of the checks that establish an equation printed beside it; the list of checks at
+the end.  :func:`render` verifies the document first, so a document whose checks fail is never
+rendered.  Output is deterministic (canonical layout, fixed bound-variable names, no dates).
+
+``python -m modeq.proofs.latex --regenerate [--pdf]`` rewrites the committed documents in
+``proofs/tex/`` (:data:`BUILTIN_DOCUMENTS`).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import sympy as sp
+
+from .atomic import atomic_path, atomic_write_text
+from .notation import FieldSymbol, canonical_dummies, layout
+from .printer import DocPrinter
+
+__all__ = ["render", "write_tex", "compile_pdf", "latex_engine", "BUILTIN_DOCUMENTS",
+           "TEX_DIR", "regenerate", "build_builtin"]
+
+TEX_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tex")
+
+#: (optimizer, order, batch, stationary) of the committed documents
+BUILTIN_DOCUMENTS = (
+    ("gd", 1, "full", False),
+    ("gd", 2, "full", False),
+    ("heavy_ball", 1, "full", False),
+    ("rmsprop", 1, "full", False),
+    ("adam", 1, "full", False),
+    ("adam", 1, "mini", False),
+    ("sgd", 1, "mini", False),
+    ("adam", 2, "full", True),
+)
+
+LINE_WIDTH = 58          # visible characters per equation line (rough measure)
+
+PREAMBLE = r"""\documentclass[11pt]{article}
+\usepackage[margin=2.2cm]{geometry}
+\usepackage{amsmath,amssymb}
+\allowdisplaybreaks
+\setlength{\parindent}{0pt}
+\setlength{\parskip}{0.5em}
+\newcommand{\chk}[1]{\quad\text{\footnotesize[#1]}}
+"""
+
+
+# -- width estimate and term layout ----------------------------------------------------------------
+
+def width(tex):
+    """A rough visible width of a LaTeX formula (fractions count their longer part)."""
+    s = tex
+    for _ in range(6):
+        new = re.sub(r"\\frac\{((?:[^{}]|\{[^{}]*\})*)\}\{((?:[^{}]|\{[^{}]*\})*)\}",
+                     lambda m: m.group(1) if width(m.group(1)) >= width(m.group(2))
+                     else m.group(2), s)
+        if new == s:
+            break
+        s = new
+    s = re.sub(r"\\(left|right|Bigl|Bigr|bigl|bigr)", "", s)
+    s = re.sub(r"\\[,;:!]", "", s)
+    s = re.sub(r"\\[a-zA-Z]+", "x", s)
+    s = re.sub(r"[{}^_ ]", "", s)
+    return len(s)
+
+
+class _Renderer:
+    def __init__(self, doc):
+        self.doc = doc
+        disp = doc.display
+        self.printer_names = disp.get("names", {})
+        self.ctx = dict(radicand=disp.get("radicand"), s=disp.get("s"),
+                        u_value=disp.get("u_value"), u=disp.get("u"),
+                        scalars=tuple(disp.get("scalars", ())))
+        self.mini = disp.get("mini")
+
+    def tex(self, e):
+        return DocPrinter(self.printer_names).doprint(e)
+
+    # -- a field expression as a list of terms -------------------------------------------------
+    def terms(self, expr):
+        if self.mini is not None:
+            return self.mini.terms(expr, self)
+        rows = layout(expr, **self.ctx)
+        out = []
+        for row in rows:
+            mono = row.monomial
+            mt = "" if mono == 1 else self.tex(mono)
+            if mono == 1:
+                out.extend(self.tex(p) for p in row.pieces)
+                continue
+            pieces = [self._coef(p) for p in row.pieces]
+            joined = _join(pieces)
+            if len(pieces) > 1 and width(joined) + width(mt) <= LINE_WIDTH:
+                out.append(r"\Bigl(" + joined + r"\Bigr)\," + mt)
+            else:
+                out.extend(_times(p, mt) for p in pieces)
+        return out or ["0"]
+
+    def _coef(self, p):
+        t = self.tex(p)
+        if isinstance(p, sp.Add):
+            t = r"\left(" + t + r"\right)"
+        return t
+
+    # -- equation blocks -----------------------------------------------------------------------
+    def equation_lines(self, eq, sumtree=False):
+        if eq.tex is not None:
+            rhs_terms = [eq.tex]
+        elif sumtree:
+            rhs_terms = self.sumtree_terms(self.doc.quantities[eq.key])
+        else:
+            rhs_terms = self.terms(self.doc.quantities[eq.key])
+        lines = _break(rhs_terms)
+        rel = eq.relation
+        out = [f"{eq.lhs} &{rel} {lines[0]}"]
+        out += [r"&\quad " + (ln if ln.startswith("-") else "+ " + ln) for ln in lines[1:]]
+        labels = sorted(set(eq.checks), key=lambda c: int(c[1:]))
+        tag = r"\chk{%s}" % ",".join(labels) if labels else ""
+        rendered = []
+        for i, ln in enumerate(out):
+            last = i == len(out) - 1
+            rendered.append(ln + (tag if last else "") + ("" if last else r" \nonumber"))
+        return rendered
+
+    def block(self, eqs, sumtree=False):
+        lines = []
+        for eq in eqs:
+            lines.extend(self.equation_lines(eq, sumtree))
+        return "\\begin{align}\n" + " \\\\\n".join(lines) + "\n\\end{align}"
+
+    # -- sums as written -----------------------------------------------------------------------
+    def sumtree_terms(self, expr):
+        expr = canonical_dummies(expr)
+        return [self.sumtree(t) for t in sp.Add.make_args(expr)]
+
+    def sumtree(self, e):
+        if isinstance(e, sp.Sum):
+            body = e.function
+            (k, lo, hi), = e.limits[-1:]
+            inner = sp.Sum(body, *e.limits[:-1]) if len(e.limits) > 1 else body
+            head = r"\sum_{%s=%s}^{%s}" % (self.tex(k), self.tex(lo), self.tex(hi))
+            parts = [self.sumtree(t) for t in sp.Add.make_args(inner)] \
+                if isinstance(inner, sp.Add) else [self.sumtree(inner)]
+            body_tex = _join(parts)
+            if len(parts) > 1:
+                body_tex = r"\Bigl(" + body_tex + r"\Bigr)"
+            return head + " " + body_tex
+        factors = sp.Mul.make_args(e)
+        sums = [f for f in factors if isinstance(f, sp.Sum)]
+        rest = sp.Mul(*[f for f in factors if not isinstance(f, sp.Sum)])
+        weight_tex, field = self._weight(rest)
+        pieces = []
+        if weight_tex:
+            pieces.append(weight_tex)
+        if field != 1:
+            ft = self.terms(field)
+            pieces.append(ft[0] if len(ft) == 1 else r"\Bigl(" + _join(ft) + r"\Bigr)")
+        for s in sums:
+            pieces.append(self.sumtree(s))
+        return r"\,".join(pieces) if pieces else "1"
+
+    def _weight(self, rest):
+        """Split a product into a named EMA weight ``w_{n,k}`` (if one divides it) and the rest."""
+        from modeq.symbolic.family import n as n_
+        weights = self.doc.display.get("weights", {})
+        for name, (W, state) in sorted(weights.items()):
+            for k in sorted(rest.free_symbols, key=str):
+                if not k.is_integer or k == n_:
+                    continue
+                ratio = sp.powsimp(sp.cancel(rest / state.weight(n_, k)))
+                if k not in ratio.free_symbols:
+                    return self.tex(W(n_, k)), ratio
+        return "", rest
+
+
+def _times(coef, mono):
+    if coef == "1":
+        return mono
+    if coef == "-1":
+        return "-" + mono
+    return coef + r"\," + mono
+
+
+def _join(parts):
+    out = ""
+    for i, p in enumerate(parts):
+        p = p.strip()
+        if i == 0:
+            out = p
+        elif p.startswith("-"):
+            out += " " + p
+        else:
+            out += " + " + p
+    return out
+
+
+def _break(terms):
+    """Group terms into lines of at most LINE_WIDTH visible characters."""
+    lines, cur = [], []
+    for t in terms:
+        if cur and width(_join(cur + [t])) > LINE_WIDTH:
+            lines.append(_join(cur))
+            cur = [t]
+        else:
+            cur.append(t)
+    if cur:
+        lines.append(_join(cur))
+    return lines
+
+
+# -- the whole document ----------------------------------------------------------------------------
+
+def render(doc):
+    """The LaTeX source of ``doc`` (verified first unless it already was with the current
+    quantities: raises ProofError if a check fails)."""
+    doc.ensure_verified()
+    R = _Renderer(doc)
+    out = [PREAMBLE, r"\title{%s}" % doc.title,
+           r"\author{generated by \texttt{modeq} from the optimizer's recursion}",
+           r"\date{}", r"\begin{document}", r"\maketitle", ""]
+    if doc.summary:
+        out += [r"\begin{abstract}", doc.summary, r"\end{abstract}", ""]
+    out += [r"\section*{Conventions}"] + [p + "\n" for p in doc.conventions]
+    abbrev = [a for a in doc.abbreviations if isinstance(a.symbol, FieldSymbol)]
+    if abbrev:
+        out.append(r"Abbreviations used throughout (point-dependent, componentwise):")
+        rows = []
+        for a in abbrev:
+            rhs = a.latex or R.tex(a.value)
+            if not a.latex:
+                rhs = _join(R.terms(a.value))
+                rows.append(r"%s_j &:= F_{0,j} = %s" % (a.symbol.name, rhs))
+            else:
+                rows.append(rhs.replace("=", "&:=", 1))
+        out.append("\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}")
+    for i, st in enumerate(doc.steps, 1):
+        label = st.label or f"step:{i}"
+        out.append(r"\section{%s}\label{%s}" % (st.title, label))
+        for item in st.items:
+            kind = item[0]
+            if kind == "text":
+                out.append(item[1] + "\n")
+            elif kind == "equations":
+                out.append(R.block(item[1]))
+            elif kind == "sumtree":
+                out.append(R.block(item[1], sumtree=True))
+            elif kind == "raw":
+                out.append("\\begin{align}\n" + " \\\\\n".join(item[1]) + "\n\\end{align}")
+            elif kind == "table":
+                header, rows = item[1], item[2]
+                cols = "l" * len(header)
+                body = " \\\\\n".join(" & ".join(r) for r in rows)
+                out.append("\\begin{center}\n\\begin{tabular}{%s}\n%s \\\\\n\\hline\n%s\n"
+                           "\\end{tabular}\n\\end{center}" % (cols, " & ".join(header), body))
+    out.append(r"\section*{Checks run when this document was generated}")
+    out.append("All %d checks passed. Each compares quantities read back from the document "
+               "model, exactly (rational arithmetic, symbolic hyperparameters)." % len(doc.checks))
+    out.append(r"\begin{enumerate}\setlength{\itemsep}{0pt}")
+    for c in doc.checks:
+        out.append(r"\item[{[%s]}] %s." % (c.label, c.description))
+    out.append(r"\end{enumerate}")
+    out.append(r"\end{document}")
+    return "\n".join(out) + "\n"
+
+
+def write_tex(doc, path):
+    """Render and write atomically (a failed render leaves any previous file intact)."""
+    text = render(doc)
+    atomic_write_text(path, text)
+    return path
+
+
+# -- compiling ---------------------------------------------------------------------------------------
+
+def latex_engine():
+    """``"latexmk"``, ``"pdflatex"`` or ``None``."""
+    for tool in ("latexmk", "pdflatex"):
+        if shutil.which(tool):
+            return tool
+    return None
+
+
+def compile_pdf(tex_path, pdf_path=None, engine=None):
+    """Compile ``tex_path`` in a temporary folder and move the PDF atomically to ``pdf_path``
+    (default: next to the ``.tex``).  Raises ``RuntimeError`` with the LaTeX log tail on error,
+    ``FileNotFoundError`` if no LaTeX is installed."""
+    engine = engine or latex_engine()
+    if engine is None:
+        raise FileNotFoundError("no LaTeX found (latexmk or pdflatex); compile the .tex with "
+                                "'pdflatex FILE.tex'")
+    pdf_path = pdf_path or os.path.splitext(tex_path)[0] + ".pdf"
+    with tempfile.TemporaryDirectory(prefix="modeq-latex-") as tmp:
+        src = os.path.join(tmp, "doc.tex")
+        shutil.copyfile(tex_path, src)
+        if engine == "latexmk":
+            cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"]
+            runs = [cmd]
+        else:
+            cmd = ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "doc.tex"]
+            runs = [cmd, cmd]          # second run resolves references
+        for c in runs:
+            proc = subprocess.run(c, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=300)
+            if proc.returncode != 0:
+                tail = proc.stdout.decode("utf-8", "replace").splitlines()[-25:]
+                raise RuntimeError(f"{engine} failed on {tex_path}:\n" + "\n".join(tail))
+        with atomic_path(pdf_path) as out:
+            shutil.copyfile(os.path.join(tmp, "doc.pdf"), out)
+    return pdf_path
+
+
+# -- the committed documents ---------------------------------------------------------------------
+
+def build_builtin(spec):
+    """The verified document of one entry of :data:`BUILTIN_DOCUMENTS`."""
+    from modeq.symbolic import optimizers
+    from .build import document
+    name, order, batch, stationary = spec
+    return document(optimizers.get(name), order, batch, stationary)
+
+
+def builtin_filename(spec):
+    from modeq.symbolic import optimizers
+    from .build import document_name
+    name, order, batch, stationary = spec
+    return document_name(optimizers.get(name), order, batch, stationary) + ".tex"
+
+
+def regenerate(folder=TEX_DIR, pdf=False, specs=BUILTIN_DOCUMENTS, log=print):
+    """Rewrite the committed documents (and PDFs if ``pdf``); returns the written paths."""
+    paths = []
+    for spec in specs:
+        doc = build_builtin(spec)
+        path = os.path.join(folder, builtin_filename(spec))
+        write_tex(doc, path)
+        paths.append(path)
+        log(f"wrote {path} ({len(doc.checks)} checks passed)")
+        if pdf:
+            compile_pdf(path)
+    return paths
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m modeq.proofs.latex",
+                                description="Regenerate the committed derivation documents.")
+    p.add_argument("--regenerate", action="store_true", help="rewrite proofs/tex/*.tex")
+    p.add_argument("--pdf", action="store_true", help="also compile the PDFs")
+    p.add_argument("--out", default=TEX_DIR)
+    args = p.parse_args(argv)
+    if not args.regenerate:
+        p.print_help()
+        return 0
+    regenerate(args.out, pdf=args.pdf)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
