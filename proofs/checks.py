@@ -72,7 +72,7 @@ def is_zero(d):
     roots = {}
 
     def sym(base):
-        base = sp.expand(base)
+        base = sp.cancel(sp.together(base))
         if base not in roots:
             roots[base] = sp.Dummy("r", positive=True)
         return roots[base]
@@ -89,6 +89,13 @@ def is_zero(d):
                 and e.exp >= 2,
                 lambda e: base ** (int(e.exp) // 2) * r ** (int(e.exp) % 2))
         num = sp.expand(sp.numer(sp.together(num)))
+        if num != 0 and len(roots) == 1:
+            # one root: num = a + b r with a, b free of r; zero iff a = b = 0 (r irrational)
+            (base, r), = roots.items()
+            a_, b_ = num.coeff(r, 0), num.coeff(r, 1)
+            if sp.expand(num - a_ - b_ * r) == 0:
+                return sp.expand(sp.numer(sp.together(a_))) == 0 and \
+                    sp.expand(sp.numer(sp.together(b_))) == 0
     return num == 0
 
 

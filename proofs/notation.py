@@ -65,20 +65,17 @@ def canonical_dummies(expr):
 
 def _canon(e, bound):
     if isinstance(e, sp.Sum):
-        f = e.function
-        limits, names = [], set(bound)
-        rename = {}
-        for (k, lo, hi) in e.limits:
+        names, rename = set(bound), {}
+        for (k, _, _) in reversed(e.limits):       # outermost limit last in SymPy
             base = k.name.lstrip("_") or "k"
             name = base
             while name in names:
                 name += "'"
             names.add(name)
-            new = sp.Symbol(name, integer=True)
-            rename[k] = new
-            limits.append((new, _canon(lo.xreplace(rename), bound), _canon(hi.xreplace(rename),
-                                                                              bound)))
-        f = _canon(f.xreplace(rename), frozenset(names))
+            rename[k] = sp.Symbol(name, integer=True)
+        limits = [(rename[k], _canon(lo.xreplace(rename), bound),
+                   _canon(hi.xreplace(rename), bound)) for (k, lo, hi) in e.limits]
+        f = _canon(e.function.xreplace(rename), frozenset(names))
         return sp.Sum(f, *limits)
     if not e.args:
         return e

@@ -19,8 +19,8 @@ __all__ = ["DocPrinter", "tex"]
 
 class DocPrinter(LatexPrinter):
     """A LaTeX printer aware of the component algebra (see module docstring).  ``names`` maps
-    symbols or undefined functions to LaTeX (functions: a callable taking the LaTeX of the
-    arguments)."""
+    symbols or undefined functions to LaTeX (functions: a callable ``fmt(printer, *args)``
+    returning LaTeX; ``printer.sub()`` is ``"_j"`` outside operators and ``""`` inside)."""
     printmethod = "_modeq_doc_latex"
 
     def __init__(self, names=None, **settings):
@@ -37,6 +37,9 @@ class DocPrinter(LatexPrinter):
             return self._print(e)
         finally:
             self.depth -= 1
+
+    def sub(self):
+        return self._sub()
 
     def _sub(self):
         return "_j" if self.depth == 0 else ""
@@ -62,7 +65,8 @@ class DocPrinter(LatexPrinter):
     def _operator_argument(self, u):
         body = self._inner(u)
         simple = isinstance(u, (Grad, FieldSymbol)) or (
-            isinstance(u, sp.Symbol) and len(body) <= 3)
+            isinstance(u, sp.Symbol) and len(body) <= 3) or (
+            isinstance(u, sp.Function) and u.func in self.names)
         return body if simple else "\\left[%s\\right]" % body
 
     def _print_Hess(self, e, exp=None):
@@ -95,7 +99,7 @@ class DocPrinter(LatexPrinter):
     def _print_Function(self, e, exp=None):
         fmt = self.names.get(e.func)
         if fmt is not None:
-            s = fmt(*[self._print(a) for a in e.args])
+            s = fmt(self, *e.args)
             if exp is not None:
                 return "\\left(%s\\right)^{%s}" % (s, exp)
             return s

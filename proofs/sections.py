@@ -119,7 +119,8 @@ def recursion(doc, b):
     eqs = []
     for s in opt.states:
         W = sp.Function(f"w_{s.name}")
-        b.names[W] = (lambda a, k, name=s.name: f"w^{{({name})}}_{{{a},{k}}}")
+        b.names[W] = (lambda P, a, k, name=s.name:
+                      f"w^{{({name})}}_{{{P._print(a)},{P._print(k)}}}")
         lhs = _state_tex(b, s, "n+1", hat=s.bias_correction)
         gk = sp.Symbol("g^{(k)}_j")
         rhs = tex(sp.Sum(sp.Mul(W(n, K_IDX), s.of.xreplace({g_sym: gk}), evaluate=False),

@@ -1,0 +1,464 @@
+"""The derivation document of a mini-batch flow (order 1).
+
+In mini batch step ``k`` uses its own loss ``E_k`` (``g^{(k)}``, ``H^{(k)}``), the memory sums
+over past steps do not collapse, and the flow for step ``n`` depends on ``E_0, ..., E_n``.
+The document shows the engine's sums with the states named: ``\\hat m^{(X+1)}`` for the
+(bias-corrected) average after step ``X``, ``sigma^{(X+1)} = sqrt(\\hat v^{(X+1)} + eps)``
+and ``f^{(X)} = F_0^{(X)}`` the leading term of the flow at step ``X``; the EMA weights are
+``w_{X,k}``.
+
+Checks (the quantities are the engine's; the printed forms are checked against them):
+
+* every printed form, expanded back, equals the engine's expression at ``n = 0, 1, 2``
+  (sums unrolled, components ``p = 1`` with one set of generic symbols per batch);
+* the memory sums as written equal their rearranged form (same, ``n = 0..3``);
+* ``psi_r`` is the Taylor coefficient of the step, ``R_1`` the Lie-series coefficient,
+  ``F_r = psi_r + R_r`` (same, ``n = 0..2``);
+* with all batches equal the flow reduces to the full-batch flow exact in ``n`` (``n = 0..3``);
+* SGD: ``F_1 = (1/2) H^{(n)} g^{(n)}``, the published mini-batch form.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from modeq.symbolic.derive import derivation
+from modeq.symbolic.family import eps, g as g_sym, n, theta
+from modeq.symbolic.operators import D3, FULL, Grad, Hess
+
+from . import checks as C
+from .document import Document, Equation
+from .notation import Abbreviation, canonical_dummies
+from .printer import tex
+from . import sections
+
+__all__ = ["build_mini", "MiniDisplay"]
+
+STEPS = (0, 1, 2)
+
+
+class MiniDisplay:
+    """Named states and weights for mini-batch expressions (display only; see module doc)."""
+
+    def __init__(self, opt, F0):
+        self.opt = opt
+        self.names = {}
+        self.ema = {}
+        for s in opt.states:
+            E = sp.Function(f"ema_{s.name}")
+            hat = "\\hat " if s.bias_correction else ""
+            self.ema[s.name] = (E, s)
+            self.names[E] = (lambda P, X, hat=hat, nm=s.name:
+                             f"{hat}{nm}^{{({P._print(X + 1)})}}{P.sub()}")
+        self.W = {}
+        for s in opt.states:
+            W = sp.Function(f"w_{s.name}")
+            self.W[s.name] = (W, s)
+            self.names[W] = (lambda P, a, k, nm=s.name:
+                             f"w^{{({nm})}}_{{{P._print(a)},{P._print(k)}}}")
+        self.sigma = None
+        v = self.ema.get("v")
+        if v is not None and F0.has(sp.Pow):
+            self.sigma = sp.Function("sigma_v")
+            self.names[self.sigma] = (lambda P, X:
+                                      f"\\sigma^{{({P._print(X + 1)})}}{P.sub()}")
+        self.f = sp.Function("f_0")
+        self.names[self.f] = lambda P, X: f"f^{{({P._print(X)})}}{P.sub()}"
+        self.F0_display = None
+        shown = self.transform(F0)
+        self.F0_display = None if isinstance(shown, Grad) else shown
+
+    # -- expanding back ------------------------------------------------------------------------
+    def expand(self, e):
+        """The engine-level expression of a display form."""
+        X = sp.Dummy("X", integer=True)
+        k = sp.Dummy("k", integer=True, nonnegative=True)
+        e = sp.sympify(e)
+        if self.F0_display is not None:
+            f0 = self.F0_display
+            e = e.replace(self.f, sp.Lambda(X, f0.xreplace({n: X})))
+        if self.sigma is not None:
+            Ev, _ = self.ema["v"]
+            e = e.replace(self.sigma, sp.Lambda(X, sp.sqrt(eps + Ev(X))))
+        for name, (W, s) in self.W.items():
+            e = e.replace(W, sp.Lambda((X, k), s.weight(X, k)))
+        for name, (E, s) in self.ema.items():
+            kk = sp.Dummy("k", integer=True, nonnegative=True)
+            e = e.replace(E, sp.Lambda(X, sp.Sum(s.weight(X, kk) * s.of.xreplace(
+                {g_sym: Grad(kk)}), (kk, 0, X))))
+        return e
+
+    # -- transforming -----------------------------------------------------------------------------
+    def transform(self, e):
+        e = canonical_dummies(sp.sympify(e))
+        e = self._states(e)
+        e = e.replace(lambda x: isinstance(x, sp.Pow) and x.exp.is_Rational and x.exp.q == 2,
+                      lambda x: sp.Pow(sp.factor(sp.cancel(x.base)), x.exp))
+        if self.sigma is not None:
+            Ev, _ = self.ema["v"]
+            e = e.replace(
+                lambda x: isinstance(x, sp.Pow) and x.exp.is_Rational and x.exp.q == 2
+                and isinstance(x.base, sp.Add) and len(x.base.args) == 2 and eps in x.base.args
+                and any(isinstance(a, Ev) for a in x.base.args),
+                lambda x: self.sigma([a for a in x.base.args if isinstance(a, Ev)][0].args[0])
+                ** (2 * x.exp))
+        return self._simplify(e)
+
+    def _states(self, e):
+        if isinstance(e, sp.Sum) and len(e.limits) > 1:       # innermost limit first
+            inner = self._states(sp.Sum(e.function, e.limits[0]))
+            if isinstance(inner, sp.Sum):
+                return sp.Sum(inner.function, *inner.limits, *e.limits[1:])
+            return self._states(sp.Sum(inner, *e.limits[1:]))
+        if isinstance(e, sp.Sum):
+            body = self._states(e.function)
+            S = sp.Sum(body, *e.limits)
+            if len(S.limits) == 1:
+                k, lo, hi = S.limits[0]
+                if lo == 0:
+                    for name, (E, s) in self.ema.items():
+                        phi = s.of.xreplace({g_sym: Grad(k)})
+                        ratio = sp.cancel(sp.powsimp(body / (s.weight(hi, k) * phi)))
+                        if k not in ratio.free_symbols and not ratio.has(Grad, Hess, D3):
+                            return ratio * E(hi)
+            return S
+        if not e.args:
+            return e
+        return e.func(*[self._states(a) for a in e.args])
+
+    def _simplify(self, e):
+        """Terms as (cancelled coefficient) x (sums and operators, simplified inside), terms
+        with the same sums and operators collected."""
+        groups = {}
+        for term in _distribute(e):
+            coeff, rest = [], []
+            for f in sp.Mul.make_args(term):
+                b, ex = f.as_base_exp()
+                if isinstance(b, sp.Sum):
+                    c2, s2 = self._sum(b)
+                    coeff.append(c2 ** ex)
+                    rest.append(s2 ** ex)
+                elif isinstance(b, (Hess, D3)):
+                    c2, op = self._operator(b)
+                    coeff.append(c2 ** ex)
+                    rest.append(op ** ex)
+                else:
+                    coeff.append(f)
+            key = sp.Mul(*rest)
+            groups[key] = groups.get(key, 0) + sp.Mul(*coeff)
+        out = sp.S.Zero
+        for key in sorted(groups, key=sp.default_sort_key):
+            out += _cancel(groups[key]) * key
+        return self._name_f(out)
+
+    def _sum(self, S):
+        """``S = c * Sum(w_{X,k} * body)`` with a named weight when one divides the summand."""
+        (k, lo, hi), = S.limits[-1:]
+        inner = sp.Sum(S.function, *S.limits[:-1]) if len(S.limits) > 1 else S.function
+        body = self._simplify(inner)
+        for name, (W, s) in sorted(self.W.items()):
+            if s.decay not in body.free_symbols:
+                continue
+            ratio = _cancel(body / s.weight(hi, k))
+            if k in ratio.free_symbols and not _k_only_in_fields(ratio, k):
+                continue
+            c, field = _split_k(ratio, k)
+            if k in c.free_symbols:
+                continue
+            return c, sp.Sum(W(hi, k) * field, (k, lo, hi))
+        if not isinstance(body, sp.Add):
+            c, f = [], []
+            for y in sp.Mul.make_args(body):
+                (f if (k in y.free_symbols or y.atoms(sp.Function, sp.Sum)) else c).append(y)
+            return sp.Mul(*c), sp.Sum(sp.Mul(*f), (k, lo, hi))
+        return sp.S.One, sp.Sum(body, (k, lo, hi))
+
+    def _operator(self, a):
+        """``(constant, operator)``: a constant factor of a one-term argument pulled out."""
+        args, const = [], sp.S.One
+        for x in a.args[1:]:
+            x = self._simplify(x)
+            if not isinstance(x, sp.Add):
+                c, f = [], []
+                for y in sp.Mul.make_args(x):
+                    (f if y.atoms(sp.Function, sp.Sum) else c).append(y)
+                const *= sp.Mul(*c)
+                x = sp.Mul(*f)
+            args.append(x)
+        return const, a.func(a.args[0], *args)
+
+    def _name_f(self, e):
+        if self.F0_display is None:
+            return e
+        f0 = self.F0_display
+
+        def is_f(x):
+            if not (isinstance(x, sp.Mul) or isinstance(x, Grad) or x.func in
+                    [E for E, _ in self.ema.values()]):
+                return False
+            steps = [a.args[0] for a in x.atoms(sp.Function) if a.func in
+                     [E for E, _ in self.ema.values()] or isinstance(a, Grad)
+                     or (self.sigma is not None and a.func == self.sigma)]
+            if not steps or len(set(steps)) != 1:
+                return False
+            X = steps[0]
+            return X != FULL and sp.simplify(x - f0.xreplace({n: X})) == 0
+
+        def to_f(x):
+            X = [a.args[0] for a in x.atoms(sp.Function) if a.func in
+                 [E for E, _ in self.ema.values()] or isinstance(a, Grad)
+                 or (self.sigma is not None and a.func == self.sigma)][0]
+            return self.f(X)
+
+        return e.replace(is_f, to_f)
+
+
+def _distribute(e):
+    """The terms of ``e`` with products distributed over sums at the top level only (never
+    inside a Sum, an operator or a function — SymPy's ``expand`` may pull factors out of a Sum
+    whose summand holds operators)."""
+    if isinstance(e, sp.Add):
+        out = []
+        for a in e.args:
+            out.extend(_distribute(a))
+        return out
+    if isinstance(e, sp.Mul):
+        terms = [sp.S.One]
+        for f in e.args:
+            fs = _distribute(f)
+            terms = [t * x for t in terms for x in fs]
+        return terms
+    if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 1 and isinstance(e.base, sp.Add):
+        terms = [sp.S.One]
+        for _ in range(int(e.exp)):
+            terms = [t * x for t in terms for x in _distribute(e.base)]
+        return terms
+    return [e]
+
+
+def _is_point(y):
+    """Depends on the point or on a step index (a field, a state, a sum)."""
+    return bool(y.atoms(sp.Function, sp.Sum)) or any(s.is_integer for s in y.free_symbols)
+
+
+def _cancel(c):
+    """Cancel a coefficient with sums and functions as opaque atoms (never pulling a factor
+    out of a sum), powers ``d**(l+1)`` split as ``d * d**l``."""
+    rep = {}
+
+    def atom(x):
+        rep.setdefault(x, sp.Dummy("f"))
+        return rep[x]
+
+    c = c.replace(lambda x: isinstance(x, sp.Sum), atom)
+    c = c.replace(lambda x: isinstance(x, sp.Function) and not isinstance(x, sp.Dummy), atom)
+    out = sp.factor(sp.cancel(sp.expand_power_exp(c)))
+    back = {v: k for k, v in rep.items()}
+    for _ in range(3):
+        out = out.xreplace(back)
+    return out
+
+
+def _k_only_in_fields(ratio, k):
+    return all(k not in f.free_symbols or f.has(Grad, Hess, D3, sp.Sum)
+               for f in sp.Mul.make_args(ratio))
+
+
+def _split_k(ratio, k):
+    c, fld = [], []
+    for f in sp.Mul.make_args(ratio):
+        (fld if (k in f.free_symbols or f.has(Grad, Hess, D3, sp.Sum)) else c).append(f)
+    return sp.Mul(*c), sp.Mul(*fld)
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+def build_mini(opt, order=1):
+    from .build import document_name
+    if order != 1:
+        raise NotImplementedError("mini-batch documents are derived to order 1 (the engine's "
+                                  "mini-batch flows with memory stop at order 1)")
+    d = derivation(opt, order, "mini")
+    doc = Document(name=document_name(opt, order, "mini"),
+                   title=sections.title(opt, order, "mini", False), summary="")
+    disp = MiniDisplay(opt, d.F[0])
+    doc.display.update(names=disp.names, mini=_MiniTerms(disp))
+
+    class _B:           # what sections.conventions / recursion read
+        pass
+    b = _B()
+    b.opt, b.names, b.order, b.doc = opt, disp.names, order, doc
+    sections.conventions(doc, b)
+    doc.conventions.insert(1, r"Mini batch: step $k$ uses its own loss $E_k$; $g^{(k)}="
+                              r"\nabla E_k(\theta)$, $H^{(k)}=\nabla^2E_k(\theta)$, all at the "
+                              r"current point $\theta=\tilde\theta(nh)$.")
+    sections.recursion(doc, b)
+    for s in opt.states:  # the recursion's weights print as w_{n,k} with the state functions
+        pass
+    _named_states(doc, disp)
+
+    # quantities: the engine's, and their printed forms
+    for i, ser in enumerate(d.states):
+        for r in range(order + 1):
+            doc.add(f"raw[{ser.state.name}]{r}", ser.raw[r])
+            doc.add(f"S[{ser.state.name}]{r}", ser.terms[r])
+    for r in range(order + 1):
+        doc.add(f"psi{r}", d.psi[r])
+        doc.add(f"F{r}", d.F[r])
+    doc.add("R1", d.flow_step[2] + d.F[1])
+
+    def shown(key, lhs, checks_=(), steps=STEPS):
+        dk = f"show:{key}"
+        doc.add(dk, disp.transform(doc.quantities[key]))
+        lab = doc.check(f"the printed ${lhs}$, expanded back, equals the engine's expression "
+                        f"($n={','.join(map(str, steps))}$, components, one loss per batch)",
+                        lambda dd, dk=dk, key=key: C.same_at_steps(
+                            disp.expand(dd.quantities[dk]), dd.q(key), steps=steps))
+        return Equation(lhs, key=dk, checks=[lab] + list(checks_))
+
+    if opt.states:
+        st = doc.step("Memory written through the flow")
+        st.text(r"Past iterates are written through the flow backwards from "
+                r"$\theta=\tilde\theta(nh)$, $q(\theta^{(k)})=q+h\sum_{l=k}^{n-1}"
+                r"L_{F_0^{(l)}}q+O(h^2)$; now each $\nabla E_k$ is a different loss, so "
+                r"the sums keep their batch index:")
+        eqs = []
+        for s in opt.states:
+            for r in range(order + 1):
+                lab = doc.check(f"$S_{{{s.name},{r}}}$: the sums as written equal the "
+                                f"rearranged form below ($n=0,\\dots,3$, components, one loss "
+                                f"per batch)",
+                                lambda dd, s=s, r=r: C.same_at_steps(
+                                    dd.q(f"raw[{s.name}]{r}"), dd.q(f"S[{s.name}]{r}"),
+                                    steps=(0, 1, 2, 3)))
+                eqs.append(shown(f"raw[{s.name}]{r}", f"S_{{{s.name},{r}}}", [lab]))
+        st.items.append(("equations", eqs))
+        st2 = doc.step("The memory sums, rearranged")
+        st2.text(r"The sums do not collapse in mini batch; the engine pushes them into the "
+                 r"linear operators and swaps the triangular double sums:")
+        st2.items.append(("equations", [shown(f"S[{s.name}]{r}", f"S_{{{s.name},{r}}}")
+                                        for s in opt.states for r in range(order + 1)]))
+
+    st = doc.step("The step in powers of $h$")
+    st.text(r"Inserting the state series into the step $\psi$ and expanding in $h$:")
+    step = opt.step.xreplace({g_sym: Grad(n)})
+    eqs = []
+    for r in range(order + 1):
+        lab = doc.check(f"$\\psi_{r}$ is the $h^{r}$ Taylor coefficient of the step at the "
+                        f"state series ($n=0,1,2$)",
+                        lambda dd, r=r: C.same_at_steps(C.taylor_coefficient(step, {
+                            s: [dd.q(f"S[{s.name}]{q}") for q in range(order + 1)]
+                            for s in opt.states}, r), dd.q(f"psi{r}")))
+        eqs.append(shown(f"psi{r}", f"\\psi_{{{r},j}}", [lab]))
+    st.items.append(("equations", eqs))
+
+    st = doc.step("The flow's own step and matching")
+    st.text(r"The flow's step is $-hF+\tfrac{h^2}{2}L_FF+O(h^3)$ on $[nh,(n+1)h)$; the "
+            r"coefficient of $h^2$ is $-F_1+R_1$ with $R_1=\tfrac12L_{F_0}F_0$, and matching "
+            r"gives $F_0=\psi_0$, $F_1=\psi_1+R_1$.")
+    lab_r = doc.check(r"$R_1$ is the $h^2$ coefficient of $\sum_m\frac{h^m}{m!}L^m_{-F}\theta$ "
+                      r"with $F=F_0$ ($n=1,2$)",
+                      lambda dd: C.same_at_steps(C.lie_series_coefficient([dd.q("F0")], 2),
+                                                 dd.q("R1"), steps=(1, 2)))
+    st.items.append(("equations", [shown("R1", r"R_{1,j}", [lab_r])]))
+    st = doc.step("The modified flow")
+    st.text(r"On $[nh,(n+1)h)$, with the losses $E_0,\dots,E_n$ of the steps so far:")
+    eqs = []
+    for r in range(order + 1):
+        lab = doc.check(f"$F_{r}=\\psi_{r}" + ("+R_1$" if r else "$") + " ($n=0,1,2$)",
+                        lambda dd, r=r: C.same_at_steps(
+                            dd.q(f"F{r}"), dd.q(f"psi{r}") + (dd.q("R1") if r else 0)))
+        eqs.append(shown(f"F{r}", f"F^{{(n)}}_{{{r},j}}", [lab]))
+    st.items.append(("equations", eqs))
+
+    st = doc.step("Checks against the full-batch flow and published forms")
+    full = derivation(opt, order, "full", False)
+    labs = []
+    for r in range(order + 1):
+        labs.append(doc.check(
+            f"with every $E_k=E$, $F_{r}$ reduces to the full-batch $F_{r}$ exact in $n$ "
+            f"(components: $p=1$ for $n=0,\\dots,3$ and $p=2$ for $n=0,1$)",
+            lambda dd, r=r: C.same_at_steps(dd.q(f"F{r}"), full.F[r], steps=(0, 1, 2, 3),
+                                            p=1, merge=True)
+            and C.same_at_steps(dd.q(f"F{r}"), full.F[r], steps=(0, 1), p=2, merge=True)))
+    st.text(r"When all losses are equal the flow is the full-batch flow (exact in $n$) "
+            f"[{', '.join(labs)}].")
+    if not opt.states and opt.step == g_sym:
+        ref = Hess(n, Grad(n)) / 2
+        doc.add("sgd_ref", ref)
+        lab = doc.check(r"$F_1=\frac12H^{(n)}g^{(n)}$ (SGD's modified flow on each step, as in "
+                        r"Smith, Dherin, Barrett, De, ICLR 2021)",
+                        lambda dd: C.same_at_steps(dd.q("F1"), dd.q("sgd_ref"), steps=(0, 1, 2),
+                                                   p=2))
+        st.text(r"For SGD this is the published per-step correction:")
+        st.items.append(("equations", [Equation(r"F^{(n)}_{1,j}", key="sgd_ref",
+                                                checks=[lab])]))
+    doc.summary = (f"From the recursion of {sections.text_escape(opt.name.replace('_', ' '))} "
+                   r"with a different loss $E_k$ at every step, this appendix derives the "
+                   r"modified flow $\dot{\tilde\theta}=-(F_0^{(n)}+hF_1^{(n)})$ on "
+                   r"$[nh,(n+1)h)$; it depends on $E_0,\dots,E_n$. Every printed form was "
+                   r"expanded back and compared with the engine's result, and the flow was "
+                   r"checked to reduce to the full-batch flow when all losses are equal.")
+    return doc
+
+
+def _named_states(doc, disp):
+    if not disp.opt.states:
+        return
+    st = doc.steps[-1]
+    rows = []
+    for name, (E, s) in disp.ema.items():
+        W, _ = disp.W[name]
+        X = sp.Symbol("X", integer=True)
+        k = sp.Symbol("k", integer=True)
+        rows.append(Equation(tex(E(X), disp.names), tex=tex(sp.Sum(sp.Mul(
+            W(X, k), s.of.xreplace({g_sym: Grad(k)}), evaluate=False), (k, 0, X)), disp.names),
+            relation=":="))
+    if disp.sigma is not None:
+        Ev, _ = disp.ema["v"]
+        X = sp.Symbol("X", integer=True)
+        rows.append(Equation(tex(disp.sigma(X), disp.names),
+                             tex=r"\sqrt{%s + \varepsilon}" % tex(Ev(X), disp.names),
+                             relation=":="))
+    if disp.F0_display is not None:
+        X = sp.Symbol("X", integer=True)
+        rows.append(Equation(tex(disp.f(X), disp.names),
+                             tex=r"F^{(X)}_{0,j} = " + tex(disp.F0_display.xreplace({n: X}),
+                                                           disp.names), relation=":="))
+    st.text(r"In mini batch the states are sums over the past losses; for any step $X$ we "
+            r"name (with $g^{(k)}=\nabla E_k$ at the current point):")
+    st.equations(*rows)
+
+
+class _MiniTerms:
+    """Renderer hook: the printed terms of a mini-batch display form."""
+
+    def __init__(self, disp):
+        self.disp = disp
+
+    def terms(self, expr, renderer):
+        out = []
+        for term in sp.Add.make_args(expr):
+            factors = sp.Mul.make_args(term)
+            sums = [f for f in factors if isinstance(f, sp.Sum)]
+            rest = sp.Mul(*[f for f in factors if not isinstance(f, sp.Sum)])
+            parts = []
+            if rest != 1 or not sums:
+                t = renderer.tex(rest)
+                if rest == -1:
+                    t = "-"
+                elif isinstance(rest, sp.Add):
+                    t = r"\left(" + t + r"\right)"
+                parts.append(t)
+            for s in sums:
+                parts.append(self._sum(s, renderer))
+            txt = r"\,".join(p for p in parts if p != "-")
+            out.append(("-" + txt) if parts and parts[0] == "-" else txt)
+        return out
+
+    def _sum(self, s, renderer):
+        (k, lo, hi), = s.limits[-1:]
+        body = sp.Sum(s.function, *s.limits[:-1]) if len(s.limits) > 1 else s.function
+        head = r"\sum_{%s=%s}^{%s}" % (renderer.tex(k), renderer.tex(lo), renderer.tex(hi))
+        inner = self.terms(body, renderer)
+        txt = inner[0] if len(inner) == 1 else r"\Bigl(" + " + ".join(inner) + r"\Bigr)"
+        return head + " " + txt
