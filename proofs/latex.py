@@ -43,7 +43,7 @@ BUILTIN_DOCUMENTS = (
     ("adam", 2, "full", True),
 )
 
-LINE_WIDTH = 58          # visible characters per equation line (rough measure)
+LINE_WIDTH = 54          # visible characters per equation line (rough measure)
 
 PREAMBLE = r"""\documentclass[11pt]{article}
 \usepackage[margin=2.2cm]{geometry}

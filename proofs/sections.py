@@ -530,6 +530,11 @@ def adam_paper_and_regimes(doc, b):
              r"\,\frac{\varepsilon}{g_j^2+\varepsilon}\Bigr\}\,"
              r"\partial_j\|\nabla E\|_{1,\varepsilon}")
     st.equations(Equation(r"\mathrm{correction}_j", tex=paper, checks=[lab2]))
+    A_inline = r"1" if bval == 0 else r"(1+\beta)/(1-\beta)"
+    st.text(r"Inline: $\mathrm{correction}_j=\frac h2\bigl\{" + A_inline + r"-(1+\rho)/(1-\rho)"
+            r"+(1+\rho)/(1-\rho)\cdot\varepsilon/(g_j^2+\varepsilon)\bigr\}\,\partial_j"
+            r"\|\nabla E\|_{1,\varepsilon}$ with the perturbed one-norm "
+            r"$\|\nabla E\|_{1,\varepsilon}=\sum_i\sqrt{(\partial_iE)^2+\varepsilon}$.")
     st.text(r"(the published formula" + (r" with $\beta=0$" if bval == 0 else "")
             + r"; the check compares it, as a SymPy expression, with the derived "
             r"$h\,s_j\,F^\infty_{1,j}$), that is, in the canonical layout,")
@@ -598,6 +603,9 @@ def _regimes(doc, b, bval):
     st.equations(Equation(r"K(g_j)", key="K", checks=[lab1]),
                  Equation(r"K_0=\lim_{\varepsilon\to0}K", key="K0", checks=[lab2, lab4]),
                  Equation(r"K_\infty=\lim_{\varepsilon\to\infty}K", key="Kinf", checks=[lab3]))
+    st.text(r"So $K_0=\frac h2\{" + (r"1" if bval == 0 else r"(1+\beta)/(1-\beta)")
+            + r"-(1+\rho)/(1-\rho)\}$" + (r", negative for every $\rho\in(0,1)$." if bval == 0
+                                            else r", negative exactly when $\rho>\beta$."))
     st.text(r"As $\varepsilon\to0$ (with $g_j\ne0$), $u_j\to\mathrm{sign}(g_j)$ and the "
             r"correction is $K_0\,\partial_j\|\nabla E\|_1$; as $\varepsilon\to\infty$, "
             r"$\sqrt\varepsilon\,u\to g$ and $\sqrt\varepsilon\,\mathrm{correction}_j\to "
