@@ -26,7 +26,7 @@ from .atomic import atomic_path, atomic_write_text
 from .notation import FieldSymbol, canonical_dummies, layout
 from .printer import DocPrinter
 
-__all__ = ["render", "write_tex", "compile_pdf", "latex_engine", "BUILTIN_DOCUMENTS",
+__all__ = ["render", "write_tex", "equation_tex", "compile_pdf", "latex_engine", "BUILTIN_DOCUMENTS",
            "TEX_DIR", "regenerate", "build_builtin"]
 
 TEX_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tex")
@@ -272,6 +272,15 @@ def render(doc):
     out.append(r"\end{enumerate}")
     out.append(r"\end{document}")
     return "\n".join(out) + "\n"
+
+
+def equation_tex(doc, lhs, key, sumtree=False):
+    """One quantity of ``doc`` laid out as in the document, as an ``aligned`` block (for
+    notebooks: ``IPython.display.Math(equation_tex(doc, "F_{1,j}", "F1"))``)."""
+    from .document import Equation
+    lines = _Renderer(doc).equation_lines(Equation(lhs, key=key), sumtree=sumtree)
+    lines = [ln.replace(r" \nonumber", "") for ln in lines]
+    return "\\begin{aligned}" + " \\\\ ".join(lines) + "\\end{aligned}"
 
 
 def write_tex(doc, path):
