@@ -256,8 +256,21 @@ class _FullBuilder:
             limits[c.sym] = lim
             doc.add(f"lim:{c.sym.name}", lim)
         self.limits = limits
-        for r in range(self.order + 1):
-            doc.add(f"Finf{r}", collect_fields(doc.quantities[f"F{r}"].xreplace(limits)))
+        finf = [collect_fields(doc.quantities[f"F{r}"].xreplace(limits))
+                for r in range(self.order + 1)]
+        if any(f.has(n) or f.has(sp.Sum) for f in finf):
+            # n still enters through sums without closed form: no stationary limit to show
+            for c in self.coeffs:
+                del doc.quantities[f"lim:{c.sym.name}"]
+            self.exact_limit = False
+            st = doc.step(r"The stationary limit $n\to\infty$")
+            st.text(r"The step index still enters through memory sums without a closed form, "
+                    r"so no stationary limit is stated here; derive with the stationary memory "
+                    r"(\texttt{--stationary}) for the $n\to\infty$ flow.")
+            return
+        self.exact_limit = True
+        for r, f in enumerate(finf):
+            doc.add(f"Finf{r}", f)
         prose.stationary(doc, self)
 
     # -- 9. recognized closed forms ------------------------------------------------------------
@@ -266,7 +279,7 @@ class _FullBuilder:
         self.recognitions = []
         variants = [(self.stationary or not self.memory, "F")]
         if self.exact:
-            variants = [(False, "F"), (True, "Finf")]
+            variants = [(False, "F")] + ([(True, "Finf")] if self.exact_limit else [])
         for stationary, prefix in variants:
             dims = (1, 2) if not stationary else (1, 2, 3)
             for rec in recognize(self.flow, stationary=stationary, dims=dims):

@@ -181,7 +181,8 @@ def point_pieces(c, ctx, split_scalars=True, basis=False):
     different operator atoms — this makes the layout canonical."""
     c = _to_t(sp.sympify(c), ctx)
     grads = sorted(c.atoms(Grad), key=sp.default_sort_key)
-    if ctx.R is None or len(grads) > 1 or c.has(sp.Sum):
+    other_roots = any(p.exp.is_Rational and p.exp.q == 2 for p in c.atoms(sp.Pow))
+    if ctx.R is None or len(grads) > 1 or c.has(sp.Sum) or other_roots:
         return [sp.factor(c)] if c != 0 else []
     if ctx.t not in c.free_symbols:
         r1, r2 = fast_cancel(c, ctx.R), sp.S.Zero
@@ -195,7 +196,10 @@ def point_pieces(c, ctx, split_scalars=True, basis=False):
             continue
         part = part.xreplace({gatom: gsym})
         if basis:
-            fractions = sp.Add.make_args(sp.apart(part, gsym)) if part.has(gsym) else (part,)
+            try:
+                fractions = sp.Add.make_args(sp.apart(part, gsym)) if part.has(gsym) else (part,)
+            except sp.PolynomialError:
+                fractions = (part,)
             for frac in fractions:
                 num, den = sp.fraction(sp.cancel(frac))
                 for mono, coeff in sorted(_collect(sp.expand(num), [gsym]).items(),

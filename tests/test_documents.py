@@ -38,22 +38,32 @@ from modeq.symbolic.family import beta, eps, h, n, rho
 TEX_DIR = L.TEX_DIR
 
 
+STATED = ("F0", "F1", "F2", "Finf0", "Finf1", "K0", "Kinf")
+
+
 def _regenerate_one(spec, folder):
     doc = L.build_builtin(spec)
     path = os.path.join(folder, L.builtin_filename(spec))
     L.write_tex(doc, path)
-    return path
+    # the results the document states, abbreviations expanded (for the tests below)
+    return path, {k: doc.q(k) for k in STATED if k in doc.quantities}
 
 
 @pytest.fixture(scope="module")
-def regenerated(tmp_path_factory):
-    """All built-in documents regenerated into a temporary folder (two processes)."""
+def built(tmp_path_factory):
+    """All built-in documents regenerated into a temporary folder (two processes):
+    ``{file name: (path, stated quantities)}``."""
     folder = str(tmp_path_factory.mktemp("tex"))
     # slowest first so the two workers finish together
     specs = sorted(L.BUILTIN_DOCUMENTS, key=lambda s: (s[0] != "adam", -s[1]))
     with cf.ProcessPoolExecutor(max_workers=2) as pool:
-        paths = list(pool.map(_regenerate_one, specs, [folder] * len(specs)))
-    return {os.path.basename(p): p for p in paths}
+        results = list(pool.map(_regenerate_one, specs, [folder] * len(specs)))
+    return {os.path.basename(p): (p, q) for p, q in results}
+
+
+@pytest.fixture(scope="module")
+def regenerated(built):
+    return {name: path for name, (path, _) in built.items()}
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +144,8 @@ def _num(expr, p=1, values=None):
     return sp.N(v.xreplace(subs), 30)
 
 
-def test_adam_document_states_the_paper_correction():
-    doc = document(optimizers.adam(), 1)
+def test_adam_document_states_the_paper_correction(built):
+    q = built["adam-full-order1.tex"][1]
     b_, r_ = sp.Rational(3, 5), sp.Rational(9, 10)
     g, H, e = sp.Rational(2, 3), sp.Rational(-5, 4), sp.Rational(1, 7)
     s = sp.sqrt(g ** 2 + e)
@@ -144,23 +154,27 @@ def test_adam_document_states_the_paper_correction():
     # and, for p = 1, d_j ||grad E||_{1,e} = H g / s.
     corr = (sp.Rational(1, 2) * ((1 + b_) / (1 - b_) - (1 + r_) / (1 - r_)
                                  + (1 + r_) / (1 - r_) * e / (g ** 2 + e)) * H * g / s)
-    assert abs(_num(doc.q("Finf1")) - sp.N(corr / s, 30)) < 1e-25
-    assert abs(_num(doc.q("K0")) - sp.N(sp.Rational(1, 20) * ((1 + b_) / (1 - b_)
+    assert abs(_num(q["Finf1"]) - sp.N(corr / s, 30)) < 1e-25
+    assert abs(_num(q["K0"]) - sp.N(sp.Rational(1, 20) * ((1 + b_) / (1 - b_)
                                                               - (1 + r_) / (1 - r_)), 30)) < 1e-25
     # exact in n: at n = 0 there is no memory, F1 = eps/(2 s^3) H g / s
-    F1_at_0 = doc.q("F1").xreplace({n: 0})
+    F1_at_0 = q["F1"].xreplace({n: 0})
     assert abs(_num(F1_at_0) - sp.N(e / (2 * s ** 3) * H * g / s, 30)) < 1e-25
 
 
-def test_gd_and_heavy_ball_documents_state_published_coefficients():
-    gd2 = document(optimizers.gd(), 2)
+def test_gd_and_heavy_ball_documents_state_published_coefficients(built):
+    gd2 = built["gd-full-order2.tex"][1]
     g, H, T = sp.Rational(2, 3), sp.Rational(-5, 4), sp.Rational(7, 3)
-    assert abs(_num(gd2.q("F1")) - sp.N(H * g / 2, 30)) < 1e-25            # Barrett & Dherin
-    assert abs(_num(gd2.q("F2")) - sp.N(T * g * g / 12 + H * H * g / 3, 30)) < 1e-25   # HLW
-    hb = document(optimizers.heavy_ball(), 1)
+    assert abs(_num(gd2["F1"]) - sp.N(H * g / 2, 30)) < 1e-25            # Barrett & Dherin
+    assert abs(_num(gd2["F2"]) - sp.N(T * g * g / 12 + H * H * g / 3, 30)) < 1e-25   # HLW
+    hb = built["heavy-ball-full-order1.tex"][1]
     b_ = sp.Rational(3, 5)
-    assert abs(_num(hb.q("Finf0")) - sp.N(g / (1 - b_), 30)) < 1e-25
-    assert abs(_num(hb.q("Finf1")) - sp.N((1 + b_) / (2 * (1 - b_) ** 3) * H * g, 30)) < 1e-25
+    assert abs(_num(hb["Finf0"]) - sp.N(g / (1 - b_), 30)) < 1e-25
+    assert abs(_num(hb["Finf1"]) - sp.N((1 + b_) / (2 * (1 - b_) ** 3) * H * g, 30)) < 1e-25
+    # Adam at order 2 (stationary): F1 is still the paper's; F2 exists and involves T[u, u]
+    a2 = built["adam-full-order2-stationary.tex"][1]
+    a1 = built["adam-full-order1.tex"][1]
+    assert abs(_num(a2["F1"]) - _num(a1["Finf1"])) < 1e-25
 
 
 # -- a wrong coefficient is caught ---------------------------------------------------------------

@@ -55,14 +55,28 @@ def _validate(opt, args):
                          "sums have no closed form)")
 
 
-def write_document(opt, order, batch, stationary, out, pdf, log=print):
+def variant_suffix(opt, eps_outside=False, no_bias_correction=False):
+    """File-name suffix for the declaration variants the optimizer's name does not show."""
+    suffix = ""
+    if eps_outside and "eps_outside" not in opt.name:
+        suffix += "-eps-outside"
+    if no_bias_correction and "no_bias_correction" not in opt.name:
+        suffix += "-no-bias-correction"
+    return suffix
+
+
+def write_document(opt, order, batch, stationary, out, pdf, suffix=""):
     """Build, verify, write; returns ``(tex_path, pdf_path or None, message)``."""
     from modeq.proofs.build import document
     from modeq.proofs.latex import compile_pdf, latex_engine, write_tex
     from modeq.proofs.build import document_name
     t0 = time.perf_counter()
     doc = document(opt, order, batch, stationary)
-    tex_path = os.path.join(out, document_name(opt, order, batch, stationary) + ".tex")
+    stem = document_name(opt, order, batch, stationary)
+    if suffix:
+        parts = stem.split("-" + batch + "-", 1)
+        stem = parts[0] + suffix + "-" + batch + "-" + parts[1]
+    tex_path = os.path.join(out, stem + ".tex")
     write_tex(doc, tex_path)
     msg = f"wrote {tex_path} ({len(doc.checks)} checks passed, {time.perf_counter() - t0:.1f} s)"
     pdf_path = None
@@ -84,7 +98,9 @@ def run(args):
     _validate(opt, args)
     out = check_out_dir(args.out)
     try:
-        _, _, msg = write_document(opt, args.order, args.batch, args.stationary, out, args.pdf)
+        _, _, msg = write_document(opt, args.order, args.batch, args.stationary, out, args.pdf,
+                                   variant_suffix(opt, args.eps_outside,
+                                                  args.no_bias_correction))
     except ProofError as exc:
         print(f"modeq latex: a check failed, no document written: {exc}", file=sys.stderr)
         return 1
