@@ -21,16 +21,15 @@ import sympy as sp
 from modeq.symbolic import derive, optimizers as builtin
 from modeq.symbolic.derive import derivation
 from modeq.symbolic.display import grouped_terms
-from modeq.symbolic.expansion import StateSeries, step_series, weight_moment
-from modeq.symbolic.family import beta, eps, g as g_sym, h, n, rho, theta
-from modeq.symbolic.memory import stationary_limit
-from modeq.symbolic.operators import FULL, Grad, Hess, collect_fields, lie
+from modeq.symbolic.expansion import StateSeries, step_series
+from modeq.symbolic.family import eps, n
+from modeq.symbolic.operators import FULL, Grad, collect_fields
 from modeq.symbolic.recognize import recognize
 from modeq.symbolic.solve import flow_step_coefficients
 
 from . import checks as C
-from . import sections as prose
-from .document import Document, Equation
+from . import sections
+from .document import Document
 from .notation import FieldSymbol, find_radicand
 from .printer import tex
 
@@ -101,6 +100,9 @@ def _split_memory(coeff, decays):
 
 
 class _FullBuilder:
+    """Collects the engine's intermediate results of one full-batch variant into a Document;
+    the prose, equations and checks of each step are in :mod:`modeq.proofs.sections`."""
+
     def __init__(self, opt, order, stationary):
         self.opt, self.order, self.stationary = opt, order, stationary
         self.flow = derive(opt, order)
@@ -108,7 +110,7 @@ class _FullBuilder:
         self.memory = bool(opt.states)
         self.exact = not stationary and self.memory
         name = document_name(opt, order, "full", stationary)
-        self.doc = Document(name=name, title=prose.title(opt, order, "full", stationary),
+        self.doc = Document(name=name, title=sections.title(opt, order, "full", stationary),
                             summary="")
         self.coeffs = []          # MemoryCoefficient
         self.names = {}           # symbol -> latex
@@ -127,12 +129,11 @@ class _FullBuilder:
         if R is not None:
             doc.abbreviate(S_SYM, sp.sqrt(R), "the square root in the step",
                            latex=f"s_j = \\sqrt{{{self.t(R)}}}")
-        if not F0.has(sp.Pow) or F0 == Grad(FULL):
-            pass
-        elif not F0.has(n):
+        if R is not None and not F0.has(n):
+            # u = F0 abbreviates the operator argument (Adam, RMSProp: u = g/s)
             doc.abbreviate(U_SYM, F0, "the leading term F_0", latex="")
             doc.display.update(u=U_SYM, u_value=F0)
-        prose.conventions(doc, self)
+        sections.conventions(doc, self)
         self.recursion()
         if self.memory:
             self.memory_steps()
@@ -143,12 +144,12 @@ class _FullBuilder:
             self.stationary_limit()
         self.recognized()
         self.regimes()
-        doc.summary = prose.summary(self)
+        doc.summary = sections.summary(self)
         return doc
 
     # -- 1. the recursion ----------------------------------------------------------------------
     def recursion(self):
-        prose.recursion(self.doc, self)
+        sections.recursion(self.doc, self)
 
     # -- 2./3. memory ---------------------------------------------------------------------------
     def memory_steps(self):
@@ -190,7 +191,7 @@ class _FullBuilder:
             for r, term in enumerate(ser.terms):
                 doc.add(f"raw[{ser.state.name}]{r}", d.states[i].raw[r])
                 doc.add(f"S[{ser.state.name}]{r}", term)
-        prose.memory(doc, self)
+        sections.memory(doc, self)
 
     def _name_coefficient(self, state, mem):
         """``(symbol, ratio)`` if ``mem`` is a number times a weight moment of ``state``."""
@@ -225,7 +226,7 @@ class _FullBuilder:
         psi = step_series(opt, series, self.order, "full")
         for r, p in enumerate(psi):
             doc.add(f"psi{r}", p)
-        prose.step_expansion(doc, self)
+        sections.step_expansion(doc, self)
 
     # -- 5. the flow's own step ----------------------------------------------------------------
     def flow_step(self):
@@ -241,11 +242,11 @@ class _FullBuilder:
         self.F_abbr = F
         for r, f in enumerate(F):
             doc.add(f"F{r}", f)
-        prose.flow_step(doc, self)
+        sections.flow_step(doc, self)
 
     # -- 6./7. matching and solution -----------------------------------------------------------
     def matching(self):
-        prose.matching(self.doc, self)
+        sections.matching(self.doc, self)
 
     # -- 8. the stationary limit ---------------------------------------------------------------
     def stationary_limit(self):
@@ -271,7 +272,7 @@ class _FullBuilder:
         self.exact_limit = True
         for r, f in enumerate(finf):
             doc.add(f"Finf{r}", f)
-        prose.stationary(doc, self)
+        sections.stationary(doc, self)
 
     # -- 9. recognized closed forms ------------------------------------------------------------
     def recognized(self):
@@ -287,7 +288,7 @@ class _FullBuilder:
                 doc.add(key, rec.closed_form)
                 r = int(rec.term[1:])
                 self.recognitions.append((rec, key, f"{prefix}{r}", stationary))
-        prose.recognized(doc, self)
+        sections.recognized(doc, self)
 
     # -- 10. regime table ----------------------------------------------------------------------
     def regimes(self):
@@ -297,4 +298,5 @@ class _FullBuilder:
             and find_radicand(self.d.F[0]) == sp.expand(Grad(FULL) ** 2 + eps)
         if not adam_like or self.order < 1:
             return
-        prose.adam_paper_and_regimes(self.doc, self)
+        from .sections_adam import adam_paper_and_regimes
+        adam_paper_and_regimes(self.doc, self)

@@ -22,12 +22,12 @@ from __future__ import annotations
 import sympy as sp
 
 from modeq.symbolic.derive import derivation
-from modeq.symbolic.family import eps, g as g_sym, n, theta
+from modeq.symbolic.family import eps, g as g_sym, n
 from modeq.symbolic.operators import D3, FULL, Grad, Hess
 
 from . import checks as C
 from .document import Document, Equation
-from .notation import Abbreviation, canonical_dummies
+from .notation import canonical_dummies
 from .printer import tex
 from . import sections
 

@@ -24,7 +24,7 @@ import sympy as sp
 
 from modeq.symbolic.components import SymbolProvider, lower_vector
 from modeq.symbolic.family import h, n, theta
-from modeq.symbolic.operators import ATOMS, D3, Grad, Hess, lie, linearize
+from modeq.symbolic.operators import D3, Grad, Hess, lie, linearize
 
 __all__ = ["is_zero", "equal", "same_canonical", "same_in_algebra", "same_in_components", "same_at_steps", "BatchSymbols", "evaluate_sums",
            "taylor_coefficient", "lie_series_coefficient", "operator_symbols",

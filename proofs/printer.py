@@ -11,7 +11,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from modeq.symbolic.operators import D3, FULL, Grad, Hess
+from modeq.symbolic.operators import FULL, Grad
 from .notation import FieldSymbol
 
 __all__ = ["DocPrinter", "tex"]
