@@ -19,7 +19,7 @@ from __future__ import annotations
 import sympy as sp
 
 from modeq.symbolic import derive, optimizers as builtin
-from modeq.symbolic.derive import derivation
+from modeq.symbolic.pipeline import derivation
 from modeq.symbolic.display import grouped_terms
 from modeq.symbolic.expansion import StateSeries, step_series
 from modeq.symbolic.family import eps, n

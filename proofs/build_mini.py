@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from modeq.symbolic.derive import derivation
+from modeq.symbolic.pipeline import derivation
 from modeq.symbolic.family import eps, g as g_sym, n
 from modeq.symbolic.operators import D3, FULL, Grad, Hess
 

@@ -15,7 +15,7 @@ Conventions are those of ``shared/MATH.md``: the modified flow on ``[nh, (n+1)h)
 """
 from .family import EMA, Optimizer, beta, eps, g, h, n, rho, theta
 from . import optimizers
-from .derive import derive, ModifiedFlow
+from .flow import derive, ModifiedFlow
 
 __all__ = ["EMA", "Optimizer", "g", "theta", "h", "n", "beta", "rho", "eps", "derive",
            "ModifiedFlow", "optimizers"]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import sympy as sp
 
 from .components import LossProvider, SymbolProvider, lower_vector
-from .derive import derivation
-from .family import h, n
+from .family import Optimizer, h, n
 from .memory import stationary_limit
+from .pipeline import MAX_ORDER, derivation
 
-__all__ = ["ModifiedFlow"]
+__all__ = ["derive", "ModifiedFlow"]
 
 
 class ModifiedFlow:
@@ -26,7 +26,7 @@ class ModifiedFlow:
 
     # -- the derivation -------------------------------------------------------------------
     def derivation(self, batch="full", stationary=False):
-        """The :class:`~modeq.symbolic.derive.Derivation` with every intermediate step."""
+        """The :class:`~modeq.symbolic.pipeline.Derivation` with every intermediate step."""
         return derivation(self.optimizer, self.order, batch, stationary)
 
     def terms(self, batch="full", stationary=False):
@@ -98,6 +98,25 @@ class ModifiedFlow:
     def __str__(self):
         from .display import flow_text
         return flow_text(self)
+
+
+def derive(optimizer, order=1):
+    """The modified flow of ``optimizer`` to ``order`` (0, 1 or 2): ``F = F0 + h F1 + h^2 F2``
+    with ``d theta/dt = -F^(n)(theta)`` on ``[nh, (n+1)h)`` (MATH.md §3).
+
+    >>> from modeq.symbolic import derive, optimizers
+    >>> flow = derive(optimizers.gd(), order=1)
+    >>> flow.terms()[1]
+    (H.(g))/2
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"derive expects an Optimizer declaration, got {type(optimizer).__name__}")
+    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
+        raise ValueError(f"order must be an integer >= 0, got {order!r}")
+    if order > MAX_ORDER:
+        raise NotImplementedError(f"order {order} > {MAX_ORDER} needs fourth derivatives of the "
+                                  f"loss; orders 0..{MAX_ORDER} are implemented")
+    return ModifiedFlow(optimizer, order)
 
 
 def _n():

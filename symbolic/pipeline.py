@@ -1,8 +1,9 @@
-"""The derivation chain: declaration -> memory -> expansion -> matching -> ``F0, F1, F2``.
+"""The pipeline: declaration -> memory -> expansion -> matching -> ``F0, F1, F2``.
 
-:func:`derive` returns a :class:`~modeq.symbolic.flow.ModifiedFlow`; the work is done lazily, once
-per variant (full batch exact in ``n``, full batch stationary, mini batch), by
-:func:`derivation`, which keeps every intermediate result for the derivation documents.
+:func:`derivation` runs the passes in order for one variant (full batch exact in ``n``, full
+batch stationary, mini batch), once per optimizer and variant, and keeps every intermediate
+result (for the derivation documents).  :func:`modeq.symbolic.derive` wraps it in a
+:class:`~modeq.symbolic.flow.ModifiedFlow`.
 """
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ from dataclasses import dataclass, field
 import sympy as sp
 
 from .expansion import MAX_ORDER, state_series, step_series
-from .family import Optimizer
 from .solve import flow_step_coefficients, solve_next
 
-__all__ = ["derive", "derivation", "Derivation", "ModifiedFlow"]
+__all__ = ["derivation", "Derivation", "MAX_ORDER"]
 
 
 @dataclass
@@ -72,30 +72,3 @@ def derivation(optimizer, order, batch="full", stationary=False):
     d.flow_step = flow_step_coefficients(d.F, order + 1)
     _CACHE[key] = (optimizer, d)
     return d
-
-
-def derive(optimizer, order=1):
-    """The modified flow of ``optimizer`` to ``order`` (0, 1 or 2): ``F = F0 + h F1 + h^2 F2``
-    with ``d theta/dt = -F^(n)(theta)`` on ``[nh, (n+1)h)`` (MATH.md §3).
-
-    >>> from modeq.symbolic import derive, optimizers
-    >>> flow = derive(optimizers.gd(), order=1)
-    >>> flow.terms()[1]
-    (H.(g))/2
-    """
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"derive expects an Optimizer declaration, got {type(optimizer).__name__}")
-    if isinstance(order, bool) or not isinstance(order, int) or order < 0:
-        raise ValueError(f"order must be an integer >= 0, got {order!r}")
-    if order > MAX_ORDER:
-        raise NotImplementedError(f"order {order} > {MAX_ORDER} needs fourth derivatives of the "
-                                  f"loss; orders 0..{MAX_ORDER} are implemented")
-    from .flow import ModifiedFlow
-    return ModifiedFlow(optimizer, order)
-
-
-def __getattr__(name):
-    if name == "ModifiedFlow":
-        from .flow import ModifiedFlow
-        return ModifiedFlow
-    raise AttributeError(name)
