@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import sympy as sp
 
 from .expansion import MAX_ORDER, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
