@@ -395,19 +395,23 @@ class Kernel:
     def broadcast(self, outs, batch_shape, device=None):
         """Stack per-expression results into one array of shape ``(len(outs), *batch_shape)``
         in the working dtype (constant results are broadcast)."""
-        if self.backend == "numpy":
-            import numpy as np
-            return np.stack([np.broadcast_to(np.asarray(o, dtype=self.dtype), batch_shape)
-                             for o in outs]) if outs else np.zeros((0,) + tuple(batch_shape),
-                                                                     self.dtype)
-        if self.backend == "torch":
-            import torch
-            if not outs:
-                return torch.zeros((0,) + tuple(batch_shape), dtype=self.dtype, device=device)
-            return torch.stack([torch.broadcast_to(
-                torch.as_tensor(o, dtype=self.dtype, device=device), tuple(batch_shape))
-                for o in outs])
-        return list(outs)
+        return stack_components(self.backend, self.dtype, outs, batch_shape, device)
+
+
+def stack_components(backend, dtype, outs, batch_shape, device=None):
+    """``outs`` (one value per component; constants allowed) as one array of shape
+    ``(len(outs), *batch_shape)`` in ``dtype`` (NumPy / torch); a list for mpmath."""
+    if backend == "numpy":
+        import numpy as np
+        return np.stack([np.broadcast_to(np.asarray(o, dtype=dtype), batch_shape)
+                         for o in outs]) if outs else np.zeros((0,) + tuple(batch_shape), dtype)
+    if backend == "torch":
+        import torch
+        if not outs:
+            return torch.zeros((0,) + tuple(batch_shape), dtype=dtype, device=device)
+        return torch.stack([torch.broadcast_to(
+            torch.as_tensor(o, dtype=dtype, device=device), tuple(batch_shape)) for o in outs])
+    return list(outs)
 
 
 # ------------------------------------------------------------------------ input checking
@@ -506,11 +510,6 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
         raise ValueError("dtype= is supported for full-batch flows; the mini-batch evaluator "
                          "works in each backend's default precision")
     return MiniBatchField(flow, provider, subs, modules, cse)
-
-
-def _check_theta(theta, p):
-    if len(theta) != p:
-        raise ValueError(f"theta has {len(theta)} components, the loss has {p} parameters")
 
 
 class FullBatchField:
@@ -691,10 +690,11 @@ class MiniBatchField:
         self.V = terms.V
         # per-batch derivatives of the losses
         prm = provider.params
-        self._grad = [_compiled(prm, [provider.grad(b, j) for j in range(self.p)],
-                                  modules=modules) for b in range(self.m)]
-        self._hess = [_compiled(prm, [provider.hess(b, j, i) for j in range(self.p)
-                                        for i in range(j, self.p)], modules=modules)
+        # indexed by loss (the weight tables u[i][l][b] sum over the steps that used loss b)
+        self._grad = [_compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(self.p)],
+                                modules=modules) for b in range(self.m)]
+        self._hess = [_compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(self.p)
+                                      for i in range(j, self.p)], modules=modules)
                       for b in range(self.m)]
         # state weights: w(l, l) and decay per state, exact then numeric at call time
         self._w_last = [_compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
@@ -702,6 +702,7 @@ class MiniBatchField:
         self._decay = [_compiled([], s.decay.xreplace(subs), modules=modules)
                        for s in opt.states]
         self._tables = {}
+        self._dtype = resolve_dtype(modules)
 
     # scalar tables, independent of theta -------------------------------------------------
     def _u_table(self, n):
@@ -747,10 +748,17 @@ class MiniBatchField:
 
     # the field ------------------------------------------------------------------------------
     def __call__(self, n, theta):
-        _check_theta(theta, self.p)
-        if isinstance(n, bool) or int(n) != n or n < 0:
-            raise ValueError(f"step index n must be an integer >= 0, got {n!r}")
-        n = int(n)
+        """``d theta/dt`` on ``[nh, (n+1)h)``: a list of ``mpf`` (mpmath), or an array/tensor of
+        ``theta``'s shape ``(p,)`` / ``(p, N)`` in float64 (NumPy, torch)."""
+        n = check_step(n, True)
+        x = as_points(theta, self.p, self.modules, self._dtype)
+        out = self._field(n, list(x))
+        if self.modules == "mpmath":
+            return out
+        device = getattr(x, "device", None)
+        return stack_components(self.modules, self._dtype, out, tuple(x.shape[1:]), device)
+
+    def _field(self, n, theta):
         tab = self._u_table(n)
         G = [self._grad[b](*theta) for b in range(self.m)]
         Gflat = [x for row in G for x in row]

@@ -77,7 +77,11 @@ class LossProvider:
         return self.schedule[b]
 
     def _deriv(self, b, idx):
-        key = (self.loss_index(b), tuple(sorted(idx)))
+        return self.loss_derivative(self.loss_index(b), idx)
+
+    def loss_derivative(self, loss, idx):
+        """Derivative of ``losses[loss]`` (a loss index, not a step) in the parameters ``idx``."""
+        key = (int(loss), tuple(sorted(idx)))
         if key not in self._d:
             self._d[key] = sp.diff(self.losses[key[0]], *[self.params[i] for i in key[1]])
         return self._d[key]
