@@ -204,7 +204,7 @@ class _FullBuilder:
             M = _moment_closed(state, m)
             if M == 0:
                 continue
-            ratio = sp.cancel(C._powers_of_n(mem / M))
+            ratio = sp.cancel(C.powers_of_step(mem / M))
             if ratio.is_number and ratio != 0:
                 key = (str(state.decay), m)
                 label = _MOMENT_NAMES.get(key, f"\\mu^{{({state.name})}}_{{{m},n}}")

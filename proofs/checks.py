@@ -5,10 +5,10 @@ Conventions: expressions are component expressions of :mod:`modeq.symbolic.opera
 (``Grad``, ``Hess``, ``D3``), possibly with sums over step indices.  Every test here is exact:
 a difference is reduced to a rational function and its numerator must expand to ``0``.
 
-* :func:`is_zero` — exact zero test for scalar expressions with powers ``d**(a n + b)`` of
-  decays and square roots (each root ``sqrt(B)`` becomes a symbol ``s`` with ``s**2 = B``).
-* :func:`same_in_components` — lower two component expressions to generic components
-  ``g_i, H_ij, T_ijk`` for dimension ``p`` and compare (full batch).
+* :func:`is_zero`, :func:`same_in_algebra`, :func:`same_in_components` — the exact prover
+  shared with :mod:`modeq.symbolic.recognize` (:mod:`modeq.symbolic.prove`): scalars with
+  powers ``d**(a n + b)`` of decays and square roots, the operator algebra, and generic
+  components ``g_i, H_ij, T_ijk`` for dimension ``p`` (full batch).
 * :func:`same_at_steps` — mini batch: substitute concrete step indices ``n``, unroll every sum,
   lower with one set of generic symbols per batch, compare.
 * :func:`evaluate_sums` — evaluate step-index sums of a *lowered* scalar expression term by term
@@ -18,119 +18,29 @@ a difference is reduced to a rational function and its numerator must expand to 
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import sympy as sp
 
-from modeq.symbolic.components import SymbolProvider, lower_vector
+from modeq.symbolic.components import lower_vector
 from modeq.symbolic.family import h, n, theta
-from modeq.symbolic.operators import D3, Grad, Hess, lie, linearize
+from modeq.symbolic.memory import resolve_piecewise
+from modeq.symbolic.operators import Grad, lie, linearize
+from modeq.symbolic.prove import (components_agree, is_zero, powers_of_step,  # noqa: F401
+                                  same_in_algebra)
 
-__all__ = ["is_zero", "equal", "same_canonical", "same_in_algebra", "same_in_components", "same_at_steps", "BatchSymbols", "evaluate_sums",
-           "taylor_coefficient", "lie_series_coefficient", "operator_symbols",
-           "nice_closed_form", "stationary_value"]
+from .notation import FieldSymbol, canonical_terms, find_radicand
 
-
-def _pick_branch(pw):
-    """The branch of a Piecewise from ``sympy.summation`` valid for decays in (0, 1)."""
-    for value, cond in pw.args:
-        if cond == sp.true:
-            return value
-        syms = sorted(cond.free_symbols, key=str)
-        if bool(cond.subs({s: sp.Rational(1, 3 + i) for i, s in enumerate(syms)})):
-            return value
-    raise ValueError(f"no branch of {pw} holds for decays in (0, 1)")
-
-
-def _powers_of_n(e, step=n):
-    """Replace ``d**(a*step + b)`` by ``P_d**a * d**b`` (``P_d`` a fresh symbol for ``d**step``)."""
-    e = sp.expand_power_exp(sp.sympify(e))
-    table = {}
-
-    def sym(base):
-        if base not in table:
-            table[base] = sp.Dummy("P", positive=True)
-        return table[base]
-
-    def rep(p):
-        a = sp.expand(p.exp)
-        coeff = a.coeff(step)
-        rest = sp.expand(a - coeff * step)
-        if not coeff.is_Integer or step in rest.free_symbols:
-            raise ValueError(f"exponent {p.exp} is not affine in {step} with integer slope")
-        return sym(p.base) ** int(coeff) * p.base ** rest
-
-    return e.replace(lambda x: isinstance(x, sp.Pow) and step in x.exp.free_symbols
-                     and step not in x.base.free_symbols, rep)
-
-
-def is_zero(d):
-    """Exact test that the scalar ``d`` vanishes identically (see module docstring)."""
-    d = _powers_of_n(d)
-    if d == 0:
-        return True
-    roots = {}
-
-    def sym(base):
-        base = sp.cancel(sp.together(base))
-        if base not in roots:
-            roots[base] = sp.Dummy("r", positive=True)
-        return roots[base]
-
-    d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2,
-                  lambda e: sym(e.base) ** e.exp.p)
-    num = sp.expand(sp.numer(sp.together(d)))
-    for _ in range(4):
-        if num == 0:
-            return True
-        for base, r in roots.items():
-            num = num.replace(
-                lambda e: isinstance(e, sp.Pow) and e.base == r and e.exp.is_Integer
-                and e.exp >= 2,
-                lambda e: base ** (int(e.exp) // 2) * r ** (int(e.exp) % 2))
-        num = sp.expand(sp.numer(sp.together(num)))
-        if num != 0 and len(roots) == 1:
-            # one root: num = a + b r with a, b free of r; zero iff a = b = 0 (r irrational)
-            (base, r), = roots.items()
-            a_, b_ = num.coeff(r, 0), num.coeff(r, 1)
-            if sp.expand(num - a_ - b_ * r) == 0:
-                return sp.expand(sp.numer(sp.together(a_))) == 0 and \
-                    sp.expand(sp.numer(sp.together(b_))) == 0
-    return num == 0
-
-
-def operator_symbols(exprs):
-    """Replace operator atoms by symbols consistently across ``exprs`` (arguments normalised);
-    the results are ordinary scalar expressions."""
-    table = {}
-    out = []
-    for e in exprs:
-        e = linearize(e)
-        rep = {}
-        for a in sorted(e.atoms(Hess, D3), key=sp.default_sort_key):
-            key = a.func(a.args[0], *[sp.factor(sp.cancel(x)) for x in a.args[1:]])
-            if isinstance(a, D3):
-                key = D3(*key.args)
-            table.setdefault(key, sp.Dummy("op"))
-            rep[a] = table[key]
-        out.append(e.xreplace(rep))
-    return out
-
-
-def same_in_algebra(a, b):
-    """``a == b`` in the operator algebra: operators are opaque symbols (any dimension)."""
-    x, y = operator_symbols([a, b])
-    return is_zero(x - y)
+__all__ = ["is_zero", "equal", "same_canonical", "same_in_algebra", "same_in_components",
+           "same_at_steps", "BatchSymbols", "evaluate_sums", "taylor_coefficient",
+           "lie_series_coefficient", "nice_closed_form", "stationary_value", "infinite_sum"]
 
 
 def same_in_components(a, b, dims=(1, 2)):
     """``a == b`` component by component for generic ``g_i, H_ij, T_ijk`` in each ``p``."""
-    for p in dims:
-        P = SymbolProvider(p)
-        va, vb = lower_vector(a, P), lower_vector(b, P)
-        if not all(is_zero(u - v) for u, v in zip(va, vb)):
-            return False
-    return True
+    return all(components_agree(a, b, p) for p in dims)
+
 
 
 class BatchSymbols:
@@ -195,7 +105,7 @@ def evaluate_sums(e):
             for t in sp.Add.make_args(f):
                 c, dep = t.as_independent(k, as_Add=False)
                 s = sp.summation(dep, (k, lo, hi))
-                total += c * s.replace(lambda x: isinstance(x, sp.Piecewise), _pick_branch)
+                total += c * resolve_piecewise(s)
             f = total
         return f
     return e.func(*[evaluate_sums(a) for a in e.args])
@@ -233,7 +143,6 @@ def same_canonical(a, b):
     :mod:`modeq.proofs.notation`), then the coefficient of every operator monomial must agree
     exactly.  With more than one square root, falls back to opaque operator symbols
     (:func:`same_in_algebra`)."""
-    from .notation import FieldSymbol, canonical_terms, find_radicand
     a, b = sp.sympify(a), sp.sympify(b)
     d = a - b
     R = find_radicand(a + b)
@@ -260,11 +169,11 @@ def nice_closed_form(e, step=n):
     """A factored form of an expression in ``d**step`` and ``step``: rational in the powers
     ``P_d = d**step``, cancelled and factored, then ``P_d`` written back as ``d**step``."""
     e = sp.sympify(e)
-    return _restore_powers(sp.factor(sp.cancel(_powers_of_n(e, step))), e, step)
+    return _restore_powers(sp.factor(sp.cancel(powers_of_step(e, step))), e, step)
 
 
 def _restore_powers(f, original, step):
-    """Undo :func:`_powers_of_n` on ``f``: each dummy ``P`` stands for ``d**step`` of the one
+    """Undo :func:`~modeq.symbolic.prove.powers_of_step` on ``f``: each dummy ``P`` stands for ``d**step`` of the one
     base it was created for (recovered by substituting back and comparing)."""
     ps = [p for p in f.free_symbols if isinstance(p, sp.Dummy) and p.name == "P"]
     if not ps:
@@ -272,7 +181,7 @@ def _restore_powers(f, original, step):
     bases = sorted({p.base for p in sp.expand_power_exp(original).atoms(sp.Pow)
                     if step in p.exp.free_symbols and step not in p.base.free_symbols},
                    key=sp.default_sort_key)
-    for perm in __import__("itertools").permutations(bases, len(ps)):
+    for perm in itertools.permutations(bases, len(ps)):
         cand = f.xreplace({p: b ** step for p, b in zip(ps, perm)})
         if is_zero(cand - original):
             return cand
@@ -283,7 +192,7 @@ def stationary_value(e, step=n):
     """``lim_{step -> oo}`` of an expression rational in ``step`` and ``d**step`` (decays in
     (0, 1)): write it as ``N/D`` in ``P_d = d**step``; the limit is ``N/D`` at ``P_d = 0``,
     which must not depend on ``step`` (``step^a d^(b step) -> 0`` for ``b > 0``)."""
-    f = sp.together(_powers_of_n(e, step))
+    f = sp.together(powers_of_step(e, step))
     num, den = sp.fraction(f)
     ps = [p for p in f.free_symbols if isinstance(p, sp.Dummy) and p.name == "P"]
     num0 = sp.expand(num).xreplace({p: 0 for p in ps})
@@ -303,7 +212,7 @@ def infinite_sum(term, j):
     for t in sp.Add.make_args(sp.expand(term)):
         c, dep = t.as_independent(j, as_Add=False)
         s = sp.summation(dep, (j, 0, sp.oo))
-        total += c * s.replace(lambda x: isinstance(x, sp.Piecewise), _pick_branch)
+        total += c * resolve_piecewise(s)
     if total.has(sp.oo, sp.zoo, sp.Sum):
         raise ValueError(f"sum of {term} over j >= 0 did not converge to a closed form")
     return total

@@ -1,9 +1,10 @@
 """Recognize derived flows as published closed forms — only after proving equality.
 
 A :class:`Recognition` carries the closed form, the name of its source, and the checks that
-ran: the difference between the derived term and the closed form simplified to exactly ``0``
-in the dimension-free component algebra (operators as opaque symbols) and, independently,
-after lowering both to generic components ``g_i, H_ij`` for ``p = 1..4``.  Nothing is
+ran (:func:`~modeq.symbolic.prove.prove_equal`): the difference between the derived term and
+the closed form simplified to exactly ``0`` in the dimension-free component algebra (operators
+as opaque symbols) and, independently, after lowering both to generic components
+``g_i, H_ij`` for ``p = 1..4``.  Nothing is
 presented in a published form whose proof failed (:func:`recognize` returns ``None``).
 
 Published forms (MATH.md §4), written here as *references*, never fed to the derivation:
@@ -22,9 +23,9 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .components import SymbolProvider, lower_vector
 from .family import beta, eps, g as g_sym, n, rho
-from .operators import ATOMS, FULL, Grad, Hess, D3, linearize
+from .operators import FULL, Grad, Hess, D3
+from .prove import is_zero_linear, prove_equal
 
 __all__ = ["Recognition", "recognize", "prove_equal", "is_zero_linear", "adam_reference_F1",
            "memory_moment", "one_norm_gradient"]
@@ -43,95 +44,6 @@ class Recognition:
     @property
     def proved(self):
         return bool(self.checks) and all(ok for _, ok in self.checks)
-
-
-def _atom_symbols(exprs):
-    """Replace operator atoms (arguments canonicalised) by symbols, consistently."""
-    table = {}
-
-    def canon(a):
-        if isinstance(a, Hess):
-            return Hess(a.args[0], sp.factor(sp.cancel(a.args[1])))
-        if isinstance(a, D3):
-            return D3(a.args[0], sp.factor(sp.cancel(a.args[1])), sp.factor(sp.cancel(a.args[2])))
-        return a
-
-    out = []
-    for e in exprs:
-        e = linearize(e)
-        rep = {}
-        for a in e.atoms(*ATOMS):
-            if isinstance(a, Grad):
-                continue
-            key = canon(a)
-            if key not in table:
-                table[key] = sp.Symbol(f"_op{len(table)}")
-            rep[a] = table[key]
-        out.append(e.xreplace(rep))
-    return out
-
-
-def _is_zero(d):
-    """Exact zero test.  Square roots ``sqrt(B)`` become symbols ``s`` with ``s² = B``; the
-    numerator is reduced modulo these relations and must vanish identically (sound; complete
-    when the roots are independent, as for distinct ``sqrt(g_i² + ε)``)."""
-    d = sp.expand_power_exp(sp.sympify(d))
-    if d == 0:
-        return True
-    powers = {}
-    d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp == n,
-                  lambda e: powers.setdefault(e.base, sp.Dummy("P")))
-    roots = {}
-
-    def sym(base):
-        if base not in roots:
-            roots[base] = sp.Dummy("s")
-        return roots[base]
-
-    d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2,
-                  lambda e: sym(e.base) ** e.exp.p)
-    num = sp.expand(sp.numer(sp.together(d)))
-    for base, s in roots.items():
-        num = sp.expand(num.replace(
-            lambda e: isinstance(e, sp.Pow) and e.base == s and e.exp.is_Integer,
-            lambda e: base ** (int(e.exp) // 2) * s ** (int(e.exp) % 2)
-            if e.exp > 0 else e))
-    if num == 0:
-        return True
-    return sp.simplify(num) == 0
-
-
-def is_zero_linear(d, ops):
-    """Zero test for an expression polynomial in the derivative symbols ``ops``: every Taylor
-    coefficient in ``ops`` (taken by differentiation, no expansion) must vanish."""
-    ops = [o for o in ops if d.has(o)]
-    if not ops:
-        return _is_zero(d)
-    op, rest = ops[0], ops[1:]
-    k, cur = 0, d
-    while True:
-        if not is_zero_linear(cur.subs(op, 0), rest):
-            return False
-        k += 1
-        cur = cur.diff(op) / k
-        if cur == 0 or not cur.has(op):
-            return cur == 0 or is_zero_linear(cur, rest)
-
-
-def prove_equal(a, b, dims=(1, 2, 3, 4)):
-    """Checks that the component expressions ``a`` and ``b`` are equal: dimension-free, then
-    lowered to generic symbols for each ``p`` in ``dims``.  Returns ``[(description, ok)]``."""
-    checks = []
-    x, y = _atom_symbols([a, b])
-    checks.append(("difference simplifies to 0 in the operator algebra (any dimension)",
-                   _is_zero(x - y)))
-    for p in dims:
-        P = SymbolProvider(p)
-        va, vb = lower_vector(a, P), lower_vector(b, P)
-        ops = sorted(set(P._H.values()) | set(P._T.values()), key=str)
-        ok = all(is_zero_linear(u - v, ops) for u, v in zip(va, vb))
-        checks.append((f"components agree for p = {p} (generic g_i, H_ij, T_ijk)", ok))
-    return checks
 
 
 def one_norm_gradient(eps_symbol=eps):
@@ -196,7 +108,13 @@ def _candidates(flow, stationary):
 
 
 def recognize(flow, stationary=True, dims=(1, 2, 3, 4)):
-    """Published closed forms that the derived full-batch flow provably equals."""
+    """Published closed forms that the derived full-batch flow provably equals.
+
+    >>> from modeq.symbolic import derive, optimizers
+    >>> from modeq.symbolic.recognize import recognize
+    >>> [(r.term, r.proved) for r in recognize(derive(optimizers.gd(), 1), dims=(1,))]
+    [('F1', True)]
+    """
     terms = flow.terms("full", stationary)
     found = []
     for name, source, r, ref, display in _candidates(flow, stationary):

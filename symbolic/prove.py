@@ -1,0 +1,187 @@
+"""The exact prover shared by :mod:`recognize` and the derivation documents (pure SymPy).
+
+Conventions: expressions are component expressions of :mod:`operators` (``Grad``, ``Hess``,
+``D3`` of the dimension-free algebra, ``(H u)_j = sum_i H_ji u_i``), or their lowerings to
+generic components ``g_i, H_ij, T_ijk`` (:mod:`components`); the step index is ``n`` and
+decays ``d`` enter through powers ``d**(a n + b)``.  Every answer is exact and sound: ``True``
+means the difference is identically ``0``.
+
+* :func:`powers_of_step` — ``d**(a n + b)`` as ``P_d**a * d**b`` with a fresh symbol ``P_d``
+  for ``d**n`` (so expressions exact in ``n`` become rational functions);
+* :func:`is_zero` — a scalar vanishes identically: powers of the step as above, each square
+  root ``sqrt(B)`` a positive symbol ``r`` with ``r**2 = B``; the numerator, reduced modulo
+  these relations, must expand to ``0`` (complete when the roots are independent, as for
+  distinct ``sqrt(g_i**2 + eps)``);
+* :func:`is_zero_linear` — the same, coefficient by coefficient in derivative symbols;
+* :func:`operator_symbols` — operator atoms as opaque symbols (any dimension);
+* :func:`same_in_algebra`, :func:`components_agree`, :func:`prove_equal` — equality in the
+  operator algebra and for generic components in dimension ``p``.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from .components import SymbolProvider, lower_vector
+from .family import n
+from .operators import D3, Hess, linearize
+
+__all__ = ["powers_of_step", "is_zero", "is_zero_linear", "operator_symbols",
+           "same_in_algebra", "components_agree", "prove_equal"]
+
+
+def powers_of_step(e, step=n):
+    """Replace ``d**(a*step + b)`` by ``P_d**a * d**b`` (``P_d`` a fresh positive symbol for
+    ``d**step``, named ``P``); ``ValueError`` for an exponent not affine in ``step``.
+
+    >>> from modeq.symbolic.family import beta, n
+    >>> from modeq.symbolic.prove import powers_of_step
+    >>> powers_of_step(beta ** (2 * n + 1))
+    _P**2*beta
+    """
+    e = sp.expand_power_exp(sp.sympify(e))
+    table = {}
+
+    def sym(base):
+        if base not in table:
+            table[base] = sp.Dummy("P", positive=True)
+        return table[base]
+
+    def rep(p):
+        a = sp.expand(p.exp)
+        coeff = a.coeff(step)
+        rest = sp.expand(a - coeff * step)
+        if not coeff.is_Integer or step in rest.free_symbols:
+            raise ValueError(f"exponent {p.exp} is not affine in {step} with integer slope")
+        return sym(p.base) ** int(coeff) * p.base ** rest
+
+    return e.replace(lambda x: isinstance(x, sp.Pow) and step in x.exp.free_symbols
+                     and step not in x.base.free_symbols, rep)
+
+
+def is_zero(d):
+    """Exact test that the scalar ``d`` vanishes identically (see module docstring).
+
+    >>> import sympy as sp
+    >>> from modeq.symbolic.family import beta, eps, n
+    >>> from modeq.symbolic.prove import is_zero
+    >>> x = sp.Symbol("x", real=True)
+    >>> is_zero(sp.sqrt(x**2 + eps) ** 3 / (x**2 + eps) - sp.sqrt(x**2 + eps))
+    True
+    >>> is_zero(beta ** (n + 1) - beta * beta ** n), is_zero(sp.sqrt(x**2 + eps) - x)
+    (True, False)
+    """
+    d = powers_of_step(d)
+    if d == 0:
+        return True
+    roots = {}
+
+    def sym(base):
+        base = sp.cancel(sp.together(base))
+        if base not in roots:
+            roots[base] = sp.Dummy("r", positive=True)
+        return roots[base]
+
+    d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2,
+                  lambda e: sym(e.base) ** e.exp.p)
+    num = sp.expand(sp.numer(sp.together(d)))
+    for _ in range(4):
+        if num == 0:
+            return True
+        for base, r in roots.items():
+            num = num.replace(
+                lambda e: isinstance(e, sp.Pow) and e.base == r and e.exp.is_Integer
+                and e.exp >= 2,
+                lambda e: base ** (int(e.exp) // 2) * r ** (int(e.exp) % 2))
+        num = sp.expand(sp.numer(sp.together(num)))
+        if num != 0 and len(roots) == 1:
+            # one root: num = a + b r with a, b free of r; zero iff a = b = 0 (r irrational)
+            (base, r), = roots.items()
+            a_, b_ = num.coeff(r, 0), num.coeff(r, 1)
+            if sp.expand(num - a_ - b_ * r) == 0:
+                return sp.expand(sp.numer(sp.together(a_))) == 0 and \
+                    sp.expand(sp.numer(sp.together(b_))) == 0
+    if num == 0:
+        return True
+    # a reduced polynomial that does not expand to 0 is not 0; anything else (functions,
+    # unevaluated sums) gets SymPy's simplification as a last, sound resort
+    return not num.is_polynomial(*num.free_symbols) and sp.simplify(num) == 0
+
+
+def is_zero_linear(d, ops):
+    """Zero test for an expression polynomial in the derivative symbols ``ops``: every Taylor
+    coefficient in ``ops`` (taken by differentiation, no expansion) must vanish.
+
+    >>> import sympy as sp
+    >>> from modeq.symbolic.prove import is_zero_linear
+    >>> a, H = sp.symbols("a H")
+    >>> is_zero_linear(H * (a + 1) ** 2 - H * (a**2 + 2 * a + 1), [H])
+    True
+    """
+    ops = [o for o in ops if d.has(o)]
+    if not ops:
+        return is_zero(d)
+    op, rest = ops[0], ops[1:]
+    k, cur = 0, d
+    while True:
+        if not is_zero_linear(cur.subs(op, 0), rest):
+            return False
+        k += 1
+        cur = cur.diff(op) / k
+        if cur == 0 or not cur.has(op):
+            return cur == 0 or is_zero_linear(cur, rest)
+
+
+def operator_symbols(exprs):
+    """Replace operator atoms by symbols consistently across ``exprs`` (operators made linear,
+    arguments cancelled and factored); the results are ordinary scalar expressions."""
+    table = {}
+    out = []
+    for e in exprs:
+        e = linearize(e)
+        rep = {}
+        for a in sorted(e.atoms(Hess, D3), key=sp.default_sort_key):
+            key = a.func(a.args[0], *[sp.factor(sp.cancel(x)) for x in a.args[1:]])
+            table.setdefault(key, sp.Dummy("op"))
+            rep[a] = table[key]
+        out.append(e.xreplace(rep))
+    return out
+
+
+def same_in_algebra(a, b):
+    """``a == b`` in the operator algebra: operators are opaque symbols (any dimension).
+
+    >>> from modeq.symbolic.operators import FULL, Grad, Hess
+    >>> from modeq.symbolic.prove import same_in_algebra
+    >>> g = Grad(FULL)
+    >>> same_in_algebra(Hess(FULL, 2 * g) / 4, Hess(FULL, g) / 2)
+    True
+    """
+    x, y = operator_symbols([a, b])
+    return is_zero(x - y)
+
+
+def components_agree(a, b, p):
+    """``a == b`` component by component for generic ``g_i, H_ij, T_ijk`` in dimension ``p``
+    (each component compared coefficient by coefficient in the derivative symbols)."""
+    P = SymbolProvider(p)
+    va, vb = lower_vector(a, P), lower_vector(b, P)
+    ops = sorted(set(P._H.values()) | set(P._T.values()), key=str)
+    return all(is_zero_linear(u - v, ops) for u, v in zip(va, vb))
+
+
+def prove_equal(a, b, dims=(1, 2, 3, 4)):
+    """Checks that the component expressions ``a`` and ``b`` are equal: dimension-free, then
+    lowered to generic symbols for each ``p`` in ``dims``.  Returns ``[(description, ok)]``.
+
+    >>> from modeq.symbolic.operators import FULL, Grad, Hess
+    >>> from modeq.symbolic.prove import prove_equal
+    >>> g = Grad(FULL)
+    >>> [ok for _, ok in prove_equal(Hess(FULL, g + g) / 4, Hess(FULL, g) / 2, dims=(1, 2))]
+    [True, True, True]
+    """
+    checks = [("difference simplifies to 0 in the operator algebra (any dimension)",
+               same_in_algebra(a, b))]
+    for p in dims:
+        checks.append((f"components agree for p = {p} (generic g_i, H_ij, T_ijk)",
+                       components_agree(a, b, p)))
+    return checks
