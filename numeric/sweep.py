@@ -1,7 +1,7 @@
 """Sweeps: order studies over a grid of hyperparameters x problems x step sizes, in parallel.
 
 Every (problem, hyperparameter combination, step size) is one task -- the iterates and each
-requested flow for that ``h`` (:func:`modeq.numeric.study._run_h`) -- so the grid spreads over
+requested flow for that ``h`` (:func:`modeq.numeric.study.run_step_size`) -- so the grid spreads over
 workers at the finest grain that needs no communication.  Tasks run through joblib: local
 processes (``loky``) by default, or a Dask cluster when a scheduler address is given (joblib's
 ``dask`` backend; ``dask.distributed`` must be installed).  Results are regrouped per problem
@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
 from ._compile import normalize_values
 from . import problems as _problems
-from .study import (DEFAULT_TOL, StudyResult, _judge, _run_h, atomic_write, validate_inputs)
+from .atomic import atomic_write
+from .study import (StudyResult, judge_runs, run_tasks, study_spec, tolerances,
+                    validate_inputs)
 
-__all__ = ["sweep", "SweepResult", "grid_points"]
+__all__ = ["sweep", "SweepResult", "grid_points", "dask_client"]
 
 
 def grid_points(grid: Dict[str, Sequence]) -> List[Dict[str, object]]:
-    """All combinations of a ``{name: [values]}`` grid, as dicts (the empty grid gives one)."""
+    """All combinations of a ``{name: [values]}`` grid, as dicts (the empty grid gives one).
+
+    >>> grid_points({"rho": [0.5, 0.9], "beta": [0.25]})
+    [{'beta': 0.25, 'rho': 0.5}, {'beta': 0.25, 'rho': 0.9}]
+    """
     names = sorted(grid)
     for k in names:
         if isinstance(grid[k], (str, bytes)) or not len(grid[k]):
@@ -79,11 +84,15 @@ def sweep(optimizer, problem_names: Sequence[str], grid: Dict[str, Sequence] = N
     of a Dask scheduler (``"tcp://host:8786"``) or a ``dask.distributed.Client``; the tasks then
     run on that cluster.  ``progress(done, total)`` is called as tasks finish.  mpmath's
     precision is per process, so tasks sharing a process (threaded workers) are serialized:
-    parallelism comes from processes (``loky`` workers, Dask workers with ``processes=True``)."""
-    from joblib import Parallel, delayed
+    parallelism comes from processes (``loky`` workers, Dask workers with ``processes=True``).
 
-    grid = grid or {}
-    combos = grid_points(grid)
+    >>> from modeq.symbolic import optimizers
+    >>> res = sweep(optimizers.gd(), ["logcosh2d"], hs=["1/8", "1/16", "1/32"], orders=(0,),
+    ...             dps=20)
+    >>> [(s.problem, s.verdicts) for s in res.studies]
+    [('logcosh2d', {0: 'pass'})]
+    """
+    combos = grid_points(grid or {})
     specs = []
     for name in problem_names:
         prob = _problems.get(name)
@@ -99,64 +108,35 @@ def sweep(optimizer, problem_names: Sequence[str], grid: Dict[str, Sequence] = N
             if prob.mini and stationary:
                 raise ValueError(f"problem {name!r} is mini batch: stationary flows are for "
                                  f"full batch")
-            specs.append((name, dict(
-                optimizer=optimizer, loss_or_losses=prob.loss_or_losses,
-                params=list(prob.params), theta0=list(prob.theta0), T=T, orders=tuple(orders),
-                dps=int(dps), stationary=bool(stationary), schedule=None, values=values,
-                method=method, substeps=1, refine=True), hs_))
-    tasks = [(i, h) for i, (_, _, hs_) in enumerate(specs) for h in hs_]
-    parallel_kwargs = {"n_jobs": jobs, "return_as": "generator"}
-    results = {}
-
-    def collect(par):
-        gen = par(delayed(_task)(specs[i][1], i, h) for i, h in tasks)
-        for k, (i, h, res) in enumerate(gen):
-            results[(i, h)] = res
-            if progress:
-                progress(k + 1, len(tasks))
-
+            specs.append((name, study_spec(optimizer, prob.loss_or_losses, prob.params,
+                                           prob.theta0, T, orders, dps, stationary, None, values,
+                                           method), hs_))
+    tasks = [(spec, h) for _, spec, hs_ in specs for h in hs_]
     if scheduler is not None:
-        from joblib import parallel_config
-        client = _client(scheduler)
+        client = dask_client(scheduler)
         try:
-            with parallel_config(backend="dask"):
-                collect(Parallel(n_jobs=-1, return_as="generator"))
+            results = run_tasks(tasks, -1, "dask", progress)
         finally:
             if client is not scheduler:
                 client.close()
     else:
-        collect(Parallel(**parallel_kwargs))
-    tols = dict(DEFAULT_TOL)
-    if isinstance(tol, dict):
-        tols.update(tol)
-    elif tol is not None:
-        tols = {r: float(tol) for r in (0, 1, 2)}
-    out = SweepResult()
-    for i, (name, spec, hs_) in enumerate(specs):
-        per_h = [results[(i, h)] for h in hs_]
-        judged = {r: _judge(r, [res[0][r] for res in per_h], tols[r]) for r in orders}
-        t_it = sum(res[1] for res in per_h)
-        t_fl = sum(p.seconds for o in judged.values() for p in o.points)
+        results = run_tasks(tasks, jobs, None, progress)
+    tols = tolerances(tol)
+    out, results = SweepResult(), iter(results)
+    for name, spec, hs_ in specs:
+        judged, timings = judge_runs(orders, [next(results) for _ in hs_], tols)
         out.studies.append(StudyResult(
             optimizer=optimizer.name, problem=name,
             batch="mini" if isinstance(spec["loss_or_losses"], list) else "full",
             stationary=bool(stationary), dps=int(dps), T=str(spec["T"]),
             values={k: str(v) for k, v in spec["values"].items()}, orders=judged,
-            timings={"iterates": t_it, "flows": t_fl}))
+            timings=timings))
     return out
 
 
-_MPMATH_LOCK = threading.Lock()
-
-
-def _task(spec, i, h):
-    # mpmath's working precision is global to a process: tasks that share a process (Dask
-    # workers with threads, processes=False) run one at a time so none changes another's dps.
-    with _MPMATH_LOCK:
-        return i, h, _run_h(spec, h)
-
-
-def _client(scheduler, timeout=10):
+def dask_client(scheduler, timeout=10):
+    """A ``dask.distributed.Client`` connected to ``scheduler`` (an address, or a client returned
+    as is); ``ValueError`` for a malformed address, ``OSError`` when it cannot be reached."""
     from dask.distributed import Client
     if isinstance(scheduler, Client):
         return scheduler

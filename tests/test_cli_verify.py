@@ -85,9 +85,9 @@ def test_divergent_run_exit_2(capsys):
 
 
 def test_interrupted_run_leaves_no_output(tmp_path, monkeypatch, capsys):
-    import modeq.numeric.study as study
+    import modeq.numeric.study.api as study
 
-    real = study._run_h
+    real = study.run_step_size
     calls = []
 
     def interrupted(spec, h, factory=None):
@@ -96,7 +96,7 @@ def test_interrupted_run_leaves_no_output(tmp_path, monkeypatch, capsys):
             raise KeyboardInterrupt
         return real(spec, h, factory)
 
-    monkeypatch.setattr(study, "_run_h", interrupted)
+    monkeypatch.setattr(study, "run_step_size", interrupted)
     code, _, err = run(["verify", "gd", *FAST, "--plot", str(tmp_path / "p.png"), "--json",
                         str(tmp_path / "r.json")], capsys)
     assert code == 130 and "interrupted" in err

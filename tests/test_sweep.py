@@ -9,7 +9,7 @@ import sympy as sp
 
 from modeq.numeric import problems
 from modeq.numeric.study import order_study
-from modeq.numeric.sweep import _client, grid_points, sweep
+from modeq.numeric.sweep import dask_client as _client, grid_points, sweep
 from modeq.symbolic import optimizers
 
 HS = [sp.Rational(1, 8), sp.Rational(1, 16), sp.Rational(1, 32)]

@@ -131,7 +131,7 @@ def run(args):
     jobs, backend = args.jobs, None
     client = None
     if args.scheduler:
-        from modeq.numeric.sweep import _client
+        from modeq.numeric.sweep import dask_client as _client
         client = _client(args.scheduler)
         jobs, backend = -1, "dask"
     bar = tqdm(total=len(hs), desc=f"verify {optimizer.name}", unit="h", leave=False)
