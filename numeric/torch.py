@@ -36,7 +36,8 @@ from modeq.symbolic.family import check_hyperparameter
 __all__ = [
     "perturbed_one_norm", "OneNormLogger", "hessian_vector_product", "gradients",
     "adam_correction", "adam_flow_field", "ImplicitBiasPenalty", "add_correction_to_grad",
-    "adam_coefficients", "check_params", "AdamEpsInside",
+    "adam_coefficients", "check_params", "AdamEpsInside", "check_eps", "check_beta", "check_rho",
+    "check_weight", "one_norm_from",
 ]
 
 
@@ -58,7 +59,7 @@ def _check_named(name, value):
     return check_hyperparameter(name, _real(name, value))
 
 
-def _check_eps(eps):
+def check_eps(eps):
     return _check_named("eps", eps)
 
 
@@ -66,11 +67,11 @@ def _check_h(h):
     return _check_named("h", h)
 
 
-def _check_beta(beta):
+def check_beta(beta):
     return _check_named("beta", beta)
 
 
-def _check_rho(rho):
+def check_rho(rho):
     return _check_named("rho", rho)
 
 
@@ -151,7 +152,7 @@ def adam_coefficients(beta, rho):
     The correction's coefficient on component ``j`` is ``(h/2)(A + B ε/(g_j²+ε))``; ``A > 0``
     (``β > ρ``) penalises the one-norm, ``A < 0`` (``ρ > β``) anti-penalises it.
     """
-    beta, rho = _check_beta(beta), _check_rho(rho)
+    beta, rho = check_beta(beta), check_rho(rho)
     B = (1 + rho) / (1 - rho)
     return (1 + beta) / (1 - beta) - B, B
 
@@ -172,7 +173,7 @@ def gradients(loss, params, create_graph=False) -> List[torch.Tensor]:
     return [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params)]
 
 
-def _one_norm_from(grads, eps):
+def one_norm_from(grads, eps):
     total = None
     for g in grads:
         term = torch.sqrt(g * g + eps).sum()
@@ -188,7 +189,7 @@ def perturbed_one_norm(loss_or_grads, params, eps=1e-8, create_graph=False) -> t
     ``[p.grad for p in params]``).  Returns a 0-dim tensor on the parameters' device, detached
     unless ``create_graph=True`` (then it is differentiable in ``params``).
     """
-    eps = _check_eps(eps)
+    eps = check_eps(eps)
     params = check_params(params)
     x = loss_or_grads
     if isinstance(x, torch.Tensor):
@@ -201,7 +202,7 @@ def perturbed_one_norm(loss_or_grads, params, eps=1e-8, create_graph=False) -> t
         grads = gradients(x, params, create_graph=create_graph)
     else:
         grads = _check_grads(x, params)
-    norm = _one_norm_from(grads, eps)
+    norm = one_norm_from(grads, eps)
     return norm if create_graph else norm.detach()
 
 
@@ -227,7 +228,7 @@ def hessian_vector_product(loss, params, vectors, grads=None) -> List[torch.Tens
 # --------------------------------------------------------------------------------------------
 
 def _correction(loss, params, beta, rho, eps, h):
-    eps, h = _check_eps(eps), _check_h(h)
+    eps, h = check_eps(eps), _check_h(h)
     A, B = adam_coefficients(beta, rho)
     params = check_params(params)
     grads = gradients(loss, params, create_graph=True)
@@ -268,7 +269,7 @@ def add_correction_to_grad(loss, params, beta, rho, eps, h, sign=+1, weight=1.0)
     ``sign=+1`` adds Adam's implicit-bias term, ``sign=-1`` removes it.  A ``p.grad`` that is
     ``None`` is created.  Returns the (unweighted) correction.
     """
-    factor = _check_sign(sign) * _check_weight(weight)
+    factor = _check_sign(sign) * check_weight(weight)
     params = check_params(params)
     corr = adam_correction(loss, params, beta, rho, eps, h)
     with torch.no_grad():
@@ -289,7 +290,7 @@ def _check_sign(sign):
     return int(sign)
 
 
-def _check_weight(weight):
+def check_weight(weight):
     weight = _real("weight", weight)
     if weight < 0:
         raise ValueError(f"weight must be >= 0 (use sign for the direction), got {weight}")
@@ -321,9 +322,9 @@ class ImplicitBiasPenalty:
 
     def __init__(self, params, beta, rho, eps, h, sign=+1, weight=1.0):
         self.params = check_params(params)
-        self.beta, self.rho = _check_beta(beta), _check_rho(rho)
-        self.eps, self.h = _check_eps(eps), _check_h(h)
-        self.sign, self.weight = _check_sign(sign), _check_weight(weight)
+        self.beta, self.rho = check_beta(beta), check_rho(rho)
+        self.eps, self.h = check_eps(eps), _check_h(h)
+        self.sign, self.weight = _check_sign(sign), check_weight(weight)
         self.A, self.B = adam_coefficients(self.beta, self.rho)
 
     @property
@@ -368,7 +369,7 @@ class OneNormLogger:
 
     def __init__(self, params, eps=1e-8):
         self.params = check_params(params)
-        self.eps = _check_eps(eps)
+        self.eps = check_eps(eps)
         self.values: List[float] = []
         self.steps: List[int] = []
         self._handle = None
@@ -426,7 +427,7 @@ class AdamEpsInside(torch.optim.Optimizer):
         lr = _real("lr", lr)
         if lr <= 0:
             raise ValueError(f"lr must be > 0, got {lr}")
-        defaults = dict(lr=lr, beta=_check_beta(beta), rho=_check_rho(rho), eps=_check_eps(eps))
+        defaults = dict(lr=lr, beta=check_beta(beta), rho=check_rho(rho), eps=check_eps(eps))
         super().__init__(params, defaults)
 
     @torch.no_grad()

@@ -75,7 +75,7 @@ def _read_csv(path):
 
 @pytest.fixture(scope="module")
 def reduced(tmp_path_factory):
-    res = ex.sweep("rho", [0.9, 0.999], steps=6, seeds=2, beta=0.99, lr=1e-2, checkpoints=[4],
+    res = ex.adam_sweep("rho", [0.9, 0.999], steps=6, seeds=2, beta=0.99, lr=1e-2, checkpoints=[4],
                    progress=False)
     out = tmp_path_factory.mktemp("sweep")
     return res, ex.write_outputs(res, out), out
@@ -199,12 +199,12 @@ def test_cancel_run_follows_penalised_gradient():
 
 def test_same_seed_same_csv(tmp_path):
     kw = dict(steps=5, seeds=[1], model="cnn", progress=False)
-    a = ex.sweep("beta", [0.5, 0.9], **kw)
-    b = ex.sweep("beta", [0.5, 0.9], **kw)
+    a = ex.adam_sweep("beta", [0.5, 0.9], **kw)
+    b = ex.adam_sweep("beta", [0.5, 0.9], **kw)
     pa = ex.write_outputs(a, tmp_path / "a")["csv"]
     pb = ex.write_outputs(b, tmp_path / "b")["csv"]
     assert open(pa, "rb").read() == open(pb, "rb").read()
-    c = ex.sweep("beta", [0.5, 0.9], **dict(kw, seeds=[2]))
+    c = ex.adam_sweep("beta", [0.5, 0.9], **dict(kw, seeds=[2]))
     assert c.csv_text().split("\n")[1:] != a.csv_text().split("\n")[1:]
 
 
@@ -218,7 +218,7 @@ def test_user_module_and_numpy_data():
     y = (X[:, 0] > 0).astype(np.int64)
     net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
     before = net[0].weight.detach().clone()
-    res = ex.sweep("beta", [0.3, 0.6], steps=20, seeds=2, model=net,
+    res = ex.adam_sweep("beta", [0.3, 0.6], steps=20, seeds=2, model=net,
                    data=(X[:30], y[:30], X[30:], y[30:]), lr=0.05, counter=False, progress=False)
     assert len(res.runs) == 4
     s0, s1 = [r for r in res.runs if r.beta == 0.3]
@@ -243,8 +243,8 @@ def _fake(kind, finals_norm, finals_acc):
             runs.append(ex.RunResult(seed=s, beta=b, rho=r, eps=EPS, lr=1e-3, penalty="none",
                                      log=log))
     fixed = {"beta": 0.99} if kind == "rho" else {"rho": 0.999}
-    return ex.SweepResult(kind=kind, values=values, fixed=fixed, seeds=(0, 1), steps=1,
-                          lr=1e-3, eps=EPS, model="mlp", counter_weight=1.0, runs=runs)
+    return ex.AdamSweepResult(kind=kind, values=values, fixed=fixed, seeds=(0, 1), steps=1,
+                              lr=1e-3, eps=EPS, model="mlp", counter_weight=1.0, runs=runs)
 
 
 def test_trend_verdicts():
@@ -290,12 +290,12 @@ def test_api_bad_input(kwargs, pattern):
     args.update(kwargs)
     values = args.pop("values")
     with pytest.raises(ValueError, match=pattern):
-        ex.sweep("rho", values, **args)
+        ex.adam_sweep("rho", values, **args)
 
 
 def test_unknown_sweep_kind():
     with pytest.raises(ValueError, match="unknown sweep"):
-        ex.sweep("gamma", [0.5], steps=1, seeds=1, progress=False)
+        ex.adam_sweep("gamma", [0.5], steps=1, seeds=1, progress=False)
 
 
 @pytest.mark.parametrize("argv,pattern", [
@@ -331,7 +331,7 @@ def test_cli_runs_a_tiny_sweep(tmp_path, capsys):
 def test_sweep_restores_thread_count():
     torch.set_num_threads(2)
     try:
-        ex.sweep("rho", [0.9], steps=1, seeds=1, counter=False, progress=False, num_threads=1)
+        ex.adam_sweep("rho", [0.9], steps=1, seeds=1, counter=False, progress=False, num_threads=1)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)

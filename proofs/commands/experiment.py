@@ -99,8 +99,8 @@ def run(args) -> int:
     from modeq.numeric import experiments  # lazy: imports torch and scikit-learn
 
     # validate everything (and fail with one line) before loading data and training
-    experiments._check_values(kind, values)
-    result = experiments.sweep(kind, values, **kwargs)
+    experiments.check_sweep_values(kind, values)
+    result = experiments.adam_sweep(kind, values, **kwargs)
     paths = experiments.write_outputs(result, out)
     sys.stdout.write(result.summary())
     sys.stdout.write("\nWrote:\n" + "".join(f"  {p}\n" for p in paths.values()))
