@@ -1,23 +1,48 @@
 """The ``modeq`` command line.
 
 Each subcommand is a module in :mod:`modeq.proofs.commands` defining ``add_parser(subparsers)``
-(which sets ``run`` as the parser's default).  Errors in user input end with one line on
-stderr and exit code 2, never a traceback.
+(which sets ``run`` as the parser's default).  Exit codes:
+
+* ``0`` success (``verify``: every order passes; ``1`` there means some order does not);
+* ``2`` a usage error: bad input, an unwritable output, a missing optional dependency —
+  one line on stderr naming the option, never a traceback;
+* ``1`` with a traceback and a line saying so: an internal error, i.e. a bug in modeq
+  (never reported as bad input);
+* ``130`` interrupted.
+
+Commands validate every option before doing any work (see :mod:`.commands._common`).
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import pkgutil
+import re
 import sys
+import traceback
 
 from . import commands as _commands
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+
+#: optional dependencies and the extra that installs them
+OPTIONAL_DEPENDENCIES = {"torch": "experiments", "sklearn": "experiments",
+                         "dask": "dask", "distributed": "dask"}
 
 
 class UsageError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
+
+
+def missing_dependency_message(exc):
+    """The one-line message for a missing optional dependency, or None."""
+    name = (getattr(exc, "name", None) or "").split(".")[0]
+    extra = OPTIONAL_DEPENDENCIES.get(name)
+    if extra is None:
+        return None
+    return (f"this command needs the optional dependency {name!r}, which is not installed; "
+            f"install it with: pip install \"modeq[{extra}]\"")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,18 +60,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NEGATIVE_VALUE = re.compile(r"^-[\d.(]")
+
+
+def _join_negative_values(argv):
+    """``--hs -1/16`` -> ``--hs=-1/16``: argparse takes a value starting with ``-`` for an
+    option (and says "expected one argument"); a value that starts like a negative number is
+    never an option here, so it is attached to the option before it."""
+    out = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if (tok.startswith("--") and "=" not in tok and i + 1 < len(argv)
+                and _NEGATIVE_VALUE.match(argv[i + 1])):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(_join_negative_values(argv))
     try:
         code = args.run(args)
-    except (UsageError, ValueError, TypeError, NotImplementedError, OSError) as exc:
-        print(f"modeq {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"modeq {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        message = missing_dependency_message(exc)
+        if message is None:
+            return _internal_error(args, exc)
+        print(f"modeq {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except (UsageError, ValueError, NotImplementedError, OSError) as exc:
+        # UsageError from the commands' own checks; ValueError / NotImplementedError are the
+        # library's documented answers to input it refuses or does not support
+        print(f"modeq {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug, shown as one
+        return _internal_error(args, exc)
     return int(code or 0)
+
+
+def _one_line(exc):
+    return " ".join(str(exc).split())
+
+
+def _internal_error(args, exc):
+    traceback.print_exc(file=sys.stderr)
+    print(f"modeq {args.command}: internal error (a bug in modeq, not a problem with your "
+          f"input; please report it with the command line and the traceback above): "
+          f"{type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

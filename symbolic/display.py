@@ -5,16 +5,29 @@ import sympy as sp
 
 from .operators import ATOMS, collect_fields, is_field
 
-__all__ = ["flow_text", "flow_latex", "grouped_terms", "NOTATION"]
+__all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "NOTATION"]
 
 NOTATION = ("g = g_j = dE/dtheta_j;  (H.(u)) = sum_i d2E/dtheta_j dtheta_i u_i;  "
             "T[u, w] = sum_ik d3E/dtheta_j dtheta_i dtheta_k u_i w_k;  g[k], H[k]: the loss of "
             "step k (mini batch)")
 
 
-def grouped_terms(expr):
+#: Coefficients up to this many operations are simplified in full (``factor(simplify(c))``);
+#: larger ones (e.g. Adam's exact-in-``n`` ``F2``, ~3,000 operations) get the bounded
+#: structured form of :func:`structured_coefficient`: a full simplification of those runs for
+#: many CPU-minutes.
+SIMPLIFY_MAX_OPS = 400
+#: Scalar sub-coefficients of a structured form up to this size are cancelled and factored.
+CANCEL_MAX_OPS = 500
+
+
+def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
     """``[(operator monomial, coefficient)]``: the terms of ``expr`` grouped by their
-    operator structure (``H.u``, ``H.(a H.u)``, ``T[u,w]``, ...), coefficients simplified."""
+    operator structure (``H.u``, ``H.(a H.u)``, ``T[u,w]``, ...).
+
+    A coefficient of at most ``max_ops`` operations is simplified in full; a larger one is
+    given in the bounded :func:`structured_coefficient` form (never an unbounded
+    simplification: the cost is linear in the size of the expression)."""
     groups = {}
     for term in sp.Add.make_args(sp.expand_mul(collect_fields(expr))):
         ops = [f for f in sp.Mul.make_args(term) if isinstance(f, ATOMS[1:]) or
@@ -22,7 +35,48 @@ def grouped_terms(expr):
                isinstance(f, sp.Sum) and is_field(f)]
         key = sp.Mul(*ops)
         groups[key] = groups.get(key, 0) + term / key
-    return [(k, sp.factor(sp.simplify(c))) for k, c in groups.items()]
+    return [(k, _tidy(c, max_ops)) for k, c in groups.items()]
+
+
+def _tidy(c, max_ops):
+    if sp.count_ops(c) <= max_ops:
+        return sp.factor(sp.simplify(c))
+    return structured_coefficient(c)
+
+
+def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
+    """``c`` as a sum of (scalar memory coefficient) x (point factor in ``g`` and
+    ``s = sqrt(eps + g^2)``-like roots), one summand per distinct point factor.
+
+    Each term is split once (common factors pulled out of its denominators); the scalar parts
+    of a point factor are added, and their closed part (the terms without an unevaluated
+    ``Sum``) is cancelled and factored when it has at most ``max_ops`` operations.  Exact (the sum equals ``c``), and bounded in cost."""
+    sub = {}
+    for term in sp.Add.make_args(sp.expand_mul(c)):
+        scal, point = [], []
+        for f in sp.Mul.make_args(_pull_common(term)):
+            (point if is_field(f) else scal).append(f)
+        key = sp.Mul(*point)
+        sub[key] = sub.get(key, 0) + sp.Mul(*scal)
+    out = []
+    for key, s in sub.items():
+        closed = [t for t in sp.Add.make_args(s) if not t.has(sp.Sum)]
+        sums = [t for t in sp.Add.make_args(s) if t.has(sp.Sum)]
+        closed = sp.Add(*closed)
+        if sp.count_ops(closed) <= max_ops:
+            closed = sp.factor(sp.cancel(closed))
+        s = closed + sp.Add(*sums)
+        if s != 0:
+            out.append(sp.Mul(s, key, evaluate=False) if key != 1 else s)
+    return sp.Add(*out)
+
+
+def _pull_common(term):
+    """``term`` with the content and common point factors of its sums pulled out
+    (``2*b*s - 2*s -> 2*s*(b - 1)``), so that scalar and point factors separate."""
+    return sp.Mul(*[sp.Pow(sp.factor_terms(f.base), f.exp) if isinstance(f, sp.Pow)
+                    and isinstance(f.base, sp.Add) and is_field(f.base) else f
+                    for f in sp.Mul.make_args(term)])
 
 
 def _variant(batch, stationary):

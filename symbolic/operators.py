@@ -40,6 +40,12 @@ class _Atom(sp.Function):
         b = self.args[0]
         return "" if b == FULL else "_{%s}" % printer._print(b)
 
+    @staticmethod
+    def _latex_power(body, exp):
+        """``body`` raised to ``exp`` (the LaTeX printer passes ``exp`` for a power of a
+        function, e.g. ``(H.u)^2``)."""
+        return body if exp is None else r"\left(%s\right)^{%s}" % (body, exp)
+
 
 class Grad(_Atom):
     """``g_j`` for the loss of batch ``b`` (``Grad(FULL)`` is printed ``g``)."""
@@ -49,8 +55,10 @@ class Grad(_Atom):
         b = self.args[0]
         return "g" if b == FULL else f"g[{printer._print(b)}]"
 
-    def _latex(self, printer):
-        return "g_j" if self.args[0] == FULL else "g^{(%s)}_j" % printer._print(self.args[0])
+    def _latex(self, printer, exp=None):
+        if self.args[0] == FULL:
+            return "g_j" if exp is None else "g_j^{%s}" % exp
+        return self._latex_power("g^{(%s)}_j" % printer._print(self.args[0]), exp)
 
 
 class Hess(_Atom):
@@ -62,10 +70,11 @@ class Hess(_Atom):
         tag = "H" if b == FULL else f"H[{printer._print(b)}]"
         return f"({tag}.({printer._print(self.args[1])}))"
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         b = self.args[0]
         tag = "H" if b == FULL else "H^{(%s)}" % printer._print(b)
-        return r"\left(%s\,\left[%s\right]\right)_j" % (tag, printer._print(self.args[1]))
+        return self._latex_power(
+            r"\left(%s\,\left[%s\right]\right)_j" % (tag, printer._print(self.args[1])), exp)
 
 
 class D3(_Atom):
@@ -83,11 +92,11 @@ class D3(_Atom):
         tag = "T" if b == FULL else f"T[{printer._print(b)}]"
         return f"{tag}[{printer._print(self.args[1])}, {printer._print(self.args[2])}]"
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         b = self.args[0]
         tag = "T" if b == FULL else "T^{(%s)}" % printer._print(b)
-        return r"%s\left[%s,\,%s\right]_j" % (tag, printer._print(self.args[1]),
-                                              printer._print(self.args[2]))
+        return self._latex_power(r"%s\left[%s,\,%s\right]_j" % (
+            tag, printer._print(self.args[1]), printer._print(self.args[2])), exp)
 
 
 class Vec(_Atom):

@@ -50,3 +50,88 @@ def test_derive_prints_generic_components(capsys):
     out = capsys.readouterr().out
     assert "j = 1: -g_1 - h*(H_11*g_1 + H_12*g_2)/2" in out
     assert main(["derive", "gd", "--dims", "9"]) == 2
+
+
+# -- issue 16: every command answers, in seconds; LaTeX for every optimizer ------------------
+
+import subprocess
+import sys
+
+import pytest
+import sympy as sp
+
+
+def _modeq(*argv, timeout=240):
+    exe = os.path.join(os.path.dirname(sys.executable), "modeq")
+    cmd = [exe] if os.path.exists(exe) else [sys.executable, "-m", "modeq.proofs.cli"]
+    return subprocess.run(cmd + list(argv), capture_output=True, text=True, timeout=timeout)
+
+
+def test_derive_adam_order_2_exact_in_n_answers_in_seconds():
+    # a full simplification of F2's coefficients ran for many CPU-minutes; the bounded
+    # structured form answers in seconds (the timeout leaves room for a loaded machine)
+    proc = _modeq("derive", "adam", "--order", "2", "--no-recognize", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "F2 = sum of 4 terms:" in proc.stdout and "T[" in proc.stdout
+
+
+def test_print_of_adam_order_2_answers_in_seconds():
+    code = ("from modeq.symbolic import derive, optimizers\n"
+            "print(derive(optimizers.adam(), order=2))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "modified flow of order 2 (full batch, exact in n)" in proc.stdout
+
+
+def test_structured_coefficients_are_exact():
+    # the bounded form (forced here with max_ops=0) equals the expression it displays
+    from modeq.symbolic import derive, optimizers
+    from modeq.symbolic.display import grouped_terms
+    from modeq.symbolic.operators import ATOMS, collect_fields
+    F1 = derive(optimizers.adam(), order=1).terms()[1]
+    shown = sp.Add(*[c * k for k, c in grouped_terms(F1, max_ops=0)])
+    diff = shown - collect_fields(F1)
+    atoms = sorted(diff.atoms(*ATOMS[1:]), key=sp.default_sort_key)
+    diff = diff.xreplace({a: sp.Symbol(f"op{i}") for i, a in enumerate(atoms)})
+    point = {s: sp.Rational(2 + i, 7 + 3 * i) for i, s in
+             enumerate(sorted(diff.free_symbols, key=str)) if str(s) != "n"}
+    from modeq.symbolic.family import n
+    for step in (0, 3):
+        value = diff.xreplace({n: step}).doit().xreplace(point)
+        value = value.xreplace({a: sp.Rational(5, 3) for a in value.atoms(*ATOMS)})
+        assert sp.nsimplify(sp.N(value, 50), tolerance=1e-40) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["derive", "adam", "--format", "latex", "--no-recognize"],
+    ["derive", "rmsprop", "--format", "latex", "--no-recognize"],
+    ["derive", "adam", "--order", "2", "--stationary", "--format", "latex", "--no-recognize"],
+    ["derive", "rmsprop", "--batch", "mini", "--format", "latex"],
+])
+def test_derive_latex_for_adam_and_rmsprop(argv, capsys, tmp_path):
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("\\begin{align*}") and ("g_j" in out or "g^{(" in out)
+    # the output compiles
+    tex = tmp_path / "f.tex"
+    tex.write_text("\\documentclass{article}\\usepackage{amsmath}\\begin{document}\n"
+                   + out + "\n\\end{document}\n")
+    proc = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", tex.name],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_internal_error_is_not_reported_as_bad_input(monkeypatch, capsys):
+    # a bug (here: a printer raising TypeError) is exit 1 with a traceback and says it is a
+    # bug; exit 2 is for usage errors only
+    import modeq.symbolic.display as display
+
+    def broken(*a, **k):
+        raise TypeError("Grad._latex() got an unexpected keyword argument 'exp'")
+
+    monkeypatch.setattr(display, "flow_latex", broken)
+    code = main(["derive", "gd", "--format", "latex", "--no-recognize"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "Traceback" in err and "bug" in err and "unexpected keyword" in err
