@@ -6,10 +6,10 @@ the Hessian ``H`` (shape ``(p, p, N)``).  All variants run side by side in one p
 data, and must agree with the hand-written values; each figure is the best of several repeats.
 
 * ``hand-written``: the paper's formula written directly with NumPy (the reference, 1.00x);
-* ``array form``: modeq's ``f(g, H)`` (:mod:`modeq.symbolic.arrayform`): the engine's ``F1``
+* ``array form``: modeq's ``f(g, H)`` (:mod:`modeq.symbolic.emit.forms`): the engine's ``F1``
   read as ``c(g) * (H . u(g))``, one CSE kernel for ``c`` and ``u`` plus one ``einsum``;
 * ``component form, CSE``: the ``p`` components in generic symbols ``g_i, H_ij`` compiled by
-  :class:`modeq.symbolic.backends.Kernel` (lifted constants, shared square roots, multiplied-out
+  :class:`modeq.symbolic.emit.kernel.Kernel` (lifted constants, shared square roots, multiplied-out
   powers, ``sympy.cse``);
 * ``component form, no CSE``: the same without common-subexpression elimination;
 * ``stock lambdify, cse=True``: plain ``sympy.lambdify(..., "numpy", cse=True)`` of the same
@@ -63,8 +63,8 @@ def _round_robin(fns, rounds=15, budget=0.02):
 
 def _variants(p):
     from modeq.symbolic import derive, optimizers
-    from modeq.symbolic.arrayform import first_order_form
-    from modeq.symbolic.backends import Kernel
+    from modeq.symbolic.emit.forms import first_order_form
+    from modeq.symbolic.emit.kernel import Kernel
     from modeq.symbolic.family import beta, eps, h, rho
     flow = derive(optimizers.adam(), 1)
     t0 = time.perf_counter()

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sympy as sp
 import torch
 
-from modeq.symbolic.backends import resolve_values
+from modeq.symbolic.emit.values import resolve_values
 from modeq.symbolic.family import h as h_sym, n as n_sym, theta as theta_sym
 from modeq.symbolic.operators import D3, FULL, Grad, Hess
 

@@ -12,7 +12,7 @@ import sympy as sp
 from .components import LossProvider, SymbolProvider, lower_vector
 from .family import Optimizer, h, n
 from .memory import stationary_limit
-from .pipeline import MAX_ORDER, derivation
+from .pipeline import MAX_ORDER, derivation, grouped_terms
 
 __all__ = ["derive", "ModifiedFlow"]
 
@@ -36,6 +36,13 @@ class ModifiedFlow:
     def F(self, batch="full", stationary=False):
         """``F = F0 + h F1 + ...`` as one component expression."""
         return sp.Add(*[h ** r * f for r, f in enumerate(self.terms(batch, stationary))])
+
+    def grouped_terms(self, m):
+        """Mini batch with ``m`` losses: the step terms with the memory sums grouped by batch
+        (the stage numeric evaluation starts from; see :func:`~.pipeline.grouped_terms`)."""
+        if self.order > 1 and self.optimizer.states:
+            raise NotImplementedError("mini-batch flows with memory are implemented to order 1")
+        return grouped_terms(self.optimizer, m, self.order)
 
     def correction(self, stationary=True):
         """``F1``, the first correction (full batch)."""
@@ -83,8 +90,8 @@ class ModifiedFlow:
         ``"numpy"``/``"torch"`` take ``theta`` of shape ``(p,)`` or ``(p, N)`` (component
         first, ``N`` points) and return an array/tensor of that shape, float64 unless
         ``dtype=`` says otherwise.  Hyperparameters by name (``h=..., beta=...``), converted
-        exactly.  See :func:`modeq.symbolic.backends.lambdify_flow`."""
-        from .backends import lambdify_flow
+        exactly.  See :func:`modeq.symbolic.emit.lambdify_flow`."""
+        from .emit.field import lambdify_flow
         return lambdify_flow(self, E_or_losses, params, backend=backend, stationary=stationary,
                              schedule=schedule, **values)
 

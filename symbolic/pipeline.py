@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-from .expansion import MAX_ORDER, state_series, step_series
+from .expansion import MAX_ORDER, grouped_step_terms, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
 
-__all__ = ["derivation", "Derivation", "MAX_ORDER"]
+__all__ = ["derivation", "Derivation", "grouped_terms", "MAX_ORDER"]
 
 
 @dataclass
@@ -71,3 +70,16 @@ def derivation(optimizer, order, batch="full", stationary=False):
     d.flow_step = flow_step_coefficients(d.F, order + 1)
     _CACHE[key] = (optimizer, d)
     return d
+
+
+_GROUPED = {}
+
+
+def grouped_terms(optimizer, m, order):
+    """The mini-batch stage for numeric evaluation: the step terms of ``m`` batches with the sums
+    over past steps grouped by batch (:func:`~.expansion.grouped_step_terms`), cached."""
+    key = (id(optimizer), m, order)
+    hit = _GROUPED.get(key)
+    if hit is None or hit[0] is not optimizer:
+        hit = _GROUPED[key] = (optimizer, grouped_step_terms(optimizer, m, order))
+    return hit[1]

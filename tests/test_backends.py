@@ -9,7 +9,8 @@ import pytest
 import sympy as sp
 
 from modeq.symbolic import derive, optimizers
-from modeq.symbolic.backends import Kernel, prepare_expressions
+from modeq.symbolic.emit.kernel import Kernel
+from modeq.symbolic.emit.prepare import prepare_expressions
 from modeq.symbolic.family import h as h_sym
 
 import torch

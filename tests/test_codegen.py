@@ -13,7 +13,7 @@ import sympy as sp
 
 from modeq.proofs.cli import main
 from modeq.symbolic import derive, optimizers
-from modeq.symbolic.arrayform import (MatrixFreeFlow, first_order_form, flow_forms, matrix_free,
+from modeq.symbolic.emit.forms import (MatrixFreeFlow, first_order_form, flow_forms, matrix_free,
                                       verify)
 from modeq.symbolic.codegen import generate_module
 from modeq.symbolic.family import h as h_sym

@@ -7,7 +7,7 @@ import torch
 
 from modeq.numeric.torch_flow import flow_field, flow_terms
 from modeq.symbolic import derive, optimizers
-from modeq.symbolic.backends import resolve_values
+from modeq.symbolic.emit.values import resolve_values
 
 P = sp.symbols("p0:6")
 X = [-1.0, 0.5, 1.5]

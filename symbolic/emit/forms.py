@@ -33,16 +33,16 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .components import SymbolProvider, lower_vector
-from .family import n as n_sym
-from .family import theta as theta_sym
-from .operators import D3, FULL, Grad, Hess, Vec, linearize
+from ..components import SymbolProvider, lower_vector
+from ..family import n as n_sym
+from ..family import theta as theta_sym
+from ..family import h as h_sym
+from ..operators import D3, FULL, Grad, Hess, Vec, linearize
+from .matrixfree import G, ArrayFunction, MatrixFreeFunction
 
 __all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms",
-           "first_order_form", "verify", "MatrixFreeFunction", "MatrixFreeFlow"]
+           "first_order_form", "verify", "MatrixFreeFlow"]
 
-#: the gradient component in array forms (no assumptions: ``sqrt(g**2)`` stays as derived)
-G = sp.Symbol("g")
 
 KINDS = ("hvp", "d3")
 
@@ -178,12 +178,13 @@ class MatrixFreeForm:
 
     # -- numeric ----------------------------------------------------------------------------
     def lambdify(self, backend="numpy", dtype=None, cse=True, **values):
-        """``f(g, hvp, d3=None, theta=None, n=None)``: see :class:`MatrixFreeFunction`."""
+        """``f(g, hvp, d3=None, theta=None, n=None)``: see
+        :class:`~.matrixfree.MatrixFreeFunction`."""
         return MatrixFreeFunction([self], [sp.S.One], backend, dtype, cse, values)
 
     def array_function(self, backend="numpy", dtype=None, cse=True, **values):
         """``f(g, H, T=None, theta=None, n=None)`` with explicit arrays (module docstring)."""
-        return _ArrayFunction(self.lambdify(backend, dtype, cse, **values))
+        return ArrayFunction(self.lambdify(backend, dtype, cse, **values))
 
     def describe(self):
         """Readable text: the contractions and the output."""
@@ -329,7 +330,7 @@ def verify(form, dims=(1, 2, 3, 4)):
     * for each ``p`` in ``dims``, the array form evaluated with explicit symmetric ``H``, ``T``
       (matrix products, elementwise operations) equals the component form of the term.
     """
-    from .recognize import is_zero_linear, prove_equal
+    from ..recognize import is_zero_linear, prove_equal
     checks = [(f"matrix-free form: {what}", ok)
               for what, ok in prove_equal(form.to_components(), form.expr, dims)]
     for p in dims:
@@ -346,216 +347,6 @@ def verify(form, dims=(1, 2, 3, 4)):
     return checks
 
 
-# ------------------------------------------------------------------------------- numerics
-class MatrixFreeFunction:
-    """``f(g, hvp, d3=None, theta=None, n=None) = sum_r weights[r] * F_r`` for matrix-free forms.
-
-    ``g``: array (NumPy) or tensor (torch) of any shape, component-wise; ``hvp(v)`` returns
-    ``H v`` in the shape of ``v``; ``d3(u, w)`` returns ``T[u, w]`` (needed only if a form has a
-    third-derivative contraction); ``theta`` when a form uses it; ``n`` (integer >= 0) when a form
-    is exact in the step index.  Hyperparameters are given by name when building, converted
-    exactly and lifted as constants of the working ``dtype`` (float64 by default).
-
-    Evaluation: one compiled kernel (with CSE) gives every contraction argument that depends on
-    ``g`` only together with every output coefficient; nested arguments get one kernel per
-    nesting level; the output is the sum of coefficient times products of contractions.
-    """
-
-    def __init__(self, forms, weights, backend="numpy", dtype=None, cse=True, values=None):
-        from .backends import check_backend, exact_value, resolve_dtype, Kernel
-        from .family import check_hyperparameter_values
-        self.backend = check_backend(backend)
-        if backend == "mpmath":
-            raise ValueError("matrix-free forms are evaluated with backend 'numpy' or 'torch'")
-        self.dtype = resolve_dtype(backend, dtype)
-        self.forms = list(forms)
-        values = dict(values or {})
-        weights = [sp.sympify(w) for w in weights]
-        needed = set()
-        for f in self.forms:
-            needed |= set(f.hyperparameters)
-        for w in weights:
-            needed |= w.free_symbols
-        by_name = {str(s): s for s in needed}
-        unknown = sorted(set(values) - set(by_name))
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {unknown}; this form has "
-                             f"{sorted(by_name)}")
-        missing = sorted(set(by_name) - set(values))
-        if missing:
-            raise ValueError(f"no value given for hyperparameter(s) {missing} (pass e.g. "
-                             f"{missing[0]}=...)")
-        exact = {k: exact_value(k, v) for k, v in values.items()}
-        check_hyperparameter_values(exact, [s for s in needed])
-        subs = {by_name[k]: v for k, v in exact.items()}
-        self.uses_n = any(f.uses_n for f in self.forms)
-        self.uses_theta = any(f.uses_theta for f in self.forms)
-        self.needs_d3 = any(f.n_d3 for f in self.forms)
-        self.weights = [w.xreplace(subs) for w in weights]
-        # rename contraction symbols per form: w<r>_<k>
-        self._plan = []
-        inputs = [G, theta_sym, n_sym]
-        level0, level0_names = [], []
-        nested = []        # (level, name, kind, args)
-        outputs = []       # per form: list of (coeff name, monomial in renamed symbols)
-        for r, (f, w) in enumerate(zip(self.forms, self.weights)):
-            ren = {c.symbol: sp.Symbol(f"_v{r}_{i}") for i, c in enumerate(f.contractions)}
-            level = {}
-            for c in f.contractions:
-                args = [a.xreplace(subs).xreplace(ren) for a in c.args]
-                deps = set().union(*(a.free_symbols for a in args)) & set(ren.values())
-                lv = 1 + max((level[d] for d in deps), default=-1)
-                level[ren[c.symbol]] = lv
-                names = []
-                for a in args:
-                    name = f"_a{len(level0_names) + len(nested)}"
-                    if lv == 0:
-                        level0.append(a)
-                        level0_names.append(name)
-                    else:
-                        nested.append((lv, name, a))
-                    names.append(name)
-                self._plan.append((lv, ren[c.symbol], c.kind, names))
-            mons = []
-            for coeff, mono in f.monomials:
-                name = f"_k{len(level0_names)}"
-                level0.append((w * coeff).xreplace(subs))
-                level0_names.append(name)
-                mons.append((name, mono.xreplace(ren)))
-            outputs.append(mons)
-        self._plan.sort(key=lambda t: t[0])
-        # each output term: (coefficient name, [contraction symbols, repeated by power])
-        self._terms = []
-        for mons in outputs:
-            for name, mono in mons:
-                factors = []
-                for f in sp.Mul.make_args(mono):
-                    if f != 1:
-                        base, e = (f.base, int(f.exp)) if f.is_Pow else (f, 1)
-                        factors += [base] * e
-                self._terms.append((name, factors))
-        self._kernel0 = Kernel(level0, inputs, backend, dtype, cse)
-        self._level0_names = level0_names
-        self._nested = {}
-        allv = [v for _, v, _, _ in self._plan]
-        for lv in sorted({lv for lv, _, _ in nested}):
-            items = [(nm, a) for l2, nm, a in nested if l2 == lv]
-            k = Kernel([a for _, a in items], inputs + allv, backend, dtype, cse)
-            self._nested[lv] = ([nm for nm, _ in items], k)
-
-    def _as_array(self, x, name):
-        if self.backend == "numpy":
-            import numpy as np
-            if type(x).__module__.startswith("torch"):
-                raise TypeError(f"{name}: a torch tensor was given to a NumPy function")
-            a = np.asarray(x)
-            if a.dtype.kind not in "fiu":
-                raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-            return a.astype(self.dtype, copy=False)
-        import torch
-        if not isinstance(x, torch.Tensor):
-            import numpy as np
-            a = np.asarray(x)
-            if a.dtype.kind not in "fiu":
-                raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-            return torch.as_tensor(a.astype(np.float64), dtype=self.dtype)
-        if x.is_complex() or x.dtype == torch.bool:
-            raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-        return x.to(self.dtype)
-
-    def __call__(self, g, hvp, d3=None, theta=None, n=None):
-        from .backends import check_step
-        n = check_step(n, self.uses_n)
-        g = self._as_array(g, "g")
-        shape = tuple(g.shape)
-        if not callable(hvp):
-            raise TypeError("hvp must be a callable v -> H v")
-        if self.needs_d3 and not callable(d3):
-            raise TypeError("this flow has a third-derivative term: pass d3(u, w) -> T[u, w]")
-        if self.uses_theta:
-            if theta is None:
-                raise ValueError("this flow depends on theta: pass theta (the shape of g)")
-            theta = self._as_array(theta, "theta")
-            if tuple(theta.shape) != shape:
-                raise ValueError(f"theta has shape {tuple(theta.shape)}, g has shape {shape}")
-        else:
-            theta = 0
-        device = getattr(g, "device", None)
-        env = dict(zip(self._level0_names, self._kernel0(g, theta, n, device=device)))
-        vals = {}
-        allv = [v for _, v, _, _ in self._plan]
-        done_levels = {0}
-        for lv, sym, kind, names in self._plan:
-            if lv not in done_levels:
-                nm, k = self._nested[lv]
-                current = [vals.get(v, 0) for v in allv]
-                env.update(zip(nm, k(g, theta, n, *current, device=device)))
-                done_levels.add(lv)
-            args = [self._full(env[a], shape, device) for a in names]
-            out = hvp(args[0]) if kind == "hvp" else d3(args[0], args[1])
-            if tuple(out.shape) != shape:
-                raise ValueError(f"{kind} returned shape {tuple(out.shape)}, expected {shape}")
-            vals[sym] = out
-        total = None
-        for name, factors in self._terms:
-            term = env[name]
-            for f in factors:
-                term = term * vals[f]
-            total = term if total is None else total + term
-        return self._full(0 if total is None else total, shape, device)
-
-    def _full(self, x, shape, device):
-        if self.backend == "numpy":
-            import numpy as np
-            return np.broadcast_to(np.asarray(x, dtype=self.dtype), shape).copy() \
-                if np.shape(x) != shape else np.asarray(x, dtype=self.dtype)
-        import torch
-        x = torch.as_tensor(x, dtype=self.dtype, device=device)
-        return x if tuple(x.shape) == shape else torch.broadcast_to(x, shape).clone()
-
-
-class _ArrayFunction:
-    """``f(g, H, T=None, theta=None, n=None)`` from a :class:`MatrixFreeFunction`."""
-
-    def __init__(self, mf):
-        self.mf = mf
-
-    def __call__(self, g, H, T=None, theta=None, n=None):
-        mf = self.mf
-        g = mf._as_array(g, "g")
-        H = mf._as_array(H, "H")
-        p = g.shape[0] if g.ndim else 0
-        batch = tuple(g.shape[1:])
-        if g.ndim == 0 or tuple(H.shape) != (p, p) + batch:
-            raise ValueError(f"g must have shape (p,) or (p, N) and H shape (p, p) or "
-                             f"(p, p, N); got g {tuple(g.shape)}, H {tuple(H.shape)}")
-        if mf.needs_d3:
-            if T is None:
-                raise ValueError("this flow has a third-derivative term: pass T")
-            T = mf._as_array(T, "T")
-            if tuple(T.shape) != (p, p, p) + batch:
-                raise ValueError(f"T must have shape {(p, p, p) + batch}, got {tuple(T.shape)}")
-        ein = _einsum(mf.backend)
-        return mf(g, lambda v: ein("ij...,j...->i...", H, v),
-                  (lambda u, w: ein("ijk...,j...,k...->i...", T, u, w)) if T is not None
-                  else None, theta, n)
-
-
-def _einsum(backend):
-    """``einsum`` with the ellipsis spelled out (NumPy's explicit subscripts are faster)."""
-    letters = "abcdefgh"
-
-    def spell(spec, ops):
-        nb = ops[-1].ndim - 1                       # batch dimensions of the vectors
-        return spec.replace("...", letters[:nb])
-
-    if backend == "numpy":
-        import numpy as np
-        return lambda spec, *ops: np.einsum(spell(spec, ops), *ops, optimize=len(ops) > 2)
-    import torch
-    return lambda spec, *ops: torch.einsum(spell(spec, ops), *ops)
-
-
 class MatrixFreeFlow:
     """``d theta/dt = -(F0 + h F1 + h^2 F2 ...)`` of a flow in matrix-free form.
 
@@ -570,15 +361,13 @@ class MatrixFreeFlow:
         self.forms = flow_forms(flow, stationary)
 
     def lambdify(self, backend="numpy", dtype=None, cse=True, **values):
-        from .family import h
-        w = [-h ** r for r in range(len(self.forms))]
+        w = [-h_sym ** r for r in range(len(self.forms))]
         if len(self.forms) == 1:
             values.pop("h", None)
         return MatrixFreeFunction(self.forms, w, backend, dtype, cse, values)
 
     def correction(self, backend="numpy", dtype=None, cse=True, **values):
-        from .family import h
         if len(self.forms) < 2:
             raise ValueError("the flow of order 0 has no correction")
-        return MatrixFreeFunction(self.forms[1:], [h ** r for r in range(1, len(self.forms))],
+        return MatrixFreeFunction(self.forms[1:], [h_sym ** r for r in range(1, len(self.forms))],
                                   backend, dtype, cse, values)

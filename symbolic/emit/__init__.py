@@ -1,0 +1,29 @@
+"""modeq.symbolic.emit: every numeric and source target of a derived flow, one way through.
+
+The lowering chain, top to bottom::
+
+    values    resolve and validate hyperparameter values (exact), step indices
+    prepare   lift constants, share square roots, hoist step-index coefficients, CSE
+    printers  SymPy printers for mpmath / NumPy / torch / exact SymPy, and source literals
+    kernel    one compiled list of expressions (``Kernel``)
+    field     ``f(n, theta)`` full batch (``FullBatchField``; ``lambdify_flow``)
+    minibatch ``f(n, theta)`` mini batch (``MiniBatchField``)
+    forms     matrix-free forms of the terms (contractions ``H.u``, ``T[u, w]``)
+    matrixfree evaluation of a form from ``g`` and ``hvp``/``d3`` callbacks or arrays
+    source    a standalone generated module
+
+It receives a flow (anything with ``optimizer``, ``order``, ``terms``, ``F`` and
+``grouped_terms``) and never imports the derivation passes.
+"""
+from .field import FullBatchField, lambdify_flow
+from .forms import MatrixFreeFlow, MatrixFreeForm, first_order_form, flow_forms, matrix_free, verify
+from .kernel import Kernel, compile_exprs
+from .matrixfree import ArrayFunction, MatrixFreeFunction
+from .minibatch import MiniBatchField
+from .source import module_source
+from .values import exact_value, normalize_values, resolve_symbols, resolve_values
+
+__all__ = ["lambdify_flow", "FullBatchField", "MiniBatchField", "Kernel", "compile_exprs",
+           "matrix_free", "flow_forms", "first_order_form", "verify", "MatrixFreeForm",
+           "MatrixFreeFlow", "MatrixFreeFunction", "ArrayFunction", "module_source",
+           "exact_value", "normalize_values", "resolve_symbols", "resolve_values"]

@@ -1,0 +1,163 @@
+"""The lambdified full-batch field ``f(n, theta) -> d theta/dt = -F^(n)(theta)``.
+
+:func:`lambdify_flow` is the one entry point behind ``ModifiedFlow.lambdify``: it resolves the
+hyperparameter values (:mod:`.values`), lowers ``-F`` to components for the concrete loss
+(through the flow's own ``lowered`` method) and compiles it as a :class:`FullBatchField`; mini
+batch goes to :class:`~.minibatch.MiniBatchField`.
+
+A :class:`FullBatchField` hoists every coefficient that depends on the step index ``n`` (and on
+late-bound constants such as ``h``) but not on the point — memory moments in closed form, bias
+corrections, finite memory sums — and evaluates them once per ``n`` in mpmath with guard digits,
+then rounds once to the working arithmetic: their closed forms cancel badly in float64 for
+decays near 1 (``1 - (n+1) rho^n + n rho^(n+1)`` with ``rho = 0.999``).  Constants named in
+``late`` stay symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that
+an order study compiles each flow once for all its step sizes.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..components import LossProvider, lower
+from ..family import h as h_sym, n as n_sym
+from .arrays import as_points, to_mpf
+from .kernel import Kernel
+from .minibatch import MiniBatchField
+from .prepare import hoist_coefficients
+from .values import check_backend, check_step, resolve_values, resolve_symbols
+
+__all__ = ["lambdify_flow", "FullBatchField"]
+
+
+def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False, schedule=None,
+                  cse=True, dtype=None, late=(), **values):
+    """``f(n, theta) -> d theta/dt`` on ``[nh, (n+1)h)`` for a concrete loss (full batch) or a
+    list of losses (mini batch, step ``k`` uses ``losses[schedule[k]]``, cyclic by default).
+
+    ``values``: every hyperparameter by name (``h`` too when the order is >= 1), converted
+    exactly; names in ``late`` are left out and given later by ``f.bind(name=value)`` (full
+    batch).  See :mod:`.arrays` for the layout of ``theta`` and the result.
+    """
+    check_backend(backend)
+    provider = LossProvider(E_or_losses, params, schedule)
+    subs = resolve_values(flow, values, late)
+    if provider.full:
+        cache = {}
+        F = flow.F("full", stationary)
+        exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
+        late_symbols = [s for s in [*flow.optimizer.hyperparameters, h_sym] if str(s) in late]
+        return FullBatchField(exprs, provider.params, backend, dtype, cse, late_symbols,
+                              flow.optimizer.decays)
+    if stationary:
+        raise ValueError("stationary=True is for full batch; give a single loss")
+    if dtype is not None:
+        raise ValueError("dtype= is supported for full-batch flows; the mini-batch evaluator "
+                         "works in each backend's default precision")
+    if late:
+        raise ValueError("late= is supported for full-batch flows")
+    return MiniBatchField(flow, provider, subs, backend, cse)
+
+
+class FullBatchField:
+    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` for a full-batch flow (module docstring).
+
+    ``n``: the step index (an integer >= 0; may be ``None`` when the field does not depend on
+    it, e.g. ``stationary=True``).  Attributes: ``expressions`` (the lowered components,
+    exact), ``source`` (the printed code), ``backend``, ``dtype``, ``p``, ``late`` (symbols
+    still to be bound).
+    """
+
+    _MEMO_SIZE = 4096
+
+    def __init__(self, exprs, params, backend, dtype=None, cse=True, late=(), decays=()):
+        self.expressions = list(exprs)
+        self.params = list(params)
+        self.p = len(self.params)
+        self.backend = backend
+        self.late = list(late)
+        self._decays = list(decays)
+        self.uses_n = any(e.has(n_sym) for e in self.expressions)
+        body, coeffs = hoist_coefficients(self.expressions, self.params, {n_sym, *self.late})
+        self._coefficient_symbols = [s for s, _ in coeffs]
+        self.kernel = Kernel(body, [n_sym, *self.params, *self.late,
+                                    *self._coefficient_symbols], backend, dtype, cse)
+        self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
+                                    None, cse) if coeffs else None
+        self.dtype = self.kernel.dtype
+        self._bound = None if self.late else []
+        self._exact_late = []
+        self._memo = {}
+
+    def bind(self, **values):
+        """A copy with the late-bound constants set (exact conversion, ranges checked); the
+        compiled kernels are shared."""
+        exact = resolve_symbols(self.late, values, self._decays, "this field")
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out._exact_late = [exact[s] for s in self.late]
+        out._bound = [self._in_arithmetic(v) for v in out._exact_late]
+        out._memo = {}
+        return out
+
+    @property
+    def source(self):
+        return self.kernel.source
+
+    def _in_arithmetic(self, v):
+        if self.backend == "mpmath":
+            return v                       # converted at call time, at the working precision
+        if self.backend == "numpy":
+            return self.dtype.type(float(v))
+        import torch
+        return torch.tensor(float(v), dtype=self.dtype)
+
+    def _late_values(self, device):
+        if self.backend == "mpmath":
+            import mpmath
+            key = ("late", mpmath.mp.prec)
+            if key not in self._memo:
+                self._memo[key] = [to_mpf(v) for v in self._exact_late]
+            return self._memo[key]
+        if self.backend == "torch" and device is not None:
+            return [b.to(device) for b in self._bound]
+        return self._bound
+
+    def _coefficient_values(self, n, device):
+        if self._coefficients is None:
+            return []
+        import mpmath
+        key = (n, mpmath.mp.prec if self.backend == "mpmath" else str(device))
+        if key in self._memo:
+            return self._memo[key]
+        if len(self._memo) >= self._MEMO_SIZE:
+            self._memo.clear()
+        mp_backend = self.backend == "mpmath"
+        with mpmath.workdps(mpmath.mp.dps + 10 if mp_backend else 30):
+            values = list(self._coefficients(n, *[to_mpf(v) for v in self._exact_late]))
+        if mp_backend:
+            out = [+v for v in values]                   # rounded to the working precision
+        elif self.backend == "numpy":
+            out = [self.dtype.type(str(v)) if self.dtype.itemsize > 8
+                   else self.dtype.type(float(v)) for v in values]
+        else:
+            import torch
+            out = [torch.tensor(float(v), dtype=self.dtype, device=device) for v in values]
+        self._memo[key] = out
+        return out
+
+    def __call__(self, n, theta):
+        if self._bound is None:
+            raise ValueError(f"this field has late-bound constants {[str(s) for s in self.late]}"
+                             f": call .bind({self.late[0]}=...) first")
+        n = check_step(n, self.uses_n)
+        x = as_points(theta, self.p, self.backend, self.dtype)
+        if self.backend == "mpmath":
+            return list(self.kernel(n, *x, *self._late_values(None),
+                                    *self._coefficient_values(n, None)))
+        device = getattr(x, "device", None)
+        outs = self.kernel(n, *x, *self._late_values(device),
+                           *self._coefficient_values(n, device), device=device)
+        return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
+
+    def __repr__(self):
+        return (f"FullBatchField(p={self.p}, backend={self.backend!r}, "
+                f"dtype={self.dtype}, uses_n={self.uses_n})")

@@ -1,0 +1,197 @@
+"""The mini-batch field ``f(n, theta)``: the flow on step ``n`` depends on every past batch.
+
+With the memory sums grouped by batch (the flow's ``grouped_terms(m)`` stage), one call
+evaluates each batch's gradient and Hessian once, whatever ``n``; past steps enter only through
+scalar weight tables and the cheap ``F0`` kernel.  The memory window is cut only where the
+dropped weights are below the working precision.  Step ``k`` uses ``losses[schedule[k]]``
+(cyclic by default); the derivative tables are indexed by loss, the weight tables by the loss
+each past step used.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from ..components import lower
+from ..family import h as h_sym
+from ..family import n as n_sym
+from .arrays import as_points, resolve_dtype, stack_components
+from .kernel import Kernel
+from .values import check_step
+
+__all__ = ["MiniBatchField"]
+
+
+def _compiled(args, exprs, modules, cse=True):
+    """A callable through :class:`Kernel` (modeq's printers: no torch printer gaps, constants at
+    the working precision); a single expression gives a single value."""
+    single = not isinstance(exprs, (list, tuple))
+    kernel = Kernel([exprs] if single else list(exprs), list(args), modules, None, cse)
+    if single:
+        return lambda *a: kernel(*a)[0]
+    return lambda *a: kernel(*a)
+
+
+class _KernelProvider:
+    """Symbols for per-batch gradients, Hessians, external vectors and parameters."""
+
+    def __init__(self, params, m):
+        self.params = list(params)
+        self.p = len(params)
+        self.G = [[sp.Symbol(f"g_{b}_{j}") for j in range(self.p)] for b in range(m)]
+        self.H = [[[sp.Symbol(f"H_{b}_{min(i, j)}_{max(i, j)}") for i in range(self.p)]
+                   for j in range(self.p)] for b in range(m)]
+        self.V = {}
+
+    def grad(self, b, j):
+        return self.G[int(b)][j]
+
+    def hess(self, b, j, i):
+        return self.H[int(b)][j][i]
+
+    def theta(self, j):
+        return self.params[j]
+
+    def vec(self, name, j):
+        key = (str(name), j)
+        if key not in self.V:
+            self.V[key] = sp.Symbol(f"{name}_{j}")
+        return self.V[key]
+
+    def hess_symbols(self, b):
+        return [self.H[b][j][i] for j in range(self.p) for i in range(j, self.p)]
+
+
+class MiniBatchField:
+    """``f(n, theta)`` for a mini-batch flow of order 0 or 1 (see the module docstring)."""
+
+    def __init__(self, flow, provider, subs, modules, cse):
+        if flow.order > 1 and flow.optimizer.states:
+            raise NotImplementedError("mini-batch flows with memory are implemented to order 1")
+        self.flow, self.provider, self.modules = flow, provider, modules
+        self.m = len(provider.losses)
+        self.p = provider.p
+        self.h = subs.get(h_sym, None)
+        opt = flow.optimizer
+        K = _KernelProvider(provider.params, self.m)
+        terms = flow.grouped_terms(self.m)
+        self.W = terms.W
+        self.states = opt.states
+        args0 = [s for row in terms.W for s in row] + [x for row in K.G for x in row] \
+            + list(provider.params)
+        self._F0 = []
+        self._F1 = []
+        for c in range(self.m):
+            F0 = [lower(terms.F0[c], j, K).xreplace(subs) for j in range(self.p)]
+            self._F0.append(_compiled(args0, F0, modules=modules, cse=cse))
+            if flow.order >= 1:
+                vec_names = [v for row in terms.V for v in row]
+                F1 = [lower(terms.F1[c], j, K).xreplace(subs) for j in range(self.p)]
+                vsyms = [K.vec(v.args[0], j) for v in vec_names for j in range(self.p)]
+                hsyms = [x for b in range(self.m) for x in K.hess_symbols(b)]
+                self._F1.append(_compiled(args0 + hsyms + vsyms, F1, modules=modules,
+                                            cse=cse))
+        self.V = terms.V
+        # per-batch derivatives of the losses
+        prm = provider.params
+        # indexed by loss (the weight tables u[i][l][b] sum over the steps that used loss b)
+        self._grad = [_compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(self.p)],
+                                modules=modules) for b in range(self.m)]
+        self._hess = [_compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(self.p)
+                                      for i in range(j, self.p)], modules=modules)
+                      for b in range(self.m)]
+        # state weights: w(l, l) and decay per state, exact then numeric at call time
+        self._w_last = [_compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
+                                    modules=modules) for s in opt.states]
+        self._decay = [_compiled([], s.decay.xreplace(subs), modules=modules)
+                       for s in opt.states]
+        self._tables = {}
+        self._dtype = resolve_dtype(modules)
+
+    # scalar tables, independent of theta -------------------------------------------------
+    def _u_table(self, n):
+        """``u[i][l][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` for l <= n (cached, extended)."""
+        key = self._precision_key()
+        tab = self._tables.get(key)
+        if tab is None:
+            tab = {"u": [[] for _ in self.states], "d": [d() for d in self._decay]}
+            self._tables = {key: tab}
+        for i, d in enumerate(tab["d"]):
+            rows = tab["u"][i]
+            while len(rows) <= n:
+                l = len(rows)
+                prev = rows[-1] if rows else [0 * d] * self.m
+                row = [d * x for x in prev]
+                b = self.provider.loss_index(l)
+                row[b] = row[b] + 1
+                rows.append(row)
+        return tab
+
+    def _precision_key(self):
+        if self.modules == "mpmath":
+            import mpmath
+            return mpmath.mp.prec
+        return 53
+
+    def _weights(self, tab, l):
+        return [self._w_last[i](l) * x for i in range(len(self.states))
+                for x in tab["u"][i][l]]
+
+    def _window(self, tab, n):
+        """Earliest past step whose weight can matter at the working precision."""
+        tol = 2.0 ** (-self._precision_key() - 8)
+        lo = n
+        for i, d in enumerate(tab["d"]):
+            dv = float(d)
+            if dv <= 0.0:
+                continue
+            bound = 1.0 / (1.0 - dv) if dv < 1 else float("inf")
+            L = math.ceil(math.log(tol / bound) / math.log(dv)) if dv < 1 else n
+            lo = min(lo, max(0, n - L))
+        return lo if self.states else n
+
+    # the field ------------------------------------------------------------------------------
+    def __call__(self, n, theta):
+        """``d theta/dt`` on ``[nh, (n+1)h)``: a list of ``mpf`` (mpmath), or an array/tensor of
+        ``theta``'s shape ``(p,)`` / ``(p, N)`` in float64 (NumPy, torch)."""
+        n = check_step(n, True)
+        x = as_points(theta, self.p, self.modules, self._dtype)
+        out = self._field(n, list(x))
+        if self.modules == "mpmath":
+            return out
+        device = getattr(x, "device", None)
+        return stack_components(self.modules, self._dtype, out, tuple(x.shape[1:]), device)
+
+    def _field(self, n, theta):
+        tab = self._u_table(n)
+        G = [self._grad[b](*theta) for b in range(self.m)]
+        Gflat = [x for row in G for x in row]
+        c = self.provider.loss_index(n)
+        F0 = self._F0[c](*self._weights(tab, n), *Gflat, *theta)
+        if self.flow.order == 0:
+            return [-x for x in F0]
+        Hflat = [x for b in range(self.m) for x in self._hess[b](*theta)]
+        # V[i][b] = w_i(n, n) sum_{l<n} d_i^(n-l) u_ib(l) F0^(l)
+        V = [[[0 * x for x in F0] for _ in range(self.m)] for _ in self.states]
+        start = self._window(tab, n)
+        for l in range(start, n):
+            F0l = self._F0[self.provider.loss_index(l)](*self._weights(tab, l), *Gflat, *theta)
+            for i, d in enumerate(tab["d"]):
+                scale = d ** (n - l)
+                for b in range(self.m):
+                    coef = scale * tab["u"][i][l][b]
+                    if coef:
+                        V[i][b] = [a + coef * f for a, f in zip(V[i][b], F0l)]
+        wn = [self._w_last[i](n) for i in range(len(self.states))]
+        Vflat = [wn[i] * x for i in range(len(self.states)) for b in range(self.m)
+                 for x in V[i][b]]
+        F1 = self._F1[c](*self._weights(tab, n), *Gflat, *theta, *Hflat, *Vflat)
+        h = self._h_value()
+        return [-(a + h * b) for a, b in zip(F0, F1)]
+
+    def _h_value(self):
+        if self.modules == "mpmath":
+            import mpmath
+            return mpmath.mpf(self.h.p) / self.h.q
+        return float(self.h)

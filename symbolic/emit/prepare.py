@@ -1,0 +1,148 @@
+"""Preparing SymPy expressions for every target: one routine each for constants, square roots,
+step-index coefficients and common subexpressions.
+
+* :func:`prepare_expressions` lifts every non-integer number-valued subexpression (``1/3``,
+  ``sqrt(2)``, ``2**(-n)``'s base) out into placeholder symbols, bound later to values in the
+  target arithmetic, and writes ``B**(k/2)`` as ``Sqrt(B)**k`` so that one square root is shared;
+* :func:`hoist_coefficients` replaces each maximal subexpression that depends on the step index
+  (and on late-bound constants such as ``h``) but not on the point by a symbol: memory moments,
+  bias corrections and finite memory sums are then evaluated once per ``n``, not per point;
+* :func:`cse_with_opaque_sums` is SymPy's CSE with each ``Sum`` held as one opaque value.
+
+Printing (``printers``) and compiling (``kernel``) come after; generated source modules use
+the same steps.
+"""
+from __future__ import annotations
+
+import itertools
+
+import sympy as sp
+from sympy.codegen.cfunctions import Sqrt
+
+__all__ = ["prepare_expressions", "share_square_roots", "hoist_coefficients",
+           "cse_with_opaque_sums", "fresh_names", "is_constant"]
+
+# integers up to this size stay literal in the printed code (exact in every float type used)
+INT_LITERAL = 2 ** 24
+
+
+def is_constant(e):
+    """A number-valued expression (no free symbol)."""
+    return isinstance(e, sp.Expr) and not e.free_symbols and e.is_number
+
+
+def fresh_names(prefix, exprs, extra=()):
+    """Symbol names ``prefix0, prefix1, ...`` that no expression of ``exprs`` uses."""
+    taken = {str(s) for e in exprs for s in e.free_symbols} | set(extra)
+    return (nm for nm in (f"{prefix}{k}" for k in itertools.count()) if nm not in taken)
+
+
+def prepare_expressions(exprs):
+    """Lift constants out of ``exprs`` and share square roots.
+
+    Returns ``(prepared, constants)``: ``prepared`` uses placeholder symbols (``_c0``...) for every
+    non-integer number-valued subexpression; ``constants`` is ``[(placeholder, exact value)]``.
+    Integers (of modest size) and integer exponents stay; a number raised to a symbolic power
+    becomes a placeholder (``2**(-n)`` would otherwise be a Python float); ``B**(k/2)`` becomes
+    ``Sqrt(B)**k``.  Sums keep their limits untouched.
+
+    >>> x = sp.Symbol("x")
+    >>> prepare_expressions([x / 3 + sp.sqrt(x)])
+    ([_c0*x + Sqrt(x)], [(_c0, 1/3)])
+    """
+    exprs = [sp.sympify(e) for e in exprs]
+    names = fresh_names("_c", exprs)
+    table = {}
+    memo = {}
+
+    def const(c):
+        # plain symbols (not Dummy): lambdify would otherwise rename every argument
+        if c not in table:
+            table[c] = sp.Symbol(next(names), real=True)
+        return table[c]
+
+    def walk(e):
+        if e in memo:
+            return memo[e]
+        if e.is_Integer:
+            out = e if abs(int(e)) <= INT_LITERAL else const(e)
+        elif not e.args:
+            out = const(e) if is_constant(e) else e
+        elif is_constant(e):
+            out = const(e)
+        elif e.is_Pow:
+            b, x = e.args
+            if x.is_Integer:
+                out = sp.Pow(walk(b), x)
+            elif x.is_Rational and x.q == 2:
+                out = Sqrt(walk(b)) ** int(x.p)
+            else:
+                nb = const(b) if is_constant(b) else walk(b)
+                out = sp.Pow(nb, walk(x))
+        elif isinstance(e, sp.Sum):
+            out = sp.Sum(walk(e.function), *e.limits)
+        else:
+            out = e.func(*[walk(a) for a in e.args])
+        memo[e] = out
+        return out
+
+    prepared = [walk(e) for e in exprs]
+    return prepared, [(d, c) for c, d in table.items()]
+
+
+def share_square_roots(expr):
+    """``B**(k/2)`` -> ``Sqrt(B)**k`` (an unevaluated square root): CSE then shares one root
+    between ``sqrt(B)``, ``B**(3/2)`` and ``B**(-1/2)``; the printers print it as the backend's
+    ``sqrt``."""
+    return sp.sympify(expr).replace(
+        lambda e: e.is_Pow and e.exp.is_Rational and e.exp.q == 2 and not e.exp.is_Integer,
+        lambda e: Sqrt(e.base) ** int(e.exp.p))
+
+
+def hoist_coefficients(exprs, point, step):
+    """Replace each maximal subexpression that depends on the step index ``step`` (or on any of
+    the symbols in the set ``step``) but on no symbol of ``point`` by a fresh symbol ``_m0, ...``.
+
+    Returns ``(body, [(symbol, coefficient)])``.  Memory coefficients in closed form and finite
+    sums without one are hoisted whole (a ``Sum`` is never entered).
+    """
+    outer = {step} if isinstance(step, sp.Symbol) else set(step)
+    point = set(point)
+    table = {}
+    names = fresh_names("_m", exprs)
+
+    def hoist(e):
+        fs = e.free_symbols
+        if fs & outer and not fs & point and not e.is_Symbol:
+            if e not in table:
+                table[e] = sp.Symbol(next(names))
+            return table[e]
+        if not e.args or isinstance(e, sp.Sum):
+            return e
+        return e.func(*[hoist(a) for a in e.args])
+
+    body = [hoist(sp.sympify(e)) for e in exprs]
+    return body, [(sym, c) for c, sym in table.items()]
+
+
+def cse_with_opaque_sums(exprs, prefix="_x", sum_prefix="_s", taken=()):
+    """SymPy's CSE with each ``Sum`` held as one opaque value (its bound variable never
+    escapes); returns ``(replacements, reduced)`` where the sums come first.  New symbols are
+    named ``sum_prefix<k>`` / ``prefix<k>``, avoiding the expressions' symbols and ``taken``."""
+    exprs = list(exprs)
+    sums = {}
+    used = set(taken)
+    sum_names = fresh_names(sum_prefix, exprs, used)
+
+    def hide(e):
+        def name(x):
+            if x not in sums:
+                sums[x] = sp.Symbol(next(sum_names))
+                used.add(str(sums[x]))
+            return sums[x]
+        return e.replace(lambda x: isinstance(x, sp.Sum), name)
+
+    hidden = [hide(sp.sympify(e)) for e in exprs]
+    symbols = (sp.Symbol(nm) for nm in fresh_names(prefix, hidden, used))
+    repl, reduced = sp.cse(hidden, list=True, symbols=symbols)
+    return [(d, s) for s, d in sums.items()] + list(repl), reduced

@@ -1,0 +1,105 @@
+"""SymPy code printers for the emit targets, with modeq's fixes.
+
+``Sqrt`` (the shared square root of :mod:`.prepare`) prints as the backend's ``sqrt``; integer
+powers ``x**k`` with ``2 <= |k| <= 4`` are multiplied out (NumPy, torch); Python's ``**`` is used
+instead of ``torch.pow`` (no ``torch.pow`` of two Python numbers); ``Max``/``Min`` are
+elementwise for torch.  :func:`literal_printer` prints generated source: non-rational constants
+as 17-digit literals.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from .prepare import is_constant
+
+__all__ = ["PRINTABLE", "make_printer", "literal_printer"]
+
+#: targets with a printer: the three numeric backends and exact SymPy arithmetic
+PRINTABLE = ("mpmath", "numpy", "torch", "exact")
+# integer powers x**k with 2 <= |k| <= _POW_EXPAND are printed as products (NumPy, torch)
+_POW_EXPAND = 4
+_CLASSES = {}
+
+
+def make_printer(backend, fully_qualified=True):
+    """A SymPy code printer for ``backend`` (one of :data:`PRINTABLE`)."""
+    if backend not in PRINTABLE:
+        raise ValueError(f"backend must be one of {PRINTABLE}, got {backend!r}")
+    if backend not in _CLASSES:
+        _CLASSES[backend] = _printer_class(backend)
+    return _CLASSES[backend]({"fully_qualified_modules": fully_qualified, "inline": True,
+                              "allow_unknown_functions": True, "user_functions": {}})
+
+
+def literal_printer(backend):
+    """``print(expr) -> str`` for generated source: the backend printer, with every
+    non-rational constant written as a 17-digit literal."""
+    p = make_printer(backend)
+
+    def print_(e):
+        e = e.replace(lambda x: isinstance(x, sp.Expr) and x.is_number and not x.is_Rational
+                      and not x.free_symbols,
+                      lambda x: sp.Float(x.evalf(17), 17))
+        return p.doprint(e)
+
+    return print_
+
+
+def _printer_class(backend):
+    from sympy.printing.precedence import PRECEDENCE, precedence
+
+    if backend == "numpy":
+        from sympy.printing.numpy import NumPyPrinter as Base
+        sqrt_name = "numpy.sqrt"
+    elif backend == "torch":
+        from sympy.printing.pytorch import TorchPrinter as Base
+        sqrt_name = "torch.sqrt"
+    elif backend == "exact":
+        from sympy.printing.pycode import SymPyPrinter as Base
+        sqrt_name = "sympy.sqrt"
+    else:
+        from sympy.printing.pycode import MpmathPrinter as Base
+        sqrt_name = "mpmath.sqrt"
+    expand_powers = backend in ("numpy", "torch")
+
+    class Printer(Base):
+        def _print_Sqrt(self, expr):
+            return f"{self._module_format(sqrt_name)}({self._print(expr.args[0])})"
+
+        def _print_Pow(self, expr, rational=False):
+            b, x = expr.args
+            if x.is_Integer and expand_powers and 2 <= abs(int(x)) <= _POW_EXPAND:
+                base = self.parenthesize(b, PRECEDENCE["Mul"], strict=True)
+                prod = "*".join([base] * abs(int(x)))
+                return f"({prod})" if x > 0 else f"(1/({prod}))"
+            if x == -1:
+                return f"(1/{self.parenthesize(b, PRECEDENCE['Pow'], strict=True)})"
+            if x == sp.S.Half:
+                return f"{self._module_format(sqrt_name)}({self._print(b)})"
+            if x == -sp.S.Half:
+                return f"(1/{self._module_format(sqrt_name)}({self._print(b)}))"
+            if x.is_Integer or backend in ("torch", "exact"):
+                # Python's operator: no float exponent for integers, no torch.pow(int, int)
+                PREC = precedence(expr)
+                return "{}**{}".format(self.parenthesize(b, PREC, strict=False),
+                                       self.parenthesize(x, PREC, strict=False))
+            return super()._print_Pow(expr, rational=rational)
+
+        if backend == "torch":
+            def _minmax(self, expr, fn):
+                args = [self._print(a) if not is_constant(a)
+                        else f"{self._module_format('torch.as_tensor')}({self._print(a)})"
+                        for a in expr.args]
+                out = args[0]
+                for a in args[1:]:
+                    out = f"{self._module_format(fn)}({out}, {a})"
+                return out
+
+            def _print_Max(self, expr):
+                return self._minmax(expr, "torch.maximum")
+
+            def _print_Min(self, expr):
+                return self._minmax(expr, "torch.minimum")
+
+    Printer.__name__ = f"Modeq{Base.__name__}"
+    return Printer

@@ -1,0 +1,138 @@
+"""Hyperparameter values and step indices, resolved and validated once for every target.
+
+Values are converted *exactly*: Python floats by their binary value, strings and fractions as
+exact rationals, mpmath numbers by mantissa and exponent.  Every target of the emit layer (the
+lambdified fields, the matrix-free forms, the torch adapter) resolves its values through
+:func:`resolve_symbols`, which checks the ranges of
+:func:`modeq.symbolic.family.check_hyperparameter_values` (``beta in [0, 1)``, ``rho in (0, 1)``,
+``eps > 0``, ``h > 0``, every EMA decay in ``[0, 1)``).
+"""
+from __future__ import annotations
+
+import fractions
+import math
+import operator
+
+import sympy as sp
+
+from ..family import check_hyperparameter_values, h as h_sym
+
+__all__ = ["BACKENDS", "check_backend", "exact_value", "resolve_symbols", "resolve_values",
+           "check_step", "normalize_values"]
+
+BACKENDS = ("mpmath", "numpy", "torch")
+
+
+def check_backend(backend):
+    """The backend name, or ``ValueError`` naming the choices."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def exact_value(name, value):
+    """Exact SymPy number for a user-given value of the hyperparameter ``name``.
+
+    >>> exact_value("beta", 0.5), exact_value("rho", "99/100")
+    (1/2, 99/100)
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, sp.Basic):
+        if not value.is_number:
+            raise TypeError(f"{name} must be a number, got {value}")
+        return sp.nsimplify(value, rational=True) if value.is_Float else value
+    if isinstance(value, int):
+        return sp.Integer(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+        return sp.Rational(value)
+    if isinstance(value, fractions.Fraction):
+        return sp.Rational(value.numerator, value.denominator)
+    if isinstance(value, str):
+        try:
+            return sp.Rational(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: cannot read {value!r} as a number") from None
+    if hasattr(value, "man_exp"):  # an mpmath mpf: mantissa * 2**exponent, exactly
+        man, ex = value.man_exp
+        return sp.Integer(man) * sp.Integer(2) ** ex
+    if type(value).__module__ == "numpy" and hasattr(value, "dtype"):  # numpy scalar
+        kind = value.dtype.kind
+        if kind in "iu":
+            return sp.Integer(int(value))
+        if kind == "f":
+            return exact_value(name, float(value)) if value.dtype.itemsize <= 8 else \
+                sp.Rational(*value.as_integer_ratio())
+    raise TypeError(f"{name} must be a number, got {value!r}")
+
+
+def normalize_values(values):
+    """Hyperparameter values with strings (``"9/10"``, ``"1e-3"``) turned into exact SymPy
+    rationals; other values are kept as given.
+
+    >>> normalize_values({"beta": "9/10", "h": 0.5})
+    {'beta': 9/10, 'h': 0.5}
+    """
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, str):
+            try:
+                v = sp.Rational(v)
+            except (TypeError, ValueError, sp.SympifyError):
+                raise ValueError(f"{k}: cannot read {v!r} as a number") from None
+        out[k] = v
+    return out
+
+
+def resolve_symbols(needed, values, decays=(), owner="this flow", optional=()):
+    """``{symbol: exact value}`` for the symbols ``needed``, from ``values`` given by name.
+
+    ``ValueError`` naming an unknown name, a missing value or a value out of its range;
+    ``optional`` names may be given or not (e.g. ``h`` for a flow of order 0).
+    """
+    by_name = {str(s): s for s in needed}
+    unknown = sorted(set(values) - set(by_name) - set(optional))
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown} for {owner}; it has "
+                         f"{sorted(by_name)}")
+    exact = {name: exact_value(name, v) for name, v in values.items()}
+    check_hyperparameter_values(exact, decays)
+    missing = sorted(set(by_name) - set(exact))
+    if missing:
+        raise ValueError(f"no value given for {missing} (pass e.g. {missing[0]}=...)")
+    return {by_name[k]: v for k, v in exact.items() if k in by_name}
+
+
+def resolve_values(flow, values, late=()):
+    """``{symbol: exact value}`` for every hyperparameter of ``flow`` (``h`` included when its
+    order is >= 1; a value of ``h`` is accepted and ignored at order 0), except the names in
+    ``late`` (bound later)."""
+    opt = flow.optimizer
+    needed = list(opt.hyperparameters) + ([h_sym] if flow.order >= 1 else [])
+    known = {str(s) for s in needed}
+    bad = sorted(set(late) - known)
+    if bad:
+        raise ValueError(f"late: {bad} are not hyperparameters of {opt.name!r} "
+                         f"({sorted(known)})")
+    needed = [s for s in needed if str(s) not in late]
+    return resolve_symbols(needed, values, opt.decays, f"{opt.name!r}", optional=("h",))
+
+
+def check_step(n, required=True):
+    """The step index as a Python ``int`` (``None`` allowed, as 0, when the field does not use
+    it)."""
+    if n is None:
+        if required:
+            raise ValueError("this flow depends on the step index n (it is exact in n); pass "
+                             "an integer n >= 0, or build it with stationary=True")
+        return 0
+    if isinstance(n, sp.Basic) and n.is_Integer:
+        n = int(n)
+    if isinstance(n, bool) or not hasattr(n, "__index__"):
+        raise ValueError(f"step index n must be an integer >= 0, got {n!r}")
+    n = operator.index(n)
+    if n < 0:
+        raise ValueError(f"step index n must be an integer >= 0, got {n}")
+    return n
