@@ -22,6 +22,7 @@ import sys
 import traceback
 
 from . import commands as _commands
+from .commands._common import UsageError
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
@@ -29,10 +30,6 @@ EXIT_INTERNAL = 1
 #: optional dependencies and the extra that installs them
 OPTIONAL_DEPENDENCIES = {"torch": "experiments", "sklearn": "experiments",
                          "dask": "dask", "distributed": "dask"}
-
-
-class UsageError(Exception):
-    """A user-facing error: printed as one line, exit code 2."""
 
 
 def missing_dependency_message(exc):

@@ -1,9 +1,18 @@
-"""Options shared by subcommands: the optimizer name and its variants."""
+"""Options shared by subcommands (the optimizer name and its variants) and the checks every
+command runs on its options *before* any work: lists, numbers, output files and folders.
+Every check raises :class:`UsageError` (exit 2) with a one-line message naming the option."""
 from __future__ import annotations
+
+import os
+import tempfile
 
 from modeq.symbolic import optimizers
 
 OPTIMIZER_NAMES = sorted(optimizers.BUILTINS)
+
+
+class UsageError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
 
 
 def add_optimizer_args(parser):
@@ -20,3 +29,80 @@ def optimizer_from_args(args):
     return optimizers.get(args.optimizer,
                           eps_placement="outside" if args.eps_outside else "inside",
                           bias_correction=not args.no_bias_correction)
+
+
+# -- values ---------------------------------------------------------------------------------
+def csv_items(text, option):
+    """The items of a comma-separated list; an empty list or an empty item is refused."""
+    items = [s.strip() for s in str(text or "").split(",")]
+    if not any(items):
+        raise UsageError(f"{option}: give a comma-separated list")
+    if not all(items):
+        raise UsageError(f"{option}: empty item in {str(text)!r}")
+    return items
+
+
+def int_list(text, option):
+    """A comma-separated list of integers (``0,1,2``)."""
+    out = []
+    for s in csv_items(text, option):
+        try:
+            out.append(int(s))
+        except ValueError:
+            raise UsageError(f"{option}: {s!r} is not an integer") from None
+    return out
+
+
+def number(text, option):
+    """An exact rational (``1/16``, ``2^-4``, ``0.9``, ``1e-8``), never evaluated as code."""
+    from modeq.proofs.expressions import ExpressionError, parse_number
+    try:
+        return parse_number(text, option)
+    except ExpressionError as exc:
+        raise UsageError(str(exc)) from None
+
+
+# -- outputs --------------------------------------------------------------------------------
+def _probe(folder, option, path):
+    """Create and remove a file in ``folder`` (a real check, also for a privileged user)."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".modeq-probe-", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot write into the folder {folder} "
+                         f"({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_output_file(path, option, suffixes=None):
+    """``path`` can be written: not a folder, its folder exists and is writable, its suffix
+    among ``suffixes`` (if given)."""
+    if path is None:
+        return
+    if not str(path).strip():
+        raise UsageError(f"{option}: empty file name")
+    if suffixes is not None:
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in suffixes:
+            raise UsageError(f"{option} {path}: unsupported file type {suffix or '(none)'!r}; "
+                             f"use {', '.join(suffixes)}")
+    if os.path.isdir(path):
+        raise UsageError(f"{option} {path}: is a folder, expected a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist")
+    _probe(folder, option, path)
+
+
+def check_output_folder(path, option):
+    """``path`` is (or can be created as) a writable folder; creates it."""
+    if not str(path).strip():
+        raise UsageError(f"{option}: empty folder name")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"{option} {path!r} exists and is not a folder")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{option} {path}: cannot create the folder "
+                         f"({exc.strerror or exc})") from None
+    _probe(path, option, path)

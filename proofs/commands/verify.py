@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import os
 
-from ._common import add_optimizer_args, optimizer_from_args
+from ._common import (UsageError, add_optimizer_args, check_output_file, csv_items, int_list,
+                      number, optimizer_from_args)
+
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 DEFAULT_FULL_PROBLEM = "logcosh2d"
 DEFAULT_MINI_PROBLEM = "leastsquares3"
@@ -24,8 +27,10 @@ def add_parser(sub):
     src.add_argument("--problem", choices=names(),
                      help=f"an embedded problem (default {DEFAULT_FULL_PROBLEM}, or "
                           f"{DEFAULT_MINI_PROBLEM} with --batch mini)")
-    src.add_argument("--loss", help="a SymPy loss, e.g. 'x**4/4 + x*y + y**2'; for --batch "
-                                    "mini several losses separated by ';'")
+    src.add_argument("--loss", help="a loss in the parameters, e.g. 'x**4/4 + x*y + y**2' "
+                                    "(numbers, + - * / **, exp, log, sqrt, sin, cos, tanh, ...; "
+                                    "read safely, never run as code); for --batch mini several "
+                                    "losses separated by ';'")
     p.add_argument("--params", help="parameters of --loss, comma separated (e.g. x,y)")
     p.add_argument("--theta0", help="starting point, comma separated (e.g. 1,1/2)")
     p.add_argument("--batch", choices=("full", "mini"), default="full")
@@ -47,56 +52,52 @@ def add_parser(sub):
 
 
 def _csv(text, what):
-    items = [s.strip() for s in (text or "").split(",") if s.strip()]
-    if not items:
-        raise ValueError(f"{what}: give a comma-separated list")
-    return items
+    return csv_items(text, what)
 
 
-def _number(text):
+def _number(text, what="number"):
+    return number(text, what)
+
+
+def _losses(args):
+    """The ``--loss`` expressions (``;``-separated), parsed by the whitelist parser of
+    :mod:`modeq.proofs.expressions` (never evaluated as Python), and their parameters."""
     import sympy as sp
-    t = text.replace(" ", "")
-    if t.startswith("2^"):
-        return sp.Integer(2) ** sp.Integer(t[2:])
+    from modeq.proofs.expressions import ExpressionError, parse_expression, parse_names
     try:
-        return sp.Rational(t)
-    except (TypeError, ValueError):
-        raise ValueError(f"cannot read {text!r} as a number") from None
-
-
-def _check_writable(path, what):
-    if path is None:
-        return
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise OSError(f"{what}: folder {folder} does not exist")
+        names = parse_names(args.params, "--params")
+    except ExpressionError as exc:
+        raise UsageError(str(exc)) from None
+    params = [sp.Symbol(s, real=True) for s in names]
+    local = {str(s): s for s in params}
+    parts = args.loss.split(";")
+    if len(parts) > 1 and not all(p.strip() for p in parts):
+        raise UsageError(f"--loss: empty loss between ';' in {args.loss!r}")
+    try:
+        return [parse_expression(s, local, "--loss") for s in parts], params
+    except ExpressionError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def problem_from_args(args, optimizer):
     """``(loss_or_losses, params, theta0, T, values, name)`` from the command line."""
     import sympy as sp
     from modeq.numeric import problems
-    overrides = {k: _number(getattr(args, k)) for k in ("beta", "rho", "eps")
+    overrides = {k: _number(getattr(args, k), f"--{k}") for k in ("beta", "rho", "eps")
                  if getattr(args, k) is not None}
     if args.loss is not None:
         if not args.params or not args.theta0:
             raise ValueError("--loss needs --params and --theta0")
-        params = [sp.Symbol(s, real=True) for s in _csv(args.params, "--params")]
-        local = {str(s): s for s in params}
-        parts = [s for s in args.loss.split(";") if s.strip()]
-        try:
-            losses = [sp.sympify(s, locals=local) for s in parts]
-        except (sp.SympifyError, SyntaxError, TypeError) as exc:
-            raise ValueError(f"cannot parse --loss {args.loss!r}: {exc}") from None
+        losses, params = _losses(args)
         if args.batch == "full" and len(losses) != 1:
             raise ValueError("--batch full takes one loss (use --batch mini for several)")
-        theta0 = [_number(s) for s in _csv(args.theta0, "--theta0")]
+        theta0 = [_number(s, "--theta0") for s in _csv(args.theta0, "--theta0")]
         base = dict(problems.DEFAULT_VALUES)
         base.update(overrides)
         values = {k: v for k, v in base.items()
                   if k in {str(s) for s in optimizer.hyperparameters}}
         loss = losses if args.batch == "mini" else losses[0]
-        T = _number(args.T) if args.T else 1
+        T = _number(args.T, "--T") if args.T else 1
         return loss, params, theta0, T, values, "user loss"
     if args.params or args.theta0:
         raise ValueError("--params and --theta0 go with --loss")
@@ -107,7 +108,7 @@ def problem_from_args(args, optimizer):
         raise ValueError(f"problem {name!r} is full batch; mini-batch problems: "
                          f"{[n for n in problems.names() if problems.get(n).mini]}")
     loss = prob.loss_or_losses if args.batch == "mini" else prob.full_batch_loss()
-    T = _number(args.T) if args.T else prob.T
+    T = _number(args.T, "--T") if args.T else prob.T
     return loss, list(prob.params), list(prob.theta0), T, prob.values_for(optimizer, overrides), \
         name
 
@@ -116,18 +117,19 @@ def run(args):
     from tqdm import tqdm
     from modeq.numeric.problems import DEFAULT_HS
     from modeq.numeric.study import order_study, validate_inputs
+    # every option is checked before any work
     optimizer = optimizer_from_args(args)
     if args.batch == "mini" and args.stationary:
         raise ValueError("--stationary is for --batch full")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    check_output_file(args.plot, "--plot", PLOT_SUFFIXES)
+    check_output_file(args.json, "--json")
     loss, params, theta0, T, values, name = problem_from_args(args, optimizer)
-    orders = tuple(int(s) for s in _csv(args.orders, "--orders"))
-    hs = [_number(s) for s in _csv(args.hs, "--hs")] if args.hs else list(DEFAULT_HS)
+    orders = tuple(int_list(args.orders, "--orders"))
+    hs = [_number(s, "--hs") for s in _csv(args.hs, "--hs")] if args.hs else list(DEFAULT_HS)
     validate_inputs(optimizer, loss, params, theta0, T, hs, orders, args.dps)
     optimizer.check_values(values)
-    _check_writable(args.plot, "--plot")
-    _check_writable(args.json, "--json")
-    if args.jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     jobs, backend = args.jobs, None
     client = None
     if args.scheduler:
