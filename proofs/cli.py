@@ -54,7 +54,28 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"{_commands.__name__}.{info.name}")
         module.add_parser(sub)
+    for p in [parser, *sub.choices.values()]:
+        _plain_help(p)
     return parser
+
+
+_MARKUP = re.compile(r"``([^`]*)``|:(?:class|func|mod|meth|data|attr):`~?([^`]*)`")
+
+
+def plain(text):
+    """``text`` without reStructuredText markup (double backticks, ``:func:`...```): help
+    texts are often taken from docstrings."""
+    if not text:
+        return text
+    return _MARKUP.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), text)
+
+
+def _plain_help(parser):
+    parser.description = plain(parser.description)
+    parser.epilog = plain(parser.epilog)
+    for action in parser._actions:
+        if isinstance(action.help, str):
+            action.help = plain(action.help)
 
 
 _NEGATIVE_VALUE = re.compile(r"^-[\d.(]")

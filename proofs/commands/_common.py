@@ -106,3 +106,87 @@ def check_output_folder(path, option):
         raise UsageError(f"{option} {path}: cannot create the folder "
                          f"({exc.strerror or exc})") from None
     _probe(path, option, path)
+
+
+# -- progress -------------------------------------------------------------------------------
+class Progress:
+    """Progress of a long command, on stderr (stdout keeps the results).
+
+    On a terminal each step shows a tqdm bar (``[2/4] order-of-accuracy studies``, with the
+    count done); otherwise (a log file, a pipe, CI) one plain line when a step starts, one when
+    a sub-task (a study, a document) is done, and one when the step ends — no bars, no carriage
+    returns.  ``enabled=False`` prints nothing.
+
+    >>> p = Progress("modeq demo", 1, stream=None, enabled=False)
+    >>> with p.step("work") as update:
+    ...     update(1, 1, "first part")
+    """
+
+    def __init__(self, command, steps, stream=None, enabled=True, terminal=None):
+        import sys
+        self.command = command
+        self.steps = steps
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = enabled
+        isatty = getattr(self.stream, "isatty", None)
+        self.terminal = bool(isatty and isatty()) if terminal is None else terminal
+        self.index = 0
+
+    def _line(self, text):
+        if self.enabled:
+            print(f"{self.command}: {text}", file=self.stream, flush=True)
+
+    def step(self, label):
+        """A context manager for the next step; yields ``update(done, total, what="")``."""
+        import contextlib
+        import time
+
+        self.index += 1
+        head = f"[{self.index}/{self.steps}] {label}"
+
+        @contextlib.contextmanager
+        def run():
+            t0 = time.perf_counter()
+            bar = None
+            if self.enabled and self.terminal:
+                from tqdm import tqdm
+                bar = tqdm(desc=head, total=None, file=self.stream, leave=False,
+                           unit="", dynamic_ncols=True)
+            else:
+                self._line(head + " ...")
+            last = {"done": None}
+
+            def update(done, total, what=""):
+                if bar is not None:
+                    if bar.total != total:
+                        bar.total = total
+                    bar.n = done
+                    if what:
+                        bar.set_postfix_str(what, refresh=False)
+                    bar.refresh()
+                elif self.enabled and done != last["done"]:
+                    self._line(f"{head}: {done}/{total} done" + (f" ({what})" if what else ""))
+                last["done"] = done
+
+            try:
+                yield update
+            finally:
+                if bar is not None:
+                    bar.close()
+            self._line(f"{head}: done in {time.perf_counter() - t0:.1f} s")
+
+        return run()
+
+
+# -- optional dependencies ------------------------------------------------------------------
+def require_extra(modules, extra):
+    """Import ``modules`` (the optional dependencies a command needs); a missing one is a
+    usage error naming the extra that installs it (``pip install "modeq[experiments]"``)."""
+    import importlib
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UsageError(f"this command needs the optional dependency {name!r} "
+                             f"({type(exc).__name__}: {exc}); install it with: "
+                             f"pip install \"modeq[{extra}]\"") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ._common import add_optimizer_args, optimizer_from_args
+from ._common import add_optimizer_args, check_output_file, optimizer_from_args
 
 
 def add_parser(sub):
@@ -33,6 +33,7 @@ def run(args):
         raise ValueError(f"--backend must be one of {', '.join(CODEGEN_BACKENDS)}, "
                          f"got {args.backend!r}")
     opt = optimizer_from_args(args)
+    check_output_file(args.out, "--out")          # before any work
     command = "modeq codegen " + " ".join(
         shlex.quote(a) for a in _argv_without_out(args))
     source = generate_module(opt, order=args.order, backend=args.backend,

@@ -1,7 +1,7 @@
 """``modeq derive OPTIMIZER``: print the modified flow of a built-in optimizer."""
 from __future__ import annotations
 
-from ._common import add_optimizer_args, optimizer_from_args
+from ._common import UsageError, add_optimizer_args, optimizer_from_args
 
 
 def add_parser(sub):
@@ -26,19 +26,21 @@ def run(args):
     from modeq.symbolic import derive
     from modeq.symbolic.display import flow_latex, flow_text
     from modeq.symbolic.recognize import recognize
+    # every option is checked before any work
     opt = optimizer_from_args(args)
     if args.batch == "mini" and args.stationary:
         raise ValueError("--stationary is for --batch full")
+    if args.dims is not None:
+        if args.batch != "full":
+            raise UsageError("--dims is for --batch full")
+        if not 1 <= args.dims <= 6:
+            raise UsageError(f"--dims must be in 1..6, got {args.dims}")
     flow = derive(opt, order=args.order)
     if args.format == "latex":
         print(flow_latex(flow, args.batch, args.stationary))
     else:
         print(flow_text(flow, args.batch, args.stationary))
     if args.dims is not None:
-        if args.batch != "full":
-            raise ValueError("--dims is for --batch full")
-        if not 1 <= args.dims <= 6:
-            raise ValueError(f"--dims must be in 1..6, got {args.dims}")
         import sympy as sp
         comps = flow.generic(args.dims, stationary=args.stationary)
         print(f"\ncomponents for p = {args.dims} (d theta_j/dt):")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from ._common import check_output_folder, require_extra
+
 SWEEPS = ("rho-sweep", "beta-sweep")
 
 
@@ -96,10 +98,12 @@ def run(args) -> int:
     values = _values(args.values)
     out = args.out or f"modeq-{args.sweep}"
 
+    require_extra(("torch", "sklearn"), "experiments")   # before any work
     from modeq.numeric import experiments  # lazy: imports torch and scikit-learn
 
     # validate everything (and fail with one line) before loading data and training
     experiments.check_sweep_values(kind, values)
+    check_output_folder(out, "--out")
     result = experiments.adam_sweep(kind, values, **kwargs)
     paths = experiments.write_outputs(result, out)
     sys.stdout.write(result.summary())

@@ -9,13 +9,18 @@
 """
 from __future__ import annotations
 
-import importlib
+import inspect
 import os
 import time
 
+from . import latex as _latex_part
+from . import verify as _verify_part
+from ._common import Progress, check_output_folder
 
-PARTS = (("modeq.proofs.commands.verify", "order-of-accuracy studies"),
-         ("modeq.proofs.commands.latex", "derivation documents"))
+#: the parts other modules provide, each a module with ``reproduce_part(out_dir, quick)``;
+#: imported normally (a part that cannot be imported or run fails the command loudly)
+PARTS = ((_verify_part, "order-of-accuracy studies"),
+         (_latex_part, "derivation documents"))
 
 
 def add_parser(sub):
@@ -26,6 +31,8 @@ def add_parser(sub):
     p.add_argument("--quick", action="store_true", help="smaller numerical studies")
     p.add_argument("--symbolic-only", action="store_true",
                    help="only the derivation, proof and regime table")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines on stderr")
     p.set_defaults(run=run)
 
 
@@ -59,23 +66,23 @@ def symbolic_part():
 
 def run(args):
     from modeq.proofs.atomic import atomic_write_text
-    if os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out!r} exists and is not a folder")
-    text = symbolic_part()
+    check_output_folder(args.out, "--out")      # before any work
+    parts = [] if args.symbolic_only else list(PARTS)
+    for module, what in parts:
+        if not callable(getattr(module, "reproduce_part", None)):
+            raise RuntimeError(f"the {what} part ({module.__name__}) has no reproduce_part()")
+    progress = Progress("modeq reproduce", 1 + len(parts), enabled=not args.no_progress)
+    with progress.step("derivation, proof and regime table"):
+        text = symbolic_part()
     print(text)
-    os.makedirs(args.out, exist_ok=True)
     atomic_write_text(os.path.join(args.out, "adam-correction.txt"), text + "\n")
-    if args.symbolic_only:
-        return 0
-    for module_name, what in PARTS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        part = getattr(module, "reproduce_part", None)
-        if part is None:
-            continue
+    for module, what in parts:
+        with progress.step(what) as update:
+            kwargs = {"quick": args.quick}
+            if "progress" in inspect.signature(module.reproduce_part).parameters:
+                kwargs["progress"] = update
+            result = module.reproduce_part(args.out, **kwargs)
         print(f"\n--- {what} ---")
-        print(part(args.out, quick=args.quick))
+        print(result)
     print(f"\nreport written to {os.path.abspath(args.out)}/")
     return 0

@@ -158,10 +158,11 @@ def run(args):
     return 0 if result.passed else 1
 
 
-def reproduce_part(out_dir, quick=False) -> str:
+def reproduce_part(out_dir, quick=False, progress=None) -> str:
     """The default Adam order study, full batch (exact-n flow, orders 0-2) and mini batch
     (orders 0-1), written to
-    ``out_dir`` as Markdown tables, JSON and PNG plots (atomically); returns a short summary."""
+    ``out_dir`` as Markdown tables, JSON and PNG plots (atomically); returns a short summary.
+    ``progress(done, total, what)`` is called as each step size of each study is done."""
     from modeq.numeric import problems
     from modeq.numeric.study import atomic_write, order_study
     from modeq.symbolic import optimizers
@@ -173,12 +174,23 @@ def reproduce_part(out_dir, quick=False) -> str:
     dps = 30 if quick else 40
     lines = []
     # full batch also checks the h^2 term (no published result); mini batch is derived to order 1
-    for batch, pname, hs, orders in (("full", "logcosh2d", hs_full, (0, 1, 2)),
-                                     ("mini", "leastsquares3", hs_mini, (0, 1))):
+    studies = (("full", "logcosh2d", hs_full, (0, 1, 2)),
+               ("mini", "leastsquares3", hs_mini, (0, 1)))
+    total = sum(len(hs) for _, _, hs, _ in studies)
+    offset = 0
+    for k, (batch, pname, hs, orders) in enumerate(studies):
         prob = problems.get(pname)
+        label = f"study {k + 1}/{len(studies)}: Adam, {batch} batch ({pname})"
+
+        def tick(done, _total, offset=offset, label=label):
+            if progress is not None:
+                progress(offset + done, total, label)
+
+        tick(0, len(hs))
         res = order_study(adam, prob.loss_or_losses, prob.params, prob.theta0, T=prob.T, hs=hs,
-                          orders=orders, dps=dps, problem_name=pname,
+                          orders=orders, dps=dps, problem_name=pname, progress=tick,
                           **prob.values_for(adam))
+        offset += len(hs)
         stem = os.path.join(out_dir, f"order-study-adam-{batch}")
         atomic_write(stem + ".md", res.table("markdown"))
         res.to_json(stem + ".json")
