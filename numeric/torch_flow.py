@@ -1,33 +1,28 @@
-"""Matrix-free evaluation of derived flows on torch models (any order the engine derives).
+"""Derived flows on torch models, matrix-free: autograd callbacks for the emit layer's forms.
 
-The component algebra of :mod:`modeq.symbolic.operators` maps directly onto autograd:
+Every full-batch term ``F_r`` has a matrix-free form (:mod:`modeq.symbolic.emit.forms`):
+componentwise expressions in the gradient ``g`` and contractions ``H.u``, ``T[u, w]``.  This
+module supplies the callbacks that form needs, from autograd on a scalar loss:
 
 * ``g``          -> the flat gradient ``∇E`` (kept with its graph);
-* ``H·u``        -> one Hessian-vector product ``∂/∂θ (∇E · u)``;
-* ``T[u, w]``    -> a nested one ``∂/∂θ ((∂/∂θ (∇E · w)) · u)``;
-* componentwise functions -> elementwise torch operations.
+* ``hvp(u)``     -> one Hessian-vector product ``∂/∂θ (∇E · u)``;
+* ``d3(u, w)``   -> a nested one ``∂/∂θ ((∂/∂θ (∇E · w)) · u)``;
 
-Arguments of the operators are *values* (the operators differentiate the loss, never their
-arguments), so they are detached before each product: the cost is one HVP per ``H·u`` node and
-two per ``T[u, w]`` node, never a dense Hessian.  Memory sums must be in closed form (use the
-stationary flow, or the exact one where its sums close, e.g. bias-corrected Adam to order 1).
+and :class:`~modeq.symbolic.emit.matrixfree.MatrixFreeFunction` does the rest (one compiled
+kernel per nesting level).  The cost is one HVP per ``H·u`` node and two per ``T[u, w]`` node,
+never a dense Hessian.  Memory sums must be in closed form (use the stationary flow, or the
+exact one where its sums close, e.g. bias-corrected Adam to order 1).
 
 Convention: ``flow_field(...)`` returns ``d theta/dt = -(F0 + h F1 + ...)``; ``flow_terms``
 returns ``[F0, F1, ...]``, each flattened over all parameters in ``params`` order.
 """
 from __future__ import annotations
 
-import sympy as sp
 import torch
 
-from modeq.symbolic.emit.values import resolve_values
-from modeq.symbolic.family import h as h_sym, n as n_sym, theta as theta_sym
-from modeq.symbolic.operators import D3, FULL, Grad, Hess
+from modeq.symbolic.emit import MatrixFreeFlow, MatrixFreeFunction, flow_forms
 
-__all__ = ["flow_terms", "flow_field", "TorchFlowEvaluator"]
-
-_FUNCS = {sp.exp: torch.exp, sp.log: torch.log, sp.tanh: torch.tanh, sp.sin: torch.sin,
-          sp.cos: torch.cos, sp.cosh: torch.cosh, sp.sinh: torch.sinh, sp.atan: torch.atan}
+__all__ = ["flow_terms", "flow_field", "AutogradCallbacks"]
 
 
 def _check_params(params):
@@ -44,18 +39,18 @@ def _check_params(params):
     return params
 
 
-class TorchFlowEvaluator:
-    """Evaluate component expressions at the current parameters of a torch loss."""
+class AutogradCallbacks:
+    """``g``, ``theta`` (flat, detached), ``hvp(u)`` and ``d3(u, w)`` of a scalar torch loss at
+    the current ``params``; vectors are flat, in ``params`` order."""
 
     def __init__(self, loss, params):
         self.params = _check_params(params)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             raise ValueError("loss must be a scalar tensor")
         grads = torch.autograd.grad(loss, self.params, create_graph=True)
-        self.g = torch.cat([x.reshape(-1) for x in grads])
+        self._g = torch.cat([x.reshape(-1) for x in grads])
+        self.g = self._g.detach()
         self.theta = torch.cat([p.detach().reshape(-1) for p in self.params])
-        self.dtype, self.device = self.g.dtype, self.g.device
-        self._memo = {}
         self._hw = {}
 
     def _flat_grad(self, scalar, create_graph):
@@ -65,89 +60,57 @@ class TorchFlowEvaluator:
                           for p, d in zip(self.params, parts)])
 
     def hvp(self, u, create_graph=False):
-        return self._flat_grad(torch.dot(self.g, u.detach()), create_graph)
+        """``H u``."""
+        return self._flat_grad(torch.dot(self._g, u.detach()), create_graph)
 
-    def third(self, u, w):
+    def d3(self, u, w):
+        """``T[u, w]``, with ``H w`` kept (and its graph) for every ``w`` seen."""
         key = id(w)
         if key not in self._hw:
             self._hw[key] = (w, self.hvp(w, create_graph=True))
-        hw = self._hw[key][1]
-        return self._flat_grad(torch.dot(hw, u.detach()), False)
+        return self._flat_grad(torch.dot(self._hw[key][1], u.detach()), False)
 
-    def evaluate(self, expr):
-        expr = sp.sympify(expr)
-        if expr in self._memo:
-            return self._memo[expr]
-        out = self._eval(expr)
-        self._memo[expr] = out
-        return out
-
-    def _const(self, x):
-        return torch.tensor(float(x), dtype=self.dtype, device=self.device)
-
-    def _eval(self, e):
-        if e.is_Number:
-            return self._const(e)
-        if isinstance(e, Grad):
-            if e.args[0] != FULL:
-                raise ValueError("mini-batch expressions are not supported by the torch path")
-            return self.g.detach()
-        if e == theta_sym:
-            return self.theta
-        if isinstance(e, Hess):
-            return self.hvp(self.evaluate(e.args[1]))
-        if isinstance(e, D3):
-            return self.third(self.evaluate(e.args[1]), self.evaluate(e.args[2]))
-        if isinstance(e, sp.Add):
-            out = self.evaluate(e.args[0])
-            for a in e.args[1:]:
-                out = out + self.evaluate(a)
-            return out
-        if isinstance(e, sp.Mul):
-            out = self.evaluate(e.args[0])
-            for a in e.args[1:]:
-                out = out * self.evaluate(a)
-            return out
-        if isinstance(e, sp.Pow):
-            base, ex = e.args
-            b = self.evaluate(base)
-            if ex == sp.Rational(1, 2):
-                return torch.sqrt(b)
-            if ex == -sp.Rational(1, 2):
-                return torch.rsqrt(b)
-            return b ** float(ex) if not ex.is_Integer else b ** int(ex)
-        if isinstance(e, sp.Function) and e.func in _FUNCS:
-            return _FUNCS[e.func](self.evaluate(e.args[0]))
-        if isinstance(e, sp.Sum):
-            raise ValueError("a memory sum without closed form: use stationary=True")
-        if e.free_symbols:
-            raise ValueError(f"no value for symbol(s) {sorted(map(str, e.free_symbols))}")
-        return self._const(sp.N(e, 20))
+    def evaluate(self, function, n=None):
+        """``function(g, hvp, d3, theta, n)`` for a matrix-free function."""
+        return function(self.g, self.hvp, self.d3, self.theta, n).detach()
 
 
-def _prepared_terms(flow, stationary, n, values):
-    subs = resolve_values(flow, values)
-    terms = flow.terms("full", stationary)
-    if not stationary:
-        if n is None:
-            raise ValueError("give the step index n, or stationary=True")
-        subs[n_sym] = sp.Integer(int(n))
-    return [t.xreplace(subs).doit() for t in terms], subs
+_COMPILED = {}
+
+
+def _compiled(key, build):
+    hit = _COMPILED.get(key)
+    if hit is None or hit[0] is not key[0]:
+        if len(_COMPILED) > 64:
+            _COMPILED.clear()
+        hit = _COMPILED[key] = (key[0], build())
+    return hit[1]
+
+
+def _key(flow, stationary, dtype, values, what):
+    return (flow, id(flow), what, bool(stationary), str(dtype),
+            tuple(sorted((k, str(v)) for k, v in values.items())))
 
 
 def flow_terms(flow, loss, params, stationary=True, n=None, **values):
     """``[F0, F1, ...]`` of ``flow`` at the current ``params`` (flat tensors)."""
-    terms, _ = _prepared_terms(flow, stationary, n, values)
-    ev = TorchFlowEvaluator(loss, params)
-    return [ev.evaluate(t).detach() for t in terms]
+    cb = AutogradCallbacks(loss, params)
+    values = {k: v for k, v in values.items() if k != "h"}
+
+    def build():
+        return [MatrixFreeFunction([f], [1], "torch", cb.g.dtype, True,
+                                   {k: v for k, v in values.items()
+                                    if k in {str(s) for s in f.hyperparameters}})
+                for f in flow_forms(flow, stationary)]
+
+    functions = _compiled(_key(flow, stationary, cb.g.dtype, values, "terms"), build)
+    return [cb.evaluate(f, n if f.uses_n else None) for f in functions]
 
 
 def flow_field(flow, loss, params, stationary=True, n=None, **values):
     """``d theta/dt = -(F0 + h F1 + h^2 F2 ...)`` at the current ``params`` (flat tensor)."""
-    terms, subs = _prepared_terms(flow, stationary, n, values)
-    ev = TorchFlowEvaluator(loss, params)
-    h = float(subs.get(h_sym, 0))
-    out = torch.zeros_like(ev.theta)
-    for r, t in enumerate(terms):
-        out = out - (h ** r) * ev.evaluate(t)
-    return out.detach()
+    cb = AutogradCallbacks(loss, params)
+    function = _compiled(_key(flow, stationary, cb.g.dtype, values, "field"),
+                         lambda: MatrixFreeFlow(flow, stationary).lambdify(
+                             "torch", cb.g.dtype, True, **values))
+    return cb.evaluate(function, n if function.uses_n else None)
