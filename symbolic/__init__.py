@@ -10,7 +10,7 @@ Public contract::
     adam = Optimizer("adam", states=[m, v], step=m / sp.sqrt(v + eps))
     flow = derive(adam, order=1)
 
-Conventions are those of ``shared/MATH.md``: the modified flow on ``[nh, (n+1)h)`` is
+Conventions are those of ``docs/conventions.md``: the modified flow on ``[nh, (n+1)h)`` is
 ``d theta/dt = -F^(n)(theta)`` with ``F = F0 + h F1 + h^2 F2 + ...``.
 """
 from .family import EMA, Optimizer, beta, eps, g, h, n, rho, theta

@@ -1,6 +1,6 @@
 """Expansion passes: past iterates through the flow, states and the step as series in ``h``.
 
-Convention (MATH.md §3): the flow on ``[lh, (l+1)h)`` is ``d theta/dt = -F^(l)``.  With
+Convention (docs/conventions.md §3): the flow on ``[lh, (l+1)h)`` is ``d theta/dt = -F^(l)``.  With
 ``L_V q = Dq . V`` and Groebner's lemma, a quantity at a past iterate is, from the current point
 ``theta = theta(nh)``,
 

@@ -1,6 +1,6 @@
 """Declarations of optimizers in the exponential-moving-average family.
 
-Convention (``../shared/MATH.md`` §2).  Every operation is componentwise.  An optimizer keeps
+Convention (``docs/conventions.md`` §2).  Every operation is componentwise.  An optimizer keeps
 states ``s_i``, each an exponential moving average of a componentwise function ``phi_i(g, theta)``
 of the gradients seen so far; after step ``n`` (steps counted from 0)
 

@@ -109,7 +109,7 @@ class ModifiedFlow:
 
 def derive(optimizer, order=1):
     """The modified flow of ``optimizer`` to ``order`` (0, 1 or 2): ``F = F0 + h F1 + h^2 F2``
-    with ``d theta/dt = -F^(n)(theta)`` on ``[nh, (n+1)h)`` (MATH.md §3).
+    with ``d theta/dt = -F^(n)(theta)`` on ``[nh, (n+1)h)`` (docs/conventions.md §3).
 
     >>> from modeq.symbolic import derive, optimizers
     >>> flow = derive(optimizers.gd(), order=1)

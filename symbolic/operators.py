@@ -1,4 +1,4 @@
-"""The dimension-free component algebra (MATH.md §6).
+"""The dimension-free component algebra (docs/conventions.md §6).
 
 A *component expression* stands for component ``j`` of a vector field built from
 
@@ -134,7 +134,7 @@ class _HigherDerivativeNeeded(NotImplementedError):
 def lie(e, V):
     """Lie derivative ``L_V e = De . V`` of the component expression ``e`` along ``V``.
 
-    Rules (MATH.md §6): ``L_V g = H.V``, ``L_V theta = V``,
+    Rules (docs/conventions.md §6): ``L_V g = H.V``, ``L_V theta = V``,
     ``L_V (H.u) = T[V, u] + H.(L_V u)``; sums over step indices commute with ``L_V``.
     """
     return _lie(sp.sympify(e), sp.sympify(V))

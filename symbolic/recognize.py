@@ -7,7 +7,8 @@ as opaque symbols) and, independently, after lowering both to generic components
 ``g_i, H_ij`` for ``p = 1..4``.  Nothing is
 presented in a published form whose proof failed (:func:`recognize` returns ``None``).
 
-Published forms (MATH.md §4), written here as *references*, never fed to the derivation:
+Published forms (docs/conventions.md §4), written here as *references*, never fed to the
+derivation:
 
 * Adam, ε inside (Cattaneo, Klusowski, Shigida 2024): ``h F1 = correction / sqrt(g^2+eps)``,
   ``correction_j = (h/2){(1+β)/(1-β) - (1+ρ)/(1-ρ) + (1+ρ)/(1-ρ) ε/(g_j²+ε)} ∂_j‖∇E‖_{1,ε}``,
@@ -64,7 +65,7 @@ def memory_moment(decay, bias_correction=True, stationary=False):
 def adam_reference_F1(beta_value=beta, stationary=True):
     """``F1`` of Adam (ε inside, bias-corrected) from the published correction:
     stationary: ``correction/(h s)``; exact in ``n``:
-    ``(H F0)/s [b_n - r_n g²/s² + ε/(2 s²)]`` (MATH.md §3)."""
+    ``(H F0)/s [b_n - r_n g²/s² + ε/(2 s²)]`` (docs/conventions.md §3)."""
     g = Grad(FULL)
     s2 = g ** 2 + eps
     if stationary:
@@ -94,7 +95,7 @@ def _candidates(flow, stationary):
                     2, D3(FULL, g, g) / 12 + Hess(FULL, Hess(FULL, g)) / 3,
                     "F2 = (1/12) ∇³E[∇E,∇E] + (1/3) (∇²E)²∇E"))
     if names == {"u"} and stationary:
-        out.append(("heavy-ball momentum (stationary)", "MATH.md §4", 1,
+        out.append(("heavy-ball momentum (stationary)", "docs/conventions.md §4", 1,
                     (1 + beta) / (2 * (1 - beta) ** 3) * Hess(FULL, g),
                     "F = g/(1-β) + h (1+β)/(2(1-β)³) H g"))
     if names == {"m", "v"} and all(s.bias_correction for s in opt.states):

@@ -1,6 +1,6 @@
 """lambdify backends (numpy, torch, mpmath) against independent values: the symbolic field
 evaluated exactly (rational point, rational hyperparameters, 40-digit evalf), hand-written
-formulas of MATH.md §4 evaluated with NumPy, and each other at random points."""
+formulas of docs/conventions.md §4 evaluated with NumPy, and each other at random points."""
 import re
 
 import mpmath

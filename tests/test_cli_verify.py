@@ -46,7 +46,7 @@ def test_verify_mini_batch_and_stationary(capsys):
     assert code == 0 and "mini batch" in out and "leastsquares3" in out
     code, out, _ = run(["verify", "heavy_ball", "--stationary", "--orders", "1", *FAST],
                        capsys)
-    assert code == 1 and "FAIL" in out  # only O(h)-close: MATH.md §3
+    assert code == 1 and "FAIL" in out  # only O(h)-close: docs/conventions.md §3
 
 
 def test_verify_jobs(capsys):

@@ -27,7 +27,7 @@ def _one_thread():
 
 # ---------------------------------------------------------------------------------------------
 # An independent implementation: the built-in MLP (64 -> 32 tanh -> 10) and cross-entropy,
-# forward and backward by hand in NumPy float64, and Adam from shared/MATH.md.
+# forward and backward by hand in NumPy float64, and Adam from docs/conventions.md.
 # ---------------------------------------------------------------------------------------------
 
 def _np_params(state):
@@ -130,8 +130,8 @@ def test_logged_values_equal_independent_numpy_at_checkpoint(reduced, penalty):
 @pytest.mark.parametrize("placement", ["inside", "outside"])
 def test_training_loop_is_the_papers_adam_float64(placement):
     """A float64 copy of the built-in MLP through the plug-in API: every logged value and the
-    parameters after 5 steps equal a NumPy re-implementation (hand gradient + MATH.md's Adam,
-    eps inside the square root; or torch.optim.Adam's eps outside)."""
+    parameters after 5 steps equal a NumPy re-implementation (hand gradient + the Adam of
+    docs/conventions.md §2, eps inside the square root; or torch.optim.Adam's eps outside)."""
     beta, rho, eps, lr, steps = 0.9, 0.99, 1e-3, 0.05, 5
 
     def factory():

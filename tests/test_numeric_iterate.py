@@ -1,7 +1,7 @@
 """Iterates generated from declarations against independent hand-written recursions.
 
-The references below are written from MATH.md §2 directly (gradients coded by hand, no SymPy,
-no modeq code): exact rational arithmetic (``fractions.Fraction``) where the recursion is
+The references below are written from docs/conventions.md §2 directly (gradients coded by
+hand, no SymPy, no modeq code): exact rational arithmetic (``fractions.Fraction``) where the recursion is
 rational (GD, heavy-ball, Adam without the square root), high-precision mpmath otherwise.
 """
 from fractions import Fraction as Fr

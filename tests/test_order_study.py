@@ -1,8 +1,8 @@
 """Order-of-accuracy studies: derived flows against iterates, with the safeguards.
 
 Independent references: the iterates (the optimizer's recursion, checked against hand-written
-recursions in test_numeric_iterate.py), hand-written flows from published formulas (MATH.md §3,
-§4: Adam's correction with the memory moments b_n, r_n; Hairer–Lubich–Wanner's second-order
+recursions in test_numeric_iterate.py), hand-written flows from published formulas
+(docs/conventions.md §3, §4: Adam's correction with the memory moments b_n, r_n; Hairer–Lubich–Wanner's second-order
 modified equation of explicit Euler), and Runge–Kutta order conditions computed from rooted
 trees.  Small dps and few step sizes keep CI time low; the full study is the benchmark.
 """
@@ -78,8 +78,8 @@ def test_full_batch_stationary(name):
 
 @pytest.mark.parametrize("name", ["heavy_ball", "adam_no_bc"])
 def test_stationary_flow_is_only_first_order_when_F0_depends_on_n(name):
-    # MATH.md §3: from zero momentum (or without bias correction) an initial layer of a few
-    # memory lengths shifts the trajectory by O(h): the stationary order-1 flow is O(h)-close.
+    # docs/conventions.md §3: from zero momentum (or without bias correction) an initial layer
+    # of a few memory lengths shifts the trajectory by O(h): the stationary order-1 flow is O(h)-close.
     res = study(OPTIMIZERS[name](), P2, H4_7, stationary=True, orders=(1,))
     o = res.orders[1]
     assert abs(o.slope - 1) <= 0.1, res.table()
@@ -121,7 +121,7 @@ def test_default_trajectories_keep_every_gradient_component_away_from_zero():
 
 # -- the engine's flow against hand-written published formulas ------------------------------
 def hand_adam_field(E, params, order, h, beta, rho, eps, stationary=False):
-    """MATH.md §3 worked check: F0 = g/s, F1_j = (H F0)_j/s_j [b_n - r_n g_j^2/s_j^2 +
+    """docs/conventions.md §3 worked check: F0 = g/s, F1_j = (H F0)_j/s_j [b_n - r_n g_j^2/s_j^2 +
     eps/(2 s_j^2)], s = sqrt(g^2 + eps), b_n = sum_k w_k (n-k) in closed form."""
     p = len(params)
     gs = [sp.diff(E, v) for v in params]

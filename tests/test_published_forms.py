@@ -1,4 +1,4 @@
-"""Derived flows against literature formulas (MATH.md §4), exactly, one line per case.
+"""Derived flows against literature formulas (docs/conventions.md §4), exactly, one line per case.
 
 References are typed here from the papers, in generic components g_i, H_ij, T_ijk for
 dimension p, and compared with the engine's lowering ``flow.generic(p, ...)``.
@@ -67,7 +67,8 @@ def ref_rmsprop_stationary(P, g, H):
 
 
 def ref_adam_exact_n(P, g, H):
-    """MATH.md §3 worked check: F1_j = (H F0)_j/s_j [b_n - r_n g_j^2/s_j^2 + eps/(2 s_j^2)]."""
+    """docs/conventions.md §3 worked check:
+    F1_j = (H F0)_j/s_j [b_n - r_n g_j^2/s_j^2 + eps/(2 s_j^2)]."""
     s = s_vec(g)
     F0 = sp.Matrix([g[i] / s[i] for i in range(P.p)])
     HF0 = H * F0

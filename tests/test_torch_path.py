@@ -468,7 +468,8 @@ def test_bad_loss_and_sign_rejected():
 
 
 def test_adam_eps_inside_follows_the_recursion_of_math_md():
-    # E = 0.5 θᵀQθ - bᵀθ with a hand-written gradient; MATH.md's Adam in NumPy float64
+    # E = 0.5 θᵀQθ - bᵀθ with a hand-written gradient; the Adam of docs/conventions.md §2 in
+    # NumPy float64
     rng = np.random.default_rng(11)
     M = rng.normal(size=(4, 4))
     Q, bvec, theta0 = M @ M.T + np.eye(4), rng.normal(size=4), rng.normal(size=4)
