@@ -227,17 +227,31 @@ def hessian_vector_product(loss, params, vectors, grads=None) -> List[torch.Tens
 # The paper's correction
 # --------------------------------------------------------------------------------------------
 
+_ADAM = []
+
+
+def _adam_flow():
+    """Adam's order-1 flow (ε inside, bias correction), derived once per process."""
+    if not _ADAM:
+        from modeq.symbolic import derive, optimizers
+        _ADAM.append(derive(optimizers.adam(), 1))
+    return _ADAM[0]
+
+
 def _correction(loss, params, beta, rho, eps, h):
+    """``(g, s, correction)`` as lists shaped like ``params``.  The paper writes the flow as
+    ``-(g + correction)/s``, so ``correction = s * h F1`` with ``h F1`` the derived stationary
+    term, evaluated matrix-free by :func:`modeq.numeric.torch_flow.flow_correction`."""
+    from .torch_flow import AutogradCallbacks, correction_function
     eps, h = check_eps(eps), _check_h(h)
-    A, B = adam_coefficients(beta, rho)
+    beta, rho = check_beta(beta), check_rho(rho)
     params = check_params(params)
-    grads = gradients(loss, params, create_graph=True)
-    gd = [g.detach() for g in grads]
+    cb = AutogradCallbacks(_check_loss(loss), params)
+    function = correction_function(_adam_flow(), True, cb.g.dtype,
+                                   beta=beta, rho=rho, eps=eps, h=h)
+    gd = cb.split(cb.g)
     s = [torch.sqrt(g * g + eps) for g in gd]
-    u = [g / si for g, si in zip(gd, s)]                        # F0 = g/s
-    hu = hessian_vector_product(None, params, u, grads=grads)   # ∂_j ‖∇E‖_{1,ε}
-    corr = [(h / 2) * (A + B * eps / (si * si)) * x for si, x in zip(s, hu)]
-    return gd, s, corr
+    return gd, s, [si * c for si, c in zip(s, cb.split(cb.evaluate(function)))]
 
 
 def adam_correction(loss, params, beta, rho, eps, h) -> List[torch.Tensor]:

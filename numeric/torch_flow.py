@@ -22,7 +22,8 @@ import torch
 
 from modeq.symbolic.emit import MatrixFreeFlow, MatrixFreeFunction, flow_forms
 
-__all__ = ["flow_terms", "flow_field", "AutogradCallbacks"]
+__all__ = ["flow_terms", "flow_field", "flow_correction", "correction_function",
+           "AutogradCallbacks"]
 
 
 def _check_params(params):
@@ -47,17 +48,32 @@ class AutogradCallbacks:
         self.params = _check_params(params)
         if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
             raise ValueError("loss must be a scalar tensor")
-        grads = torch.autograd.grad(loss, self.params, create_graph=True)
-        self._g = torch.cat([x.reshape(-1) for x in grads])
+        grads = torch.autograd.grad(loss, self.params, create_graph=True, allow_unused=True)
+        self._g = torch.cat([torch.zeros_like(p).reshape(-1) if x is None else x.reshape(-1)
+                             for x, p in zip(grads, self.params)])
         self.g = self._g.detach()
-        self.theta = torch.cat([p.detach().reshape(-1) for p in self.params])
         self._hw = {}
 
+    @property
+    def theta(self):
+        """The flat parameters (detached)."""
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
     def _flat_grad(self, scalar, create_graph):
+        if not scalar.requires_grad:               # the loss is at most linear in params
+            return torch.zeros_like(self.g)
         parts = torch.autograd.grad(scalar, self.params, create_graph=create_graph,
                                     retain_graph=True, allow_unused=True)
         return torch.cat([torch.zeros_like(p).reshape(-1) if d is None else d.reshape(-1)
                           for p, d in zip(self.params, parts)])
+
+    def split(self, flat):
+        """A flat vector as a list of tensors shaped like ``params``."""
+        out, k = [], 0
+        for p in self.params:
+            out.append(flat[k:k + p.numel()].view_as(p))
+            k += p.numel()
+        return out
 
     def hvp(self, u, create_graph=False):
         """``H u``."""
@@ -72,7 +88,8 @@ class AutogradCallbacks:
 
     def evaluate(self, function, n=None):
         """``function(g, hvp, d3, theta, n)`` for a matrix-free function."""
-        return function(self.g, self.hvp, self.d3, self.theta, n).detach()
+        theta = self.theta if function.uses_theta else None
+        return function(self.g, self.hvp, self.d3, theta, n).detach()
 
 
 _COMPILED = {}
@@ -114,3 +131,19 @@ def flow_field(flow, loss, params, stationary=True, n=None, **values):
                          lambda: MatrixFreeFlow(flow, stationary).lambdify(
                              "torch", cb.g.dtype, True, **values))
     return cb.evaluate(function, n if function.uses_n else None)
+
+
+def correction_function(flow, stationary, dtype, **values):
+    """The compiled matrix-free ``h F1 + h^2 F2 ...`` of ``flow`` for tensors of ``dtype``
+    (cached per flow, variant and values); evaluate it with :meth:`AutogradCallbacks.evaluate`."""
+    return _compiled(_key(flow, stationary, dtype, values, "correction"),
+                     lambda: MatrixFreeFlow(flow, stationary).correction(
+                         "torch", dtype, True, **values))
+
+
+def flow_correction(flow, loss, params, stationary=True, n=None, **values):
+    """``h F1 + h^2 F2 ...`` (the terms beyond the limiting flow, with the sign of ``F``) at the
+    current ``params``: a list of tensors shaped like ``params``, detached."""
+    cb = AutogradCallbacks(loss, params)
+    function = correction_function(flow, stationary, cb.g.dtype, **values)
+    return cb.split(cb.evaluate(function, n if function.uses_n else None))
