@@ -1,1 +1,25 @@
-"""modeq.proofs: derivation documents (LaTeX/PDF) and the ``modeq`` command line."""
+"""modeq.proofs: derivation documents (LaTeX/PDF) and the ``modeq`` command line.
+
+A derivation document derives an optimizer's modified flow ``d theta/dt = -(F_0 + h F_1 + ...)``
+step by step from its recursion, with every stated equality checked exactly by SymPy when the
+document is built; a document whose checks fail is never rendered.
+
+>>> from modeq.proofs import document, render
+>>> tex = render(document("gd", order=1))          # Barrett & Dherin's F_1 = (1/2) H g
+>>> "Barrett" in tex and tex.startswith("\\\\documentclass")
+True
+
+* :func:`build_document` / :func:`document` — build (and verify) a document;
+* :func:`render`, :func:`equation_tex` — LaTeX of a document, or of one of its equations;
+* :func:`write_tex`, :func:`compile_pdf`, :func:`latex_engine` — write and compile, atomically;
+* :func:`regenerate`, :func:`builtin_filename`, :data:`BUILTIN_DOCUMENTS` — the committed
+  documents in ``proofs/tex/``.
+"""
+from .build import build_document, document, document_name
+from .document import Document, ProofError
+from .latex import compile_pdf, equation_tex, latex_engine, render, write_tex
+from .registry import BUILTIN_DOCUMENTS, builtin_filename, regenerate
+
+__all__ = ["build_document", "document", "document_name", "render", "equation_tex",
+           "write_tex", "compile_pdf", "latex_engine", "regenerate", "builtin_filename",
+           "BUILTIN_DOCUMENTS", "Document", "ProofError"]

@@ -9,6 +9,8 @@ A :class:`Document` holds
   defined once and printed in the conventions;
 * ``steps`` — named sections; each is a list of items: prose, aligned equations that refer
   to quantities by key (the renderer lays them out), or tables;
+* ``display`` — typed :class:`DisplayHints` for the renderer (printer names, the square root
+  ``s``, the field ``u``, memory scalars, EMA weights, a term printer);
 * ``checks`` — every equality the document states, as a function of the document's own
   quantities.  :meth:`Document.verify` runs them all; a failed check raises
   :class:`ProofError`, so a document with a wrong coefficient is never rendered.  Checks read
@@ -20,15 +22,16 @@ The model knows nothing about LaTeX beyond the strings the builder put in it
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import sympy as sp
 
-from .notation import Abbreviation, expand_abbreviations
+from .notation import Abbreviation, FieldSymbol, expand_abbreviations
 
-__all__ = ["Check", "Equation", "Step", "Document", "ProofError"]
+__all__ = ["Check", "Equation", "Step", "Document", "DisplayHints", "ProofError"]
 
 
 class ProofError(RuntimeError):
@@ -80,6 +83,27 @@ class Step:
 
 
 @dataclass
+class DisplayHints:
+    """How the renderer prints a document's quantities (printing only, never checked).
+
+    ``names`` maps symbols or undefined functions to LaTeX (see
+    :class:`~modeq.proofs.printer.DocPrinter`); ``radicand`` is the single radicand ``R`` of
+    the flow, printed through ``s`` with ``s**2 = R``; ``u`` prints the field ``u_value``
+    (``F_0``) where it is an operator argument; ``scalars`` are the memory coefficients the
+    canonical layout collects by; ``weights`` maps a state's name to ``(W, state)``, ``W(n, k)``
+    printing the EMA weight ``w_{n,k}``; ``term_printer(expr, renderer)``, when set, replaces
+    the canonical layout by its own list of LaTeX terms (mini batch)."""
+    names: dict = field(default_factory=dict)
+    radicand: sp.Expr | None = None
+    s: FieldSymbol | None = None
+    u: FieldSymbol | None = None
+    u_value: sp.Expr | None = None
+    scalars: tuple = ()
+    weights: dict = field(default_factory=dict)
+    term_printer: Callable | None = None
+
+
+@dataclass
 class Document:
     """A derivation document (see module docstring)."""
     name: str
@@ -90,7 +114,7 @@ class Document:
     quantities: dict = field(default_factory=dict)
     steps: list = field(default_factory=list)
     checks: list = field(default_factory=list)
-    display: dict = field(default_factory=dict)
+    display: DisplayHints = field(default_factory=DisplayHints)
 
     # -- building ---------------------------------------------------------------------------
     def add(self, key, expr):
@@ -145,7 +169,6 @@ class Document:
 
     def fingerprint(self):
         """A digest of everything the checks read (quantities and abbreviations)."""
-        import hashlib
         parts = [f"{k}={sp.srepr(v)}" for k, v in sorted(self.quantities.items())]
         parts += [f"{sp.srepr(a.symbol)}:={sp.srepr(a.value)}" for a in self.abbreviations]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()

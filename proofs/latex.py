@@ -6,42 +6,28 @@ operator group or one coefficient piece per line, see :func:`modeq.proofs.notati
 the labels of the checks that establish an equation printed beside it; the list of checks at
 the end.  :func:`render` verifies the document first, so a document whose checks fail is never
 rendered.  Output is deterministic (canonical layout, fixed bound-variable names, no dates).
-
-``python -m modeq.proofs.latex --regenerate [--pdf]`` rewrites the committed documents in
-``proofs/tex/`` (:data:`BUILTIN_DOCUMENTS`).
+How quantities print is set by the document's :class:`~modeq.proofs.document.DisplayHints`.
+:func:`write_tex` and :func:`compile_pdf` write atomically: a failure leaves any previous file
+intact.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 
 import sympy as sp
 
+from modeq.symbolic.family import n
+
 from .atomic import atomic_path, atomic_write_text
+from .document import Equation
 from .notation import FieldSymbol, canonical_dummies, layout
 from .printer import DocPrinter
 
-__all__ = ["render", "write_tex", "equation_tex", "compile_pdf", "latex_engine", "BUILTIN_DOCUMENTS",
-           "TEX_DIR", "regenerate", "build_builtin"]
-
-TEX_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tex")
-
-#: (optimizer, order, batch, stationary) of the committed documents
-BUILTIN_DOCUMENTS = (
-    ("gd", 1, "full", False),
-    ("gd", 2, "full", False),
-    ("heavy_ball", 1, "full", False),
-    ("rmsprop", 1, "full", False),
-    ("adam", 1, "full", False),
-    ("adam", 1, "mini", False),
-    ("sgd", 1, "mini", False),
-    ("adam", 2, "full", True),
-)
+__all__ = ["render", "write_tex", "equation_tex", "compile_pdf", "latex_engine"]
 
 LINE_WIDTH = 54          # visible characters per equation line (rough measure)
 
@@ -75,23 +61,22 @@ def width(tex):
 
 
 class _Renderer:
+    """Prints the quantities of one document (its display hints) as LaTeX terms and blocks."""
+
     def __init__(self, doc):
         self.doc = doc
-        disp = doc.display
-        self.printer_names = disp.get("names", {})
-        self.ctx = dict(radicand=disp.get("radicand"), s=disp.get("s"),
-                        u_value=disp.get("u_value"), u=disp.get("u"),
-                        scalars=tuple(disp.get("scalars", ())))
-        self.mini = disp.get("mini")
+        self.hints = doc.display
 
     def tex(self, e):
-        return DocPrinter(self.printer_names).doprint(e)
+        return DocPrinter(self.hints.names).doprint(e)
 
     # -- a field expression as a list of terms -------------------------------------------------
     def terms(self, expr):
-        if self.mini is not None:
-            return self.mini.terms(expr, self)
-        rows = layout(expr, **self.ctx)
+        hints = self.hints
+        if hints.term_printer is not None:
+            return hints.term_printer(expr, self)
+        rows = layout(expr, radicand=hints.radicand, s=hints.s, u_value=hints.u_value,
+                      u=hints.u, scalars=tuple(hints.scalars))
         out = []
         for row in rows:
             mono = row.monomial
@@ -172,15 +157,13 @@ class _Renderer:
 
     def _weight(self, rest):
         """Split a product into a named EMA weight ``w_{n,k}`` (if one divides it) and the rest."""
-        from modeq.symbolic.family import n as n_
-        weights = self.doc.display.get("weights", {})
-        for name, (W, state) in sorted(weights.items()):
+        for name, (W, state) in sorted(self.hints.weights.items()):
             for k in sorted(rest.free_symbols, key=str):
-                if not k.is_integer or k == n_:
+                if not k.is_integer or k == n:
                     continue
-                ratio = sp.powsimp(sp.cancel(rest / state.weight(n_, k)))
+                ratio = sp.powsimp(sp.cancel(rest / state.weight(n, k)))
                 if k not in ratio.free_symbols:
-                    return self.tex(W(n_, k)), ratio
+                    return self.tex(W(n, k)), ratio
         return "", rest
 
 
@@ -222,8 +205,14 @@ def _break(terms):
 # -- the whole document ----------------------------------------------------------------------------
 
 def render(doc):
-    """The LaTeX source of ``doc`` (verified first unless it already was with the current
-    quantities: raises ProofError if a check fails)."""
+    r"""The LaTeX source of ``doc`` (verified first unless it already was with the current
+    quantities: raises ProofError if a check fails).
+
+    >>> from modeq.proofs import build_document, render
+    >>> tex = render(build_document("gd", order=1))
+    >>> tex.count(r"\section{"), "All 11 checks passed" in tex
+    (6, True)
+    """
     doc.ensure_verified()
     R = _Renderer(doc)
     out = [PREAMBLE, r"\title{%s}" % doc.title,
@@ -275,16 +264,27 @@ def render(doc):
 
 
 def equation_tex(doc, lhs, key, sumtree=False):
-    """One quantity of ``doc`` laid out as in the document, as an ``aligned`` block (for
-    notebooks: ``IPython.display.Math(equation_tex(doc, "F_{1,j}", "F1"))``)."""
-    from .document import Equation
+    r"""One quantity of ``doc`` laid out as in the document, as an ``aligned`` block (for
+    notebooks: ``IPython.display.Math(equation_tex(doc, "F_{1,j}", "F1"))``).
+
+    >>> from modeq.proofs import document, equation_tex
+    >>> print(equation_tex(document("gd"), "F_{1,j}", "F1"))
+    \begin{aligned}F_{1,j} &= \frac{1}{2}\,(H\,g)_j\end{aligned}
+    """
     lines = _Renderer(doc).equation_lines(Equation(lhs, key=key), sumtree=sumtree)
     lines = [ln.replace(r" \nonumber", "") for ln in lines]
     return "\\begin{aligned}" + " \\\\ ".join(lines) + "\\end{aligned}"
 
 
 def write_tex(doc, path):
-    """Render and write atomically (a failed render leaves any previous file intact)."""
+    r"""Render and write atomically (a failed render leaves any previous file intact).
+
+    >>> import os, tempfile
+    >>> from modeq.proofs import document, write_tex
+    >>> path = write_tex(document("gd"), os.path.join(tempfile.mkdtemp(), "gd.tex"))
+    >>> open(path).read().startswith(r"\documentclass")
+    True
+    """
     text = render(doc)
     atomic_write_text(path, text)
     return path
@@ -293,7 +293,12 @@ def write_tex(doc, path):
 # -- compiling ---------------------------------------------------------------------------------------
 
 def latex_engine():
-    """``"latexmk"``, ``"pdflatex"`` or ``None``."""
+    """``"latexmk"``, ``"pdflatex"`` or ``None`` (no LaTeX installed).
+
+    >>> from modeq.proofs import latex_engine
+    >>> latex_engine() in ("latexmk", "pdflatex", None)
+    True
+    """
     for tool in ("latexmk", "pdflatex"):
         if shutil.which(tool):
             return tool
@@ -301,9 +306,17 @@ def latex_engine():
 
 
 def compile_pdf(tex_path, pdf_path=None, engine=None):
-    """Compile ``tex_path`` in a temporary folder and move the PDF atomically to ``pdf_path``
+    r"""Compile ``tex_path`` in a temporary folder and move the PDF atomically to ``pdf_path``
     (default: next to the ``.tex``).  Raises ``RuntimeError`` with the LaTeX log tail on error,
-    ``FileNotFoundError`` if no LaTeX is installed."""
+    ``FileNotFoundError`` if no LaTeX is installed.
+
+    >>> import os, tempfile
+    >>> from modeq.proofs import compile_pdf
+    >>> tex = os.path.join(tempfile.mkdtemp(), "x.tex")
+    >>> _ = open(tex, "w").write(r"\documentclass{article}\begin{document}ok\end{document}")
+    >>> os.path.basename(compile_pdf(tex, engine="pdflatex"))
+    'x.pdf'
+    """
     engine = engine or latex_engine()
     if engine is None:
         raise FileNotFoundError("no LaTeX found (latexmk or pdflatex); compile the .tex with "
@@ -327,52 +340,3 @@ def compile_pdf(tex_path, pdf_path=None, engine=None):
         with atomic_path(pdf_path) as out:
             shutil.copyfile(os.path.join(tmp, "doc.pdf"), out)
     return pdf_path
-
-
-# -- the committed documents ---------------------------------------------------------------------
-
-def build_builtin(spec):
-    """The verified document of one entry of :data:`BUILTIN_DOCUMENTS`."""
-    from modeq.symbolic import optimizers
-    from .build import document
-    name, order, batch, stationary = spec
-    return document(optimizers.get(name), order, batch, stationary)
-
-
-def builtin_filename(spec):
-    from modeq.symbolic import optimizers
-    from .build import document_name
-    name, order, batch, stationary = spec
-    return document_name(optimizers.get(name), order, batch, stationary) + ".tex"
-
-
-def regenerate(folder=TEX_DIR, pdf=False, specs=BUILTIN_DOCUMENTS, log=print):
-    """Rewrite the committed documents (and PDFs if ``pdf``); returns the written paths."""
-    paths = []
-    for spec in specs:
-        doc = build_builtin(spec)
-        path = os.path.join(folder, builtin_filename(spec))
-        write_tex(doc, path)
-        paths.append(path)
-        log(f"wrote {path} ({len(doc.checks)} checks passed)")
-        if pdf:
-            compile_pdf(path)
-    return paths
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m modeq.proofs.latex",
-                                description="Regenerate the committed derivation documents.")
-    p.add_argument("--regenerate", action="store_true", help="rewrite proofs/tex/*.tex")
-    p.add_argument("--pdf", action="store_true", help="also compile the PDFs")
-    p.add_argument("--out", default=TEX_DIR)
-    args = p.parse_args(argv)
-    if not args.regenerate:
-        p.print_help()
-        return 0
-    regenerate(args.out, pdf=args.pdf)
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -28,6 +28,7 @@ import pytest
 import sympy as sp
 
 from modeq.proofs import latex as L
+from modeq.proofs import registry as R
 from modeq.proofs.build import build_document, document
 from modeq.proofs.cli import main
 from modeq.proofs.document import ProofError
@@ -35,15 +36,15 @@ from modeq.symbolic import optimizers
 from modeq.symbolic.components import SymbolProvider, lower_vector
 from modeq.symbolic.family import beta, eps, h, n, rho
 
-TEX_DIR = L.TEX_DIR
+TEX_DIR = R.TEX_DIR
 
 
 STATED = ("F0", "F1", "F2", "Finf0", "Finf1", "K0", "Kinf")
 
 
 def _regenerate_one(spec, folder):
-    doc = L.build_builtin(spec)
-    path = os.path.join(folder, L.builtin_filename(spec))
+    doc = R.build_builtin(spec)
+    path = os.path.join(folder, R.builtin_filename(spec))
     L.write_tex(doc, path)
     # the results the document states, abbreviations expanded (for the tests below)
     return path, {k: doc.q(k) for k in STATED if k in doc.quantities}
@@ -55,7 +56,7 @@ def built(tmp_path_factory):
     ``{file name: (path, stated quantities)}``."""
     folder = str(tmp_path_factory.mktemp("tex"))
     # slowest first so the two workers finish together
-    specs = sorted(L.BUILTIN_DOCUMENTS, key=lambda s: (s[0] != "adam", -s[1]))
+    specs = sorted(R.BUILTIN_DOCUMENTS, key=lambda s: (s[0] != "adam", -s[1]))
     with cf.ProcessPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(_regenerate_one, specs, [folder] * len(specs)))
     return {os.path.basename(p): (p, q) for p, q in results}

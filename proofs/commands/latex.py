@@ -6,12 +6,21 @@ Builds the document from the engine's intermediate results, verifies every equal
 next to it atomically.  Without LaTeX the ``.tex`` is written and the command says how to
 compile it.  ``--out`` must be a folder (created if missing); a file or an unwritable folder
 is a usage error (exit 2).
+
+``modeq latex --regenerate [--pdf] [--out FOLDER]`` (no OPTIMIZER) rewrites the committed
+documents of :data:`~modeq.proofs.registry.BUILTIN_DOCUMENTS` (default folder: ``proofs/tex/``).
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
+
+from modeq.proofs.build import document, document_name
+from modeq.proofs.document import ProofError
+from modeq.proofs.latex import compile_pdf, latex_engine, write_tex
+from modeq.proofs.registry import TEX_DIR, regenerate
+from modeq.symbolic import optimizers
 
 from ._common import add_optimizer_args, optimizer_from_args
 
@@ -20,12 +29,18 @@ def add_parser(sub):
     p = sub.add_parser("latex", help="write the derivation document (LaTeX, optionally PDF)",
                        description=__doc__.split("\n\n")[0])
     add_optimizer_args(p)
+    # OPTIMIZER may be left out with --regenerate
+    optimizer = next(a for a in p._actions if a.dest == "optimizer")
+    optimizer.nargs, optimizer.default = "?", None
+    p.add_argument("--regenerate", action="store_true",
+                   help="rewrite the committed documents (proofs/tex/*.tex; no OPTIMIZER)")
     p.add_argument("--order", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--batch", choices=("full", "mini"), default="full")
     p.add_argument("--stationary", action="store_true",
                    help="derive with the stationary memory (n -> oo); needed for order 2 "
                         "with memory")
-    p.add_argument("--out", default=".", help="output folder (default: current folder)")
+    p.add_argument("--out", default=None, help="output folder (default: current folder; "
+                                               "with --regenerate: proofs/tex/)")
     p.add_argument("--pdf", action="store_true", help="also compile the PDF")
     p.set_defaults(run=run)
 
@@ -67,9 +82,6 @@ def variant_suffix(opt, eps_outside=False, no_bias_correction=False):
 
 def write_document(opt, order, batch, stationary, out, pdf, suffix=""):
     """Build, verify, write; returns ``(tex_path, pdf_path or None, message)``."""
-    from modeq.proofs.build import document
-    from modeq.proofs.latex import compile_pdf, latex_engine, write_tex
-    from modeq.proofs.build import document_name
     t0 = time.perf_counter()
     doc = document(opt, order, batch, stationary)
     stem = document_name(opt, order, batch, stationary)
@@ -93,10 +105,16 @@ def write_document(opt, order, batch, stationary, out, pdf, suffix=""):
 
 
 def run(args):
-    from modeq.proofs.document import ProofError
+    if args.regenerate:
+        if args.optimizer is not None:
+            raise ValueError("--regenerate rewrites every committed document: give no OPTIMIZER")
+        regenerate(check_out_dir(args.out or TEX_DIR), pdf=args.pdf)
+        return 0
+    if args.optimizer is None:
+        raise ValueError("the following arguments are required: OPTIMIZER")
     opt = optimizer_from_args(args)
     _validate(opt, args)
-    out = check_out_dir(args.out)
+    out = check_out_dir(args.out or ".")
     try:
         _, _, msg = write_document(opt, args.order, args.batch, args.stationary, out, args.pdf,
                                    variant_suffix(opt, args.eps_outside,
@@ -113,8 +131,6 @@ def run(args):
 
 def reproduce_part(out_dir, quick=False):
     """For ``modeq reproduce``: Adam's documents (.tex and, with LaTeX, PDF) in ``out_dir``."""
-    from modeq.symbolic import optimizers
-    from modeq.proofs.latex import latex_engine
     check_out_dir(out_dir)
     adam = optimizers.adam()
     variants = [(1, "full", False)] if quick else [(1, "full", False), (1, "mini", False)]

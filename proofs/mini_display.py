@@ -1,39 +1,23 @@
-"""The derivation document of a mini-batch flow (order 1).
+"""Display forms of mini-batch expressions: the engine's sums with the states named.
 
 In mini batch step ``k`` uses its own loss ``E_k`` (``g^{(k)}``, ``H^{(k)}``), the memory sums
 over past steps do not collapse, and the flow for step ``n`` depends on ``E_0, ..., E_n``.
-The document shows the engine's sums with the states named: ``\\hat m^{(X+1)}`` for the
-(bias-corrected) average after step ``X``, ``sigma^{(X+1)} = sqrt(\\hat v^{(X+1)} + eps)``
-and ``f^{(X)} = F_0^{(X)}`` the leading term of the flow at step ``X``; the EMA weights are
-``w_{X,k}``.
-
-Checks (the quantities are the engine's; the printed forms are checked against them):
-
-* every printed form, expanded back, equals the engine's expression at ``n = 0, 1, 2``
-  (sums unrolled, components ``p = 1`` with one set of generic symbols per batch);
-* the memory sums as written equal their rearranged form (same, ``n = 0..3``);
-* ``psi_r`` is the Taylor coefficient of the step, ``R_1`` the Lie-series coefficient,
-  ``F_r = psi_r + R_r`` (same, ``n = 0..2``);
-* with all batches equal the flow reduces to the full-batch flow exact in ``n`` (``n = 0..3``);
-* SGD: ``F_1 = (1/2) H^{(n)} g^{(n)}``, the published mini-batch form.
+:class:`MiniDisplay` writes the engine's sums with named states: ``\\hat m^{(X+1)}`` for the
+(bias-corrected) average after step ``X``, ``sigma^{(X+1)} = sqrt(\\hat v^{(X+1)} + eps)`` and
+``f^{(X)} = F_0^{(X)}`` the leading term of the flow at step ``X``; the EMA weights are
+``w_{X,k}``.  :meth:`MiniDisplay.expand` turns a display form back into the engine's
+expression (the documents check every printed form that way); :class:`MiniTerms` prints them.
 """
 from __future__ import annotations
 
 import sympy as sp
 
-from modeq.symbolic.pipeline import derivation
 from modeq.symbolic.family import eps, g as g_sym, n
 from modeq.symbolic.operators import D3, FULL, Grad, Hess
 
-from . import checks as C
-from .document import Document, Equation
 from .notation import canonical_dummies
-from .printer import tex
-from . import sections
 
-__all__ = ["build_mini", "MiniDisplay"]
-
-STEPS = (0, 1, 2)
+__all__ = ["MiniDisplay", "MiniTerms"]
 
 
 class MiniDisplay:
@@ -270,167 +254,9 @@ def _split_k(ratio, k):
     return sp.Mul(*c), sp.Mul(*fld)
 
 
-# -- the document ---------------------------------------------------------------------------------
-
-def build_mini(opt, order=1):
-    from .build import document_name
-    if order != 1:
-        raise NotImplementedError("mini-batch documents are derived to order 1 (the engine's "
-                                  "mini-batch flows with memory stop at order 1)")
-    d = derivation(opt, order, "mini")
-    doc = Document(name=document_name(opt, order, "mini"),
-                   title=sections.title(opt, order, "mini", False), summary="")
-    disp = MiniDisplay(opt, d.F[0])
-    doc.display.update(names=disp.names, mini=_MiniTerms(disp))
-
-    class _B:           # what sections.conventions / recursion read
-        pass
-    b = _B()
-    b.opt, b.names, b.order, b.doc = opt, disp.names, order, doc
-    sections.conventions(doc, b)
-    doc.conventions.insert(1, r"Mini batch: step $k$ uses its own loss $E_k$; $g^{(k)}="
-                              r"\nabla E_k(\theta)$, $H^{(k)}=\nabla^2E_k(\theta)$, all at the "
-                              r"current point $\theta=\tilde\theta(nh)$.")
-    sections.recursion(doc, b)
-    for s in opt.states:  # the recursion's weights print as w_{n,k} with the state functions
-        pass
-    _named_states(doc, disp)
-
-    # quantities: the engine's, and their printed forms
-    for i, ser in enumerate(d.states):
-        for r in range(order + 1):
-            doc.add(f"raw[{ser.state.name}]{r}", ser.raw[r])
-            doc.add(f"S[{ser.state.name}]{r}", ser.terms[r])
-    for r in range(order + 1):
-        doc.add(f"psi{r}", d.psi[r])
-        doc.add(f"F{r}", d.F[r])
-    doc.add("R1", d.flow_step[2] + d.F[1])
-
-    def shown(key, lhs, checks_=(), steps=STEPS):
-        dk = f"show:{key}"
-        doc.add(dk, disp.transform(doc.quantities[key]))
-        lab = doc.check(f"the printed ${lhs}$, expanded back, equals the engine's expression "
-                        f"($n={','.join(map(str, steps))}$, components, one loss per batch)",
-                        lambda dd, dk=dk, key=key: C.same_at_steps(
-                            disp.expand(dd.quantities[dk]), dd.q(key), steps=steps))
-        return Equation(lhs, key=dk, checks=[lab] + list(checks_))
-
-    if opt.states:
-        st = doc.step("Memory written through the flow")
-        st.text(r"Past iterates are written through the flow backwards from "
-                r"$\theta=\tilde\theta(nh)$, $q(\theta^{(k)})=q+h\sum_{l=k}^{n-1}"
-                r"L_{F_0^{(l)}}q+O(h^2)$; now each $\nabla E_k$ is a different loss, so "
-                r"the sums keep their batch index:")
-        eqs = []
-        for s in opt.states:
-            for r in range(order + 1):
-                lab = doc.check(f"$S_{{{s.name},{r}}}$: the sums as written equal the "
-                                f"rearranged form below ($n=0,\\dots,3$, components, one loss "
-                                f"per batch)",
-                                lambda dd, s=s, r=r: C.same_at_steps(
-                                    dd.q(f"raw[{s.name}]{r}"), dd.q(f"S[{s.name}]{r}"),
-                                    steps=(0, 1, 2, 3)))
-                eqs.append(shown(f"raw[{s.name}]{r}", f"S_{{{s.name},{r}}}", [lab]))
-        st.items.append(("equations", eqs))
-        st2 = doc.step("The memory sums, rearranged")
-        st2.text(r"The sums do not collapse in mini batch; the engine pushes them into the "
-                 r"linear operators and swaps the triangular double sums:")
-        st2.items.append(("equations", [shown(f"S[{s.name}]{r}", f"S_{{{s.name},{r}}}")
-                                        for s in opt.states for r in range(order + 1)]))
-
-    st = doc.step("The step in powers of $h$")
-    st.text(r"Inserting the state series into the step $\psi$ and expanding in $h$:")
-    step = opt.step.xreplace({g_sym: Grad(n)})
-    eqs = []
-    for r in range(order + 1):
-        lab = doc.check(f"$\\psi_{r}$ is the $h^{r}$ Taylor coefficient of the step at the "
-                        f"state series ($n=0,1,2$)",
-                        lambda dd, r=r: C.same_at_steps(C.taylor_coefficient(step, {
-                            s: [dd.q(f"S[{s.name}]{q}") for q in range(order + 1)]
-                            for s in opt.states}, r), dd.q(f"psi{r}")))
-        eqs.append(shown(f"psi{r}", f"\\psi_{{{r},j}}", [lab]))
-    st.items.append(("equations", eqs))
-
-    st = doc.step("The flow's own step and matching")
-    st.text(r"The flow's step is $-hF+\tfrac{h^2}{2}L_FF+O(h^3)$ on $[nh,(n+1)h)$; the "
-            r"coefficient of $h^2$ is $-F_1+R_1$ with $R_1=\tfrac12L_{F_0}F_0$, and matching "
-            r"gives $F_0=\psi_0$, $F_1=\psi_1+R_1$.")
-    lab_r = doc.check(r"$R_1$ is the $h^2$ coefficient of $\sum_m\frac{h^m}{m!}L^m_{-F}\theta$ "
-                      r"with $F=F_0$ ($n=1$: two past losses)",
-                      lambda dd: C.same_at_steps(C.lie_series_coefficient([dd.q("F0")], 2),
-                                                 dd.q("R1"), steps=(1,)))
-    st.items.append(("equations", [shown("R1", r"R_{1,j}", [lab_r])]))
-    st = doc.step("The modified flow")
-    st.text(r"On $[nh,(n+1)h)$, with the losses $E_0,\dots,E_n$ of the steps so far:")
-    eqs = []
-    for r in range(order + 1):
-        lab = doc.check(f"$F_{r}=\\psi_{r}" + ("+R_1$" if r else "$") + " ($n=0,1,2$)",
-                        lambda dd, r=r: C.same_at_steps(
-                            dd.q(f"F{r}"), dd.q(f"psi{r}") + (dd.q("R1") if r else 0)))
-        eqs.append(shown(f"F{r}", f"F^{{(n)}}_{{{r},j}}", [lab]))
-    st.items.append(("equations", eqs))
-
-    st = doc.step("Checks against the full-batch flow and published forms")
-    full = derivation(opt, order, "full", False)
-    labs = []
-    for r in range(order + 1):
-        labs.append(doc.check(
-            f"with every $E_k=E$, $F_{r}$ reduces to the full-batch $F_{r}$ exact in $n$ "
-            f"(components: $p=1$ for $n=0,1,2$ and $p=2$ for $n=0,1$)",
-            lambda dd, r=r: C.same_at_steps(dd.q(f"F{r}"), full.F[r], steps=(0, 1, 2),
-                                            p=1, merge=True)
-            and C.same_at_steps(dd.q(f"F{r}"), full.F[r], steps=(0, 1), p=2, merge=True)))
-    st.text(r"When all losses are equal the flow is the full-batch flow (exact in $n$) "
-            f"[{', '.join(labs)}].")
-    if not opt.states and opt.step == g_sym:
-        ref = Hess(n, Grad(n)) / 2
-        doc.add("sgd_ref", ref)
-        lab = doc.check(r"$F_1=\frac12H^{(n)}g^{(n)}$ (SGD's modified flow on each step, as in "
-                        r"Smith, Dherin, Barrett, De, ICLR 2021)",
-                        lambda dd: C.same_at_steps(dd.q("F1"), dd.q("sgd_ref"), steps=(0, 1, 2),
-                                                   p=2))
-        st.text(r"For SGD this is the published per-step correction:")
-        st.items.append(("equations", [Equation(r"F^{(n)}_{1,j}", key="sgd_ref",
-                                                checks=[lab])]))
-    doc.summary = (f"From the recursion of {sections.text_escape(opt.name.replace('_', ' '))} "
-                   r"with a different loss $E_k$ at every step, this appendix derives the "
-                   r"modified flow $\dot{\tilde\theta}=-(F_0^{(n)}+hF_1^{(n)})$ on "
-                   r"$[nh,(n+1)h)$; it depends on $E_0,\dots,E_n$. Every printed form was "
-                   r"expanded back and compared with the engine's result, and the flow was "
-                   r"checked to reduce to the full-batch flow when all losses are equal.")
-    return doc
-
-
-def _named_states(doc, disp):
-    if not disp.opt.states:
-        return
-    st = doc.steps[-1]
-    rows = []
-    for name, (E, s) in disp.ema.items():
-        W, _ = disp.W[name]
-        X = sp.Symbol("X", integer=True)
-        k = sp.Symbol("k", integer=True)
-        rows.append(Equation(tex(E(X), disp.names), tex=tex(sp.Sum(sp.Mul(
-            W(X, k), s.of.xreplace({g_sym: Grad(k)}), evaluate=False), (k, 0, X)), disp.names),
-            relation=":="))
-    if disp.sigma is not None:
-        Ev, _ = disp.ema["v"]
-        X = sp.Symbol("X", integer=True)
-        rows.append(Equation(tex(disp.sigma(X), disp.names),
-                             tex=r"\sqrt{%s + \varepsilon}" % tex(Ev(X), disp.names),
-                             relation=":="))
-    if disp.F0_display is not None:
-        X = sp.Symbol("X", integer=True)
-        rows.append(Equation(tex(disp.f(X), disp.names),
-                             tex=r"F^{(X)}_{0,j} = " + tex(disp.F0_display.xreplace({n: X}),
-                                                           disp.names), relation=":="))
-    st.text(r"In mini batch the states are sums over the past losses; for any step $X$ we "
-            r"name (with $g^{(k)}=\nabla E_k$ at the current point):")
-    st.equations(*rows)
-
-
-class _MiniTerms:
-    """Renderer hook: the printed terms of a mini-batch display form."""
+class MiniTerms:
+    """The renderer's term printer for mini-batch display forms (sums printed as written,
+    one term per summand group)."""
 
     def __init__(self, disp):
         self.disp = disp

@@ -19,8 +19,22 @@ from modeq.symbolic.regimes import regime_table
 
 from . import checks as C
 from .document import Equation
+from .notation import find_radicand
 
-__all__ = ["adam_paper_and_regimes"]
+__all__ = ["paper_correction", "regimes"]
+
+
+def _adam_like(ctx):
+    """Adam or RMSProp, bias-corrected, eps inside the root, order >= 1."""
+    names = {s.name for s in ctx.opt.states}
+    return (ctx.order >= 1 and names in ({"m", "v"}, {"v"})
+            and all(s.bias_correction for s in ctx.opt.states)
+            and find_radicand(ctx.derivation.F[0]) == sp.expand(Grad(FULL) ** 2 + eps))
+
+
+def _beta(ctx):
+    """``beta`` for Adam, ``0`` for RMSProp."""
+    return beta if "m" in {s.name for s in ctx.opt.states} else sp.S.Zero
 
 
 def _paper_K(beta_value):
@@ -32,9 +46,12 @@ def _paper_K(beta_value):
     return h / 2 * (A - B + B * eps / (g ** 2 + eps))
 
 
-def adam_paper_and_regimes(doc, b):
-    names = {s.name for s in b.opt.states}
-    bval = beta if "m" in names else sp.S.Zero
+def paper_correction(ctx):
+    """Step 10 (Adam-type): ``(H u)_j`` is the gradient of the perturbed one-norm, and
+    ``h s_j F^oo_{1,j}`` is the paper's correction."""
+    if not _adam_like(ctx):
+        return
+    doc, bval = ctx.doc, _beta(ctx)
     g = Grad(FULL)
     s_ = sp.sqrt(g ** 2 + eps)
     st = doc.step("The correction in the paper's form")
@@ -49,7 +66,7 @@ def adam_paper_and_regimes(doc, b):
     doc.add("Kpaper", K)
     corr = K * Hess(FULL, g / s_)
     doc.add("corr", corr)
-    fkey = "Finf1" if b.exact else "F1"
+    fkey = "Finf1" if ctx.exact else "F1"
     lab2 = doc.check(r"$h\,s_j\,F^\infty_{1,j}$ equals the paper's correction$_j$ "
                      r"(canonical form, components $p=1,2,3$)",
                      lambda dd: C.equal(h * sp.sqrt(Grad(FULL) ** 2 + eps) * dd.q(fkey), dd.q("corr"),
@@ -70,7 +87,6 @@ def adam_paper_and_regimes(doc, b):
             + r"; the check compares it, as a SymPy expression, with the derived "
             r"$h\,s_j\,F^\infty_{1,j}$), that is, in the canonical layout,")
     st.equations(Equation(r"\mathrm{correction}_j", key="corr", checks=[lab2]))
-    _regimes(doc, b, bval)
 
 
 def _one_norm_check(_doc):
@@ -86,8 +102,13 @@ def _one_norm_check(_doc):
     return True
 
 
-def _regimes(doc, b, bval):
-    rt = regime_table(b.flow)
+def regimes(ctx):
+    """Step 11 (Adam-type): the regime table, each entry re-derived as a limit of the printed
+    ``K`` and compared with the published coefficients."""
+    if not _adam_like(ctx):
+        return
+    doc, bval = ctx.doc, _beta(ctx)
+    rt = regime_table(ctx.flow)
     st = doc.step("Regime table")
     st.text(r"Write $\mathrm{correction}_j=K(g_j)\,(H\,u)_j$. The table is computed as limits "
             r"of the derived coefficient $K=h\,s\,c$, where $c$ is the coefficient of $(H\,u)_j$ "
@@ -96,7 +117,7 @@ def _regimes(doc, b, bval):
     doc.add("K", rt.K.xreplace({x_: G for x_ in rt.K.free_symbols if x_.name == "g"}))
     doc.add("K0", rt.K_small)
     doc.add("Kinf", rt.K_large)
-    fkey = "Finf1" if b.exact else "F1"
+    fkey = "Finf1" if ctx.exact else "F1"
 
     def k_is_derived(dd):
         return C.equal(dd.q("K") * Hess(FULL, G / sp.sqrt(G ** 2 + eps)),
