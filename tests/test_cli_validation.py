@@ -196,3 +196,12 @@ def test_notebooks_remove_their_temporary_folders():
 def test_notebooks_readme_has_no_escaped_newlines():
     text = open(os.path.join(ROOT, "notebooks", "README.md"), encoding="utf-8").read()
     assert "\\n" not in text and text.startswith("# Notebooks\n\n")
+
+
+def test_verify_log_has_no_progress_bar():
+    # not a terminal: no tqdm bar (carriage returns) in the log
+    proc = subprocess.run([sys.executable, "-m", "modeq.proofs.cli", "verify", "gd", "--orders",
+                           "0", "--hs", "1/16,1/32", "--dps", "20"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "\r" not in proc.stderr and "verify gd" not in proc.stderr

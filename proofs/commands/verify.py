@@ -8,6 +8,7 @@ writes a log-log plot and the JSON result.  Exit code 0 when every order passes,
 from __future__ import annotations
 
 import os
+import sys
 
 from ._common import (UsageError, add_optimizer_args, check_output_file, csv_items, int_list,
                       number, optimizer_from_args)
@@ -136,7 +137,9 @@ def run(args):
         from modeq.numeric.sweep import dask_client as _client
         client = _client(args.scheduler)
         jobs, backend = -1, "dask"
-    bar = tqdm(total=len(hs), desc=f"verify {optimizer.name}", unit="h", leave=False)
+    # a bar on a terminal only: logs and pipes stay free of carriage returns
+    bar = tqdm(total=len(hs), desc=f"verify {optimizer.name}", unit="h", leave=False,
+               disable=not sys.stderr.isatty())
     try:
         result = order_study(optimizer, loss, params, theta0, T=T, hs=hs, orders=orders,
                              dps=args.dps, stationary=args.stationary, jobs=jobs,
