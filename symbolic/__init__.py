@@ -16,6 +16,9 @@ Conventions are those of ``docs/conventions.md``: the modified flow on ``[nh, (n
 from .family import EMA, Optimizer, beta, eps, g, h, n, rho, theta
 from . import optimizers
 from .flow import derive, ModifiedFlow
+from .recognize import recognize
+from .regimes import regime_table
+from .codegen import generate_module
 
 __all__ = ["EMA", "Optimizer", "g", "theta", "h", "n", "beta", "rho", "eps", "derive",
-           "ModifiedFlow", "optimizers"]
+           "ModifiedFlow", "optimizers", "recognize", "regime_table", "generate_module"]

@@ -107,6 +107,11 @@ class EMA(sp.Symbol):
     ``normalized`` (Adam's ``m``, ``v``) or ``decay^(n-k)`` otherwise (heavy-ball), divided by
     ``1 - decay^(n+1)`` when ``bias_correction``.  ``of`` is a componentwise function of ``g``
     (the current gradient component) and ``theta``.
+
+    >>> import sympy as sp
+    >>> m = EMA("m", decay=sp.Symbol("beta", positive=True), of=g, bias_correction=True)
+    >>> m.describe()
+    'm = EMA[beta](g) (normalised, bias-corrected)'
     """
 
     def __new__(cls, name, decay, of, normalized=True, bias_correction=False):
@@ -171,6 +176,12 @@ class Optimizer:
         or in a state is an error; when omitted, the free symbols are taken as hyperparameters
         (values must then be given at ``lambdify`` time).
     notes : optional text shown with derived results (validity conditions and the like).
+
+    >>> import sympy as sp
+    >>> beta = sp.Symbol("beta", positive=True)
+    >>> momentum = Optimizer("momentum", [EMA("m", decay=beta, of=g)], EMA("m", beta, g))
+    >>> momentum.hyperparameters
+    (beta,)
     """
 
     def __init__(self, name, states, step, hyperparameters=None, notes=""):

@@ -18,7 +18,18 @@ __all__ = ["derive", "ModifiedFlow"]
 
 
 class ModifiedFlow:
-    """Modified flow of an optimizer to a given order (see module docstring)."""
+    """Modified flow of an optimizer to a given order (see module docstring).
+
+    >>> import sympy as sp
+    >>> from modeq.symbolic import derive, optimizers
+    >>> flow = derive(optimizers.heavy_ball(), order=1)
+    >>> flow.terms(stationary=True)[1]
+    -(beta + 1)*(H.(g))/(2*(beta - 1)**3)
+    >>> x = sp.Symbol("x")
+    >>> f = flow.lambdify(x**2 / 2, [x], backend="numpy", stationary=True, h=0.1, beta=0.5)
+    >>> [round(float(v), 6) for v in f(None, [1.0])]   # -(g/(1-beta) + h (1+beta)/(2(1-beta)^3) H g)
+    [-2.6]
+    """
 
     def __init__(self, optimizer, order):
         self.optimizer = optimizer

@@ -70,7 +70,15 @@ def _sign_cases(K0):
 
 def regime_table(flow):
     """Compute the table for a flow whose stationary ``F1`` is ``c(g) (H.u)`` with
-    ``F0 = g/s``; raises ``ValueError`` otherwise."""
+    ``F0 = g/s``; raises ``ValueError`` otherwise.
+
+    >>> from modeq.symbolic import derive, optimizers
+    >>> table = regime_table(derive(optimizers.adam(), 1))
+    >>> table.K_small
+    h*(beta - rho)/((beta - 1)*(rho - 1))
+    >>> table.rows[0]
+    ('rho > beta', '-||grad E||_1 penalized (anti)', '||grad E||_2^2 penalized')
+    """
     F0, F1 = flow.terms("full", stationary=True)[:2]
     g = Grad(FULL)
     c, u = _single_operator(F1)

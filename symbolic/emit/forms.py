@@ -38,6 +38,7 @@ from ..family import n as n_sym
 from ..family import theta as theta_sym
 from ..family import h as h_sym
 from ..operators import D3, FULL, Grad, Hess, Vec, linearize
+from ..prove import is_zero_linear, prove_equal
 from .matrixfree import G, ArrayFunction, MatrixFreeFunction
 
 __all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms",
@@ -326,11 +327,10 @@ def verify(form, dims=(1, 2, 3, 4)):
 
     * the form rebuilt in the component algebra equals the term (dimension-free, and lowered to
       generic ``g_i, H_ij, T_ijk`` for each ``p`` in ``dims``), by
-      :func:`~modeq.symbolic.recognize.prove_equal`;
+      :func:`~modeq.symbolic.prove.prove_equal`;
     * for each ``p`` in ``dims``, the array form evaluated with explicit symmetric ``H``, ``T``
       (matrix products, elementwise operations) equals the component form of the term.
     """
-    from ..recognize import is_zero_linear, prove_equal
     checks = [(f"matrix-free form: {what}", ok)
               for what, ok in prove_equal(form.to_components(), form.expr, dims)]
     for p in dims:
