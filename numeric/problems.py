@@ -91,11 +91,21 @@ PROBLEMS = {p.name: p for p in [
 
 
 def names():
+    """The problem names, sorted.
+
+    >>> names()
+    ['coupled3d', 'leastsquares3', 'logcosh2d']
+    """
     return sorted(PROBLEMS)
 
 
 def get(name) -> Problem:
-    """A problem by name; ``ValueError`` naming the known ones otherwise."""
+    """A problem by name; ``ValueError`` naming the known ones otherwise.
+
+    >>> p = get("logcosh2d")
+    >>> p.params, p.theta0, p.mini
+    ([x, y], [1, 1/2], False)
+    """
     if name not in PROBLEMS:
         raise ValueError(f"unknown problem {name!r}; known: {', '.join(names())}")
     return PROBLEMS[name]

@@ -1,8 +1,8 @@
 """Sweeps: order studies over a grid of hyperparameters x problems x step sizes, in parallel.
 
 Every (problem, hyperparameter combination, step size) is one task -- the iterates and each
-requested flow for that ``h`` (:func:`modeq.numeric.study.run_step_size`) -- so the grid spreads over
-workers at the finest grain that needs no communication.  Tasks run through joblib: local
+requested flow for that ``h`` (:func:`modeq.numeric.study.run_step_size`) -- so the grid spreads
+over workers at the finest grain that needs no communication.  Tasks run through joblib: local
 processes (``loky``) by default, or a Dask cluster when a scheduler address is given (joblib's
 ``dask`` backend; ``dask.distributed`` must be installed).  Results are regrouped per problem
 and combination and judged exactly like :func:`modeq.numeric.study.order_study`.
@@ -17,7 +17,7 @@ from typing import Dict, List, Sequence
 from ._compile import normalize_values
 from . import problems as _problems
 from .atomic import atomic_write
-from .study import (StudyResult, judge_runs, run_tasks, study_spec, tolerances,
+from .study import (StudyResult, judge_study, run_tasks, study_spec, tolerances,
                     validate_inputs)
 
 __all__ = ["sweep", "SweepResult", "grid_points", "dask_client"]
@@ -121,17 +121,9 @@ def sweep(optimizer, problem_names: Sequence[str], grid: Dict[str, Sequence] = N
                 client.close()
     else:
         results = run_tasks(tasks, jobs, None, progress)
-    tols = tolerances(tol)
-    out, results = SweepResult(), iter(results)
-    for name, spec, hs_ in specs:
-        judged, timings = judge_runs(orders, [next(results) for _ in hs_], tols)
-        out.studies.append(StudyResult(
-            optimizer=optimizer.name, problem=name,
-            batch="mini" if isinstance(spec["loss_or_losses"], list) else "full",
-            stationary=bool(stationary), dps=int(dps), T=str(spec["T"]),
-            values={k: str(v) for k, v in spec["values"].items()}, orders=judged,
-            timings=timings))
-    return out
+    results = iter(results)
+    return SweepResult([judge_study(spec, [next(results) for _ in hs_], tolerances(tol), name)
+                        for name, spec, hs_ in specs])
 
 
 def dask_client(scheduler, timeout=10):

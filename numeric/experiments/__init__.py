@@ -30,26 +30,22 @@ observed* otherwise.  The summary states the numbers either way.
 
 Python API: :func:`adam_sweep` (or :func:`rho_sweep`, :func:`beta_sweep`) returns an
 :class:`AdamSweepResult`; :func:`write_outputs` writes the CSV, the plots and the summary
-(atomically); :func:`train_run` is one training run.  Bring your own model and data: ``model``
-may be a callable returning a fresh ``nn.Module`` (called after ``torch.manual_seed(seed)``) or a
+(atomically); :func:`train_run` is one training run. Bring your own model and data: ``model`` may
+be a callable returning a fresh ``nn.Module`` (called after ``torch.manual_seed(seed)``) or a
 module (deep-copied and re-initialised with ``reset_parameters()`` under the seed), ``data`` a
-:class:`Data` or a tuple ``(X_train, y_train, X_test, y_test)``, ``loss_fn(output, target)`` any scalar loss (default
-cross-entropy); accuracy is ``argmax(output) == target`` when the targets are integer labels and
-``nan`` otherwise.
+:class:`Data` or a tuple ``(X_train, y_train, X_test, y_test)``, ``loss_fn(output, target)`` any
+scalar loss (default cross-entropy); accuracy is ``argmax(output) == target`` when the targets are
+integer labels and ``nan`` otherwise.
 
-Modules, in dependency order: :mod:`.settings` (defaults, validation), :mod:`.data` (digits,
-models), :mod:`.train` (one run), :mod:`.trends` (statistics), :mod:`.plots`, :mod:`.report`
-(summary, outputs), :mod:`.results` (:class:`AdamSweepResult`), :mod:`.adam_sweeps`.  torch,
-scikit-learn and matplotlib are imported only when a function needs them.
+Modules, in dependency order: :mod:`.data` (settings and their validation, digits, models),
+:mod:`.train` (one run), :mod:`.report` (trends, summary, plots, outputs), :mod:`.adam_sweeps`
+(:class:`AdamSweepResult`, the sweeps).  torch, scikit-learn and matplotlib are imported only
+when a function needs them.
 """
-from .adam_sweeps import adam_sweep, beta_sweep, rho_sweep
-from .data import MODELS, Data, load_digits_data, make_model
-from .plots import plot_final_vs_value, plot_norm_vs_step
-from .report import write_outputs
-from .results import CSV_COLUMNS, AdamSweepResult
-from .settings import DEFAULTS, check_sweep_values
+from .adam_sweeps import CSV_COLUMNS, AdamSweepResult, adam_sweep, beta_sweep, rho_sweep
+from .data import DEFAULTS, MODELS, Data, check_sweep_values, load_digits_data, make_model
+from .report import PAPER_TRENDS, plot_final_vs_value, plot_norm_vs_step, write_outputs
 from .train import RunResult, train_run
-from .trends import PAPER_TRENDS
 
 __all__ = [
     "Data", "RunResult", "AdamSweepResult", "load_digits_data", "make_model", "train_run",

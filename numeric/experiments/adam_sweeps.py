@@ -3,20 +3,84 @@ steps, optionally repeated with the cancelling penalty (the counter-experiment).
 
 ``adam_sweep("rho", ...)`` sweeps ``ρ`` with ``β`` fixed (default 0.99), ``adam_sweep("beta",
 ...)`` sweeps ``β`` with ``ρ`` fixed (default 0.999); :func:`rho_sweep` and :func:`beta_sweep`
-are the two shorthands.  Inputs are validated before any training (``ValueError``).
+are the two shorthands.  Inputs are validated before any training (``ValueError``).  Results:
+"final" is the value logged at the last step (``n = steps``); ``finals(metric)`` is an array
+``[len(values), len(seeds)]``; runs are told apart by the swept value and the penalty
+(``"none"`` or ``"cancel"``).
 """
-from __future__ import annotations
-
+import csv
+import io
 import sys
 import time
+from dataclasses import dataclass
 
-from .data import load_digits_data, model_factory
-from .results import AdamSweepResult
-from .settings import (DEFAULTS, beta_rho, check_kind, check_lr, check_positive_int,
-                       check_seeds, check_sweep_values)
-from .train import train_run
+import numpy as np
 
-__all__ = ["adam_sweep", "rho_sweep", "beta_sweep"]
+from .data import (DEFAULTS, beta_rho, check_kind, check_lr, check_positive_int, check_seeds,
+                   check_sweep_values, load_digits_data, model_factory)
+from .report import judge_trend, summary_text
+from .train import RunResult, train_run
+
+
+CSV_COLUMNS = ("sweep", "model", "penalty", "seed", "beta", "rho", "eps", "lr", "step",
+               "train_loss", "one_norm", "train_acc", "test_acc")
+
+
+@dataclass
+class AdamSweepResult:
+    """All runs of a sweep, with the CSV rows, final values, plots and summary."""
+    kind: str                                      # "rho" or "beta"
+    values: tuple
+    fixed: dict[str, float]
+    seeds: tuple
+    steps: int
+    lr: float
+    eps: float
+    model: str
+    counter_weight: float
+    runs: list[RunResult]
+    seconds: float = float("nan")
+
+    @property
+    def penalties(self):
+        return tuple(p for p in ("none", "cancel") if any(r.penalty == p for r in self.runs))
+
+    @property
+    def n_params(self):
+        """The number of trained parameters (0 if unknown)."""
+        return self.runs[0].n_params if self.runs else 0
+
+    def value_of(self, run):
+        return run.rho if self.kind == "rho" else run.beta
+
+    def select(self, value, penalty="none"):
+        return [r for r in self.runs if self.value_of(r) == value and r.penalty == penalty]
+
+    def finals(self, metric, penalty="none"):
+        """Array ``[len(values), len(seeds)]`` of the value at the last step."""
+        return np.array([[r.final(metric) for r in self.select(v, penalty)] for v in self.values])
+
+    def csv_text(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(CSV_COLUMNS)
+        for r in self.runs:
+            const = [f"{self.kind}-sweep", self.model, r.penalty, r.seed, repr(r.beta), repr(r.rho),
+                     repr(r.eps), repr(r.lr)]
+            L = r.log
+            for i in range(len(L["step"])):
+                w.writerow(const + [L["step"][i]] + [repr(float(L[k][i])) for k in
+                                                     ("train_loss", "one_norm", "train_acc",
+                                                      "test_acc")])
+        return buf.getvalue()
+
+    def trend(self, metric, penalty="none"):
+        """The paper's trend for ``metric`` in this sweep (:func:`.report.judge_trend`)."""
+        return judge_trend(self.kind, metric, self.finals(metric, penalty))
+
+    def summary(self) -> str:
+        """The Markdown summary (:func:`.report.summary_text`)."""
+        return summary_text(self)
 
 
 def adam_sweep(kind, values=None, *, steps=DEFAULTS["steps"], seeds=DEFAULTS["seeds"],
@@ -48,14 +112,13 @@ def adam_sweep(kind, values=None, *, steps=DEFAULTS["steps"], seeds=DEFAULTS["se
     lr, eps = check_lr(lr), mt.check_eps(eps)
     counter_weight = mt.check_weight(counter_weight)
     num_threads = check_positive_int("num_threads", num_threads)
-    if kind == "rho":
-        if rho is not None:
-            raise ValueError("rho is the swept hyperparameter of a rho sweep; pass values instead")
-        fixed = {"beta": mt.check_beta(DEFAULTS["rho"]["fixed"]["beta"] if beta is None else beta)}
-    else:
-        if beta is not None:
-            raise ValueError("beta is the swept hyperparameter of a beta sweep; pass values instead")
-        fixed = {"rho": mt.check_rho(DEFAULTS["beta"]["fixed"]["rho"] if rho is None else rho)}
+    given = {"beta": beta, "rho": rho}
+    if given[kind] is not None:
+        raise ValueError(f"{kind} is the swept hyperparameter of a {kind} sweep; pass values "
+                         f"instead")
+    (other, default), = DEFAULTS[kind]["fixed"].items()
+    check = mt.check_beta if other == "beta" else mt.check_rho
+    fixed = {other: check(default if given[other] is None else given[other])}
     _, model_name = model_factory(model)
     data = load_digits_data() if data is None else data
     penalties = ("none", "cancel") if counter else ("none",)

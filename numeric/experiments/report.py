@@ -1,25 +1,82 @@
-"""The written outcome of a sweep: the Markdown summary, and :func:`write_outputs` (CSV,
-plots, summary, each written atomically).
+"""What a sweep shows: the paper's four trends judged, the Markdown summary, the figures, and
+:func:`write_outputs` (CSV, plots, summary, each written atomically).
 
-The summary states the settings, the final values (seed mean ± sample std), each of the paper's
-trends with its verdict (:mod:`.trends`) and numbers, caveats (train loss moving with the norm,
-the floor ``p·√ε`` of the norm, the regime ``h/(1-β)``, ``h/(1-ρ)``) and, when it ran, the
-counter-experiment with the cancelling penalty.
+Trend verdicts (``observed``, ``partly observed``, ``not observed``) as stated in
+:mod:`modeq.numeric.experiments`, with Spearman's rank correlation and sample standard deviations
+(``ddof=1``; 0 for a single seed). The summary states the settings, the final values (seed mean ±
+sample std), each of the paper's trends with its verdict and numbers, caveats (train loss moving
+with the norm, the floor ``p·√ε`` of the norm, the regime ``h/(1-β)``, ``h/(1-ρ)``) and, when it
+ran, the counter-experiment with the cancelling penalty. Figures are pyplot-free
+``matplotlib.figure.Figure`` objects (matplotlib imported when drawn): one line per swept value
+(seed mean; band = min–max over seeds) against the step, or final values against the swept value
+(error bars = sample std over seeds); a second panel or column for the counter-experiment when it
+ran; the floor ``p·√ε`` of the norm dotted.
 """
-from __future__ import annotations
-
 import math
 import os
-from typing import Dict
 
 import numpy as np
 
 from ..atomic import atomic_savefig, atomic_write_text
-from .plots import plot_final_vs_value, plot_norm_vs_step
-from .settings import beta_rho
-from .trends import spearman
+from .data import beta_rho
 
-__all__ = ["summary_text", "write_outputs"]
+
+#: The paper's direction for each (sweep, metric): +1 rises with the swept value, -1 falls.
+PAPER_TRENDS = {
+    ("rho", "one_norm"): (+1, "1. as rho grows, the perturbed one-norm rises"),
+    ("rho", "test_acc"): (-1, "2. as rho grows, test accuracy falls"),
+    ("beta", "one_norm"): (-1, "3. as beta grows, the perturbed one-norm falls"),
+    ("beta", "test_acc"): (+1, "4. as beta grows, test accuracy rises"),
+}
+
+
+def spearman(x, y):
+    """Spearman's rank correlation (average ranks of ties; ``nan`` for a constant input).
+
+    >>> spearman([1, 2, 3], [10, 30, 20])
+    0.5
+    """
+    def ranks(a):
+        a = np.asarray(a, dtype=float)
+        order = a.argsort(kind="stable")
+        r = np.empty(len(a))
+        r[order] = np.arange(len(a))
+        for v in np.unique(a):                          # average ranks of ties
+            idx = a == v
+            r[idx] = r[idx].mean()
+        return r
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def judge_trend(kind, metric, finals):
+    """The paper's trend for ``metric`` in a ``kind`` sweep, from ``finals`` (array
+    ``[values, seeds]`` of final values), judged as the module docstring says.
+
+    >>> judge_trend("rho", "one_norm", np.array([[1.0, 1.1], [2.0, 2.1]]))["verdict"]
+    'observed'
+    """
+    direction, text = PAPER_TRENDS[(kind, metric)]
+    mean = finals.mean(axis=1)
+    std = finals.std(axis=1, ddof=1) if finals.shape[1] > 1 else np.zeros(len(mean))
+    diffs = np.diff(mean) * direction
+    monotone = bool(len(mean) > 1 and np.all(diffs > 0))
+    change = float(mean[-1] - mean[0])
+    beyond = bool(abs(change) > std[0] + std[-1])
+    rank = spearman(np.arange(len(mean)), mean) if len(mean) > 1 else float("nan")
+    if len(mean) < 2:
+        verdict = "not testable (a single value)"
+    elif monotone and beyond and change * direction > 0:
+        verdict = "observed"
+    elif math.isfinite(rank) and rank * direction > 0:
+        verdict = "partly observed"
+    else:
+        verdict = "not observed"
+    return {"text": text, "direction": direction, "mean": mean, "std": std,
+            "monotone": monotone, "change": change, "beyond_spread": beyond,
+            "spearman": rank, "verdict": verdict}
 
 
 def _fmt(x, digits=4):
@@ -136,10 +193,93 @@ def summary_text(res) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_outputs(res, out_dir) -> Dict[str, str]:
+def plot_norm_vs_step(res):
+    """Figure: ‖∇E‖_(1,ε) against the step, one line per swept value (seed mean, band = min–max
+    over seeds); a second panel for the counter-experiment when it ran.
+
+    >>> from modeq.numeric.experiments import rho_sweep
+    >>> res = rho_sweep([0.9, 0.99], steps=1, seeds=1, progress=False)
+    >>> len(plot_norm_vs_step(res).axes)           # Adam, Adam + cancelling penalty
+    2
+    """
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+    pens = res.penalties
+    fig = Figure(figsize=(6.2 * len(pens), 4.2))
+    axes = fig.subplots(1, len(pens), squeeze=False, sharey=True)
+    cmap = colormaps["viridis"]
+    for ax, pen in zip(axes[0], pens):
+        for i, v in enumerate(res.values):
+            runs = res.select(v, pen)
+            Y = np.array([r.log["one_norm"] for r in runs])
+            x = np.array(runs[0].log["step"])
+            color = cmap(i / max(1, len(res.values) - 1))
+            ax.plot(x, Y.mean(axis=0), color=color, label=f"{res.kind} = {v:g}")
+            if len(runs) > 1:
+                ax.fill_between(x, Y.min(axis=0), Y.max(axis=0), color=color, alpha=0.2)
+        floor = res.n_params * math.sqrt(res.eps)
+        if floor > 0:
+            ax.axhline(floor, color="gray", ls=":", lw=1, label="floor p·√ε")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_title("Adam" if pen == "none" else "Adam + cancelling penalty")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("‖∇E‖₁,ε (train loss)")
+    axes[0][0].legend(fontsize=8)
+    fixed = ", ".join(f"{n}={v:g}" for n, v in res.fixed.items())
+    fig.suptitle(f"{res.model}, digits, full batch, {fixed}, h={res.lr:g}, ε={res.eps:g}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_final_vs_value(res):
+    """Figure: final test accuracy (top) and final norm (bottom) against the swept value, error
+    bars = std over seeds; one column for Adam and one for the counter-experiment (own scales).
+
+    >>> from modeq.numeric.experiments import beta_sweep
+    >>> res = beta_sweep([0.5, 0.9], steps=1, seeds=1, counter=False, progress=False)
+    >>> len(plot_final_vs_value(res).axes)
+    2
+    """
+    from matplotlib.figure import Figure
+    pens = res.penalties
+    fig = Figure(figsize=(5.8 * len(pens), 7.2))
+    axes = fig.subplots(2, len(pens), squeeze=False, sharex=True)
+    x = np.arange(len(res.values))
+    for col, pen in enumerate(pens):
+        for row, (metric, label) in enumerate((("test_acc", "final test accuracy"),
+                                               ("one_norm", "final ‖∇E‖₁,ε"))):
+            ax = axes[row][col]
+            F_ = res.finals(metric, pen)
+            sd = F_.std(axis=1, ddof=1) if F_.shape[1] > 1 else np.zeros(len(x))
+            ax.errorbar(x, F_.mean(axis=1), yerr=sd, fmt="o-" if pen == "none" else "s--",
+                        color="C0" if pen == "none" else "C1", capsize=4)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title("Adam" if pen == "none" else "Adam + cancelling penalty")
+            else:
+                ax.set_xticks(x)
+                ax.set_xticklabels([f"{v:g}" for v in res.values])
+                ax.set_xlabel(res.kind)
+    fig.suptitle(f"{res.model}, digits, value at step {res.steps}, {len(res.seeds)} seeds "
+                 f"(error bars: std over seeds)")
+    fig.tight_layout()
+    return fig
+
+
+def write_outputs(res, out_dir) -> dict[str, str]:
     """Write ``{kind}-sweep.csv``, ``{kind}-norm-vs-step.png``, ``{kind}-final-vs-value.png`` and
     ``{kind}-summary.md`` into ``out_dir`` (created if needed), each atomically.  Returns the
-    paths by role."""
+    paths by role.
+
+    >>> import tempfile
+    >>> from modeq.numeric.experiments import rho_sweep
+    >>> res = rho_sweep([0.9, 0.99], steps=1, seeds=1, counter=False, progress=False)
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     sorted(write_outputs(res, out))
+    ['csv', 'final_plot', 'norm_plot', 'summary']
+    """
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     k = res.kind

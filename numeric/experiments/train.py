@@ -6,16 +6,11 @@ outside) on request.  The log holds, for ``n = 0 … steps``, the values at the 
 before update ``n``: train loss ``E``, ``‖∇E‖_{1,ε}`` of ``E`` alone (never of a penalty), train
 and test accuracy (``argmax(output) == target`` for integer targets, ``nan`` otherwise).
 """
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Callable
 
-from .data import Data, load_digits_data, model_factory
-from .settings import DEFAULTS, check_lr, check_positive_int
-
-__all__ = ["RunResult", "train_run"]
+from .data import DEFAULTS, Data, check_lr, check_positive_int, load_digits_data, model_factory
 
 
 @dataclass
@@ -27,8 +22,8 @@ class RunResult:
     eps: float
     lr: float
     penalty: str                                   # "none" or "cancel"
-    log: Dict[str, List[float]]
-    checkpoints: Dict[int, Dict[str, object]] = field(default_factory=dict)
+    log: dict[str, list[float]]
+    checkpoints: dict[int, dict[str, object]] = field(default_factory=dict)
     n_params: int = 0
 
     def final(self, metric):
@@ -44,7 +39,7 @@ def _accuracy(output, target):
 def train_run(model="mlp", data=None, *, beta, rho, eps=DEFAULTS["eps"], lr=DEFAULTS["lr"],
               steps=DEFAULTS["steps"], seed=0, penalty="none", counter_weight=1.0,
               loss_fn=None, checkpoints=(), eps_placement="inside",
-              on_step: Optional[Callable[[], None]] = None) -> RunResult:
+              on_step: Callable[[], None] | None = None) -> RunResult:
     """Full-batch Adam for ``steps`` updates from the initialisation drawn with ``seed``.
 
     ``penalty="cancel"`` trains on ``E + ImplicitBiasPenalty(β, ρ, ε, h=lr, sign=-1,

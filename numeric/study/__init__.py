@@ -1,4 +1,4 @@
-"""Order-of-accuracy studies: optimizer iterates against their modified flows (MATH.md §3, §5).
+"""Order-of-accuracy studies: iterates against their modified flows (docs/conventions.md §3, §5).
 
 For each step size ``h`` and flow order ``r`` the study runs the optimizer and integrates the
 flow of order ``r`` on ``[0, T]`` in the same precision, and records the discrepancy
@@ -21,20 +21,19 @@ Asymptotic points: starting from all points, the coarsest is dropped while more 
 ``min_points`` remain and its observed rate differs from the slope fitted over the remaining
 points by more than ``tol``.
 
-Modules, in dependency order: :mod:`.result` (points, verdicts, tables, JSON), :mod:`.plot`,
-:mod:`.fields` (the derived flows, compiled), :mod:`.inputs` (validation), :mod:`.cache`,
-:mod:`.run` (one step size; tasks through joblib), :mod:`.judge` (rates, slope, verdict),
-:mod:`.api` (:func:`order_study`).
+Modules, in dependency order: :mod:`.result` (points, verdicts, table, JSON, plot),
+:mod:`.fields` (the derived flows, compiled), :mod:`.run` (one step size, the cache, tasks
+through joblib), :mod:`.judge` (rates, slope, verdict), :mod:`.api` (input validation,
+:func:`order_study`).
 """
 from ..atomic import atomic_write
-from .api import order_study
+from .api import order_study, validate_inputs
 from .fields import FieldFactory, compiled_full_batch_field
-from .inputs import validate_inputs
-from .judge import DEFAULT_TOL, judge_order, judge_runs, tolerances
+from .judge import DEFAULT_TOL, judge_order, judge_study, tolerances
 from .result import OrderResult, Point, StudyResult
 from .run import RESOLUTION, ROUNDING_FACTOR, run_step_size, run_tasks, study_spec
 
 __all__ = ["order_study", "StudyResult", "OrderResult", "Point", "DEFAULT_TOL", "RESOLUTION",
            "ROUNDING_FACTOR", "atomic_write", "validate_inputs", "FieldFactory",
-           "compiled_full_batch_field", "judge_order", "judge_runs", "tolerances",
+           "compiled_full_batch_field", "judge_order", "judge_study", "tolerances",
            "run_step_size", "run_tasks", "study_spec"]

@@ -3,14 +3,10 @@
 Convention: ``f(n, theta)`` is the right-hand side on ``[nh, (n+1)h)``, i.e. ``-F^(n)(theta)``
 as a list of mpmath numbers, evaluated at the current ``mpmath.mp.dps``.
 """
-from __future__ import annotations
-
 import sympy as sp
 
 from .._compile import CompiledField
 from ..iterate import as_losses
-
-__all__ = ["FieldFactory", "compiled_full_batch_field"]
 
 
 def compiled_full_batch_field(flow, loss, params, stationary, values) -> CompiledField:

@@ -1,25 +1,17 @@
 """Verdicts of an order study: observed rates, the fitted slope and pass / fail / unresolved.
 
-Theory: the discrepancy of the flow of order ``r`` is ``O(h^(r+1))``, so the least-squares slope
-of ``log e`` against ``log h`` over the asymptotic points must be ``r + 1`` within ``tol``.
-Any unresolved point makes the verdict ``unresolved``.  Asymptotic points: starting from all
-points, the coarsest is dropped while more than ``min_points`` remain and its observed rate
-differs from the slope fitted over the remaining points by more than ``tol``.  A fit that passes
-still fails when the observed rates scatter by more than ``2 tol`` around the slope.
+Slope fit, asymptotic points and ``unresolved`` as stated in :mod:`modeq.numeric.study`; a fit
+that passes still fails when the observed rates scatter by more than ``2 tol`` around it.
 """
-from __future__ import annotations
-
 import math
-from typing import Dict
 
-from .result import OrderResult
+from .result import OrderResult, StudyResult
 
-__all__ = ["judge_order", "judge_runs", "tolerances", "DEFAULT_TOL"]
 
 DEFAULT_TOL = {0: 0.1, 1: 0.1, 2: 0.15}
 
 
-def tolerances(tol=None) -> Dict[int, float]:
+def tolerances(tol=None) -> dict[int, float]:
     """``{order: tol}`` from ``None`` (:data:`DEFAULT_TOL`), one number, or a partial dict.
 
     >>> tolerances({2: 0.2})
@@ -86,10 +78,15 @@ def judge_order(order, points, tol, min_points=3) -> OrderResult:
     return OrderResult(order, expected, tol, points, rates, slope, start, "pass", "")
 
 
-def judge_runs(orders, runs, tols):
-    """Judge the runs of one study (``runs``: :func:`.run.run_step_size` results, one per
-    ``h``); returns ``({order: OrderResult}, timings)`` with the seconds spent on
-    ``"iterates"`` and ``"flows"``."""
-    judged = {r: judge_order(r, [pts[r] for pts, _ in runs], tols[r]) for r in orders}
-    t_flows = sum(p.seconds for o in judged.values() for p in o.points)
-    return judged, {"iterates": sum(t for _, t in runs), "flows": t_flows}
+def judge_study(spec, runs, tols, problem) -> StudyResult:
+    """The :class:`StudyResult` of one study (``spec``: :func:`.run.study_spec`) from its runs
+    (:func:`.run.run_step_size` results, one per ``h``), with the seconds spent on
+    ``"iterates"`` and ``"flows"`` as timings."""
+    judged = {r: judge_order(r, [pts[r] for pts, _ in runs], tols[r]) for r in spec["orders"]}
+    return StudyResult(
+        optimizer=spec["optimizer"].name, problem=problem,
+        batch="mini" if isinstance(spec["loss_or_losses"], list) else "full",
+        stationary=spec["stationary"], dps=spec["dps"], T=str(spec["T"]),
+        values={k: str(v) for k, v in spec["values"].items()}, orders=judged,
+        timings={"iterates": sum(t for _, t in runs),
+                 "flows": sum(p.seconds for o in judged.values() for p in o.points)})

@@ -4,27 +4,23 @@ A *spec* (:func:`study_spec`) is a plain, picklable dict describing one study; a
 ``(spec, h)`` pair, the grain at which :func:`run_tasks` spreads work over joblib workers (shared
 by :func:`~modeq.numeric.study.order_study` and :func:`~modeq.numeric.sweep.sweep`).
 
-Per run the discrepancy is ``max_n ||theta^(n) - theta~(n h)||_inf``.  It is *resolved* when it
-is at least ``RESOLUTION`` times the integrator estimate plus the rounding model
-``ROUNDING_FACTOR * u * N * max(1, |theta|)`` per run (``u = 2^(1 - prec)``, ``N = T/h``); while
-it is not, and ``refine`` is on, the flow is integrated again with more substeps (at most
-``MAX_SUBSTEPS``), unless rounding limits it.
+Resolution and refinement (``RESOLUTION``, ``ROUNDING_FACTOR``, ``MAX_SUBSTEPS``) as stated in
+:mod:`modeq.numeric.study`.  Compiled fields and iterators are cached per process (at most
+``CACHE_SIZE``, oldest dropped first), iterators also by mpmath precision.
 """
-from __future__ import annotations
-
 import math
 import threading
 import time
 from contextlib import nullcontext
 
 import mpmath
+import sympy as sp
 
 from ..integrate import TABLEAUX, integrate, method_for
-from .cache import field_factory_for, iterator_for
+from ..iterate import Iterator
+from .fields import FieldFactory
 from .result import Point
 
-__all__ = ["study_spec", "run_step_size", "run_tasks", "RESOLUTION", "ROUNDING_FACTOR",
-           "MAX_SUBSTEPS"]
 
 RESOLUTION = 1000
 ROUNDING_FACTOR = 64
@@ -48,6 +44,41 @@ def study_spec(optimizer, loss_or_losses, params, theta0, T, orders, dps, statio
                 stationary=bool(stationary), schedule=list(schedule) if schedule else None,
                 values=dict(values or {}), method=method, substeps=int(substeps),
                 refine=bool(refine))
+
+
+CACHE_SIZE = 32
+_CACHE = {}   # per process, keyed by the problem (_key)
+
+
+def _key(spec, what):
+    loss = spec["loss_or_losses"]
+    return what + repr((repr(spec["optimizer"]), spec["optimizer"].name,
+                        [sp.srepr(e) for e in loss] if isinstance(loss, list) else sp.srepr(loss),
+                        [str(p) for p in spec["params"]], spec["stationary"], spec["schedule"],
+                        sorted((k, str(v)) for k, v in spec["values"].items())))
+
+
+def _cached(key, make):
+    if key not in _CACHE:
+        while len(_CACHE) >= CACHE_SIZE:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
+def field_factory_for(spec) -> FieldFactory:
+    """The (cached) :class:`FieldFactory` of a study spec (:func:`study_spec`)."""
+    return _cached(_key(spec, "factory"), lambda: FieldFactory(
+        spec["optimizer"], spec["loss_or_losses"], spec["params"], spec["stationary"],
+        spec["schedule"], **spec["values"]))
+
+
+def iterator_for(spec) -> Iterator:
+    """The (cached) :class:`~modeq.numeric.iterate.Iterator` of a study spec, compiled at the
+    current mpmath precision."""
+    return _cached(_key(spec, "iterator") + str(mpmath.mp.prec), lambda: Iterator(
+        spec["optimizer"], spec["loss_or_losses"], spec["params"], spec["schedule"],
+        **spec["values"]))
 
 
 def run_step_size(spec, h, factory=None):
@@ -136,7 +167,8 @@ def run_tasks(tasks, jobs=1, backend=None, progress=None) -> list:
     >>> from modeq.symbolic import optimizers
     >>> x = sp.Symbol("x")
     >>> spec = study_spec(optimizers.gd(), x**2 / 2, [x], [1], sp.Integer(1), (0,), 20)
-    >>> [pts[0].steps for pts, _ in run_tasks([(spec, sp.Rational(1, 4)), (spec, sp.Rational(1, 8))])]
+    >>> tasks = [(spec, sp.Rational(1, 4)), (spec, sp.Rational(1, 8))]
+    >>> [points[0].steps for points, _ in run_tasks(tasks)]
     [4, 8]
     """
     from joblib import Parallel, delayed, parallel_config
