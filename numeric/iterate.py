@@ -75,6 +75,14 @@ class Iterator:
     ``Iterator(optimizer, loss_or_losses, params, schedule=None, arithmetic="mpmath",
     **values)``; ``values`` are the hyperparameters by name (``h`` excluded: it is a run
     argument).  Call :meth:`run` to get the iterates.
+
+    >>> import mpmath, sympy as sp
+    >>> from modeq.symbolic import optimizers
+    >>> x = sp.Symbol("x")
+    >>> with mpmath.workdps(20):
+    ...     path = Iterator(optimizers.gd(), x**2 / 2, [x]).run([1], mpmath.mpf(1) / 4, 2)
+    >>> [mpmath.nstr(th[0], 6) for th in path]
+    ['1.0', '0.75', '0.5625']
     """
 
     def __init__(self, optimizer: Optimizer, loss_or_losses, params: Sequence[sp.Symbol],
@@ -174,6 +182,12 @@ def iterates(optimizer, loss_or_losses, params, theta0, h, steps, dps=40, schedu
 
     ``arithmetic="exact"`` computes in SymPy numbers (exact for rational data and polynomial
     losses and steps); ``values`` are the hyperparameters by name.
+
+    >>> import sympy as sp
+    >>> from modeq.symbolic import optimizers
+    >>> x = sp.Symbol("x")
+    >>> iterates(optimizers.gd(), x**2 / 2, [x], [1], "1/2", 2, arithmetic="exact")
+    [[1], [1/2], [1/4]]
     """
     if arithmetic == "exact":
         return Iterator(optimizer, loss_or_losses, params, schedule, arithmetic,
