@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 
 import sympy as sp
 
@@ -107,7 +108,9 @@ def parse_expression(text, names, what="expression"):
         source = source.replace(ws, " ")
     source = source.strip()
     try:
-        tree = ast.parse(source, mode="eval")
+        with warnings.catch_warnings():   # e.g. SyntaxWarning: a second line on stderr
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         where = f" at column {exc.offset}" if exc.offset else ""
         reason = (exc.msg or "invalid syntax").splitlines()[0]
