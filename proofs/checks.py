@@ -100,15 +100,19 @@ def evaluate_sums(e):
     if isinstance(e, sp.Sum):
         f = evaluate_sums(e.function)
         for (k, lo, hi) in e.limits:
-            f = sp.expand(sp.powsimp(sp.expand_power_exp(sp.expand(f))))
-            total = sp.S.Zero
-            for t in sp.Add.make_args(f):
-                c, dep = t.as_independent(k, as_Add=False)
-                s = sp.summation(dep, (k, lo, hi))
-                total += c * resolve_piecewise(s)
-            f = total
+            f = _summation(sp.expand(sp.powsimp(sp.expand_power_exp(sp.expand(f)))), k, lo, hi)
         return f
     return e.func(*[evaluate_sums(a) for a in e.args])
+
+
+def _summation(f, k, lo, hi):
+    """``sum_{k=lo}^{hi} f`` term by term by :func:`sympy.summation`, constants pulled out,
+    the branch valid for decays in (0, 1) taken."""
+    total = sp.S.Zero
+    for t in sp.Add.make_args(f):
+        c, dep = t.as_independent(k, as_Add=False)
+        total += c * resolve_piecewise(sp.summation(dep, (k, lo, hi)))
+    return total
 
 
 def taylor_coefficient(step, series, r):
@@ -208,11 +212,7 @@ def stationary_value(e, step=n):
 def infinite_sum(term, j):
     """``sum_{j>=0} term`` by :func:`sympy.summation`, constants pulled out first and the
     convergent branch (decays in (0, 1)) taken."""
-    total = sp.S.Zero
-    for t in sp.Add.make_args(sp.expand(term)):
-        c, dep = t.as_independent(j, as_Add=False)
-        s = sp.summation(dep, (j, 0, sp.oo))
-        total += c * resolve_piecewise(s)
+    total = _summation(sp.expand(term), j, 0, sp.oo)
     if total.has(sp.oo, sp.zoo, sp.Sum):
         raise ValueError(f"sum of {term} over j >= 0 did not converge to a closed form")
     return total

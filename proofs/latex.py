@@ -226,12 +226,8 @@ def render(doc):
         out.append(r"Abbreviations used throughout (point-dependent, componentwise):")
         rows = []
         for a in abbrev:
-            rhs = a.latex or R.tex(a.value)
-            if not a.latex:
-                rhs = _join(R.terms(a.value))
-                rows.append(r"%s_j &:= F_{0,j} = %s" % (a.symbol.name, rhs))
-            else:
-                rows.append(rhs.replace("=", "&:=", 1))
+            rows.append(a.latex.replace("=", "&:=", 1) if a.latex else
+                        r"%s_j &:= F_{0,j} = %s" % (a.symbol.name, _join(R.terms(a.value))))
         out.append("\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}")
     for i, st in enumerate(doc.steps, 1):
         label = st.label or f"step:{i}"

@@ -146,8 +146,6 @@ class MiniDisplay:
             if k in ratio.free_symbols and not _k_only_in_fields(ratio, k):
                 continue
             c, field = _split_k(ratio, k)
-            if k in c.free_symbols:
-                continue
             return c, sp.Sum(W(hi, k) * field, (k, lo, hi))
         if not isinstance(body, sp.Add):
             c, f = [], []
@@ -171,29 +169,24 @@ class MiniDisplay:
         return const, a.func(a.args[0], *args)
 
     def _name_f(self, e):
+        """``F_0`` of step ``X`` written as ``f^{(X)}`` (``X`` the one step of its states)."""
         if self.F0_display is None:
             return e
         f0 = self.F0_display
+        heads = [E for E, _ in self.ema.values()]
+
+        def step_of(x):
+            steps = {a.args[0] for a in x.atoms(sp.Function) if a.func in heads
+                     or isinstance(a, Grad) or (self.sigma is not None and a.func == self.sigma)}
+            return steps.pop() if len(steps) == 1 else None
 
         def is_f(x):
-            if not (isinstance(x, sp.Mul) or isinstance(x, Grad) or x.func in
-                    [E for E, _ in self.ema.values()]):
+            if not (isinstance(x, sp.Mul) or isinstance(x, Grad) or x.func in heads):
                 return False
-            steps = [a.args[0] for a in x.atoms(sp.Function) if a.func in
-                     [E for E, _ in self.ema.values()] or isinstance(a, Grad)
-                     or (self.sigma is not None and a.func == self.sigma)]
-            if not steps or len(set(steps)) != 1:
-                return False
-            X = steps[0]
-            return X != FULL and sp.simplify(x - f0.xreplace({n: X})) == 0
+            X = step_of(x)
+            return X is not None and X != FULL and sp.simplify(x - f0.xreplace({n: X})) == 0
 
-        def to_f(x):
-            X = [a.args[0] for a in x.atoms(sp.Function) if a.func in
-                 [E for E, _ in self.ema.values()] or isinstance(a, Grad)
-                 or (self.sigma is not None and a.func == self.sigma)][0]
-            return self.f(X)
-
-        return e.replace(is_f, to_f)
+        return e.replace(is_f, lambda x: self.f(step_of(x)))
 
 
 def _distribute(e):
@@ -217,11 +210,6 @@ def _distribute(e):
             terms = [t * x for t in terms for x in _distribute(e.base)]
         return terms
     return [e]
-
-
-def _is_point(y):
-    """Depends on the point or on a step index (a field, a state, a sum)."""
-    return bool(y.atoms(sp.Function, sp.Sum)) or any(s.is_integer for s in y.free_symbols)
 
 
 def _cancel(c):

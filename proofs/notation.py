@@ -272,13 +272,7 @@ def _terms(e, ctx):
         for f in sp.Mul.make_args(term):
             b, ex = f.as_base_exp()
             if isinstance(b, (Hess, D3)):
-                atom_terms = _atom(b, ctx)
-                mono_terms = {}
-                expanded = sp.Add(*[c * m for m, c in atom_terms.items()]) ** ex
-                for t2 in sp.Add.make_args(sp.expand(expanded)):
-                    mono_terms[t2] = 1
-                coeff *= sp.S.One
-                mono *= expanded
+                mono *= sp.Add(*[c * m for m, c in _atom(b, ctx).items()]) ** ex
             elif isinstance(f, sp.Sum) and _is_point(f, (ctx.s, ctx.u)):
                 mono *= f
             else:

@@ -39,9 +39,6 @@ class DocPrinter(LatexPrinter):
             self.depth -= 1
 
     def sub(self):
-        return self._sub()
-
-    def _sub(self):
         return "_j" if self.depth == 0 else ""
 
     @staticmethod
@@ -55,9 +52,9 @@ class DocPrinter(LatexPrinter):
     def _print_Grad(self, e, exp=None):
         b = e.args[0]
         if b == FULL:
-            s = "g" + self._sub()
+            s = "g" + self.sub()
         else:
-            s = "g^{(%s)}%s" % (self._print(b), self._sub())
+            s = "g^{(%s)}%s" % (self._print(b), self.sub())
         if exp is not None:
             return "%s^{%s}" % (s, exp) if b == FULL else "\\left(%s\\right)^{%s}" % (s, exp)
         return s
@@ -74,26 +71,26 @@ class DocPrinter(LatexPrinter):
         tag = "H" + ("" if b == FULL else "^{(%s)}" % self._print(b))
         arg = self._operator_argument(u)
         if arg.startswith("\\left["):
-            s = "\\left(%s\\,%s\\right)%s" % (tag, arg, self._sub())
+            s = "\\left(%s\\,%s\\right)%s" % (tag, arg, self.sub())
         else:
-            s = "(%s\\,%s)%s" % (tag, arg, self._sub())
+            s = "(%s\\,%s)%s" % (tag, arg, self.sub())
         return self._exp(s, exp)
 
     def _print_D3(self, e, exp=None):
         b, u, w = e.args
         tag = "T" + ("" if b == FULL else "^{(%s)}" % self._print(b))
-        s = "%s[%s,\\,%s]%s" % (tag, self._inner(u), self._inner(w), self._sub())
+        s = "%s[%s,\\,%s]%s" % (tag, self._inner(u), self._inner(w), self.sub())
         return self._exp(s, exp)
 
     def _print_Symbol(self, e, style="plain"):
         if e in self.names:
             return self.names[e]
         if isinstance(e, FieldSymbol):
-            return e.name + self._sub()
+            return e.name + self.sub()
         if e.name == "eps":
             return "\\varepsilon"
         if e.name == "theta":
-            return "\\theta" + self._sub()
+            return "\\theta" + self.sub()
         return super()._print_Symbol(e, style=style)
 
     def _print_Function(self, e, exp=None):

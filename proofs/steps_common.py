@@ -99,8 +99,8 @@ def recursion(ctx):
         d_ = s.decay
         c_ = (1 - d_) if s.normalized else sp.S.One
         rhs = f"{tex(d_)}\\,{_state_tex(s, 'n')} + "
-        rhs += (f"{tex(c_)}\\,{_phi_tex(ctx, s, 'n')}" if c_ != 1 else _phi_tex(ctx, s, "n")) \
-            if c_ == 1 else f"\\left({tex(c_)}\\right){_phi_tex(ctx, s, 'n')}"
+        rhs += _phi_tex(ctx, s, "n") if c_ == 1 else \
+            f"\\left({tex(c_)}\\right){_phi_tex(ctx, s, 'n')}"
         eqs.append(Equation(_state_tex(s, "n+1"), tex=rhs))
         if s.bias_correction:
             eqs.append(Equation(_state_tex(s, "n+1", hat=True),

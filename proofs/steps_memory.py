@@ -159,35 +159,27 @@ def memory_through_flow(ctx):
     for s in opt.states:
         for r in range(ctx.order + 1):
             key = f"raw[{s.name}]{r}"
-            if ctx.exact and doc.quantities[f"S[{s.name}]{r}"].has(sp.Sum):
-                # the engine left sums it cannot close (not polynomial-geometric): only the
-                # finite-n comparison applies
-                lab2 = doc.check(
+            unclosed = ctx.exact and doc.quantities[f"S[{s.name}]{r}"].has(sp.Sum)
+            checks_ = []
+            if not unclosed:     # (else the engine left sums it cannot close: finite n only)
+                checks_.append(doc.check(
+                    f"$S_{{{s.name},{r}}}$: the sums as written (lowered to components $g_i, "
+                    f"H_{{ij}}$, $p=2$) evaluated term by term by \\texttt{{sympy.summation}} "
+                    f"equal the closed form of step~\\ref{{step:closed}}" if ctx.exact else
+                    f"$S_{{{s.name},{r}}}$: the moment form equals the closed form (canonical "
+                    f"operator form, any dimension)",
+                    (lambda dd, s=s, r=r: _sums_equal(dd, s.name, r)) if ctx.exact else
+                    (lambda dd, s=s, r=r: C.equal(dd.q(f"raw[{s.name}]{r}"),
+                                                  dd.q(f"S[{s.name}]{r}")))))
+            if unclosed or ctx.exact and doc.quantities[key].has(sp.Sum):
+                checks_.append(doc.check(
                     f"$S_{{{s.name},{r}}}$: the sums as written equal the printed form (sums "
-                    f"without closed form kept) at $n=0,\\dots,4$ by explicit finite sums ($p=2$)",
+                    f"without closed form kept) at $n=0,\\dots,4$ by explicit finite sums ($p=2$)"
+                    if unclosed else f"$S_{{{s.name},{r}}}$: the same at $n=0,\\dots,4$ by "
+                    f"explicit finite sums ($p=2$)",
                     lambda dd, s=s, r=r: C.same_at_steps(dd.q(f"raw[{s.name}]{r}"),
                                                          dd.q(f"S[{s.name}]{r}"),
-                                                         steps=range(5), p=2, merge=True))
-                eqs.append(Equation(f"S_{{{s.name},{r}}}", key=key, checks=[lab2]))
-                continue
-            lab1 = doc.check(
-                f"$S_{{{s.name},{r}}}$: the sums as written (lowered to components $g_i, H_{{ij}}$, "
-                f"$p=2$) evaluated term by term by \\texttt{{sympy.summation}} equal the closed form "
-                f"of step~\\ref{{step:closed}}" if ctx.exact else
-                f"$S_{{{s.name},{r}}}$: the moment form equals the closed form (canonical "
-                f"operator form, any dimension)",
-                (lambda dd, s=s, r=r: _sums_equal(dd, s.name, r)) if ctx.exact else
-                (lambda dd, s=s, r=r: C.equal(dd.q(f"raw[{s.name}]{r}"),
-                                              dd.q(f"S[{s.name}]{r}"))))
-            checks_ = [lab1]
-            if ctx.exact and doc.quantities[key].has(sp.Sum):
-                lab2 = doc.check(
-                    f"$S_{{{s.name},{r}}}$: the same at $n=0,\\dots,4$ by explicit finite sums "
-                    f"($p=2$)",
-                    lambda dd, s=s, r=r: C.same_at_steps(dd.q(f"raw[{s.name}]{r}"),
-                                                         dd.q(f"S[{s.name}]{r}"),
-                                                         steps=range(5), p=2, merge=True))
-                checks_.append(lab2)
+                                                         steps=range(5), p=2, merge=True)))
             eqs.append(Equation(f"S_{{{s.name},{r}}}", key=key, checks=checks_))
         hat = "\\hat " if s.bias_correction else ""
         eqs_head = Equation(f"{hat}{s.name}^{{(n+1)}}_j",

@@ -71,21 +71,18 @@ def named_states(ctx):
         return
     st = doc.steps[-1]
     rows = []
+    X, k = sp.Symbol("X", integer=True), sp.Symbol("k", integer=True)
     for name, (E, s) in disp.ema.items():
         W, _ = disp.W[name]
-        X = sp.Symbol("X", integer=True)
-        k = sp.Symbol("k", integer=True)
         rows.append(Equation(tex(E(X), disp.names), tex=tex(sp.Sum(sp.Mul(
             W(X, k), s.of.xreplace({g_sym: Grad(k)}), evaluate=False), (k, 0, X)), disp.names),
             relation=":="))
     if disp.sigma is not None:
         Ev, _ = disp.ema["v"]
-        X = sp.Symbol("X", integer=True)
         rows.append(Equation(tex(disp.sigma(X), disp.names),
                              tex=r"\sqrt{%s + \varepsilon}" % tex(Ev(X), disp.names),
                              relation=":="))
     if disp.F0_display is not None:
-        X = sp.Symbol("X", integer=True)
         rows.append(Equation(tex(disp.f(X), disp.names),
                              tex=r"F^{(X)}_{0,j} = " + tex(disp.F0_display.xreplace({n: X}),
                                                            disp.names), relation=":="))
