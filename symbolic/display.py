@@ -17,6 +17,10 @@ NOTATION = ("g = g_j = dE/dtheta_j;  (H.(u)) = sum_i d2E/dtheta_j dtheta_i u_i; 
 #: structured form of :func:`structured_coefficient`: a full simplification of those runs for
 #: many CPU-minutes.
 SIMPLIFY_MAX_OPS = 400
+#: Budget of operations simplified in full over all coefficients of one expression (an
+#: expression with hundreds of small coefficients, e.g. Adam without bias correction at order 2,
+#: gets the structured form for those beyond it).
+SIMPLIFY_TOTAL_OPS = 1500
 #: Scalar sub-coefficients of a structured form up to this size are cancelled and factored.
 CANCEL_MAX_OPS = 500
 
@@ -25,9 +29,10 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
     """``[(operator monomial, coefficient)]``: the terms of ``expr`` grouped by their
     operator structure (``H.u``, ``H.(a H.u)``, ``T[u,w]``, ...).
 
-    A coefficient of at most ``max_ops`` operations is simplified in full; a larger one is
+    A coefficient of at most ``max_ops`` operations is simplified in full, as long as the
+    coefficients simplified so far stay within :data:`SIMPLIFY_TOTAL_OPS`; the others are
     given in the bounded :func:`structured_coefficient` form (never an unbounded
-    simplification: the cost is linear in the size of the expression)."""
+    simplification: the cost grows with the size of the expression, not beyond)."""
     groups = {}
     for term in sp.Add.make_args(sp.expand_mul(collect_fields(expr))):
         ops = [f for f in sp.Mul.make_args(term) if isinstance(f, ATOMS[1:]) or
@@ -35,13 +40,15 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
                isinstance(f, sp.Sum) and is_field(f)]
         key = sp.Mul(*ops)
         groups[key] = groups.get(key, 0) + term / key
-    return [(k, _tidy(c, max_ops)) for k, c in groups.items()]
-
-
-def _tidy(c, max_ops):
-    if sp.count_ops(c) <= max_ops:
-        return sp.factor(sp.simplify(c))
-    return structured_coefficient(c)
+    out, spent = [], 0
+    for k, c in groups.items():
+        ops = sp.count_ops(c)
+        if ops <= max_ops and spent + ops <= max(SIMPLIFY_TOTAL_OPS, max_ops):
+            spent += ops
+            out.append((k, sp.factor(sp.simplify(c))))
+        else:
+            out.append((k, structured_coefficient(c)))
+    return out
 
 
 def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
