@@ -14,6 +14,16 @@ True
 * :func:`write_tex`, :func:`compile_pdf`, :func:`latex_engine` — write and compile, atomically;
 * :func:`regenerate`, :func:`builtin_filename`, :data:`BUILTIN_DOCUMENTS` — the committed
   documents in ``proofs/tex/``.
+
+Module map (imports point down the list; the prover is :mod:`modeq.symbolic.prove`):
+``build`` (the driver and the two ordered step lists) -> ``steps_common``, ``steps_memory``,
+``steps_flow``, ``steps_limit``, ``steps_adam``, ``steps_mini`` (+ ``mini_display``), each
+``step(ctx)`` on a ``context.BuildContext`` -> ``checks`` (exact checks) -> ``document``
+(quantities, steps, checks, ``DisplayHints``) -> ``notation`` (canonical layout);
+``latex`` renders (``printer``), ``registry`` lists the committed documents, and
+``commands/latex.py`` is ``modeq latex``.  One derivation: ``document("adam")`` runs
+``FULL_BATCH_STEPS`` on the engine's ``derivation(adam, 1)``, ``verify()`` re-runs every check
+from the document's own quantities, ``render`` lays it out.
 """
 from .build import build_document, document, document_name
 from .document import Document, ProofError
