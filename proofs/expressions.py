@@ -92,7 +92,17 @@ def _show(text, limit=60):
 def parse_expression(text, names, what="expression"):
     """The SymPy expression ``text`` denotes, with ``names`` (``{name: Symbol}``) as the only
     variables; :class:`ExpressionError` (one line, naming ``what`` and the refused part)
-    otherwise.  Never evaluates the text as Python."""
+    otherwise.  Never evaluates the text as Python.
+
+    >>> import sympy as sp
+    >>> x, y = sp.symbols("x y", real=True)
+    >>> parse_expression("x^2/2 + 0.1*log(cosh(y))", {"x": x, "y": y})
+    x**2/2 + log(cosh(y))/10
+    >>> parse_expression('__import__("os").system("ls")', {"x": x}, "--loss")
+    Traceback (most recent call last):
+    ...
+    modeq.proofs.expressions.ExpressionError: --loss: refused the call of ...
+    """
     if not isinstance(text, str):
         raise ExpressionError(f"{what}: expected a string, got {type(text).__name__}")
     if len(text) > MAX_LENGTH:
@@ -259,7 +269,11 @@ def _op_symbol(op):
 def parse_number(text, what="number"):
     """An exact SymPy rational from ``text``: an integer, a decimal (``0.1`` is ``1/10``), a
     fraction ``a/b`` of those, or a power of two ``2^k``; :class:`ExpressionError` otherwise.
-    Never evaluates the text."""
+    Never evaluates the text.
+
+    >>> parse_number("2^-4"), parse_number("1e-3"), parse_number("3/8")
+    (1/16, 1/1000, 3/8)
+    """
     t = str(text).replace(" ", "")
     if len(t) > 2 * MAX_DIGITS + 20:
         raise ExpressionError(f"{what}: cannot read {_show(text)} as a number (too long)")
