@@ -205,3 +205,15 @@ def test_verify_log_has_no_progress_bar():
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr and "verify gd" not in proc.stderr
+
+
+def test_experiment_out_is_checked_before_training(monkeypatch, capsys):
+    from modeq.numeric import experiments
+
+    def boom(*a, **k):
+        raise AssertionError("training started before --out was checked")
+
+    monkeypatch.setattr(experiments, "adam_sweep", boom)
+    code, _, err = run(["experiment", "rho-sweep", "--out", "/proc/nope/sweep", "--no-progress"],
+                       capsys)
+    assert code == 2 and "--out" in one_error_line(err, "experiment")

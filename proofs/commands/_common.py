@@ -94,12 +94,21 @@ def check_output_file(path, option, suffixes=None):
     _probe(folder, option, path)
 
 
-def check_output_folder(path, option):
-    """``path`` is (or can be created as) a writable folder; creates it."""
+def check_output_folder(path, option, create=True):
+    """``path`` is (or can be created as) a writable folder; creates it unless
+    ``create=False`` (then the nearest existing folder above it must be writable)."""
     if not str(path).strip():
         raise UsageError(f"{option}: empty folder name")
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"{option} {path!r} exists and is not a folder")
+    if not create and not os.path.isdir(path):
+        parent = os.path.dirname(os.path.abspath(path))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise UsageError(f"{option} {path}: {parent} is not a folder")
+        _probe(parent, option, path)
+        return
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:

@@ -103,7 +103,7 @@ def run(args) -> int:
 
     # validate everything (and fail with one line) before loading data and training
     experiments.check_sweep_values(kind, values)
-    check_output_folder(out, "--out")
+    check_output_folder(out, "--out", create=False)
     result = experiments.adam_sweep(kind, values, **kwargs)
     paths = experiments.write_outputs(result, out)
     sys.stdout.write(result.summary())
