@@ -1,6 +1,6 @@
 """Optimizer iterates in high precision (mpmath) or exact arithmetic, from the declaration.
 
-Conventions (``shared/MATH.md`` §2, :mod:`modeq.symbolic.family`).  Steps are counted from 0;
+Conventions (``docs/conventions.md`` §2, :mod:`modeq.symbolic.family`).  Steps are counted from 0;
 step ``k`` uses the loss ``E_{schedule[k]}`` (``schedule=None``: cyclic ``k mod m`` over the
 ``m`` losses; full batch is ``m = 1``).  Every state starts at 0 and is updated as
 
@@ -11,7 +11,7 @@ the step reads ``s / (1 - d^(k+1))`` when the state is bias-corrected, and
     theta^(k+1) = theta^(k) - h step(states, g^(k), theta^(k)),
 
 componentwise.  Nothing here is specific to an optimizer: ``of`` and ``step`` are compiled from the
-declaration with :func:`modeq.numeric._compile.compile_exprs`.
+declaration with :func:`modeq.symbolic.emit.compile_exprs`.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import mpmath
 import sympy as sp
 
 from modeq.symbolic.family import Optimizer, g as G, theta as THETA
-from ._compile import compile_exprs, normalize_values, to_number
+from modeq.symbolic.emit import compile_exprs, normalize_values, to_number
 
 __all__ = ["Iterator", "iterates", "as_losses", "schedule_fn", "DIVERGENCE_BOUND"]
 

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence
 
-from ._compile import normalize_values
+from modeq.symbolic.emit import normalize_values
 from . import problems as _problems
 from .atomic import atomic_write
 from .study import (StudyResult, judge_study, run_tasks, study_spec, tolerances,

@@ -15,7 +15,7 @@ import pytest
 import sympy as sp
 
 from modeq.numeric import problems
-from modeq.numeric._compile import compile_exprs, to_number
+from modeq.symbolic.emit import compile_exprs, to_number
 from modeq.numeric.integrate import TABLEAUX, integrate
 from modeq.numeric.study import FieldFactory, atomic_write, order_study
 from modeq.symbolic import EMA, Optimizer, g, optimizers, theta

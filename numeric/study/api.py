@@ -12,7 +12,7 @@ import mpmath
 import sympy as sp
 
 from modeq.symbolic.family import Optimizer
-from .._compile import normalize_values
+from modeq.symbolic.emit import normalize_values
 from ..integrate import method_for
 from ..iterate import as_losses
 from ..problems import DEFAULT_HS

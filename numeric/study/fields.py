@@ -3,34 +3,26 @@
 Convention: ``f(n, theta)`` is the right-hand side on ``[nh, (n+1)h)``, i.e. ``-F^(n)(theta)``
 as a list of mpmath numbers, evaluated at the current ``mpmath.mp.dps``.
 """
-import sympy as sp
-
-from .._compile import CompiledField
 from ..iterate import as_losses
 
 
-def compiled_full_batch_field(flow, loss, params, stationary, values) -> CompiledField:
+def compiled_full_batch_field(flow, loss, params, stationary, values):
     """The full-batch field ``flow.field(loss, params, stationary=...)`` with the
-    hyperparameter ``values`` (by name) substituted, compiled in ``n``, ``params`` and ``h``.
-
-    ``factor_terms`` pulls common factors out of sums (``x c1 + x c2 -> x (c1 + c2)``) so that
-    more coefficients depend on ``n`` only and are hoisted: about 1/3 fewer operations.
-    """
-    from modeq.symbolic.family import h as hsym, n as nsym
-    M = flow.field(loss, params, stationary=stationary)
-    subs = {s: sp.sympify(values[str(s)]) for s in flow.optimizer.hyperparameters}
-    exprs = [sp.factor_terms(sp.sympify(e).xreplace(subs)) for e in M]
-    return CompiledField(exprs, nsym, list(params), [hsym])
+    hyperparameter ``values`` (by name) substituted, compiled once in ``n``, ``params`` and
+    ``h`` by the emit layer (:class:`~modeq.symbolic.emit.field.FullBatchField`, ``h`` bound
+    later with ``.bind(h=...)``; order 0 has no ``h``)."""
+    values = {k: v for k, v in values.items() if k != "h"}
+    late = ("h",) if flow.order >= 1 else ()
+    return flow.lambdify(loss, params, backend="mpmath", stationary=stationary, late=late,
+                         **values)
 
 
 class FieldFactory:
     """``factory(order, h) -> f(n, theta)``: the modified flow of ``optimizer`` from
     :func:`modeq.symbolic.derive`.
 
-    Full batch: :func:`compiled_full_batch_field`, compiled once per order (common factors
-    pulled out of sums, constants bound once, ``n``-only subexpressions hoisted), then bound to
-    each ``h``; it is the expression ``flow.lambdify`` prints, evaluated faster (the tests check
-    the two agree to rounding).  Mini batch: ``flow.lambdify(...)`` as is.
+    Full batch: :func:`compiled_full_batch_field`, compiled once per order, then bound to each
+    ``h``.  Mini batch: ``flow.lambdify(...)`` as is.
     """
 
     def __init__(self, optimizer, loss_or_losses, params, stationary=False, schedule=None,
@@ -53,4 +45,5 @@ class FieldFactory:
         if order not in self._compiled:
             self._compiled[order] = compiled_full_batch_field(
                 self.flow(order), self.losses[0], self.params, self.stationary, self.values)
-        return self._compiled[order].bind(h)
+        field = self._compiled[order]
+        return field.bind(h=h) if field.late else field

@@ -15,6 +15,7 @@ The lowering chain, top to bottom::
 It receives a flow (anything with ``optimizer``, ``order``, ``terms``, ``F`` and
 ``grouped_terms``) and never imports the derivation passes.
 """
+from .arrays import to_number
 from .field import FullBatchField, lambdify_flow
 from .forms import MatrixFreeFlow, MatrixFreeForm, first_order_form, flow_forms, matrix_free, verify
 from .kernel import Kernel, compile_exprs
@@ -26,4 +27,4 @@ from .values import exact_value, normalize_values, resolve_symbols, resolve_valu
 __all__ = ["lambdify_flow", "FullBatchField", "MiniBatchField", "Kernel", "compile_exprs",
            "matrix_free", "flow_forms", "first_order_form", "verify", "MatrixFreeForm",
            "MatrixFreeFlow", "MatrixFreeFunction", "ArrayFunction", "module_source",
-           "exact_value", "normalize_values", "resolve_symbols", "resolve_values"]
+           "exact_value", "normalize_values", "resolve_symbols", "resolve_values", "to_number"]

@@ -17,7 +17,7 @@ import sympy as sp
 
 from .values import check_backend
 
-__all__ = ["resolve_dtype", "as_points", "as_array", "stack_components", "to_mpf"]
+__all__ = ["resolve_dtype", "as_points", "as_array", "stack_components", "to_mpf", "to_number"]
 
 
 def resolve_dtype(backend, dtype=None):
@@ -123,6 +123,28 @@ def to_mpf(x, name="value"):
         return mpmath.mpf(x)
     except (TypeError, ValueError):
         raise TypeError(f"{name}: components must be real numbers, got {x!r}") from None
+
+
+def to_number(value, arithmetic="mpmath"):
+    """A hyperparameter or coordinate value in the chosen arithmetic.
+
+    ``mpmath``: an ``mpf`` at the current precision; strings and SymPy rationals are rounded once
+    from their exact value, Python floats are taken as the binary number they are.
+    ``exact``: a SymPy number (floats are taken exactly as binary rationals).
+
+    >>> to_number("1/4", "exact"), to_number(0.5, "exact")
+    (1/4, 1/2)
+    """
+    if arithmetic == "exact":
+        if isinstance(value, float):
+            return sp.Rational(value)
+        value = sp.Rational(value) if isinstance(value, str) else sp.sympify(value)
+        return sp.Rational(value) if isinstance(value, sp.Float) else value
+    if isinstance(value, str):
+        value = sp.Rational(value)
+    if isinstance(value, sp.Basic) and not (value.is_number and value.is_real):
+        raise TypeError(f"expected a real number, got {value!r}")
+    return to_mpf(value)
 
 
 def stack_components(backend, dtype, outs, batch_shape, device=None):

@@ -22,7 +22,7 @@ from ..family import h as h_sym, n as n_sym
 from .arrays import as_points, to_mpf
 from .kernel import Kernel
 from .minibatch import MiniBatchField
-from .prepare import hoist_coefficients
+from .prepare import extract_sums, hoist_coefficients
 from .values import check_backend, check_step, resolve_values, resolve_symbols
 
 __all__ = ["lambdify_flow", "FullBatchField"]
@@ -77,9 +77,16 @@ class FullBatchField:
         self._decays = list(decays)
         self.uses_n = any(e.has(n_sym) for e in self.expressions)
         body, coeffs = hoist_coefficients(self.expressions, self.params, {n_sym, *self.late})
+        body, groups = extract_sums(body)
         self._coefficient_symbols = [s for s, _ in coeffs]
-        self.kernel = Kernel(body, [n_sym, *self.params, *self.late,
-                                    *self._coefficient_symbols], backend, dtype, cse)
+        head = [n_sym, *self.params, *self.late, *self._coefficient_symbols]
+        self._sums = []                          # (limits(n), summand kernel, symbols)
+        for (index, lo, hi), members in groups.items():
+            limits = sp.lambdify([n_sym], [lo, hi], modules="math")
+            summands = Kernel([f for _, f in members], head + [index], backend, dtype, cse)
+            self._sums.append((limits, summands, [t for t, _ in members]))
+        self.kernel = Kernel(body, head + [t for *_, ts in self._sums for t in ts], backend,
+                             dtype, cse)
         self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
                                     None, cse) if coeffs else None
         self.dtype = self.kernel.dtype
@@ -150,12 +157,18 @@ class FullBatchField:
                              f": call .bind({self.late[0]}=...) first")
         n = check_step(n, self.uses_n)
         x = as_points(theta, self.p, self.backend, self.dtype)
-        if self.backend == "mpmath":
-            return list(self.kernel(n, *x, *self._late_values(None),
-                                    *self._coefficient_values(n, None)))
         device = getattr(x, "device", None)
-        outs = self.kernel(n, *x, *self._late_values(device),
-                           *self._coefficient_values(n, device), device=device)
+        head = [n, *x, *self._late_values(device), *self._coefficient_values(n, device)]
+        sums = []
+        for limits, summands, symbols in self._sums:
+            lo, hi = (int(v) for v in limits(n))
+            totals = [0] * len(symbols)
+            for index in range(lo, hi + 1):
+                totals = [a + b for a, b in zip(totals, summands(*head, index, device=device))]
+            sums += totals
+        outs = self.kernel(*head, *sums, device=device)
+        if self.backend == "mpmath":
+            return list(outs)
         return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
 
     def __repr__(self):

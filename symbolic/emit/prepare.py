@@ -19,7 +19,7 @@ import itertools
 import sympy as sp
 from sympy.codegen.cfunctions import Sqrt
 
-__all__ = ["prepare_expressions", "share_square_roots", "hoist_coefficients",
+__all__ = ["prepare_expressions", "share_square_roots", "hoist_coefficients", "extract_sums",
            "cse_with_opaque_sums", "fresh_names", "is_constant"]
 
 # integers up to this size stay literal in the printed code (exact in every float type used)
@@ -123,6 +123,31 @@ def hoist_coefficients(exprs, point, step):
 
     body = [hoist(sp.sympify(e)) for e in exprs]
     return body, [(sym, c) for c, sym in table.items()]
+
+
+def extract_sums(exprs):
+    """Replace each outermost ``Sum`` of one index by a fresh symbol ``_t0, ...`` and group the
+    sums by their limits, so that sums over the same range are evaluated in one loop (one
+    compiled summand function, common subexpressions shared across the summands).
+
+    Returns ``(body, groups)`` with ``groups = {(index, low, high): [(symbol, summand)]}``.
+    """
+    names = fresh_names("_t", exprs)
+    table = {}
+    groups = {}
+
+    def walk(e):
+        if isinstance(e, sp.Sum) and len(e.limits) == 1:
+            if e not in table:
+                table[e] = sp.Symbol(next(names))
+                groups.setdefault(tuple(e.limits[0]), []).append((table[e], e.function))
+            return table[e]
+        if not e.args:
+            return e
+        return e.func(*[walk(a) for a in e.args])
+
+    body = [walk(sp.sympify(e)) for e in exprs]
+    return body, groups
 
 
 def cse_with_opaque_sums(exprs, prefix="_x", sum_prefix="_s", taken=()):
