@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .expansion import MAX_ORDER, grouped_step_terms, state_series, step_series
+from .batches import grouped_step_terms
+from .expansion import MAX_ORDER, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
 
 __all__ = ["derivation", "Derivation", "grouped_terms", "MAX_ORDER"]
@@ -77,7 +78,7 @@ _GROUPED = {}
 
 def grouped_terms(optimizer, m, order):
     """The mini-batch stage for numeric evaluation: the step terms of ``m`` batches with the sums
-    over past steps grouped by batch (:func:`~.expansion.grouped_step_terms`), cached."""
+    over past steps grouped by batch (:func:`~.batches.grouped_step_terms`), cached."""
     key = (id(optimizer), m, order)
     hit = _GROUPED.get(key)
     if hit is None or hit[0] is not optimizer:
