@@ -1,6 +1,6 @@
 """Integration of piecewise modified flows in high precision, with an error estimate per run.
 
-The flow of ``shared/MATH.md`` §3 is ``d theta/dt = f(n, theta)`` on ``[nh, (n+1)h)`` (``f`` is
+The flow of ``docs/conventions.md`` §3 is ``d theta/dt = f(n, theta)`` on ``[nh, (n+1)h)`` (``f`` is
 ``-F^(n)``, e.g. from ``flow.lambdify``).  The field changes with ``n`` (and jumps between
 batches in mini batch), so the integrator never steps across an interval boundary: each interval
 is split into ``substeps`` equal steps of an explicit Runge–Kutta pair.
