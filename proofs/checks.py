@@ -27,7 +27,7 @@ from modeq.symbolic.components import lower_vector
 from modeq.symbolic.family import h, n, theta
 from modeq.symbolic.memory import resolve_piecewise
 from modeq.symbolic.operators import Grad, lie, linearize
-from modeq.symbolic.prove import (components_agree, is_zero, powers_of_step,  # noqa: F401
+from modeq.symbolic.prove import (components_agree, is_zero, powers_of_step,
                                   same_in_algebra)
 
 from .notation import FieldSymbol, canonical_terms, find_radicand
@@ -177,8 +177,9 @@ def nice_closed_form(e, step=n):
 
 
 def _restore_powers(f, original, step):
-    """Undo :func:`~modeq.symbolic.prove.powers_of_step` on ``f``: each dummy ``P`` stands for ``d**step`` of the one
-    base it was created for (recovered by substituting back and comparing)."""
+    """Undo :func:`~modeq.symbolic.prove.powers_of_step` on ``f``: each dummy ``P`` stands for
+    ``d**step`` of the one base it was created for (recovered by substituting back and
+    comparing)."""
     ps = [p for p in f.free_symbols if isinstance(p, sp.Dummy) and p.name == "P"]
     if not ps:
         return f

@@ -15,6 +15,7 @@ from modeq.symbolic.display import grouped_terms
 from modeq.symbolic.expansion import StateSeries, weight_moment
 from modeq.symbolic.family import n
 from modeq.symbolic.operators import collect_fields
+from modeq.symbolic.prove import powers_of_step
 
 from . import checks as C
 from .context import MemoryCoefficient
@@ -102,7 +103,7 @@ def _name_coefficient(ctx, state, mem):
         M = _moment_closed(state, m)
         if M == 0:
             continue
-        ratio = sp.cancel(C.powers_of_step(mem / M))
+        ratio = sp.cancel(powers_of_step(mem / M))
         if ratio.is_number and ratio != 0:
             key = (str(state.decay), m)
             label = _MOMENT_NAMES.get(key, f"\\mu^{{({state.name})}}_{{{m},n}}")
