@@ -97,7 +97,7 @@ def test_committed_documents_match_regeneration(regenerated):
         with open(path, encoding="utf-8") as f:
             new = f.read()
         assert new == old, (f"{name} drifted from its regeneration; run "
-                            f"'python -m modeq.proofs.latex --regenerate' and review the diff")
+                            f"'modeq latex --regenerate' and review the diff")
 
 
 def test_every_document_compiles_and_lists_its_checks(pdf_texts):
