@@ -117,7 +117,13 @@ def method_for(order, method=DEFAULT_METHOD):
 @dataclass
 class FlowRun:
     """The flow at the grid ``path[n] = theta~(n h)``, ``n = 0..steps``, the run's error
-    estimate (sum of local estimates, max-norm), the number of field evaluations and steps."""
+    estimate (sum of local estimates, max-norm), the number of field evaluations and steps.
+
+    >>> import mpmath
+    >>> run = integrate(lambda n, th: [-th[0]], [1], mpmath.mpf(1) / 4, 4, "ck45")
+    >>> len(run.path), run.method, run.error_estimate < 1e-6
+    (5, 'ck45', True)
+    """
     path: List[list]
     error_estimate: object
     evaluations: int

@@ -30,7 +30,14 @@ DEFAULT_VALUES = {"beta": sp.Rational(1, 4), "rho": sp.Rational(1, 3), "eps": sp
 
 @dataclass(frozen=True)
 class Problem:
-    """A named problem: ``loss`` (an expression, full batch) or ``losses`` (mini batch)."""
+    """A named problem: ``loss`` (an expression, full batch) or ``losses`` (mini batch).
+
+    >>> import sympy as sp
+    >>> x = sp.Symbol("x")
+    >>> p = Problem("bowl", "a quadratic bowl", [x], [1], loss=x**2 / 2)
+    >>> p.mini, p.loss_or_losses
+    (False, x**2/2)
+    """
     name: str
     description: str
     params: Sequence[sp.Symbol]

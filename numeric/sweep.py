@@ -38,7 +38,14 @@ def grid_points(grid: Dict[str, Sequence]) -> List[Dict[str, object]]:
 
 @dataclass
 class SweepResult:
-    """One :class:`~modeq.numeric.study.StudyResult` per (problem, combination)."""
+    """One :class:`~modeq.numeric.study.StudyResult` per (problem, combination).
+
+    >>> from modeq.symbolic import optimizers
+    >>> res = sweep(optimizers.gd(), ["logcosh2d"], hs=["1/8", "1/16", "1/32"], orders=(0,),
+    ...             dps=20)
+    >>> res.passed, len(res.studies)
+    (True, 1)
+    """
     studies: List[StudyResult] = field(default_factory=list)
 
     @property

@@ -35,7 +35,13 @@ __all__ = ["Check", "Equation", "Step", "Document", "DisplayHints", "ProofError"
 
 
 class ProofError(RuntimeError):
-    """A check of a derivation document failed: the document must not be produced."""
+    """A check of a derivation document failed: the document must not be produced.
+
+    >>> raise ProofError("F1 differs from the reference")
+    Traceback (most recent call last):
+    ...
+    modeq.proofs.document.ProofError: F1 differs from the reference
+    """
 
 
 @dataclass
@@ -105,7 +111,13 @@ class DisplayHints:
 
 @dataclass
 class Document:
-    """A derivation document (see module docstring)."""
+    """A derivation document (see module docstring).
+
+    >>> from modeq.proofs import document
+    >>> doc = document("gd", order=1)
+    >>> doc.name, doc.verified
+    ('gd-full-order1', True)
+    """
     name: str
     title: str
     summary: str

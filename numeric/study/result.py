@@ -53,7 +53,17 @@ class OrderResult:
 @dataclass
 class StudyResult:
     """The outcome of :func:`~modeq.numeric.study.order_study`; ``.table()``, ``.plot(path)``,
-    ``.to_json()``."""
+    ``.to_json()``.
+
+    >>> import sympy as sp
+    >>> from modeq.numeric import order_study
+    >>> from modeq.symbolic import optimizers
+    >>> x = sp.Symbol("x")
+    >>> res = order_study(optimizers.gd(), x**2 / 2, [x], [1], hs=["1/8", "1/16", "1/32"],
+    ...                   orders=(0,), dps=20)
+    >>> res.passed, res.orders[0].verdict, round(res.orders[0].slope)
+    (True, 'pass', 1)
+    """
     optimizer: str
     problem: str
     batch: str
