@@ -26,7 +26,7 @@ from .family import n
 from .operators import D3, Hess, linearize
 
 __all__ = ["powers_of_step", "is_zero", "is_zero_linear", "operator_symbols",
-           "same_in_algebra", "components_agree", "prove_equal"]
+           "same_in_algebra", "components_agree", "prove_equal", "agree_at_random_points"]
 
 
 def powers_of_step(e, step=n):
@@ -185,3 +185,40 @@ def prove_equal(a, b, dims=(1, 2, 3, 4)):
         checks.append((f"components agree for p = {p} (generic g_i, H_ij, T_ijk)",
                        components_agree(a, b, p)))
     return checks
+
+
+def agree_at_random_points(a, b, trials=3, seed=0, digits=60):
+    """The fast check for expressions too large to simplify: the lists ``a`` and ``b`` agree at
+    ``trials`` random rational points (every free symbol drawn; the step index ``n`` a small
+    integer, positive symbols in ``(1/10, 9/10)``, real ones in ``[-2, 2]``), evaluated to
+    ``digits`` significant digits.  A wrong coefficient is caught with probability ~1; an
+    agreement is evidence, not a proof, and is reported as such by the callers.
+
+    >>> from modeq.symbolic.family import beta, n
+    >>> agree_at_random_points([beta ** (n + 1)], [beta * beta ** n])
+    True
+    >>> agree_at_random_points([beta ** (n + 1)], [beta ** n])
+    False
+    """
+    import random
+    rng = random.Random(seed)
+    a, b = [sp.sympify(x) for x in a], [sp.sympify(x) for x in b]
+    if len(a) != len(b):
+        return False
+    syms = sorted(set().union(*(e.free_symbols for e in a + b)), key=str)
+    for _ in range(trials):
+        point = {}
+        for s in syms:
+            if s == n or s.is_integer:
+                point[s] = sp.Integer(rng.randint(1, 6))
+            elif s.is_positive:
+                point[s] = sp.Rational(rng.randint(10, 90), 100)
+            else:
+                point[s] = sp.Rational(rng.choice([-1, 1]) * rng.randint(10, 200), 100)
+        for x, y in zip(a, b):
+            vx = sp.N(x.xreplace(point).doit(), digits)
+            vy = sp.N(y.xreplace(point).doit(), digits)
+            scale = max(abs(vx), abs(vy), 1)
+            if not abs(vx - vy) <= scale * sp.Float(10) ** (10 - digits):
+                return False
+    return True

@@ -38,7 +38,7 @@ from ..family import n as n_sym
 from ..family import theta as theta_sym
 from ..family import h as h_sym
 from ..operators import D3, FULL, Grad, Hess, Vec, linearize
-from ..prove import is_zero_linear, prove_equal
+from ..prove import agree_at_random_points, is_zero_linear, prove_equal
 from .matrixfree import G, ArrayFunction, MatrixFreeFunction
 
 __all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms",
@@ -46,6 +46,9 @@ __all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms",
 
 
 KINDS = ("hvp", "d3")
+# coefficients larger than this (SymPy operation count) are kept as derived: factoring them
+# costs minutes and changes nothing the numbers see
+SIMPLIFY_LIMIT = 400
 
 
 @dataclass(frozen=True)
@@ -201,7 +204,7 @@ class MatrixFreeForm:
 # ----------------------------------------------------------------------------- extraction
 def _canonical(u):
     """Canonical form of a contraction argument (merges equal arguments written differently)."""
-    if u.has(sp.Sum):
+    if u.has(sp.Sum) or sp.count_ops(u) > SIMPLIFY_LIMIT:
         return u
     return sp.factor(sp.cancel(u))
 
@@ -223,7 +226,7 @@ def _simplify_coefficient(c):
     """The shortest (by operation count) of: ``c`` as collected, ``factor(cancel(c))``, and the
     same with every square root held as an independent symbol (no expansion of ``sqrt(g**2)``
     against ``g``)."""
-    if c.has(sp.Sum):
+    if c.has(sp.Sum) or sp.count_ops(c) > SIMPLIFY_LIMIT:
         return c
     cands = [c, sp.factor(sp.cancel(c))]
     c2, back = _roots_as_symbols(c)
@@ -331,6 +334,8 @@ def verify(form, dims=(1, 2, 3, 4)):
     * for each ``p`` in ``dims``, the array form evaluated with explicit symmetric ``H``, ``T``
       (matrix products, elementwise operations) equals the component form of the term.
     """
+    if sp.count_ops(form.expr) > 4 * SIMPLIFY_LIMIT:
+        return _verify_at_random_points(form, dims)
     checks = [(f"matrix-free form: {what}", ok)
               for what, ok in prove_equal(form.to_components(), form.expr, dims)]
     for p in dims:
@@ -344,6 +349,24 @@ def verify(form, dims=(1, 2, 3, 4)):
         ok = all(is_zero_linear(a - b, ops) for a, b in zip(arr, ref))
         checks.append((f"array form with explicit H{', T' if T else ''} equals the component "
                        f"form for p = {p}", ok))
+    return checks
+
+
+def _verify_at_random_points(form, dims):
+    """For terms too large for an exact proof in seconds (e.g. ``F2`` exact in ``n``): the
+    array form with explicit ``H``, ``T`` against the component form of the term, at random
+    rational points (:func:`~modeq.symbolic.prove.agree_at_random_points`)."""
+    checks = []
+    for p in dims:
+        P = SymbolProvider(p)
+        ref = lower_vector(form.expr, P)
+        H = [[P.hess(FULL, j, i) for i in range(p)] for j in range(p)]
+        T = [[[P.d3(FULL, j, i, k) for k in range(p)] for i in range(p)] for j in range(p)] \
+            if form.n_d3 else None
+        arr = form.lower(P.g, H, T, P.th)
+        checks.append((f"array form with explicit H{', T' if T else ''} equals the component "
+                       f"form for p = {p} at 3 random rational points (60 digits)",
+                       agree_at_random_points(list(arr), list(ref))))
     return checks
 
 

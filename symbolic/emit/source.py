@@ -193,7 +193,7 @@ def module_source(flow, backend="numpy", stationary=False, command=None, verify_
             bad = [what for what, ok in res if not ok]
             if bad:
                 raise ValueError(f"{form.label}: symbolic check failed: {bad[0]}")
-            checks.append((form.label, len(res)))
+            checks.append((form.label, res))
 
     hyper = sorted({str(s) for f in forms for s in f.hyperparameters} |
                    ({"h"} if order >= 1 else set()))
@@ -242,11 +242,10 @@ def module_source(flow, backend="numpy", stationary=False, command=None, verify_
         for rec in recognized:
             doc += _wrap(f"{rec.term}: {rec.name} - {rec.source}: {rec.display}", "    ")
     if checks:
-        dims = ", ".join(map(str, verify_dims))
-        doc += ["", "Checks run at generation time (all passed)",
-                f"    each form rebuilt as operators equals the derived term (dimension-free and "
-                f"p = {dims}),",
-                f"    and its array form with explicit H, T equals the component form (p = {dims})."]
+        doc += ["", "Checks run at generation time (all passed)"]
+        for label, res in checks:
+            for what, _ in res:
+                doc += _wrap(f"{label}: {what}", "    ")
     doc += ["", "Functions"]
     for c in codes:
         doc.append(f"    F{c.r}({_signature(c.positional(), c.keywords())})")
