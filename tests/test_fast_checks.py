@@ -47,4 +47,4 @@ def test_codegen_adam_order_two_exact_in_n_answers(tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     src = out.read_text()
-    assert "def F2(" in src and "random rational points" in src
+    assert "def F2(" in src and "random rational points" in " ".join(src.split())
