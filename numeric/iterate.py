@@ -4,11 +4,14 @@ Conventions (``docs/conventions.md`` §2, :mod:`modeq.symbolic.family`).  Steps 
 step ``k`` uses the loss ``E_{schedule[k]}`` (``schedule=None``: cyclic ``k mod m`` over the
 ``m`` losses; full batch is ``m = 1``).  Every state starts at 0 and is updated as
 
-    s <- d s + c of(g^(k), theta^(k)),  c = 1 - d if normalized else 1,
+    s <- d s + c of(g^(k), theta^(k), earlier states),  c = the state's scale,
 
-the step reads ``s / (1 - d^(k+1))`` when the state is bias-corrected, and
+in dependency order (an input that reads another state reads its value after this step's
+update, as the step does), except that a state with ``start="input"`` stores its first input
+itself (torch's momentum buffer); the step reads ``s / (1 - d^(k+1))`` when the state is
+bias-corrected, and
 
-    theta^(k+1) = theta^(k) - h step(states, g^(k), theta^(k)),
+    theta^(k+1) = theta^(k) - h step(states, g^(k), theta^(k), n=k),
 
 componentwise.  Nothing here is specific to an optimizer: ``of`` and ``step`` are compiled from the
 declaration with :func:`modeq.symbolic.emit.compile_exprs`.
@@ -21,7 +24,7 @@ from typing import Callable, Sequence
 import mpmath
 import sympy as sp
 
-from modeq.symbolic.family import Optimizer, g as G, theta as THETA
+from modeq.symbolic.family import Optimizer, g as G, n as N, theta as THETA
 from modeq.symbolic.emit import compile_exprs, normalize_values, to_number
 
 __all__ = ["Iterator", "iterates", "as_losses", "schedule_fn", "DIVERGENCE_BOUND"]
@@ -67,6 +70,8 @@ class _State:
     scale: object          # c = 1 - d (normalized) or 1
     bias_correction: bool
     of: Callable
+    reads: tuple = ()          # indices of the earlier states the input reads
+    start: str = "zero"
 
 
 class Iterator:
@@ -110,12 +115,14 @@ class Iterator:
         self._grads = [compile_exprs([sp.diff(E, p) for p in self.params], self.params, arithmetic)
                        for E in self.losses]
         self._states = []
+        index = {st.name: i for i, st in enumerate(optimizer.states)}
         for s in optimizer.states:
-            d = compile_exprs([s.decay], hyp, arithmetic)(*hyp_vals)[0]
-            of = compile_exprs([s.of], [G, THETA] + hyp, arithmetic)
-            c = 1 - d if s.normalized else to_number(1, arithmetic)
-            self._states.append(_State(d, c, s.bias_correction, _bind(of, hyp_vals)))
-        step = compile_exprs([optimizer.step], list(optimizer.states) + [G, THETA] + hyp,
+            d, c = compile_exprs([s.decay, s.scale], hyp, arithmetic)(*hyp_vals)
+            reads = list(s.reads)
+            of = compile_exprs([s.of], [G, THETA] + reads + hyp, arithmetic)
+            self._states.append(_State(d, c, s.bias_correction, _bind(of, hyp_vals),
+                                       tuple(index[t.name] for t in reads), s.start))
+        step = compile_exprs([optimizer.step], list(optimizer.states) + [G, THETA, N] + hyp,
                              arithmetic)
         self._step = _bind(step, hyp_vals)
 
@@ -146,7 +153,11 @@ class Iterator:
             for i, st in enumerate(self._states):
                 s = states[i]
                 of = st.of
-                s = [st.decay * s[j] + st.scale * of(gk[j], theta[j])[0] for j in rng]
+                ins = [of(gk[j], theta[j], *[hats[e][j] for e in st.reads])[0] for j in rng]
+                if k == 0 and st.start == "input":
+                    s = ins
+                else:
+                    s = [st.decay * s[j] + st.scale * ins[j] for j in rng]
                 states[i] = s
                 if st.bias_correction:
                     dpow[i] = dpow[i] * st.decay
@@ -154,7 +165,7 @@ class Iterator:
                     hats.append([x * corr for x in s])
                 else:
                     hats.append(s)
-            theta = [theta[j] - h * step(*[hs[j] for hs in hats], gk[j], theta[j])[0]
+            theta = [theta[j] - h * step(*[hs[j] for hs in hats], gk[j], theta[j], k)[0]
                      for j in rng]
             if check and self.arithmetic == "mpmath":
                 _check_finite(theta, k + 1)

@@ -24,7 +24,7 @@ import sympy as sp
 __all__ = [
     "g", "theta", "h", "n", "beta", "rho", "eps", "EMA", "Optimizer",
     "NON_SMOOTH", "check_smooth", "check_hyperparameter", "check_hyperparameter_values",
-    "RESERVED", "RANGES",
+    "RESERVED", "RANGES", "Refused", "STARTS", "dependency_order", "step_product",
 ]
 
 g = sp.Symbol("g", real=True)
@@ -44,6 +44,29 @@ RANGES = {
     "rho": (0, 1, False, False),
     "eps": (0, None, False, False),
     "h": (0, None, False, False),
+    "mu": (0, 1, True, False),          # SGD's momentum
+    "tau": (0, 1, True, True),          # SGD's dampening
+    "lam": (0, None, True, False),      # weight decay
+    "psi": (0, None, True, False),      # NAdam's momentum decay
+}
+
+#: how an EMA state starts: ``"zero"`` (s^(0) = 0, every built-in) or ``"input"`` (torch's
+#: momentum buffer: the first update stores the input itself, ``s^(1) = of(g^(0), theta^(0))``)
+STARTS = ("zero", "input")
+
+
+class Refused(ValueError):
+    """A declaration that has no smooth modified flow (or that modeq does not derive), with the
+    reason in the message."""
+
+
+_WHY_NOT_SMOOTH = {
+    "Max": "a running max (amsgrad, Adamax) is not differentiable where the maximum switches, "
+           "so the recursion has no smooth modified flow",
+    "Min": "a running min is not differentiable where the minimum switches",
+    "sign": "a sign-based step (signSGD, Lion) jumps where its argument vanishes, so it has no "
+            "smooth modified flow; declare a smooth sign instead, e.g. tanh(x/delta)",
+    "Abs": "|x| is not differentiable at 0",
 }
 
 
@@ -78,14 +101,57 @@ def check_hyperparameter(name, value):
 
 
 def check_smooth(expr, what: str):
-    """Raise ``ValueError`` if ``expr`` uses a non-smooth function (Abs, sign, Max, ...)."""
+    """Raise :class:`Refused` (a ``ValueError``) if ``expr`` uses a non-smooth function (Abs,
+    sign, Max, ...), saying why."""
     expr = sp.sympify(expr)
     for f in NON_SMOOTH:
         if expr.has(f):
-            raise ValueError(
-                f"{what} uses the non-smooth function {f.__name__}; backward error analysis "
-                f"needs a smooth (C^infinity) expression")
+            why = _WHY_NOT_SMOOTH.get(f.__name__, "it is not differentiable everywhere")
+            raise Refused(
+                f"{what} uses the non-smooth function {f.__name__}: {why}; backward error "
+                f"analysis needs a smooth (C^infinity) expression")
     return expr
+
+
+def step_product(factor, index, lo, hi):
+    """``prod_{index=lo}^{hi} factor``, a step-index-dependent coefficient (NAdam's
+    ``mu_1 ... mu_t``), kept exact and unevaluated until ``n`` has a value."""
+    return sp.Product(sp.sympify(factor), (index, lo, hi))
+
+
+def dependency_order(states, owner="optimizer"):
+    """The states in an order where every state comes after the states its input reads (a
+    stable topological order, states matched by name); :class:`ValueError` naming the cycle if
+    there is one, or a read state that is not listed (or listed with another declaration)."""
+    states = list(states)
+    by_name = {s.name: s for s in states}
+    for s in states:
+        unknown = [t.name for t in s.reads if t.name not in by_name]
+        if unknown:
+            raise ValueError(f"{owner}: state {s.name!r} reads state(s) {unknown} not listed in "
+                             f"states")
+    done, out = set(), []
+
+    def visit(s, path):
+        if s.name in done:
+            return
+        if s.name in path:
+            cyc = path[path.index(s.name):] + [s.name]
+            raise ValueError(f"{owner}: the states' inputs form a cycle {' -> '.join(cyc)}; a "
+                             f"state may read only states updated before it in the same step")
+        for t in s.reads:
+            visit(by_name[t.name], path + [s.name])
+        done.add(s.name)
+        out.append(s)
+
+    for s in states:
+        visit(s, [])
+    for s in states:
+        for t in s.reads:
+            if by_name[t.name] != t:
+                raise ValueError(f"{owner}: state {s.name!r} reads a state {t.name!r} declared "
+                                 f"differently from the listed one")
+    return out
 
 
 def check_hyperparameter_values(values: Mapping, decays: Iterable = ()):
@@ -106,7 +172,14 @@ class EMA(sp.Symbol):
     is ``sum_k w(n, k) of(g^(k), theta^(k))`` with ``w(n,k) = (1-decay) decay^(n-k)`` when
     ``normalized`` (Adam's ``m``, ``v``) or ``decay^(n-k)`` otherwise (heavy-ball), divided by
     ``1 - decay^(n+1)`` when ``bias_correction``.  ``of`` is a componentwise function of ``g``
-    (the current gradient component) and ``theta``.
+    (the current gradient component), ``theta`` and **earlier states** (their values after this
+    step's update, as the step reads them: centered or momentum RMSprop, AdaBelief's
+    ``(g - m)^2``); the optimizer checks the order.
+
+    ``scale``: the input's factor ``c`` (default ``1 - decay`` when normalized, else 1; SGD's
+    dampening is ``scale = 1 - tau``).  ``start="input"``: torch's momentum buffer, whose first
+    update stores the input itself (``s^(1) = of``), so the weight of step 0 is ``decay^n``
+    instead of ``c decay^n``.
 
     >>> import sympy as sp
     >>> m = EMA("m", decay=sp.Symbol("beta", positive=True), of=g, bias_correction=True)
@@ -114,7 +187,8 @@ class EMA(sp.Symbol):
     'm = EMA[beta](g) (normalised, bias-corrected)'
     """
 
-    def __new__(cls, name, decay, of, normalized=True, bias_correction=False):
+    def __new__(cls, name, decay, of, normalized=True, bias_correction=False, scale=None,
+                start="zero"):
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"EMA name must be an identifier, got {name!r}")
         if name in RESERVED:
@@ -124,44 +198,88 @@ class EMA(sp.Symbol):
         if decay.free_symbols & {g, theta, h, n}:
             raise ValueError(f"EMA {name!r}: decay must be a constant or a hyperparameter symbol, "
                              f"got {decay}")
+        if decay == 1:
+            raise Refused(f"EMA {name!r}: decay 1 is an unbounded running sum (Adagrad): its "
+                          f"weights do not decay, the state grows like n and the step shrinks "
+                          f"like 1/sqrt(n), so there is no modified flow on a fixed horizon of "
+                          f"the kind modeq derives; decays must lie in [0, 1)")
         if decay.is_number:
             _check_range(f"EMA {name!r} decay", decay, (0, 1, True, False))
-        if any(isinstance(s, EMA) for s in of.free_symbols):
-            raise ValueError(f"EMA {name!r}: 'of' must be a function of g and theta, "
-                             f"not of another state")
+        if any(isinstance(s, EMA) and s.name == name for s in of.free_symbols):
+            raise ValueError(f"EMA {name!r}: 'of' reads the state itself (a cycle); a state may "
+                             f"read only other, earlier states")
         if n in of.free_symbols or h in of.free_symbols:
             raise ValueError(f"EMA {name!r}: 'of' may not use the step index n or the step size h")
+        if start not in STARTS:
+            raise ValueError(f"EMA {name!r}: start must be one of {STARTS}, got {start!r}")
+        if start == "input" and bias_correction:
+            raise ValueError(f"EMA {name!r}: start='input' (torch's momentum buffer) has no bias "
+                             f"correction")
+        if scale is not None:
+            scale = sp.sympify(scale)
+            if scale.free_symbols & {g, theta, h, n} or any(
+                    isinstance(x, EMA) for x in scale.free_symbols):
+                raise ValueError(f"EMA {name!r}: scale must be a constant or hyperparameters, "
+                                 f"got {scale}")
+            if bias_correction:
+                raise ValueError(f"EMA {name!r}: a custom scale has no bias correction")
         obj = sp.Symbol.__xnew__(cls, name, real=True)
         obj.decay = decay
         obj.of = of
         obj.normalized = bool(normalized)
         obj.bias_correction = bool(bias_correction)
+        obj.custom_scale = scale
+        obj.start = start
         return obj
 
     def __getnewargs_ex__(self):
-        return ((self.name, self.decay, self.of, self.normalized, self.bias_correction), {})
+        return ((self.name, self.decay, self.of, self.normalized, self.bias_correction,
+                 self.custom_scale, self.start), {})
 
     def _hashable_content(self):
         return super()._hashable_content() + (self.decay, self.of, self.normalized,
-                                              self.bias_correction)
+                                              self.bias_correction, self.custom_scale,
+                                              self.start)
+
+    @property
+    def scale(self):
+        """The input's factor ``c`` in ``s <- d s + c of``."""
+        if self.custom_scale is not None:
+            return self.custom_scale
+        return 1 - self.decay if self.normalized else sp.S.One
+
+    @property
+    def reads(self):
+        """The states this state's input reads (a tuple of :class:`EMA`)."""
+        return tuple(sorted((x for x in self.of.free_symbols if isinstance(x, EMA)), key=str))
 
     def weight(self, step, k):
-        """Weight ``w(step, k)`` of ``of`` evaluated at iterate ``k`` in the state after ``step``."""
+        """Weight ``w(step, k)`` of ``of`` evaluated at iterate ``k`` in the state after ``step``
+        (for ``k >= 1``; add :meth:`first_weight_extra` at ``k = 0``)."""
         d = self.decay
-        w = (1 - d) * d ** (step - k) if self.normalized else d ** (step - k)
+        w = self.scale * d ** (step - k)
         if self.bias_correction:
             w = w / (1 - d ** (step + 1))
         return w
 
+    def first_weight_extra(self, step):
+        """What the weight of step 0 has beyond ``weight(step, 0)``: ``(1 - c) d^step`` for
+        ``start="input"``, else 0 (it vanishes as ``step -> oo``)."""
+        if self.start == "input":
+            return (1 - self.scale) * self.decay ** step
+        return sp.S.Zero
+
     def stationary_weight(self, lag):
         """The ``n -> infinity`` limit of the weight at lag ``n - k`` (bias correction -> 1)."""
-        d = self.decay
-        return (1 - d) * d ** lag if self.normalized else d ** lag
+        return self.scale * self.decay ** lag
 
     def describe(self) -> str:
         kind = "normalised" if self.normalized else "unnormalised"
+        if self.custom_scale is not None:
+            kind = f"scale {self.custom_scale}"
         bc = ", bias-corrected" if self.bias_correction else ""
-        return f"{self.name} = EMA[{self.decay}]({self.of}) ({kind}{bc})"
+        st = ", starts at its first input" if self.start == "input" else ""
+        return f"{self.name} = EMA[{self.decay}]({self.of}) ({kind}{bc}{st})"
 
 
 class Optimizer:
@@ -171,7 +289,11 @@ class Optimizer:
     ----------
     name : str
     states : list of :class:`EMA`
-    step : SymPy expression in the states, ``g``, ``theta`` and hyperparameter symbols.
+    step : SymPy expression in the states, ``g``, ``theta``, hyperparameter symbols and the step
+        index ``n`` (step-index-dependent coefficients such as NAdam's momentum schedule; the
+        update after step ``n`` reads ``n``, counted from 0).  Parameter terms are written out:
+        decoupled decay ``theta <- theta (1 - h lam)`` is ``+ lam*theta`` in the step, coupled
+        L2 is ``g + lam*theta`` in the inputs (:func:`~.optimizers.with_weight_decay`).
     hyperparameters : optional iterable of symbols.  When given, every other symbol in the step
         or in a state is an error; when omitted, the free symbols are taken as hyperparameters
         (values must then be given at ``lambdify`` time).
@@ -202,14 +324,19 @@ class Optimizer:
         if unknown_states:
             raise ValueError(f"Optimizer {name!r}: step uses state(s) "
                              f"{sorted(map(str, unknown_states))} not listed in states")
-        if n in step.free_symbols:
-            raise ValueError(f"Optimizer {name!r}: step may not use the step index n")
         if h in step.free_symbols:
             raise ValueError(f"Optimizer {name!r}: step may not use the step size h "
                              f"(the update is theta - h*step)")
         free = set(step.free_symbols) - set(states) - {g, theta}
+        states = dependency_order(states, f"Optimizer {name!r}")
+        free -= {n}
         for s in states:
-            free |= (s.decay.free_symbols | s.of.free_symbols) - {g, theta}
+            free |= (s.decay.free_symbols | s.of.free_symbols | s.scale.free_symbols) \
+                - {g, theta} - set(states)
+            for t in s.reads:
+                if t not in states:
+                    raise ValueError(f"Optimizer {name!r}: state {s.name!r} reads {t.name!r}, "
+                                     f"which is not listed in states")
         if hyperparameters is not None:
             declared = set(hyperparameters)
             undeclared = free - declared
@@ -228,6 +355,11 @@ class Optimizer:
     @property
     def decays(self):
         return tuple(s.decay for s in self.states)
+
+    @property
+    def uses_n(self) -> bool:
+        """The step has step-index-dependent coefficients."""
+        return n in self.step.free_symbols
 
     def memoryless(self) -> bool:
         return not self.states
