@@ -165,7 +165,7 @@ def cse_with_opaque_sums(exprs, prefix="_x", sum_prefix="_s", taken=()):
                 sums[x] = sp.Symbol(next(sum_names))
                 used.add(str(sums[x]))
             return sums[x]
-        return e.replace(lambda x: isinstance(x, sp.Sum), name)
+        return e.replace(lambda x: isinstance(x, (sp.Sum, sp.Product)), name)
 
     hidden = [hide(sp.sympify(e)) for e in exprs]
     symbols = (sp.Symbol(nm) for nm in fresh_names(prefix, hidden, used))

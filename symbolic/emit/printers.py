@@ -63,6 +63,13 @@ def _printer_class(backend):
     expand_powers = backend in ("numpy", "torch")
 
     class Printer(Base):
+        def _print_Product(self, expr):
+            # a finite product over a step index (NAdam's schedule), as a generator
+            loops = " ".join(f"for {self._print(i)} in range({self._print(a)}, "
+                             f"{self._print(b)}+1)" for i, a, b in expr.limits)
+            prod = "mpmath.fprod" if backend == "mpmath" else "math.prod"
+            return f"({self._module_format(prod)}({self._print(expr.function)} {loops}))"
+
         def _print_Sqrt(self, expr):
             return f"{self._module_format(sqrt_name)}({self._print(expr.args[0])})"
 
