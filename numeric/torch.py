@@ -32,12 +32,13 @@ from typing import Iterable, List, Sequence
 import torch
 
 from modeq.symbolic.family import check_hyperparameter
+from .torch_optim import from_torch, from_torch_groups  # noqa: F401  (the torch.optim bridge)
 
 __all__ = [
     "perturbed_one_norm", "OneNormLogger", "hessian_vector_product", "gradients",
     "adam_correction", "adam_flow_field", "ImplicitBiasPenalty", "add_correction_to_grad",
     "adam_coefficients", "check_params", "AdamEpsInside", "check_eps", "check_beta", "check_rho",
-    "check_weight", "one_norm_from",
+    "check_weight", "one_norm_from", "from_torch", "from_torch_groups",
 ]
 
 

@@ -1,0 +1,87 @@
+"""Derived flows checked against torch's own iterates: an order study whose "iterates" are
+``torch.optim``'s, run in float64 on a small smooth problem, and whose flows are the ones derived
+from :func:`~modeq.numeric.torch_optim.from_torch` integrated in high precision (mpmath).
+
+The discrepancy ``max_n |theta_torch^(n) - theta(nh)|`` must fall like ``h^(r+1)`` for the flow
+of order ``r``; the verdicts are :func:`~modeq.numeric.study.judge.judge_order`'s (pass / fail /
+unresolved), with torch's float64 rounding (``N`` steps of relative size ``2^-52``) and the
+integrator's estimate as the floor a discrepancy must clear.
+"""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import sympy as sp
+import torch
+
+from modeq.symbolic import derive
+from modeq.symbolic.emit import Kernel
+from .integrate import integrate, method_for
+from .study.fields import FieldFactory
+from .study.judge import judge_order, tolerances
+from .study.result import Point
+from .study.run import RESOLUTION
+from .torch_optim import from_torch
+
+__all__ = ["torch_iterates", "torch_order_study"]
+
+FLOAT64_UNIT = 2.0 ** -52
+
+
+def torch_iterates(make_optimizer, loss, params, theta0, lr, steps):
+    """``[theta^(0), ..., theta^(steps)]`` of ``make_optimizer([w], lr)`` (float64, one flat
+    parameter tensor ``w``) on the SymPy ``loss`` in ``params``."""
+    kernel = Kernel([loss], list(params), "torch", torch.float64)
+    w = torch.tensor([float(t) for t in theta0], dtype=torch.float64, requires_grad=True)
+    opt = make_optimizer([w], lr)
+    out = [w.detach().clone()]
+    for _ in range(steps):
+        opt.zero_grad()
+        E = kernel(*w)[0]
+        E.backward()
+        opt.step()
+        out.append(w.detach().clone())
+    return out
+
+
+def torch_order_study(make_optimizer, loss, params, theta0, T=1, hs=None, orders=(0, 1),
+                      dps=30, substeps=2, tol=None):
+    """``{order: OrderResult}``: torch's iterates against the derived flows.
+
+    ``make_optimizer(params, lr)`` builds the configured ``torch.optim`` instance (e.g.
+    ``lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.2)``); it must produce float64
+    runs (a float32 parameter is refused: its rounding would hide the orders).
+    """
+    hs = [sp.Rational(1, 2 ** k) for k in (3, 4, 5, 6)] if hs is None else \
+        [sp.Rational(h) for h in hs]
+    probe = torch.zeros(len(params), dtype=torch.float64, requires_grad=True)
+    decl, values = from_torch(make_optimizer([probe], float(hs[0])))
+    for group in make_optimizer([probe], float(hs[0])).param_groups:
+        for p in group["params"]:
+            if p.dtype != torch.float64:
+                raise TypeError(f"check runs need float64 parameters, got {p.dtype}")
+    values = {k: v for k, v in values.items() if k != "h"}
+    factory = FieldFactory(decl, loss, params, **values)
+    tols = tolerances(tol)
+    points = {r: [] for r in orders}
+    with mpmath.workdps(dps):
+        for h in hs:
+            N = int(math.floor(T / h))
+            its = torch_iterates(make_optimizer, loss, params, theta0, float(h), N)
+            its = [[mpmath.mpf(float(x)) for x in th] for th in its]
+            scale = max(1.0, max(abs(float(x)) for th in its for x in th))
+            rounding = 4 * FLOAT64_UNIT * N * scale
+            for r in orders:
+                run = integrate(factory(r, h), [mpmath.mpf(sp.Rational(t).p) / sp.Rational(t).q
+                                                for t in theta0], h, N, method_for(2), substeps)
+                err = max(max(abs(a - b) for a, b in zip(p, q)) for p, q in zip(its, run.path))
+                floor = run.error_estimate + rounding
+                ok = err > 0 and err >= RESOLUTION * floor
+                reason = "" if ok else (f"torch's float64 rounding {rounding:.1e} or the "
+                                        f"integrator estimate is not {RESOLUTION}x below the "
+                                        f"discrepancy")
+                points[r].append(Point(str(h), N, float(err), float(run.error_estimate),
+                                       rounding, ok, reason, method_for(2), substeps,
+                                       run.evaluations, 0.0))
+    return {r: judge_order(r, points[r], tols[r]) for r in orders}

@@ -1,0 +1,207 @@
+"""From a configured ``torch.optim`` optimizer to the exact declaration of the update it performs.
+
+:func:`from_torch` reads an optimizer's param groups and returns ``(declaration, values)``: the
+:class:`~modeq.symbolic.Optimizer` built from torch's own update rule
+(:mod:`modeq.symbolic.optimizers`, ``torch_*``) and the numeric hyperparameters by name, with
+``h`` = ``lr``.  Supported (docs/conventions.md §2.4):
+
+* ``SGD``: momentum, dampening (torch's first buffer is the gradient itself), nesterov,
+  weight_decay (coupled), maximize;
+* ``Adam``: eps outside the root, torch's bias corrections, coupled weight decay, and
+  ``decoupled_weight_decay=True``; ``AdamW`` (decoupled decay ``theta <- theta (1 - lr lam)``);
+* ``NAdam``: the momentum schedule ``mu_t`` and its products exact in the step index,
+  weight_decay coupled or ``decoupled_weight_decay``;
+* ``RMSprop``: alpha, eps (outside the root, no bias correction), centered, momentum,
+  weight_decay.
+
+Refused, with the reason (:class:`~modeq.symbolic.family.Refused`): ``amsgrad=True`` and
+``Adamax`` (a running max), ``RAdam`` (the rectification switches the update on a threshold of
+the step index), ``Adagrad`` (an unbounded running sum), ``Rprop``/``LBFGS``/others, a
+learning-rate scheduler attached to the optimizer (the step size must be constant), a tensor
+``lr``, an empty param group.  Param groups whose hyperparameters differ are returned one by
+one by :func:`from_torch_groups`.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from modeq.symbolic import optimizers as O
+from modeq.symbolic.family import Refused
+
+__all__ = ["from_torch", "from_torch_groups", "TorchGroup", "SUPPORTED", "REFUSED"]
+
+SUPPORTED = ("SGD", "Adam", "AdamW", "NAdam", "RMSprop")
+REFUSED = {
+    "Adamax": "Adamax's infinity norm is a running max, not differentiable where the maximum "
+              "switches: no smooth modified flow",
+    "RAdam": "RAdam's rectification switches the update on a threshold of the step index "
+             "(rho_t > 5), a discontinuity of the recursion modeq does not derive",
+    "Adagrad": "Adagrad's state is an unbounded running sum (decay 1): the step shrinks like "
+               "1/sqrt(n) and there is no modified flow on a fixed horizon of the kind modeq "
+               "derives",
+    "Rprop": "Rprop uses the sign of the gradient and of its changes: not smooth",
+    "LBFGS": "LBFGS runs a line search and a history of curvature pairs, not an EMA recursion",
+    "SparseAdam": "SparseAdam updates only the components a sparse gradient touches",
+    "ASGD": "ASGD's averaging and learning-rate schedule are not supported",
+}
+
+
+def _real(group, key, name):
+    v = group[key]
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise Refused(f"{name}: {key} is a tensor of shape {tuple(v.shape)}")
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise ValueError(f"{name}: {key} must be a finite real number, got {v!r}")
+    return float(v)
+
+
+class TorchGroup:
+    """One param group: ``declaration``, ``values`` (``h`` = lr included), ``params``."""
+
+    def __init__(self, declaration, values, params, index):
+        self.declaration, self.values, self.params, self.index = \
+            declaration, values, params, index
+
+    def key(self):
+        return (self.declaration.name, str(self.declaration.step),
+                tuple(s.describe() for s in self.declaration.states),
+                tuple(sorted(self.values.items())))
+
+    def __iter__(self):
+        return iter((self.declaration, self.values))
+
+    def __repr__(self):
+        return f"TorchGroup({self.index}: {self.declaration!r}, {self.values})"
+
+
+def _check_common(opt, group, name):
+    for flag in ("amsgrad",):
+        if group.get(flag):
+            raise Refused(f"{name}(amsgrad=True): the running max of v is not differentiable "
+                          f"where the maximum switches, so there is no smooth modified flow; "
+                          f"use amsgrad=False")
+    for flag in ("capturable", "differentiable"):
+        if group.get(flag):
+            raise Refused(f"{name}: {flag}=True is not supported (the recursion is the same, but "
+                          f"modeq reads plain float hyperparameters)")
+
+
+def _sgd(group, name):
+    mu = _real(group, "momentum", name)
+    tau = _real(group, "dampening", name)
+    lam = _real(group, "weight_decay", name)
+    nesterov, maximize = bool(group["nesterov"]), bool(group.get("maximize", False))
+    decl = O.torch_sgd(momentum=mu != 0, dampening=mu != 0 and tau != 0,
+                       nesterov=nesterov, weight_decay="coupled" if lam else None,
+                       maximize=maximize)
+    values = {"mu": mu, "tau": tau, "lam": lam}
+    return decl, values
+
+
+def _adam(group, name, decoupled):
+    b1, b2 = (_real({"b": b}, "b", name) for b in group["betas"])
+    lam = _real(group, "weight_decay", name)
+    wd = ("decoupled" if decoupled else "coupled") if lam else None
+    decl = O.torch_adam(weight_decay=wd, maximize=bool(group.get("maximize", False)))
+    return decl, {"beta": b1, "rho": b2, "eps": _real(group, "eps", name), "lam": lam}
+
+
+def _nadam(group, name):
+    b1, b2 = (_real({"b": b}, "b", name) for b in group["betas"])
+    lam = _real(group, "weight_decay", name)
+    wd = ("decoupled" if group.get("decoupled_weight_decay") else "coupled") if lam else None
+    decl = O.torch_nadam(weight_decay=wd, maximize=bool(group.get("maximize", False)))
+    return decl, {"beta": b1, "rho": b2, "eps": _real(group, "eps", name), "lam": lam,
+                  "psi": _real(group, "momentum_decay", name)}
+
+
+def _rmsprop(group, name):
+    mu = _real(group, "momentum", name)
+    lam = _real(group, "weight_decay", name)
+    decl = O.torch_rmsprop(centered=bool(group["centered"]), momentum=mu != 0,
+                           weight_decay="coupled" if lam else None,
+                           maximize=bool(group.get("maximize", False)))
+    return decl, {"rho": _real(group, "alpha", name), "eps": _real(group, "eps", name),
+                  "mu": mu, "lam": lam}
+
+
+def _group(opt, group, index):
+    name = type(opt).__name__
+    if not group["params"]:
+        raise ValueError(f"{name}: param group {index} is empty (no parameters)")
+    _check_common(opt, group, name)
+    if isinstance(opt, torch.optim.AdamW):
+        decl, values = _adam(group, name, True)
+    elif isinstance(opt, torch.optim.Adam):
+        decl, values = _adam(group, name, bool(group.get("decoupled_weight_decay")))
+    elif isinstance(opt, torch.optim.NAdam):
+        decl, values = _nadam(group, name)
+    elif isinstance(opt, torch.optim.RMSprop):
+        decl, values = _rmsprop(group, name)
+    elif isinstance(opt, torch.optim.SGD):
+        decl, values = _sgd(group, name)
+    else:
+        raise AssertionError(name)
+    values = {k: v for k, v in values.items() if k in {str(s) for s in decl.hyperparameters}}
+    lr = _real(group, "lr", name)
+    if lr <= 0:
+        raise ValueError(f"{name}: lr must be > 0, got {lr}")
+    values["h"] = lr
+    decl.check_values(values)
+    return TorchGroup(decl, values, list(group["params"]), index)
+
+
+def _check_optimizer(opt):
+    if not isinstance(opt, torch.optim.Optimizer):
+        raise TypeError(f"from_torch expects a torch.optim.Optimizer, got {type(opt).__name__}")
+    name = type(opt).__name__
+    if name in REFUSED:
+        raise Refused(f"{name} is not supported: {REFUSED[name]}")
+    if not isinstance(opt, (torch.optim.SGD, torch.optim.Adam, torch.optim.NAdam,
+                            torch.optim.RMSprop)):
+        raise Refused(f"{name} is not supported; supported: {', '.join(SUPPORTED)}")
+    if _has_scheduler(opt):
+        raise Refused(f"{name}: a learning-rate scheduler is attached; the modified flow needs a "
+                      f"constant step size h = lr")
+    if not opt.param_groups:
+        raise ValueError(f"{name} has no param group")
+
+
+def _has_scheduler(opt):
+    # torch.optim.lr_scheduler wraps optimizer.step and records the initial lr in each group
+    return any("initial_lr" in g for g in opt.param_groups)
+
+
+def from_torch_groups(optimizer):
+    """One :class:`TorchGroup` per param group (declaration, values with ``h`` = lr, params)."""
+    _check_optimizer(optimizer)
+    return [_group(optimizer, g, i) for i, g in enumerate(optimizer.param_groups)]
+
+
+def from_torch(optimizer, group=None):
+    """``(declaration, values)`` of the update a configured ``torch.optim`` optimizer performs.
+
+    ``values`` holds the numeric hyperparameters by name and ``h`` (torch's ``lr``).  With
+    several param groups, their configurations must agree (else pass ``group=i``, or use
+    :func:`from_torch_groups`: different hyperparameters act on their own components).
+
+    >>> import torch
+    >>> w = torch.zeros(2, requires_grad=True)
+    >>> decl, values = from_torch(torch.optim.AdamW([w], lr=1e-3, weight_decay=0.01))
+    >>> decl.name, values["h"], values["lam"]
+    ('torch_adamw', 0.001, 0.01)
+    """
+    groups = from_torch_groups(optimizer)
+    if group is not None:
+        if not 0 <= group < len(groups):
+            raise ValueError(f"group must be in [0, {len(groups)}), got {group}")
+        return tuple(groups[group])
+    keys = {g.key() for g in groups}
+    if len(keys) > 1:
+        raise ValueError(f"{type(optimizer).__name__}: its {len(groups)} param groups have "
+                         f"different configurations; pass group=i or use from_torch_groups()")
+    return tuple(groups[0])

@@ -1,0 +1,136 @@
+"""The torch bridge: from_torch reads what torch does (declarations checked against torch's own
+iterates, float64), refuses what has no smooth flow, and the derived flows' orders against
+torch's iterates (slopes 1 and 2)."""
+import pytest
+import sympy as sp
+import torch
+from hypothesis import given, settings, strategies as st
+
+from modeq.numeric.iterate import iterates
+from modeq.numeric.torch import from_torch
+from modeq.numeric.torch_check import torch_iterates, torch_order_study
+from modeq.numeric.torch_optim import from_torch_groups
+from modeq.symbolic.family import Refused
+
+x, y = sp.symbols("x y")
+E = (x - 3) ** 2 / 2 + (y + 2) ** 2 / 2 + x * y / 4 + x ** 4 / 24
+THETA0 = [1, sp.Rational(1, 2)]
+
+CONFIGS = {
+    "sgd-momentum-dampening-l2": lambda p, lr: torch.optim.SGD(
+        p, lr=lr, momentum=0.3, dampening=0.2, weight_decay=0.2),
+    "sgd-nesterov-maximize": lambda p, lr: torch.optim.SGD(
+        p, lr=lr, momentum=0.3, nesterov=True, weight_decay=0.2, maximize=True),
+    "adam-l2": lambda p, lr: torch.optim.Adam(p, lr=lr, betas=(0.4, 0.6), eps=0.1,
+                                              weight_decay=0.2),
+    "adam-decoupled": lambda p, lr: torch.optim.Adam(
+        p, lr=lr, betas=(0.4, 0.6), eps=0.1, weight_decay=0.2, decoupled_weight_decay=True),
+    "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr, betas=(0.4, 0.6), eps=0.1,
+                                             weight_decay=0.2),
+    "nadam-decoupled": lambda p, lr: torch.optim.NAdam(
+        p, lr=lr, betas=(0.4, 0.6), eps=0.1, weight_decay=0.2, decoupled_weight_decay=True,
+        momentum_decay=0.3),
+    "nadam-l2": lambda p, lr: torch.optim.NAdam(p, lr=lr, betas=(0.4, 0.6), eps=0.1,
+                                                weight_decay=0.2),
+    "rmsprop-centered-momentum": lambda p, lr: torch.optim.RMSprop(
+        p, lr=lr, alpha=0.6, eps=0.1, centered=True, momentum=0.3, weight_decay=0.2),
+    "rmsprop-plain": lambda p, lr: torch.optim.RMSprop(p, lr=lr, alpha=0.6, eps=0.1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_declaration_reproduces_torchs_iterates(name):
+    """The declaration from_torch returns, iterated by modeq, is torch's update (float64)."""
+    make = CONFIGS[name]
+    lr = 0.05
+    decl, values = from_torch(make([torch.zeros(2, dtype=torch.float64, requires_grad=True)],
+                                   lr))
+    ref = torch_iterates(make, E, [x, y], THETA0, lr, 12)
+    ours = iterates(decl, E, [x, y], THETA0, sp.Rational(lr), 12, dps=30,
+                    **{k: v for k, v in values.items() if k != "h"})
+    # torch keeps NAdam's product mu_1...mu_t in the default scalar dtype (float32)
+    tol = 1e-8 if name.startswith("nadam") else 1e-12
+    for a, b in zip(ref, ours):
+        assert max(abs(float(u) - float(v)) for u, v in zip(a, b)) < tol
+
+
+@settings(max_examples=12, deadline=None)
+@given(b1=st.floats(0.0, 0.95), b2=st.floats(0.05, 0.99), eps=st.floats(1e-3, 1.0),
+       wd=st.floats(0.0, 0.5), kind=st.sampled_from(["Adam", "AdamW", "NAdam"]))
+def test_adam_family_hyperparameters_match_torch(b1, b2, eps, wd, kind):
+    make = lambda p, lr: getattr(torch.optim, kind)(p, lr=lr, betas=(b1, b2), eps=eps,  # noqa
+                                                    weight_decay=wd)
+    decl, values = from_torch(make([torch.zeros(2, dtype=torch.float64,
+                                                requires_grad=True)], 0.03))
+    ref = torch_iterates(make, E, [x, y], THETA0, 0.03, 6)
+    ours = iterates(decl, E, [x, y], THETA0, sp.Rational(0.03), 6, dps=30,
+                    **{k: v for k, v in values.items() if k != "h"})
+    assert max(abs(float(u) - float(v)) for a, b in zip(ref, ours)
+               for u, v in zip(a, b)) < (1e-8 if kind == "NAdam" else 1e-11)
+
+
+def test_refusals_say_why():
+    w = torch.zeros(2, requires_grad=True)
+    with pytest.raises(Refused, match="running max"):
+        from_torch(torch.optim.Adam([w], amsgrad=True))
+    with pytest.raises(Refused, match="rectification"):
+        from_torch(torch.optim.RAdam([w]))
+    with pytest.raises(Refused, match="running max"):
+        from_torch(torch.optim.Adamax([w]))
+    with pytest.raises(Refused, match="unbounded running sum"):
+        from_torch(torch.optim.Adagrad([w]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    torch.optim.lr_scheduler.StepLR(opt, 3)
+    with pytest.raises(Refused, match="scheduler"):
+        from_torch(opt)
+    opt = torch.optim.SGD([w], lr=0.1)
+    opt.param_groups[0]["params"] = []
+    with pytest.raises(ValueError, match="empty"):
+        from_torch(opt)
+    with pytest.raises(TypeError, match="float64"):
+        torch_order_study(lambda p, lr: torch.optim.SGD(
+            [torch.zeros(2, dtype=torch.float32, requires_grad=True)], lr=lr), E, [x, y],
+            THETA0, orders=(0,))
+
+
+def test_param_groups_each_get_their_hyperparameters():
+    a = torch.zeros(2, requires_grad=True)
+    b = torch.zeros(3, requires_grad=True)
+    opt = torch.optim.AdamW([{"params": [a]}, {"params": [b], "weight_decay": 0.0,
+                                               "betas": (0.5, 0.7)}], lr=0.01)
+    groups = from_torch_groups(opt)
+    assert groups[0].declaration.name == "torch_adamw" and groups[0].values["lam"] == 0.01
+    assert groups[1].declaration.name == "torch_adam" and groups[1].values["beta"] == 0.5
+    assert groups[1].params[0] is b
+    with pytest.raises(ValueError, match="different configurations"):
+        from_torch(opt)
+    assert from_torch(opt, group=1)[1]["rho"] == 0.7
+
+
+# -- orders against torch's own iterates ------------------------------------------------------
+# (T, step sizes): Adam with coupled decay on T = 1/2, before a component of g + lam theta
+# vanishes (eps outside the root: the flow is smooth only away from g_j = 0)
+H4 = ["1/16", "1/32", "1/64", "1/128"]
+STUDY = {"adamw": (1, H4), "adam-l2": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"]),
+         "sgd-momentum-dampening-l2": (sp.Rational(1, 2), H4),
+         "sgd-nesterov-maximize": (sp.Rational(1, 2), H4)}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY))
+def test_order_study_against_torch(name):
+    T, hs = STUDY[name]
+    res = torch_order_study(CONFIGS[name], E, [x, y], THETA0, T=T, hs=hs, orders=(0, 1),
+                            substeps=4 if T == 1 else 2)
+    for r, o in res.items():
+        assert o.verdict == "pass", (name, r, o.slope, o.reason)
+
+
+def test_a_wrong_convention_fails_against_torch():
+    """Adam's declaration checked against AdamW's iterates (coupled vs decoupled decay): the
+    discrepancy does not fall with h, so the study fails (it can fail)."""
+    adam = CONFIGS["adam-l2"]
+    res = torch_order_study(lambda p, lr: (adam(p, lr) if p[0].numel() == 2 and
+                                           p[0].abs().sum() == 0 else CONFIGS["adamw"](p, lr)),
+                            E, [x, y], THETA0, T=sp.Rational(1, 2),
+                            hs=["1/16", "1/32", "1/64"], orders=(1,), substeps=4)
+    assert res[1].verdict != "pass"
