@@ -335,3 +335,14 @@ def test_sweep_restores_thread_count():
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_trend_needs_seeds_and_an_effect_before_it_is_observed():
+    """One seed and a +0.0009 change on values near 1 used to be reported as 'observed'."""
+    one_seed = _fake("rho", {0.9: [1.0], 0.99: [1.0009]}, {0.9: [0.5], 0.99: [0.5]})
+    one_seed.seeds = (0,)
+    assert one_seed.trend("one_norm")["verdict"].startswith("not established")
+    tiny = _fake("rho", {0.9: [1.0, 1.0], 0.99: [1.0009, 1.0009]}, {0.9: [0.5, 0.5],
+                                                                    0.99: [0.5, 0.5]})
+    verdict = tiny.trend("one_norm")["verdict"]
+    assert verdict.startswith("not established") and "1%" in verdict

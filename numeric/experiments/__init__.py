@@ -26,7 +26,8 @@ their sample standard deviation.  A trend is *observed* when the seed-mean moves
 the paper's direction across all swept values and the change from the first to the last value
 exceeds the sum of their seed standard deviations; *partly observed* when the rank correlation
 between the swept value and the seed-mean has the paper's sign but the stricter test fails; *not
-observed* otherwise.  The summary states the numbers either way.
+observed* otherwise.  Neither of the first two is said with fewer than two seeds per value or a change
+below 1 % of the values (*not established*, with the reason).  The summary states the numbers either way.
 
 Python API: :func:`adam_sweep` (or :func:`rho_sweep`, :func:`beta_sweep`) returns an
 :class:`AdamSweepResult`; :func:`write_outputs` writes the CSV, the plots and the summary

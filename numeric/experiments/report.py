@@ -21,6 +21,11 @@ from ..atomic import atomic_savefig, atomic_write_text
 from .data import beta_rho
 
 
+#: Before a trend is called observed (or partly observed): seeds per value, and the smallest
+#: change between the first and last value, relative to the largest |seed mean|.
+MIN_SEEDS = 2
+MIN_RELATIVE_CHANGE = 0.01
+
 #: The paper's direction for each (sweep, metric): +1 rises with the swept value, -1 falls.
 PAPER_TRENDS = {
     ("rho", "one_norm"): (+1, "1. as rho grows, the perturbed one-norm rises"),
@@ -66,6 +71,7 @@ def judge_trend(kind, metric, finals):
     change = float(mean[-1] - mean[0])
     beyond = bool(abs(change) > std[0] + std[-1])
     rank = spearman(np.arange(len(mean)), mean) if len(mean) > 1 else float("nan")
+    scale = float(np.abs(mean).max()) if len(mean) else 0.0
     if len(mean) < 2:
         verdict = "not testable (a single value)"
     elif monotone and beyond and change * direction > 0:
@@ -74,6 +80,12 @@ def judge_trend(kind, metric, finals):
         verdict = "partly observed"
     else:
         verdict = "not observed"
+    if verdict in ("observed", "partly observed"):
+        if finals.shape[1] < MIN_SEEDS:
+            verdict = f"not established (fewer than {MIN_SEEDS} seeds: no spread to compare with)"
+        elif abs(change) < MIN_RELATIVE_CHANGE * scale:
+            verdict = (f"not established (change {change:+.3g} below "
+                       f"{MIN_RELATIVE_CHANGE:.0%} of the values)")
     return {"text": text, "direction": direction, "mean": mean, "std": std,
             "monotone": monotone, "change": change, "beyond_spread": beyond,
             "spearman": rank, "verdict": verdict}
