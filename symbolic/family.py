@@ -202,7 +202,7 @@ class EMA(sp.Symbol):
             raise Refused(f"EMA {name!r}: decay 1 is an unbounded running sum (Adagrad): its "
                           f"weights do not decay, the state grows like n and the step shrinks "
                           f"like 1/sqrt(n), so there is no modified flow on a fixed horizon of "
-                          f"the kind modeq derives; decays must lie in [0, 1)")
+                          f"the kind modeq derives; EMA {name!r} decay must be in [0, 1), got 1")
         if decay.is_number:
             _check_range(f"EMA {name!r} decay", decay, (0, 1, True, False))
         if any(isinstance(s, EMA) and s.name == name for s in of.free_symbols):
