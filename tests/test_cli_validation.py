@@ -217,3 +217,17 @@ def test_experiment_out_is_checked_before_training(monkeypatch, capsys):
     code, _, err = run(["experiment", "rho-sweep", "--out", "/proc/nope/sweep", "--no-progress"],
                        capsys)
     assert code == 2 and "--out" in one_error_line(err, "experiment")
+
+
+def test_latex_pdf_shows_its_stages_in_a_log(tmp_path, capsys):
+    """`modeq latex --pdf` was silent while it built, checked and compiled."""
+    assert main(["latex", "gd", "--pdf", "--out", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "[1/2] derive, build and check the document" in err and "checks passed" in err
+    assert "[2/2] compile the PDF" in err and "\r" not in err
+    assert (tmp_path / "gd-full-order1.pdf").exists()
+
+
+def test_latex_without_optimizer_is_a_usage_error(capsys):
+    assert main(["latex"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1

@@ -15,8 +15,10 @@ class UsageError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
-def add_optimizer_args(parser):
-    parser.add_argument("optimizer", metavar="OPTIMIZER",
+def add_optimizer_args(parser, required=True):
+    """The OPTIMIZER argument (optional when ``required`` is false) and its variant flags."""
+    parser.add_argument("optimizer", metavar="OPTIMIZER", nargs=None if required else "?",
+                        default=None,
                         help=f"a built-in optimizer: {', '.join(OPTIMIZER_NAMES)}")
     parser.add_argument("--eps-outside", action="store_true",
                         help="Adam/RMSProp with eps outside the square root (torch.optim.Adam)")

@@ -22,16 +22,13 @@ from modeq.proofs.latex import compile_pdf, latex_engine, write_tex
 from modeq.proofs.registry import TEX_DIR, regenerate
 from modeq.symbolic import optimizers
 
-from ._common import add_optimizer_args, optimizer_from_args
+from ._common import Progress, add_optimizer_args, optimizer_from_args
 
 
 def add_parser(sub):
     p = sub.add_parser("latex", help="write the derivation document (LaTeX, optionally PDF)",
                        description=__doc__.split("\n\n")[0])
-    add_optimizer_args(p)
-    # OPTIMIZER may be left out with --regenerate
-    optimizer = next(a for a in p._actions if a.dest == "optimizer")
-    optimizer.nargs, optimizer.default = "?", None
+    add_optimizer_args(p, required=False)                  # left out with --regenerate
     p.add_argument("--regenerate", action="store_true",
                    help="rewrite the committed documents (proofs/tex/*.tex; no OPTIMIZER)")
     p.add_argument("--order", type=int, default=1, choices=(0, 1, 2))
@@ -80,10 +77,14 @@ def variant_suffix(opt, eps_outside=False, no_bias_correction=False):
     return suffix
 
 
-def write_document(opt, order, batch, stationary, out, pdf, suffix=""):
-    """Build, verify, write; returns ``(tex_path, pdf_path or None, message)``."""
+def write_document(opt, order, batch, stationary, out, pdf, suffix="", progress=None):
+    """Build, verify, write; returns ``(tex_path, pdf_path or None, message)``.
+    ``progress``: a :class:`~._common.Progress` told of each stage (build and check, PDF)."""
+    progress = progress or Progress("modeq latex", 2 if pdf else 1, enabled=False)
     t0 = time.perf_counter()
-    doc = document(opt, order, batch, stationary)
+    with progress.step("derive, build and check the document") as update:
+        doc = document(opt, order, batch, stationary)
+        update(1, 1, f"{len(doc.checks)} checks passed")
     stem = document_name(opt, order, batch, stationary)
     if suffix:
         parts = stem.split("-" + batch + "-", 1)
@@ -97,7 +98,9 @@ def write_document(opt, order, batch, stationary, out, pdf, suffix=""):
             msg += (f"\nno LaTeX found (latexmk or pdflatex): compile with "
                     f"'pdflatex {os.path.basename(tex_path)}' in {out}")
         else:
-            pdf_path = compile_pdf(tex_path)
+            with progress.step("compile the PDF") as update:
+                pdf_path = compile_pdf(tex_path)
+                update(1, 1, os.path.basename(pdf_path))
             msg += f"\nwrote {pdf_path}"
     else:
         msg += f"\ncompile with 'pdflatex {os.path.basename(tex_path)}' (or pass --pdf)"
@@ -118,7 +121,8 @@ def run(args):
     try:
         _, _, msg = write_document(opt, args.order, args.batch, args.stationary, out, args.pdf,
                                    variant_suffix(opt, args.eps_outside,
-                                                  args.no_bias_correction))
+                                                  args.no_bias_correction),
+                                   Progress("modeq latex", 2 if args.pdf else 1))
     except ProofError as exc:
         print(f"modeq latex: a check failed, no document written: {exc}", file=sys.stderr)
         return 1
