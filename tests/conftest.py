@@ -1,0 +1,34 @@
+"""Hypothesis profiles for the property-based tests (tests/test_properties_*.py).
+
+* ``ci`` (default): few examples per property, derandomized (fixed seed) so that a failure
+  reproduces on every run, no deadline (a derivation may take seconds); all properties in
+  <= 3 minutes on a 2-core machine.
+* ``long`` (``MODEQ_FUZZ=long``): 20x the examples of ``ci`` (each property scales its own
+  count with :func:`examples`), still derandomized, for before releases.
+
+Tests ask for their example count with ``settings(max_examples=examples(k))``: ``k`` in the
+``ci`` profile, ``20 k`` in ``long``.
+"""
+import os
+import sys
+
+from hypothesis import HealthCheck, settings
+
+sys.path.insert(0, os.path.dirname(__file__))          # tests/strategies.py, series_oracle.py
+
+FUZZ = os.environ.get("MODEQ_FUZZ", "ci")
+if FUZZ not in ("ci", "long"):
+    raise ValueError(f"MODEQ_FUZZ must be 'ci' or 'long', got {FUZZ!r}")
+SCALE = 20 if FUZZ == "long" else 1
+
+_COMMON = dict(deadline=None, derandomize=True, print_blob=True, database=None,
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                      HealthCheck.filter_too_much])
+settings.register_profile("ci", max_examples=10, **_COMMON)
+settings.register_profile("long", max_examples=200, **_COMMON)
+settings.load_profile(FUZZ)
+
+
+def examples(k):
+    """``k`` examples in the ci profile, ``20 k`` in the long one."""
+    return k * SCALE
