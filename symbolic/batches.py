@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .family import g
+from .family import g, n
 from .operators import Grad, Vec, lie
 from .solve import solve_next
 
-__all__ = ["GroupedTerms", "grouped_step_terms"]
+__all__ = ["GroupedTerms", "grouped_step_terms", "check_groupable"]
 
 
 @dataclass
@@ -27,6 +27,21 @@ class GroupedTerms:
     V: list
     F0: list
     F1: list
+
+
+def check_groupable(optimizer):
+    """``NotImplementedError`` for declarations the grouping does not cover yet (rather than a
+    silently wrong field): a state whose input reads another state, a state started at its
+    first input (torch's momentum buffer), a step that uses the step index."""
+    for s in optimizer.states:
+        if any(isinstance(x, type(s)) for x in s.of.free_symbols):
+            raise NotImplementedError(f"mini batch: state {s.name!r} reads another state; the "
+                                      f"batch grouping covers inputs of g and theta only")
+        if getattr(s, "start", "zero") != "zero":
+            raise NotImplementedError(f"mini batch: state {s.name!r} starts at its first input "
+                                      f"(torch's momentum buffer); not covered yet")
+    if n in optimizer.step.free_symbols:
+        raise NotImplementedError("mini batch: the step uses the step index n; not covered yet")
 
 
 def grouped_step_terms(optimizer, m, order):
@@ -41,6 +56,7 @@ def grouped_step_terms(optimizer, m, order):
 
     ``W`` and ``V`` are left as symbols; a numeric lowering fills them in.
     """
+    check_groupable(optimizer)
     W = [[sp.Symbol(f"W_{s.name}_{b}") for b in range(m)] for s in optimizer.states]
     V = [[Vec(sp.Symbol(f"V_{s.name}_{b}")) for b in range(m)] for s in optimizer.states]
     phis = [[s.of.xreplace({g: Grad(b)}) for b in range(m)] for s in optimizer.states]

@@ -151,8 +151,8 @@ def extract_sums(exprs):
 
 
 def cse_with_opaque_sums(exprs, prefix="_x", sum_prefix="_s", taken=()):
-    """SymPy's CSE with each ``Sum`` held as one opaque value (its bound variable never
-    escapes); returns ``(replacements, reduced)`` where the sums come first.  New symbols are
+    """SymPy's CSE with each outermost ``Sum`` / ``Product`` held as one opaque value (its
+    bound variable never escapes, nested ones stay inside it); returns ``(replacements, reduced)`` where the sums come first.  New symbols are
     named ``sum_prefix<k>`` / ``prefix<k>``, avoiding the expressions' symbols and ``taken``."""
     exprs = list(exprs)
     sums = {}
@@ -160,12 +160,15 @@ def cse_with_opaque_sums(exprs, prefix="_x", sum_prefix="_s", taken=()):
     sum_names = fresh_names(sum_prefix, exprs, used)
 
     def hide(e):
-        def name(x):
-            if x not in sums:
-                sums[x] = sp.Symbol(next(sum_names))
-                used.add(str(sums[x]))
-            return sums[x]
-        return e.replace(lambda x: isinstance(x, (sp.Sum, sp.Product)), name)
+        # outermost sums and products only: a nested one may use the outer bound variable
+        if isinstance(e, (sp.Sum, sp.Product)):
+            if e not in sums:
+                sums[e] = sp.Symbol(next(sum_names))
+                used.add(str(sums[e]))
+            return sums[e]
+        if not e.args:
+            return e
+        return e.func(*[hide(a) for a in e.args])
 
     hidden = [hide(sp.sympify(e)) for e in exprs]
     symbols = (sp.Symbol(nm) for nm in fresh_names(prefix, hidden, used))
