@@ -270,10 +270,11 @@ def adam_correction(loss, params, beta, rho, eps, h) -> List[torch.Tensor]:
 
 
 def adam_flow_field(loss, params, beta, rho, eps, h) -> List[torch.Tensor]:
-    """The right-hand side of Adam's modified flow, ``(∇E + correction)/sqrt(g²+ε)``
-    (``dθ/dt = −field``), a list shaped like ``params``."""
+    """Adam's modified flow ``dθ/dt = −F = −(∇E + correction)/sqrt(g²+ε)`` at the current
+    parameters, a list shaped like ``params`` (the package's convention for every flow field:
+    the right-hand side ``dθ/dt``, one tensor per parameter)."""
     gd, s, corr = _correction(loss, params, beta, rho, eps, h)
-    return [((g + c) / si).detach() for g, c, si in zip(gd, corr, s)]
+    return [(-(g + c) / si).detach() for g, c, si in zip(gd, corr, s)]
 
 
 def add_correction_to_grad(loss, params, beta, rho, eps, h, sign=+1, weight=1.0):

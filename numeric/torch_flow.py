@@ -13,8 +13,10 @@ kernel per nesting level).  The cost is one HVP per ``H·u`` node and two per ``
 never a dense Hessian.  Memory sums must be in closed form (use the stationary flow, or the
 exact one where its sums close, e.g. bias-corrected Adam to order 1).
 
-Convention: ``flow_field(...)`` returns ``d theta/dt = -(F0 + h F1 + ...)``; ``flow_terms``
-returns ``[F0, F1, ...]``, each flattened over all parameters in ``params`` order.
+Convention (the package's, for every torch function): ``flow_field(...)`` returns the
+right-hand side ``d theta/dt = -(F0 + h F1 + ...)``; ``flow_terms`` returns ``[F0, F1, ...]``;
+``flow_correction`` returns ``h F1 + h^2 F2 + ...``; each vector is a list of tensors shaped like
+``params``.
 """
 from __future__ import annotations
 
@@ -110,7 +112,8 @@ def _key(flow, stationary, dtype, values, what):
 
 
 def flow_terms(flow, loss, params, stationary=True, n=None, **values):
-    """``[F0, F1, ...]`` of ``flow`` at the current ``params`` (flat tensors)."""
+    """``[F0, F1, ...]`` of ``flow`` at the current ``params`` (each a list shaped like
+    ``params``)."""
     cb = AutogradCallbacks(loss, params)
     values = {k: v for k, v in values.items() if k != "h"}
 
@@ -121,16 +124,17 @@ def flow_terms(flow, loss, params, stationary=True, n=None, **values):
                 for f in flow_forms(flow, stationary)]
 
     functions = _compiled(_key(flow, stationary, cb.g.dtype, values, "terms"), build)
-    return [cb.evaluate(f, n if f.uses_n else None) for f in functions]
+    return [cb.split(cb.evaluate(f, n if f.uses_n else None)) for f in functions]
 
 
 def flow_field(flow, loss, params, stationary=True, n=None, **values):
-    """``d theta/dt = -(F0 + h F1 + h^2 F2 ...)`` at the current ``params`` (flat tensor)."""
+    """``d theta/dt = -(F0 + h F1 + h^2 F2 ...)`` at the current ``params`` (a list shaped like
+    ``params``)."""
     cb = AutogradCallbacks(loss, params)
     function = _compiled(_key(flow, stationary, cb.g.dtype, values, "field"),
                          lambda: MatrixFreeFlow(flow, stationary).lambdify(
                              "torch", cb.g.dtype, True, **values))
-    return cb.evaluate(function, n if function.uses_n else None)
+    return cb.split(cb.evaluate(function, n if function.uses_n else None))
 
 
 def correction_function(flow, stationary, dtype, **values):

@@ -117,10 +117,10 @@ def test_adam_correction_equals_exact_sympy_network(beta, rho, eps, h):
     assert max(abs(e) for e in expected) > 1e-3          # the check is not vacuous
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
     assert abs(float(mt.perturbed_one_norm(loss, params, float(eps))) - expected_norm) < 1e-12
-    # the flow field is (g + correction)/sqrt(g^2+eps), componentwise
+    # the flow field is d theta/dt = -(g + correction)/sqrt(g^2+eps), componentwise
     field = _flat(mt.adam_flow_field(loss, params, float(beta), float(rho), float(eps), float(h)))
     g = np.array(expected_g)
-    np.testing.assert_allclose(field, (g + np.array(expected)) / np.sqrt(g ** 2 + float(eps)),
+    np.testing.assert_allclose(field, -(g + np.array(expected)) / np.sqrt(g ** 2 + float(eps)),
                                rtol=0, atol=1e-10)
 
 
@@ -489,3 +489,19 @@ def test_adam_eps_inside_follows_the_recursion_of_math_md():
                          (dict(eps=0.0), "eps")]:
         with pytest.raises(ValueError, match=pattern):
             mt.AdamEpsInside([t], **bad)
+
+
+def test_one_flow_field_convention_everywhere():
+    """Both torch flow fields return d theta/dt = -F as a list shaped like params (one of them
+    used to return +F as a list, the other -F flat)."""
+    from modeq.numeric.torch_flow import flow_field
+    from modeq.symbolic import derive, optimizers
+    params, loss_fn = _torch_net()
+    vals = dict(beta=0.9, rho=0.99, eps=1e-3, h=0.01)
+    a = mt.adam_flow_field(loss_fn(*params), params, **vals)
+    b = flow_field(derive(optimizers.adam(), 1), loss_fn(*params), params, stationary=True, **vals)
+    assert [t.shape for t in a] == [t.shape for t in b] == [p.shape for p in params]
+    np.testing.assert_allclose(_flat(a), _flat(b), rtol=1e-12, atol=1e-14)
+    g = _flat(mt.gradients(loss_fn(*params), params))
+    small = _flat(mt.adam_flow_field(loss_fn(*params), params, **dict(vals, h=1e-9)))
+    np.testing.assert_allclose(small, -g / np.sqrt(g ** 2 + 1e-3), rtol=1e-6)   # -F0 = -g/s
