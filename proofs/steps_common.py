@@ -90,10 +90,12 @@ def recursion(ctx):
         st.equations(Equation(r"\theta^{(n+1)}_j",
                               tex=r"\theta^{(n)}_j - h\," + tex(opt.step.xreplace(
                                   {g_sym: sp.Symbol("g^{(n)}_j")}))))
-        st.text(r"with $g^{(n)}=\nabla E(\theta^{(n)})$.")
+        st.text(r"with $g^{(n)}=\nabla " + ("E_n" if ctx.batch == "mini" else "E")
+                + r"(\theta^{(n)})$.")
         return
-    st.text(r"The declaration, component $j$, with $g^{(k)}=\nabla E(\theta^{(k)})$ and zero "
-            r"initial states:")
+    loss = r"E_k" if ctx.batch == "mini" else "E"
+    st.text(r"The declaration, component $j$, with $g^{(k)}=\nabla " + loss
+            + r"(\theta^{(k)})$ and zero initial states:")
     eqs = []
     for s in opt.states:
         d_ = s.decay

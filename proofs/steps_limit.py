@@ -169,8 +169,14 @@ def summary(ctx):
     ctx.doc.summary = (
         f"From the recursion of {text_escape(ctx.opt.name.replace('_', ' '))} alone, this "
         f"appendix derives the modified flow "
-        f"$\\dot{{\\tilde\\theta}}=-(F_0+\\dots+h^{{{ctx.order}}}F_{{{ctx.order}}})$ {what}: "
+        f"$\\dot{{\\tilde\\theta}}=-{_flow_sum(ctx.order)}$ {what}: "
         r"memory written through the flow, the step and the flow's own step expanded in "
         r"$h$, powers of $h$ matched." + rec + r" Every equation was produced by the "
         r"\texttt{modeq} engine and every equality was verified by SymPy when the document "
         r"was generated.")
+
+
+def _flow_sum(order):
+    """``F_0``, ``(F_0+hF_1)``, ``(F_0+hF_1+h^{2}F_2)``: the modified field in LaTeX."""
+    terms = ["F_0"] + [("h" if r == 1 else f"h^{{{r}}}") + f"F_{{{r}}}" for r in range(1, order + 1)]
+    return terms[0] if order == 0 else "(" + "+".join(terms) + ")"

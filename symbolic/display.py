@@ -8,8 +8,9 @@ from .operators import ATOMS, collect_fields, is_field
 __all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "NOTATION"]
 
 NOTATION = ("g = g_j = dE/dtheta_j;  (H.(u)) = sum_i d2E/dtheta_j dtheta_i u_i;  "
-            "T[u, w] = sum_ik d3E/dtheta_j dtheta_i dtheta_k u_i w_k;  g[k], H[k]: the loss of "
-            "step k (mini batch)")
+            "T[u, w] = sum_ik d3E/dtheta_j dtheta_i dtheta_k u_i w_k")
+#: added to :data:`NOTATION` for mini-batch output only
+MINI_NOTATION = ";  g[k], H[k]: the derivatives of the loss E_k of step k"
 
 
 #: Coefficients up to this many operations are simplified in full (``factor(simplify(c))``);
@@ -113,7 +114,7 @@ def flow_text(flow, batch="full", stationary=False):
         lines.append(f"  F{r} = sum of {len(groups)} terms:")
         for k, c in groups:
             lines.append(f"      + [{sp.sstr(c)}] * {sp.sstr(k)}")
-    lines.append("  where " + NOTATION)
+    lines.append("  where " + NOTATION + (MINI_NOTATION if batch == "mini" else ""))
     return "\n".join(lines)
 
 

@@ -137,3 +137,19 @@ def test_internal_error_is_not_reported_as_bad_input(monkeypatch, capsys):
     err = capsys.readouterr().err
     assert code == 1
     assert "Traceback" in err and "bug" in err and "unexpected keyword" in err
+
+
+def test_document_wording_names_the_right_loss_and_flow():
+    """Abstracts read -(F_0+hF_1), not -(F_0+...+h^{1}F_1); mini-batch documents write
+    g^(k) = grad E_k; full-batch output carries no mini-batch legend."""
+    import pathlib
+    from modeq.symbolic import derive, optimizers
+    tex = pathlib.Path(__file__).resolve().parent.parent / "proofs" / "tex"
+    gd1 = (tex / "gd-full-order1.tex").read_text()
+    assert r"=-(F_0+hF_{1})$" in gd1 and "h^{1}" not in gd1
+    assert r"\nabla E_k(\theta^{(k)})" in (tex / "adam-mini-order1.tex").read_text()
+    assert r"\nabla E_n(\theta^{(n)})" in (tex / "sgd-mini-order1.tex").read_text()
+    full = str(derive(optimizers.adam(), 1))
+    assert "E_k" not in full and "step k" not in full
+    from modeq.symbolic.display import flow_text
+    assert "the loss E_k of step k" in flow_text(derive(optimizers.sgd(), 1), batch="mini")
