@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import torch
-    from modeq.numeric.torch import adam_correction
+    from modeq.numeric.torch import adam_correction, implicit_correction
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -64,11 +64,18 @@ def main(argv=None) -> int:
         adam_correction(loss, params, beta=0.9, rho=0.999, eps=1e-8, h=1e-3)
         sync()
 
-    # interleaved, so that a load change on a shared machine hits both timings alike
-    gradient(), correction()
-    t_g, t_c = [], []
+    adamw = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01)
+
+    def adamw_correction():
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        implicit_correction(adamw, loss, params)
+        sync()
+
+    # interleaved, so that a load change on a shared machine hits all timings alike
+    gradient(), correction(), adamw_correction()
+    t_g, t_c, t_w = [], [], []
     for _ in range(args.repeats):
-        for fn, acc in ((gradient, t_g), (correction, t_c)):
+        for fn, acc in ((gradient, t_g), (correction, t_c), (adamw_correction, t_w)):
             t0 = time.perf_counter()
             fn()
             acc.append(time.perf_counter() - t0)
@@ -83,6 +90,12 @@ def main(argv=None) -> int:
     print(f"ratio adam_correction / gradient:                   {ratio:9.2f}x  "
           f"(target <= 4x: {'met' if ratio <= 4 else 'NOT met'}; median of paired ratios "
           f"{pair:.2f}x)")
+    t_adamw = statistics.median(t_w)
+    pair_w = statistics.median(c / g for c, g in zip(t_w, t_g))
+    print(f"implicit_correction(AdamW(lr=1e-3, weight_decay=0.01)): {t_adamw * 1e3:9.2f} ms")
+    print(f"ratio AdamW correction / gradient:                  {t_adamw / t_grad:9.2f}x  "
+          f"(target <= 4x: {'met' if t_adamw / t_grad <= 4 else 'NOT met'}; median of paired "
+          f"ratios {pair_w:.2f}x)")
     print(f"dense Hessian instead: {p}^2 x {itemsize} B = {_bytes(p * p * itemsize)} "
           f"(the parameters themselves: {_bytes(p * itemsize)})")
     return 0

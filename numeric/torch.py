@@ -33,12 +33,14 @@ import torch
 
 from modeq.symbolic.family import check_hyperparameter
 from .torch_optim import from_torch, from_torch_groups  # noqa: F401  (the torch.optim bridge)
+from .implicit_bias import ImplicitCorrectionLogger, implicit_correction  # noqa: F401,E402
 
 __all__ = [
     "perturbed_one_norm", "OneNormLogger", "hessian_vector_product", "gradients",
     "adam_correction", "adam_flow_field", "ImplicitBiasPenalty", "add_correction_to_grad",
     "adam_coefficients", "check_params", "AdamEpsInside", "check_eps", "check_beta", "check_rho",
-    "check_weight", "one_norm_from", "from_torch", "from_torch_groups",
+    "check_weight", "one_norm_from", "from_torch", "from_torch_groups", "implicit_correction",
+    "ImplicitCorrectionLogger",
 ]
 
 
