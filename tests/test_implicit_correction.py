@@ -95,3 +95,14 @@ def test_param_groups_with_different_settings_are_refused():
     opt = torch.optim.Adam([{"params": [W, b]}, {"params": [v], "lr": 0.5}], lr=0.05)
     with pytest.raises(ValueError, match="param groups"):
         implicit_correction(opt, loss_of([W, b, v]))
+
+
+def test_adamw_correction_needs_one_hessian_vector_product():
+    """c (H.u) + c lam (H.theta) is evaluated as c H.(u + lam theta): one HVP, still proved
+    equal to the derived term."""
+    from modeq.symbolic.emit import flow_forms, verify
+    w = torch.zeros(2, requires_grad=True)
+    decl, _ = from_torch(torch.optim.AdamW([w], lr=1e-3, weight_decay=0.01))
+    form = flow_forms(derive(decl, 1), True)[1]
+    assert form.n_hvp == 1
+    assert all(ok for _, ok in verify(form, (1, 2)))

@@ -308,7 +308,38 @@ def matrix_free(expr, label="F"):
         if coeff != 0:
             monomials.append((coeff, mono))
     monomials.sort(key=lambda cm: sp.default_sort_key(cm[1]))
+    contractions, monomials = _merge_proportional_hvps(contractions, monomials, point)
     return MatrixFreeForm(expr, contractions, monomials, label)
+
+
+def _merge_proportional_hvps(contractions, monomials, point):
+    """``c (H.u) + r c (H.w) = c H.(u + r w)`` when ``r`` is free of the point: one
+    Hessian-vector product instead of two (AdamW's ``H.(g/(eps+|g|))`` and ``H.theta``).
+    Only unnested HVPs that enter linearly are merged."""
+    syms = {c.symbol for c in contractions}
+    used_in_args = set().union(*(a.free_symbols for c in contractions for a in c.args)) & syms
+    linear = {m: c for c, m in monomials if m in syms and m not in used_in_args}
+    by_symbol = {c.symbol: c for c in contractions}
+    candidates = [v for v in linear if by_symbol[v].kind == "hvp"
+                  and not (by_symbol[v].args[0].free_symbols & syms)]
+    merged = {}                                       # dropped symbol -> (kept symbol, ratio)
+    for i, a in enumerate(candidates):
+        if a in merged:
+            continue
+        for b in candidates[i + 1:]:
+            if b in merged or sp.count_ops(linear[b]) + sp.count_ops(linear[a]) > SIMPLIFY_LIMIT:
+                continue
+            r = sp.cancel(linear[b] / linear[a])
+            if not (r.free_symbols & point):
+                merged[b] = (a, r)
+    if not merged:
+        return contractions, monomials
+    args = {a: by_symbol[a].args[0] for a in candidates}
+    for b, (a, r) in merged.items():
+        args[a] = args[a] + r * args[b]
+    kept = [Contraction(c.symbol, c.kind, (args[c.symbol],)) if c.symbol in args else c
+            for c in contractions if c.symbol not in merged]
+    return kept, [(c, m) for c, m in monomials if m not in merged]
 
 
 def flow_forms(flow, stationary=True):
