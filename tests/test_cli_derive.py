@@ -1,6 +1,10 @@
 """The command line: ``modeq derive`` and the symbolic part of ``modeq reproduce``."""
 import os
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from modeq.proofs.cli import main
 
 
@@ -153,3 +157,35 @@ def test_document_wording_names_the_right_loss_and_flow():
     assert "E_k" not in full and "step k" not in full
     from modeq.symbolic.display import flow_text
     assert "the loss E_k of step k" in flow_text(derive(optimizers.sgd(), 1), batch="mini")
+
+
+def test_derive_torch_spec_as_torch_users_write_it(capsys):
+    assert main(["derive", "--torch", "AdamW(lr=1e-3, betas=(0.9,0.999), weight_decay=0.01)",
+                 "--stationary", "--no-recognize"]) == 0
+    out = capsys.readouterr().out
+    assert "torch_adamw" in out and "lam*theta" in out and "lam = 0.01" in out and "h = 0.001" in out
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("__import__('os').system('echo PWNED')", "torch.optim class"),
+    ("RAdam(lr=1e-3)", "not supported"),
+    ("Adam(lr=-1)", "refused the settings"),
+    ("Adam(params, lr=1e-3)", "by keyword"),
+    ("Adam(lr=x)", "must be a number"),
+    ("Nope(lr=1)", "no optimizer"),
+])
+def test_derive_torch_spec_bad_input_is_one_line(spec, words, capsys):
+    assert main(["derive", "--torch", spec]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err and "PWNED" not in capsys.readouterr().out
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=40))
+def test_torch_spec_parser_never_runs_code(text):
+    from modeq.proofs.torch_spec import parse_torch_spec
+    try:
+        name, kwargs = parse_torch_spec(text)
+    except ValueError:
+        return
+    assert isinstance(name, str) and isinstance(kwargs, dict)

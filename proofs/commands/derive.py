@@ -1,14 +1,19 @@
-"""``modeq derive OPTIMIZER``: print the modified flow of a built-in optimizer."""
+"""``modeq derive OPTIMIZER`` / ``modeq derive --torch "AdamW(lr=1e-3, ...)"``: print the
+modified flow of a built-in optimizer, or of a torch.optim optimizer as configured."""
 from __future__ import annotations
 
-from ._common import UsageError, add_optimizer_args, optimizer_from_args
+from ._common import UsageError, add_optimizer_args, optimizer_from_args, require_extra
 
 
 def add_parser(sub):
     p = sub.add_parser("derive", help="derive and print the modified flow of an optimizer",
                        description="Derive the modified flow d theta/dt = -(F0 + h F1 + ...) "
                                    "of an optimizer from its recursion.")
-    add_optimizer_args(p)
+    add_optimizer_args(p, required=False)
+    p.add_argument("--torch", metavar="SPEC",
+                   help='a torch.optim optimizer as you would write it, e.g. '
+                        '"AdamW(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01)" '
+                        '(instead of OPTIMIZER; needs torch)')
     p.add_argument("--order", type=int, default=1, choices=(0, 1, 2))
     p.add_argument("--batch", choices=("full", "mini"), default="full")
     p.add_argument("--stationary", action="store_true",
@@ -27,7 +32,17 @@ def run(args):
     from modeq.symbolic.display import flow_latex, flow_text
     from modeq.symbolic.recognize import recognize
     # every option is checked before any work
-    opt = optimizer_from_args(args)
+    values = None
+    if args.torch is not None:
+        if args.optimizer is not None:
+            raise UsageError("give OPTIMIZER or --torch, not both")
+        require_extra(("torch",), "torch")
+        from modeq.proofs.torch_spec import optimizer_from_spec
+        opt, values = optimizer_from_spec(args.torch)
+    elif args.optimizer is None:
+        raise UsageError("the following arguments are required: OPTIMIZER (or --torch SPEC)")
+    else:
+        opt = optimizer_from_args(args)
     if args.batch == "mini" and args.stationary:
         raise ValueError("--stationary is for --batch full")
     if args.dims is not None:
@@ -40,6 +55,9 @@ def run(args):
         print(flow_latex(flow, args.batch, args.stationary))
     else:
         print(flow_text(flow, args.batch, args.stationary))
+    if values is not None:
+        print("hyperparameters from torch (h = lr): "
+              + ", ".join(f"{k} = {v}" for k, v in sorted(values.items())))
     if args.dims is not None:
         import sympy as sp
         comps = flow.generic(args.dims, stationary=args.stationary)
