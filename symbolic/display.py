@@ -99,8 +99,8 @@ def flow_text(flow, batch="full", stationary=False):
              "  recursion: theta <- theta - h*(" + sp.sstr(opt.step) + ")"]
     for s in opt.states:
         lines.append("    " + s.describe())
-    if opt.notes:
-        lines.append(f"  note: {opt.notes}")
+    for note in flow.notes(batch, stationary):
+        lines.append(f"  note: {note}")
     terms = flow.terms(batch, stationary)
     rhs = " + ".join(["F0"] + [f"h{'^' + str(r) if r > 1 else ''} F{r}"
                                 for r in range(1, len(terms))])

@@ -11,6 +11,7 @@ import sympy as sp
 
 from .components import LossProvider, SymbolProvider, lower_vector
 from .family import Optimizer, h, n
+from .operators import Grad
 from .memory import stationary_limit
 from .pipeline import MAX_ORDER, derivation, grouped_terms
 
@@ -54,6 +55,25 @@ class ModifiedFlow:
         if self.order > 1 and self.optimizer.states:
             raise NotImplementedError("mini-batch flows with memory are implemented to order 1")
         return grouped_terms(self.optimizer, m, self.order)
+
+    def notes(self, batch="full", stationary=False):
+        """What a reader must know about this flow, read off the derived terms (so a user's
+        declaration gets the same notes as a built-in): the declaration's own ``notes``; a
+        validity condition where ``F0`` has ``sqrt(u**2)`` of a gradient expression (smooth
+        only away from ``u = 0``, e.g. epsilon outside the square root); and, exact in ``n``,
+        memory sums with no closed form kept as exact finite sums over past steps."""
+        out = [self.optimizer.notes] if self.optimizer.notes else []
+        terms = self.terms(batch, stationary)
+        kinks = sorted({str(e.base.base) for e in sp.preorder_traversal(terms[0])
+                        if e.is_Pow and e.exp == sp.S.Half and e.base.is_Pow
+                        and e.base.exp == 2 and e.base.has(Grad)}, key=str)
+        if kinks and not any("vanish" in o for o in out):
+            out.append(f"F0 contains sqrt(({', '.join(kinks)})**2): the flow is smooth, hence "
+                       f"valid, only where no gradient component vanishes")
+        if any(t.has(sp.Sum) for t in terms):
+            out.append("memory sums with no closed form in n are kept as exact finite sums "
+                       "Sum(..., (l, 0, n - 1)) over past steps (evaluated exactly per step)")
+        return out
 
     def correction(self, stationary=True):
         """``F1``, the first correction (full batch)."""

@@ -189,3 +189,20 @@ def test_torch_spec_parser_never_runs_code(text):
     except ValueError:
         return
     assert isinstance(name, str) and isinstance(kwargs, dict)
+
+
+def test_user_declarations_get_notes_from_their_structure():
+    """A user's own Adam with eps outside gets the validity note the built-in has; an
+    exact-in-n flow with sums that have no closed form says what the Sum means."""
+    import sympy as sp
+    from modeq.symbolic import EMA, Optimizer, derive, g
+    b, r, e = sp.symbols("beta rho eps", positive=True)
+    m = EMA("m", b, g, bias_correction=True)
+    v = EMA("v", r, g ** 2, bias_correction=True)
+    mine = str(derive(Optimizer("my_adam", [m, v], m / (sp.sqrt(v) + e)), 1))
+    assert "only where no gradient component vanishes" in mine
+    inside = str(derive(Optimizer("my_adam_in", [m, v], m / sp.sqrt(v + e)), 1))
+    assert "vanishes" not in inside
+    m0, v0 = EMA("m", b, g), EMA("v", r, g ** 2)
+    nobc = str(derive(Optimizer("nobc", [m0, v0], m0 / sp.sqrt(v0 + e)), 1))
+    assert "Sum(" in nobc and "exact finite sums" in nobc
