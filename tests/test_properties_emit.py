@@ -144,7 +144,7 @@ def test_matrix_free_torch_form_equals_the_exact_field(case):
     t = torch.tensor([float(q) for q in case["point"]], dtype=torch.float64,
                      requires_grad=True)
     loss = torch_loss(case["E"], case["params"])(t)
-    got = flow_field(flow, loss, [t], stationary=True, **by_name(values))
+    (got,) = flow_field(flow, loss, [t], stationary=True, **by_name(values))
     assert_close64(got.numpy(), exact)
 
 
