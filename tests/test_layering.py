@@ -166,3 +166,13 @@ def test_production_files_have_one_job_and_stay_small():
     long = {str(p.relative_to(ROOT)): n for p in modules().values()
             if (n := sum(1 for ln in p.read_text().splitlines() if ln.strip())) > MAX_LINES}
     assert long == {}
+
+
+def test_every_subpackage_ships_with_pip_install():
+    """``pip install .`` installs only the packages pyproject lists: each folder with an
+    ``__init__.py`` must be among them (a missing ``modeq.symbolic.emit`` broke the install)."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = {name for name, path in modules().items() if path.name == "__init__.py"}
+    assert found - listed == set()
