@@ -148,7 +148,8 @@ def state_series(state, F, order, batch="full", stationary=False):
                      (l1, k, n - 1)))
     raw = []
     for t in inner:
-        r = sp.Sum(w * t, (k, 0, n))
+        # decay 0 keeps only the current input: SymPy's summation drops 0**(n - k) at k = n.
+        r = (w * t).xreplace({k: n}).doit() if state.decay == 0 else sp.Sum(w * t, (k, 0, n))
         if extra != 0:
             r = r + extra * t.xreplace({k: sp.S.Zero})
         raw.append(r)

@@ -237,8 +237,11 @@ class EMA(sp.Symbol):
                  self.custom_scale, self.start), {})
 
     def _hashable_content(self):
+        # SymPy orders symbols by comparing this tuple item by item: no None in it.
+        default_scale = self.custom_scale is None
+        scale = sp.S.Zero if default_scale else self.custom_scale
         return super()._hashable_content() + (self.decay, self.of, self.normalized,
-                                              self.bias_correction, self.custom_scale,
+                                              self.bias_correction, default_scale, scale,
                                               self.start)
 
     @property

@@ -47,3 +47,16 @@ def test_mini_batch_refuses_what_its_grouping_does_not_cover(make):
     flow = derive(make(), 1)
     with pytest.raises(NotImplementedError, match="mini batch"):
         flow.grouped_terms(2)
+
+
+def test_a_power_of_a_sum_of_contractions_has_a_matrix_free_form():
+    """Found by the emitted-form property: (H.g + H.theta)**2 in an F2 was refused as 'a
+    contraction enters non-polynomially'."""
+    from modeq.symbolic.emit import matrix_free, verify
+    from modeq.symbolic.family import theta
+    from modeq.symbolic.operators import FULL, Grad, Hess
+    g = Grad(FULL)
+    expr = g ** 4 / 3 - (Hess(FULL, g) + Hess(FULL, theta)) ** 2 / 3
+    form = matrix_free(expr, "F2")
+    assert form.n_hvp == 2
+    assert all(ok for _, ok in verify(form, (1, 2)))

@@ -25,11 +25,13 @@ def test_ema_with_decay_zero_is_its_input():
     memory sum ``sum_{k=0}^{n} 0**(n-k) g`` is closed by ``sympy.summation`` as 0 (it drops the
     ``k = n`` term ``0**0 = 1``).  Iterates: theta^(1) = -h/16 for E = x**2/2 + x/4 at 0."""
     from modeq.symbolic import Optimizer, derive
+    from modeq.symbolic.operators import FULL, Grad
     x = sp.Symbol("x")
+    gg = Grad(FULL)
     for normalized in (False, True):
         for bias_correction in (False, True):
             s = EMA("s", decay=0, of=g, normalized=normalized, bias_correction=bias_correction)
             flow = derive(Optimizer("o", [s], s**2), 0)
-            assert flow.terms(stationary=True)[0] == g**2
-            assert sp.simplify(flow.terms()[0] - g**2) == 0
+            assert flow.terms(stationary=True)[0] == gg**2
+            assert sp.simplify(flow.terms()[0] - gg**2) == 0
             assert flow.field(x**2 / 2 + x / 4, [x], n=0)[0].subs(x, 0) == -sp.Rational(1, 16)

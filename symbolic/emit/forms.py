@@ -288,9 +288,12 @@ def matrix_free(expr, label="F"):
     terms = []
     for term in sp.Add.make_args(out):
         # expand only products where a contraction sits inside a sum
-        if any(isinstance(f, sp.Add) and f.free_symbols & set(syms)
+        # (and powers of such sums: (v0 + v1)**2)
+        if any(isinstance(b := (f.base if f.is_Pow and f.exp.is_Integer and f.exp > 0 else f),
+                          sp.Add) and b.free_symbols & set(syms)
                for f in sp.Mul.make_args(term)):
-            terms.extend(sp.Add.make_args(sp.expand_mul(term)))
+            terms.extend(sp.Add.make_args(sp.expand(term, power_base=False, power_exp=False,
+                                                    log=False, multinomial=True, mul=True)))
         else:
             terms.append(term)
     for term in terms:
@@ -418,10 +421,15 @@ class MatrixFreeFlow:
         w = [-h_sym ** r for r in range(len(self.forms))]
         if len(self.forms) == 1:
             values.pop("h", None)
-        return MatrixFreeFunction(self.forms, w, backend, dtype, cse, values)
+        return MatrixFreeFunction(self.forms, w, backend, dtype, cse, values, self._declared())
 
     def correction(self, backend="numpy", dtype=None, cse=True, **values):
         if len(self.forms) < 2:
             raise ValueError("the flow of order 0 has no correction")
         return MatrixFreeFunction(self.forms[1:], [h_sym ** r for r in range(1, len(self.forms))],
-                                  backend, dtype, cse, values)
+                                  backend, dtype, cse, values, self._declared())
+
+    def _declared(self):
+        """The optimizer's hyperparameter names: accepted even where the forms do not use them
+        (a decay that drops out of the stationary flow)."""
+        return tuple(str(s) for s in self.flow.optimizer.hyperparameters)

@@ -29,14 +29,16 @@ class MatrixFreeFunction:
     ``H v`` in the shape of ``v``; ``d3(u, w)`` returns ``T[u, w]`` (needed only if a form has a
     third-derivative contraction); ``theta`` when a form uses it; ``n`` (integer >= 0) when a form
     is exact in the step index.  Hyperparameters are given by name when building, converted
-    exactly and lifted as constants of the working ``dtype`` (float64 by default).
+    exactly and lifted as constants of the working ``dtype`` (float64 by default); names in
+    ``optional`` may be given although no form uses them.
 
     Evaluation: one compiled kernel (with CSE) gives every contraction argument that depends on
     ``g`` only together with every output coefficient; nested arguments get one kernel per
     nesting level; the output is the sum of coefficient times products of contractions.
     """
 
-    def __init__(self, forms, weights, backend="numpy", dtype=None, cse=True, values=None):
+    def __init__(self, forms, weights, backend="numpy", dtype=None, cse=True, values=None,
+                 optional=()):
         self.backend = check_backend(backend)
         if backend == "mpmath":
             raise ValueError("matrix-free forms are evaluated with backend 'numpy' or 'torch'")
@@ -49,7 +51,7 @@ class MatrixFreeFunction:
         for w in weights:
             needed |= w.free_symbols
         subs = resolve_symbols(sorted(needed, key=str), dict(values or {}), needed,
-                               "this form")
+                               "this form", optional)
         self.uses_n = any(f.uses_n for f in self.forms)
         self.uses_theta = any(f.uses_theta for f in self.forms)
         self.needs_d3 = any(f.n_d3 for f in self.forms)
