@@ -24,7 +24,9 @@ from typing import Callable, Sequence
 import mpmath
 import sympy as sp
 
-from modeq.symbolic.family import Optimizer, g as G, n as N, theta as THETA
+from modeq.symbolic.components import check_schedule_entries
+from modeq.symbolic.family import (Optimizer, check_hyperparameter_values, g as G, n as N,
+                                   theta as THETA)
 from modeq.symbolic.emit import compile_exprs, normalize_values, to_number
 
 __all__ = ["Iterator", "iterates", "as_losses", "schedule_fn", "DIVERGENCE_BOUND"]
@@ -52,11 +54,7 @@ def schedule_fn(schedule, n_losses) -> Callable[[int], int]:
         return lambda k: k % n_losses
     if callable(schedule):
         return schedule
-    seq = [int(i) for i in schedule]
-    for i in seq:
-        if not 0 <= i < n_losses:
-            raise ValueError(f"schedule entry {i} is not a loss index in [0, {n_losses})")
-    return seq.__getitem__
+    return check_schedule_entries(schedule, n_losses).__getitem__
 
 
 def check_schedule(schedule, steps):
@@ -139,6 +137,8 @@ class Iterator:
         if steps < 0 or int(steps) != steps:
             raise ValueError(f"steps must be a non-negative integer, got {steps}")
         check_schedule(self.schedule, steps)
+        h = normalize_values({"h": h})["h"]
+        check_hyperparameter_values({"h": h})          # h > 0, finite, a number
         num = lambda x: to_number(x, self.arithmetic)  # noqa: E731
         h = num(h)
         theta = [num(x) for x in theta0]

@@ -20,7 +20,8 @@ import sympy as sp
 from .family import check_smooth, theta
 from .operators import D3, FULL, Grad, Hess, Vec
 
-__all__ = ["LossProvider", "SymbolProvider", "lower", "lower_vector", "check_loss"]
+__all__ = ["LossProvider", "SymbolProvider", "lower", "lower_vector", "check_loss",
+           "check_schedule_entries"]
 
 
 def check_loss(E, params, what="loss"):
@@ -43,6 +44,37 @@ def check_loss(E, params, what="loss"):
     return E
 
 
+def check_schedule_entries(schedule, n_losses):
+    """The schedule as a list of Python ints, each a loss index in ``[0, n_losses)``.
+
+    A schedule is a non-empty sequence of integers (anything with ``__index__`` but ``bool``):
+    ``TypeError`` naming ``schedule`` for a non-sequence (a number, a string, a mapping),
+    ``ValueError`` for an empty one or entries that are not loss indices (negative, too large,
+    non-integer such as ``0.5`` or ``"1"``)."""
+    import operator
+    from collections.abc import Mapping
+    if isinstance(schedule, (str, bytes, Mapping)) or not hasattr(schedule, "__iter__"):
+        raise TypeError(f"schedule must be a sequence of loss indices, got {schedule!r}")
+    entries = list(schedule)
+    if not entries:
+        raise ValueError("schedule must have at least one entry (a loss index per step)")
+    out, bad = [], []
+    for s in entries:
+        try:
+            i = None if isinstance(s, bool) else operator.index(s)
+        except TypeError:
+            i = None
+        if i is None or not 0 <= i < n_losses:
+            bad.append(s)
+        else:
+            out.append(i)
+    if bad:
+        more = f" (nor {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise ValueError(f"schedule entry {bad[0]!r} is not a loss index in "
+                         f"[0, {n_losses - 1}]{more}; a schedule lists integer loss indices")
+    return out
+
+
 class LossProvider:
     """Derivatives of concrete losses.  ``losses`` is one expression (full batch) or a list
     (mini batch, step ``k`` uses ``losses[schedule(k)]``, cyclic by default)."""
@@ -57,12 +89,9 @@ class LossProvider:
         else:
             self.losses = [check_loss(losses, self.params)]
             self.full = True
-        self.schedule = schedule
         if schedule is not None:
-            bad = [s for s in schedule if not (isinstance(s, int) and 0 <= s < len(self.losses))]
-            if bad:
-                raise ValueError(f"schedule entries must be loss indices in "
-                                 f"[0, {len(self.losses) - 1}], got {bad[:3]}")
+            schedule = check_schedule_entries(schedule, len(self.losses))
+        self.schedule = schedule
         self.p = len(self.params)
         self._d = {}
 

@@ -17,6 +17,8 @@ is a SymPy symbol and can be used inside SymPy expressions.
 """
 from __future__ import annotations
 
+import fractions
+import math
 from typing import Iterable, Mapping
 
 import sympy as sp
@@ -76,14 +78,32 @@ def _describe(lo, hi, lo_closed, hi_closed):
     return f"in {'[' if lo_closed else '('}{lo}, {hi}{']' if hi_closed else ')'}"
 
 
+def _is_infinite(value, x):
+    """``value`` (converted to the float ``x``) is infinite, not merely beyond float range."""
+    if not math.isinf(x):
+        return False
+    if isinstance(value, sp.Basic):
+        return value.is_finite is not True
+    if isinstance(value, (int, fractions.Fraction)):
+        return False
+    if type(value).__module__.startswith("mpmath"):
+        import mpmath
+        return bool(mpmath.isinf(value))
+    return True
+
+
 def _check_range(name, value, rng):
     lo, hi, lo_closed, hi_closed = rng
     try:
+        if isinstance(value, str):      # "1/2" as "0.5": read exactly, never evaluated
+            value = sp.Rational(value)
         x = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ZeroDivisionError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None
     if x != x:
         raise ValueError(f"{name} must be a real number, got NaN")
+    if _is_infinite(value, x):
+        raise ValueError(f"{name} must be finite ({_describe(*rng)}), got {value}")
     bad = (x < lo) or (x == lo and not lo_closed)
     if hi is not None:
         bad = bad or (x > hi) or (x == hi and not hi_closed)
@@ -102,8 +122,10 @@ def check_hyperparameter(name, value):
 
 def check_smooth(expr, what: str):
     """Raise :class:`Refused` (a ``ValueError``) if ``expr`` uses a non-smooth function (Abs,
-    sign, Max, ...), saying why."""
+    sign, Max, ...), saying why; ``TypeError`` naming ``what`` if it is not a SymPy object."""
     expr = sp.sympify(expr)
+    if not isinstance(expr, sp.Basic):
+        raise TypeError(f"{what} must be a SymPy expression, got {expr!r}")
     for f in NON_SMOOTH:
         if expr.has(f):
             why = _WHY_NOT_SMOOTH.get(f.__name__, "it is not differentiable everywhere")
@@ -194,7 +216,12 @@ class EMA(sp.Symbol):
         if name in RESERVED:
             raise ValueError(f"EMA name {name!r} is reserved (reserved: {sorted(RESERVED)})")
         decay = sp.sympify(decay)
+        if not isinstance(decay, sp.Expr) or isinstance(decay, sp.MatrixBase):
+            raise TypeError(f"EMA {name!r}: decay must be a number or a hyperparameter symbol, "
+                            f"got {decay!r}")
         of = check_smooth(sp.sympify(of), f"EMA {name!r}: 'of'")
+        if not isinstance(of, sp.Expr) or isinstance(of, sp.MatrixBase):
+            raise TypeError(f"EMA {name!r}: 'of' must be a scalar SymPy expression, got {of!r}")
         if decay.free_symbols & {g, theta, h, n}:
             raise ValueError(f"EMA {name!r}: decay must be a constant or a hyperparameter symbol, "
                              f"got {decay}")

@@ -35,3 +35,132 @@ def test_ema_with_decay_zero_is_its_input():
             assert flow.terms(stationary=True)[0] == gg**2
             assert sp.simplify(flow.terms()[0] - gg**2) == 0
             assert flow.field(x**2 / 2 + x / 4, [x], n=0)[0].subs(x, 0) == -sp.Rational(1, 16)
+
+
+# ---------------------------------------------------------------- bad input (test_properties_inputs)
+def test_a_negative_mpmath_value_keeps_its_sign():
+    """Found by test_invalid_hyperparameters_are_refused_by_name (shrunk: heavy-ball, order 0,
+    ``h = mpf(-1)``): mpmath's ``man_exp`` gives the mantissa without its sign, so
+    ``exact_value`` read ``mpf(-1)`` as ``1`` and a negative ``h`` or ``beta`` given as an
+    mpmath number was accepted as its absolute value (a wrong field, no error)."""
+    import mpmath
+    import pytest
+    from modeq.symbolic import derive, optimizers
+    from modeq.symbolic.emit.values import exact_value
+    assert exact_value("h", mpmath.mpf(-1)) == -1
+    assert exact_value("beta", mpmath.mpf("-0.75")) == sp.Rational(-3, 4)
+    x = sp.Symbol("x")
+    with pytest.raises(ValueError, match="h must be > 0"):
+        derive(optimizers.heavy_ball(), 0).lambdify(x**2, [x], h=mpmath.mpf(-1), beta=0)
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\)"):
+        derive(optimizers.heavy_ball(), 0).lambdify(x**2, [x], beta=mpmath.mpf("-0.5"))
+
+
+def test_mpmath_nan_and_inf_are_not_zero():
+    """Found by test_invalid_hyperparameters_are_refused_by_name: ``mpf('nan')`` and
+    ``mpf('inf')`` have mantissa 0, so they were read as the number 0 — ``beta = mpf('nan')``
+    was accepted as ``beta = 0`` (Adam silently became RMSProp) and ``eps = mpf('inf')`` was
+    refused as "eps must be > 0, got 0"."""
+    import mpmath
+    import pytest
+    from modeq.symbolic import derive, optimizers
+    x = sp.Symbol("x")
+    flow = derive(optimizers.adam(), 1)
+    for name, bad in (("beta", mpmath.mpf("nan")), ("eps", mpmath.mpf("inf")),
+                      ("rho", mpmath.mpf("-inf"))):
+        values = dict(h=0.1, beta=0.9, rho=0.99, eps=1e-8)
+        values[name] = bad
+        with pytest.raises(ValueError, match=f"{name} must be finite"):
+            flow.lambdify(x**2, [x], **values)
+
+
+def test_infinite_values_are_refused():
+    """Found by test_invalid_hyperparameters_are_refused_by_name (shrunk: RMSProp,
+    ``eps = inf``): the ranges ``eps > 0``, ``h > 0`` were checked by comparison only, so
+    ``Optimizer.check_values`` (the iterates, order studies) accepted ``eps = inf`` and
+    ``lambdify`` accepted SymPy's ``oo``; a number beyond float range stays valid."""
+    import pytest
+    from modeq.symbolic import derive, optimizers
+    x = sp.Symbol("x")
+    with pytest.raises(ValueError, match="eps must be finite"):
+        optimizers.rmsprop().check_values({"rho": 0.5, "eps": float("inf")})
+    with pytest.raises(ValueError, match="h must be finite"):
+        derive(optimizers.gd(), 1).lambdify(x**2, [x], h=sp.oo)
+    with pytest.raises(ValueError, match="eps must be finite"):
+        derive(optimizers.rmsprop(), 0).lambdify(x**2, [x], rho=0.5, eps=sp.oo)
+    optimizers.rmsprop().check_values({"rho": 0.5, "eps": sp.Integer(10) ** 400})
+
+
+def test_unreadable_values_name_the_parameter():
+    """Found by test_invalid_hyperparameters_are_refused_by_name: ``"1/0"`` raised
+    ``ZeroDivisionError`` from inside ``fractions``; NumPy ``longdouble`` NaN/inf raised NumPy's
+    own ``ValueError``/``OverflowError`` and an array of values NumPy's ``TypeError``, none
+    naming the parameter; ``Optimizer.check_values`` called ``"-1/2"`` not a real number while
+    it read ``"0.5"``."""
+    import numpy as np
+    import pytest
+    from modeq.numeric.iterate import iterates
+    from modeq.symbolic import derive, optimizers
+    x = sp.Symbol("x")
+    flow = derive(optimizers.adam(), 1)
+    base = dict(h=0.1, beta=0.9, rho=0.99, eps=1e-8)
+    for name, bad, exc in (("beta", "1/0", ValueError), ("eps", np.longdouble("nan"), ValueError),
+                           ("eps", np.longdouble("inf"), ValueError),
+                           ("rho", np.array([0.5, 0.5]), TypeError)):
+        with pytest.raises(exc, match=name):
+            flow.lambdify(x**2, [x], **dict(base, **{name: bad}))
+    with pytest.raises(ValueError, match="h: cannot read '1/0'"):
+        iterates(optimizers.gd(), x**2, [x], [1], "1/0", 2)
+    with pytest.raises(ValueError, match=r"beta must be in \[0, 1\), got -1/2"):
+        optimizers.heavy_ball().check_values({"beta": "-1/2"})
+
+
+def test_the_iterates_check_the_step_size():
+    """Found by test_invalid_hyperparameters_are_refused_by_name (shrunk: heavy-ball,
+    ``h = 0``): ``iterates`` checked every hyperparameter but ``h``, so ``h = 0`` returned a
+    constant run and ``h = -1`` ran gradient ascent, without an error."""
+    import pytest
+    from modeq.numeric.iterate import iterates
+    from modeq.symbolic import optimizers
+    x = sp.Symbol("x")
+    for bad in (0, -1, "-1/16", float("inf")):
+        with pytest.raises(ValueError, match="h must be"):
+            iterates(optimizers.heavy_ball(), x**2, [x], [1], bad, 2, beta=0.5)
+
+
+def test_declarations_that_are_not_expressions_are_a_type_error():
+    """Found by the bad-input properties' probes: ``EMA(decay=None)``, ``EMA(of=None)`` and
+    ``Optimizer(step=None or [g])`` raised ``AttributeError`` from deep inside the
+    declaration ('NoneType' object has no attribute 'free_symbols')."""
+    import pytest
+    from modeq.symbolic import Optimizer
+    with pytest.raises(TypeError, match="decay"):
+        EMA("m", decay=None, of=g)
+    with pytest.raises(TypeError, match="'of'"):
+        EMA("m", decay=beta, of=None)
+    for step in (None, [g]):
+        with pytest.raises(TypeError, match="step"):
+            Optimizer("o", [], step)
+
+
+def test_malformed_schedules_name_the_schedule():
+    """Found by test_malformed_schedules_are_refused (shrunk: ``schedule=[[0]]``, ``"0101"``,
+    ``0``, ``[]``): the iterates read a schedule with ``int(i)`` — ``[0.5, 1.7]`` ran losses
+    0 and 1 without an error, ``[[0]]`` raised ``int()``'s TypeError; the field accepted
+    ``[True, False]`` as indices, checked a dict's keys but used its values, accepted an empty
+    schedule until a step needed it, and a number raised "'int' object is not iterable"."""
+    import pytest
+    from modeq.numeric.iterate import iterates
+    from modeq.symbolic import derive, optimizers
+    x = sp.Symbol("x")
+    Es = [x**2, (x - 1)**2]
+    flow = derive(optimizers.sgd(), 1)
+    for bad, exc in (([0.5, 1.7], ValueError), ([[0]], ValueError), ([True, False], ValueError),
+                     ([], ValueError), ({0: 5}, TypeError), ("01", TypeError), (0, TypeError)):
+        with pytest.raises(exc, match="schedule"):
+            flow.field(Es, [x], n=0, schedule=bad)
+        with pytest.raises(exc, match="schedule"):
+            iterates(optimizers.sgd(), Es, [x], [1], "1/8", 1, schedule=bad)
+    # indices of any integer type are read as ints
+    assert flow.field(Es, [x], n=1, schedule=(sp.Integer(1), 0)) == \
+        flow.field(Es, [x], n=1, schedule=[1, 0])

@@ -69,11 +69,14 @@ def _rational(name, value):
             if not math.isfinite(value):
                 raise ValueError
             return sp.Rational(value)
-        v = sp.Rational(value) if isinstance(value, str) else sp.nsimplify(sp.sympify(value))
+        v = sp.Rational(value) if isinstance(value, str) else sp.sympify(value)
+        if not isinstance(v, sp.Basic):
+            raise TypeError
+        v = sp.nsimplify(v)
         if not v.is_Rational:
             raise ValueError
         return v
-    except (TypeError, ValueError, sp.SympifyError):
+    except (TypeError, ValueError, ZeroDivisionError, sp.SympifyError):
         raise ValueError(f"{name} must be a finite real number, got {value!r}") from None
 
 

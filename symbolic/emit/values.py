@@ -41,6 +41,8 @@ def exact_value(name, value):
     if isinstance(value, sp.Basic):
         if not value.is_number:
             raise TypeError(f"{name} must be a number, got {value}")
+        if value.has(sp.nan) or value.is_finite is False:
+            raise ValueError(f"{name} must be finite, got {value}")
         return sp.nsimplify(value, rational=True) if value.is_Float else value
     if isinstance(value, int):
         return sp.Integer(value)
@@ -53,13 +55,21 @@ def exact_value(name, value):
     if isinstance(value, str):
         try:
             return sp.Rational(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, ZeroDivisionError):
             raise ValueError(f"{name}: cannot read {value!r} as a number") from None
     if hasattr(value, "man_exp"):  # an mpmath mpf: mantissa * 2**exponent, exactly
+        import mpmath
+        if not mpmath.isfinite(value):   # inf and nan have mantissa 0: not the number 0
+            raise ValueError(f"{name} must be finite, got {value}")
         man, ex = value.man_exp
+        man = -abs(man) if value < 0 else abs(man)   # man_exp gives the mantissa unsigned
         return sp.Integer(man) * sp.Integer(2) ** ex
     if type(value).__module__ == "numpy" and hasattr(value, "dtype"):  # numpy scalar
+        if getattr(value, "ndim", 0) != 0:
+            raise TypeError(f"{name} must be a number, got an array of shape {value.shape}")
         kind = value.dtype.kind
+        if kind == "f" and (value != value or abs(value) == math.inf):   # nan, +-inf
+            raise ValueError(f"{name} must be finite, got {value}")
         if kind in "iu":
             return sp.Integer(int(value))
         if kind == "f":
@@ -80,7 +90,7 @@ def normalize_values(values):
         if isinstance(v, str):
             try:
                 v = sp.Rational(v)
-            except (TypeError, ValueError, sp.SympifyError):
+            except (TypeError, ValueError, ZeroDivisionError, sp.SympifyError):
                 raise ValueError(f"{k}: cannot read {v!r} as a number") from None
         out[k] = v
     return out
