@@ -94,6 +94,8 @@ def _is_infinite(value, x):
 
 def _check_range(name, value, rng):
     lo, hi, lo_closed, hi_closed = rng
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
         if isinstance(value, str):      # "1/2" as "0.5": read exactly, never evaluated
             value = sp.Rational(value)

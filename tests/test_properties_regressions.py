@@ -164,3 +164,17 @@ def test_malformed_schedules_name_the_schedule():
     # indices of any integer type are read as ints
     assert flow.field(Es, [x], n=1, schedule=(sp.Integer(1), 0)) == \
         flow.field(Es, [x], n=1, schedule=[1, 0])
+
+
+def test_a_boolean_is_not_a_hyperparameter_value():
+    """Found by test_invalid_hyperparameters_are_refused_by_name in the long profile (shrunk:
+    a user EMA decay ``d1 = False``): ``Optimizer.check_values`` read ``False`` as ``0`` and
+    ``True`` as ``1`` (``float(False)``), so the iterates ran with ``d1 = 0``; lambdify
+    already refused booleans."""
+    import pytest
+    d1 = sp.Symbol("d1", positive=True)
+    from modeq.symbolic import Optimizer
+    s = EMA("s", decay=d1, of=g)
+    for bad in (False, True):
+        with pytest.raises(TypeError, match="d1 must be a real number"):
+            Optimizer("o", [s], s).check_values({"d1": bad})
