@@ -52,8 +52,6 @@ class ModifiedFlow:
     def grouped_terms(self, m):
         """Mini batch with ``m`` losses: the step terms with the memory sums grouped by batch
         (the stage numeric evaluation starts from; see :func:`~.pipeline.grouped_terms`)."""
-        if self.order > 1 and self.optimizer.states:
-            raise NotImplementedError("mini-batch flows with memory are implemented to order 1")
         return grouped_terms(self.optimizer, m, self.order)
 
     def notes(self, batch="full", stationary=False):
@@ -102,6 +100,11 @@ class ModifiedFlow:
         if n is None:
             raise ValueError("mini batch: give the step index n (an integer >= 0)")
         step = _check_step(n)
+        if self.order >= 2 and self.optimizer.states:
+            # the h^2 memory sums over pairs of past batches, evaluated exactly for this
+            # schedule from the grouped terms (every past step kept)
+            from .emit.minibatch_order2 import exact_field
+            return exact_field(self, provider, int(step))
         F = self.F("mini").xreplace({_n(): step})
         return -lower_vector(F, provider).applyfunc(lambda e: e.doit())
 

@@ -58,11 +58,6 @@ def test_numeric_mini_batch_matches_the_exact_field(make):
             assert abs(sp.N(a, 45) - sp.Float(b, 45)) < 1e-35
 
 
-def test_mini_batch_order_two_with_memory_is_not_implemented():
-    with pytest.raises(NotImplementedError, match="order 1"):
-        derive(optimizers.adam(), 2).field([E0, E1], [x, y], n=1)
-
-
 def test_mini_batch_cost_per_call_does_not_grow_with_n():
     """One gradient and one Hessian evaluation per distinct batch, whatever n."""
     flow = derive(optimizers.adam(), 1)

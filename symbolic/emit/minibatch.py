@@ -18,6 +18,7 @@ from ..family import h as h_sym
 from ..family import n as n_sym
 from .arrays import as_points, resolve_dtype, stack_components
 from .kernel import Kernel
+from .minibatch_order2 import Order2Sweep
 from .values import check_step
 
 __all__ = ["MiniBatchField"]
@@ -64,15 +65,19 @@ class _KernelProvider:
 
 
 class MiniBatchField:
-    """``f(n, theta)`` for a mini-batch flow of order 0 or 1 (see the module docstring)."""
+    """``f(n, theta)`` for a mini-batch flow (see the module docstring); order 2 evaluates the
+    memory sums of the ``h^2`` term with :class:`~.minibatch_order2.Order2Sweep`."""
 
     def __init__(self, flow, provider, subs, modules, cse):
-        if flow.order > 1 and flow.optimizer.states:
-            raise NotImplementedError("mini-batch flows with memory are implemented to order 1")
         self.flow, self.provider, self.modules = flow, provider, modules
         self.m = len(provider.losses)
         self.p = provider.p
         self.h = subs.get(h_sym, None)
+        self._dtype = resolve_dtype(modules)
+        if flow.order >= 2:
+            self._order2 = Order2Sweep.get(flow, provider, subs, modules, cse)
+            self._tables = {}
+            return
         opt = flow.optimizer
         K = _KernelProvider(provider.params, self.m)
         terms = flow.grouped_terms(self.m)
@@ -163,7 +168,19 @@ class MiniBatchField:
         device = getattr(x, "device", None)
         return stack_components(self.modules, self._dtype, out, tuple(x.shape[1:]), device)
 
+    def _field2(self, n, theta):
+        key = self._precision_key()
+        table = self._tables.get(key)
+        if table is None:
+            table = self._tables = {key: self._order2.table(self.provider.loss_index)}
+            table = self._tables[key]
+        F0, F1, F2 = self._order2(n, theta, table, key)
+        h = self._h_value()
+        return [-(a + h * (b + h * c)) for a, b, c in zip(F0, F1, F2)]
+
     def _field(self, n, theta):
+        if self.flow.order >= 2:
+            return self._field2(n, theta)
         tab = self._u_table(n)
         G = [self._grad[b](*theta) for b in range(self.m)]
         Gflat = [x for row in G for x in row]

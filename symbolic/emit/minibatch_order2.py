@@ -1,0 +1,287 @@
+"""The mini-batch field of order 2: ``-(F0 + h F1 + h^2 F2)`` on step ``n``, exact for the
+schedule.
+
+The grouped terms (the flow's ``grouped_terms(m)`` stage, order 2) leave per state ``i`` and
+batch ``b`` the scalars ``W_ib`` and the vectors ``V_ib``, ``U_ib``, the second moment
+``M_ib = A_ib A_ib^T`` and the Jacobian ``J_ib = DV_ib`` to fill in.  All are finite sums over
+past steps of fields evaluated at the current point; one call makes one backward sweep over the
+memory window (every past ``F0^(l)``, its Jacobian and ``F1^(l)`` once), so the cost per call is
+bounded by the window, not by ``n``:
+
+* ``V^(l)_ib = w_i(l, l) a_ib(l)`` with ``a_ib(l+1) = d_i (a_ib(l) + u_ib(l) F0^(l))``
+  (``u_ib(l) = sum_{k<=l, batch(k)=b} d_i^(l-k)``), so every past ``F1^(l)`` costs one kernel;
+* ``D_k = sum_{l=k}^{n-1} F0^(l)`` (suffix sums), ``E_l = F1^(l) + DF0^(l).(F0^(l)/2 + D_{l+1})``;
+* ``U_ib = w_i(n,n) sum_l d_i^(n-l) u_ib(l) E_l``, ``J_ib = w_i(n,n) sum_l d_i^(n-l) u_ib(l)
+  DF0^(l)``, ``M_ib = w_i(n,n) sum_{k: batch(k)=b} d_i^(n-k) D_k D_k^T``.
+
+Steps older than the window are dropped only where every dropped term is below the working
+precision (the polynomial growth of ``D_k`` included); the exact arithmetic (``flow.field``)
+keeps every step.  ``A`` enters ``F2`` as a quadratic form, lowered with ``A_j A_k -> M_jk``.
+"""
+from __future__ import annotations
+
+import math
+
+import sympy as sp
+
+from ..components import lower
+from ..family import n as n_sym
+from .kernel import Kernel
+
+__all__ = ["Order2Sweep", "exact_field"]
+
+_CACHE = {}
+
+
+def _kernel(args, exprs, backend, cse=True):
+    k = Kernel(list(exprs), list(args), backend, None, cse)
+    return lambda *a: list(k(*a))
+
+
+class _Provider:
+    """Kernel symbols: per-batch g, symmetric H and T, external vectors, the Jacobians of the
+    tagged batches (``Hess(J, u) -> sum_i J_ji u_i``) and the parameters."""
+
+    def __init__(self, params, m, tags):
+        self.params, self.p, self.tags = list(params), len(params), set(tags)
+        p = self.p
+        self.G = [[sp.Symbol(f"g_{b}_{j}") for j in range(p)] for b in range(m)]
+        self._sym = {}
+
+    def s(self, name):
+        if name not in self._sym:
+            self._sym[name] = sp.Symbol(name)
+        return self._sym[name]
+
+    def grad(self, b, j):
+        return self.G[int(b)][j]
+
+    def hess(self, b, j, i):
+        if b in self.tags:
+            return self.s(f"{b}__{j}_{i}")
+        j, i = sorted((j, i))
+        return self.s(f"H_{int(b)}_{j}_{i}")
+
+    def d3(self, b, j, i, k):
+        return self.s("T_%d_%d_%d_%d" % (int(b), *sorted((j, i, k))))
+
+    def theta(self, j):
+        return self.params[j]
+
+    def vec(self, name, j):
+        return self.s(f"{name}_{j}")
+
+    def hess_symbols(self, b):
+        return [self.hess(b, j, i) for j in range(self.p) for i in range(j, self.p)]
+
+    def d3_symbols(self, b):
+        p = self.p
+        return [self.d3(b, j, i, k) for j in range(p) for i in range(j, p) for k in range(i, p)]
+
+    def matrix_symbols(self, name, sym):
+        p = self.p
+        return [self.s(f"{name}__{j}_{k}") for j in range(p) for k in range(j if sym else 0, p)]
+
+
+def _quadratic_form(expr, avecs, P):
+    """``expr`` with its quadratic dependence on each external ``Vec(A)`` replaced by the second
+    moment: ``A_j A_k -> M_jk`` (``expr`` is a quadratic form in each ``A``, no cross terms)."""
+    a = {str(v.args[0]): [P.vec(v.args[0], j) for j in range(P.p)] for v in avecs}
+    zero = {x: 0 for xs in a.values() for x in xs}
+    out = expr.xreplace(zero)
+    for name, xs in a.items():
+        for j in range(P.p):
+            for k in range(j, P.p):
+                c = sp.diff(expr, xs[j], xs[k])
+                c = c.xreplace(zero) if c.has(*zero) else c
+                out += (c / 2 if j == k else c) * P.s(f"M{name}__{j}_{k}")
+    return out
+
+
+class Order2Sweep:
+    """The compiled kernels of the order-2 mini-batch field for one flow, loss list and values
+    (cached: an order study reuses them for every step size; ``h`` enters at call time)."""
+
+    @classmethod
+    def get(cls, flow, provider, subs, backend, cse=True):
+        key = (id(flow.optimizer), tuple(provider.losses), tuple(provider.params),
+               tuple(sorted((str(k), v) for k, v in subs.items() if str(k) != "h")), backend)
+        hit = _CACHE.get(key)
+        if hit is None or hit[0] is not flow.optimizer:
+            if len(_CACHE) > 32:
+                _CACHE.clear()
+            hit = _CACHE[key] = (flow.optimizer, cls(flow, provider, subs, backend, cse))
+        return hit[1]
+
+    def __init__(self, flow, provider, subs, backend, cse=True):
+        opt = flow.optimizer
+        self.backend, self.states = backend, opt.states
+        self.m, self.p = len(provider.losses), provider.p
+        terms = flow.grouped_terms(self.m)
+        tags = [t for row in terms.J for t in row]
+        P = _Provider(provider.params, self.m, tags)
+        m, p, prm = self.m, self.p, list(provider.params)
+        W = [w for row in terms.W for w in row]
+        G = [x for row in P.G for x in row]
+        H = [x for b in range(m) for x in P.hess_symbols(b)]
+        T = [x for b in range(m) for x in P.d3_symbols(b)]
+        vecs = lambda rows: [P.vec(v.args[0], j) for row in rows for v in row for j in range(p)]
+        V, U = vecs(terms.V), vecs(terms.U)
+        A = [v for row in terms.A for v in row]
+        M = [x for v in A for x in P.matrix_symbols(f"M{v.args[0]}", True)]
+        Q = vecs([terms.Q])
+        J = [x for t in tags for x in P.matrix_symbols(str(t), False)]
+        E = [P.s(f"e_{j}") for j in range(p)]
+        low = lambda e, j: lower(e, j, P).xreplace(subs)
+        free = set()
+        F0, J0, F1, F2 = [], [], [], []
+        for c in range(m):
+            f0 = [low(terms.F0[c], j) for j in range(p)]
+            dir0 = [low(terms.DF0[c], j) for j in range(p)]
+            j0 = [sp.diff(dj, e) for dj in dir0 for e in E]
+            f1 = [low(terms.F1[c], j) for j in range(p)]
+            f2 = [low(terms.F2[c], j) for j in range(p)]
+            for e in f0 + j0 + f1 + f2:
+                free |= e.free_symbols
+            F0.append(f0), J0.append(j0), F1.append(f1), F2.append(f2)
+        dec = [s.decay.xreplace(subs) for s in opt.states]
+        wl = [s.weight(n_sym, n_sym).xreplace(subs) for s in opt.states]
+        for e in dec + wl:
+            free |= e.free_symbols - {n_sym}
+        q = [_quadratic_form(low(e, j), A, P) for e in terms.Qform for j in range(p)]
+        for e in q:
+            free |= e.free_symbols
+        known = set(W + G + H + T + V + U + M + J + Q + prm)
+        self.extra = sorted(free - known, key=str)          # symbolic values (exact field)
+        x = self.extra
+        self._F0 = [_kernel(W + G + prm + x, e, backend, cse) for e in F0]
+        self._J0 = [_kernel(W + G + prm + H + x, e, backend, cse) for e in J0]
+        self._F1 = [_kernel(W + G + prm + H + V + x, e, backend, cse) for e in F1]
+        self._F2 = [_kernel(W + G + prm + H + T + V + U + Q + J + x, e, backend, cse)
+                    for e in F2]
+        self._Q = _kernel(G + prm + H + T + M + x, q, backend, cse)
+        loss = lambda b, order: [provider.loss_derivative(b, idx) for idx in _indices(p, order)]
+        self._grad = [_kernel(prm, loss(b, 1), backend) for b in range(m)]
+        self._hess = [_kernel(prm, loss(b, 2), backend) for b in range(m)]
+        self._d3 = [_kernel(prm, loss(b, 3), backend) for b in range(m)]
+        self._decay = _kernel(x, dec, backend) if dec else (lambda *a: [])
+        self._w_last = _kernel([n_sym] + x, wl, backend) if wl else (lambda *a: [])
+        self._exact_decays = dec
+
+    # ----------------------------------------------------------------------------- tables
+    def window(self, n, prec):
+        """First past step kept: older terms are below ``2^-(prec+10)`` relative, counting the
+        ``(n-k)^2`` growth of the second moments and ``1/(1-d)^3`` from the memory sums."""
+        if prec is None:
+            return 0
+        lo = n
+        for d in self._exact_decays:
+            dv = float(d)
+            if dv <= 0.0:
+                continue
+            target = -(prec + 10) * math.log(2) + 3 * math.log(1 - dv)
+            L = 1
+            while L * math.log(dv) + 2 * math.log(L + 1) > target and L <= n:
+                L = max(L + 1, int(L * 1.2))
+            lo = min(lo, max(0, n - L))
+        return lo if self.states else n
+
+    def table(self, loss_index, values=()):
+        """The scalar table ``u[l][i][b]`` of a schedule (filled on demand)."""
+        return _UTable(self._decay(*values), self.m, loss_index)
+
+    def __call__(self, n, theta, table, prec, values=()):
+        """``[F0, F1, F2]`` at step ``n`` for the point ``theta`` (a list of components);
+        ``table`` from :meth:`table` (same values and precision)."""
+        x = list(values)
+        m, p, S = self.m, self.p, len(self.states)
+        d = table.d
+        zero = 0 * theta[0]
+        G = [v for b in range(m) for v in self._grad[b](*theta)]
+        H = [v for b in range(m) for v in self._hess[b](*theta)]
+        T = [v for b in range(m) for v in self._d3[b](*theta)]
+        start = self.window(n, prec)
+        acc = [[[zero] * p for _ in range(m)] for _ in range(S)]
+        past = []
+        for l in range(start, n + 1):
+            b, u = table.batch(l), table.row(l)
+            wl = self._w_last(l, *x)
+            W = [wl[i] * v for i in range(S) for v in u[i]]
+            F0 = self._F0[b](*W, *G, *theta, *x)
+            V = [wl[i] * a for i in range(S) for row in acc[i] for a in row]
+            if l < n:
+                J0 = self._J0[b](*W, *G, *theta, *H, *x)
+                F1 = self._F1[b](*W, *G, *theta, *H, *V, *x)
+                past.append((b, u, F0, J0, F1))
+            else:
+                Wn, Vn, F0n, bn, wn = W, V, F0, b, wl
+            for i in range(S):
+                acc[i] = [[d[i] * (a + u[i][c] * f) for a, f in zip(acc[i][c], F0)]
+                          for c in range(m)]
+        F1n = self._F1[bn](*Wn, *G, *theta, *H, *Vn, *x)
+        Uv = [[[zero] * p for _ in range(m)] for _ in range(S)]
+        Jv = [[[zero] * (p * p) for _ in range(m)] for _ in range(S)]
+        Mv = [[[zero] * (p * (p + 1) // 2) for _ in range(m)] for _ in range(S)]
+        D = [zero] * p                                     # D_{l+1}
+        scale = [wn[i] for i in range(S)]
+        for b, ul, F0, J0, F1 in reversed(past):
+            scale = [scale[i] * d[i] for i in range(S)]
+            X = [f / 2 + dd for f, dd in zip(F0, D)]
+            El = [F1[j] + sum((J0[j * p + k] * X[k] for k in range(p)), zero)
+                  for j in range(p)]
+            D = [dd + f for dd, f in zip(D, F0)]            # now D_l
+            DD = [D[j] * D[k] for j in range(p) for k in range(j, p)]
+            for i in range(S):
+                Mv[i][b] = [a + scale[i] * q for a, q in zip(Mv[i][b], DD)]
+                for c in range(m):
+                    cf = scale[i] * ul[i][c]
+                    if _nonzero(cf):
+                        Uv[i][c] = [a + cf * e for a, e in zip(Uv[i][c], El)]
+                        Jv[i][c] = [a + cf * e for a, e in zip(Jv[i][c], J0)]
+        flat = lambda X: [v for i in range(S) for row in X[i] for v in row]
+        Q = self._Q(*G, *theta, *H, *T, *flat(Mv), *x) if S else []
+        F2n = self._F2[bn](*Wn, *G, *theta, *H, *T, *Vn, *flat(Uv), *Q, *flat(Jv), *x)
+        return F0n, F1n, F2n
+
+
+class _UTable:
+    """``u[l][i][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` by the exact recursion from step 0."""
+
+    def __init__(self, d, m, loss_index):
+        self.d, self.m, self.batch, self.rows = list(d), m, loss_index, []
+
+    def row(self, l):
+        while len(self.rows) <= l:
+            k = len(self.rows)
+            prev = self.rows[-1] if self.rows else [[0] * self.m for _ in self.d]
+            b = self.batch(k)
+            new = [[di * v for v in r] for di, r in zip(self.d, prev)]
+            for r in new:
+                r[b] = r[b] + 1
+            self.rows.append(new)
+        return self.rows[l]
+
+
+def _nonzero(c):
+    try:
+        return bool(c != 0)
+    except TypeError:
+        return True
+
+
+def _indices(p, order):
+    if order == 1:
+        return [(j,) for j in range(p)]
+    if order == 2:
+        return [(j, i) for j in range(p) for i in range(j, p)]
+    return [(j, i, k) for j in range(p) for i in range(j, p) for k in range(i, p)]
+
+
+def exact_field(flow, provider, n):
+    """``-(F0 + h F1 + h^2 F2)`` on step ``n`` as a SymPy ``Matrix`` in the parameters, with
+    the hyperparameters as symbols (exact arithmetic, every past step kept)."""
+    from ..family import h as h_sym
+    sweep = Order2Sweep.get(flow, provider, {}, "exact")
+    table = sweep.table(provider.loss_index, sweep.extra)
+    F0, F1, F2 = sweep(n, list(provider.params), table, None, sweep.extra)
+    return sp.Matrix([-(a + h_sym * b + h_sym ** 2 * c) for a, b, c in zip(F0, F1, F2)])
