@@ -1,8 +1,12 @@
-"""Text and LaTeX display of derived flows (grouped by operator structure)."""
+"""Text and LaTeX display of derived flows (grouped by operator structure).
+
+:func:`flow_text` and :func:`flow_latex` are cached on disk per declaration and variant
+(:mod:`.cache`)."""
 from __future__ import annotations
 
 import sympy as sp
 
+from . import cache
 from .operators import ATOMS, collect_fields, is_field
 
 __all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "NOTATION"]
@@ -46,10 +50,33 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
         ops = sp.count_ops(c)
         if ops <= max_ops and spent + ops <= max(SIMPLIFY_TOTAL_OPS, max_ops):
             spent += ops
-            out.append((k, sp.factor(sp.simplify(c))))
+            out.append((k, _simplified(c)))
         else:
             out.append((k, structured_coefficient(c)))
     return out
+
+
+def _simplified(c):
+    """``c`` simplified.  A rational function of symbols, powers ``d**n`` and square roots of
+    sums of monomials with integer exponents (Adam's coefficients, ``sqrt(eps + g**2)``) is
+    brought to lowest terms and factored (``factor(cancel(c))``: what ``simplify`` returns for
+    them, at a fraction of the cost); anything else (sums, products, functions, roots of roots,
+    ``sqrt(g**2)``) gets SymPy's ``simplify`` first."""
+    if all(_plain(e) for e in sp.preorder_traversal(c)):
+        return sp.factor(sp.cancel(c))
+    return sp.factor(sp.simplify(c))
+
+
+def _plain(e):
+    if isinstance(e, (sp.Add, sp.Mul, sp.Symbol, sp.Number, ATOMS[0])):
+        return True
+    if not isinstance(e, sp.Pow):
+        return False
+    if e.exp.is_Integer or e.exp.is_Symbol:
+        return True
+    return (e.exp.is_Rational and e.exp.q == 2 and isinstance(e.base, sp.Add) and
+            all(not isinstance(x, sp.Pow) or x.exp.is_Integer
+                for x in sp.preorder_traversal(e.base)))
 
 
 def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
@@ -94,6 +121,13 @@ def _variant(batch, stationary):
 
 
 def flow_text(flow, batch="full", stationary=False):
+    """The flow as text: the recursion, notes, and each ``F_r`` grouped by structure."""
+    return cache.cached("display", flow.optimizer, lambda: _flow_text(flow, batch, stationary),
+                        order=flow.order, batch=batch, stationary=bool(stationary),
+                        format="text")
+
+
+def _flow_text(flow, batch, stationary):
     opt = flow.optimizer
     lines = [f"{opt.name}: modified flow of order {flow.order} ({_variant(batch, stationary)})",
              "  recursion: theta <- theta - h*(" + sp.sstr(opt.step) + ")"]
@@ -119,6 +153,13 @@ def flow_text(flow, batch="full", stationary=False):
 
 
 def flow_latex(flow, batch="full", stationary=False):
+    """The terms ``F_r`` as a LaTeX ``align*`` block, grouped by structure."""
+    return cache.cached("display", flow.optimizer, lambda: _flow_latex(flow, batch, stationary),
+                        order=flow.order, batch=batch, stationary=bool(stationary),
+                        format="latex")
+
+
+def _flow_latex(flow, batch, stationary):
     terms = flow.terms(batch, stationary)
     rows = []
     for r, F in enumerate(terms):

@@ -7,8 +7,9 @@ result (for the derivation documents).  :func:`modeq.symbolic.derive` wraps it i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from . import cache
 from .batches import grouped_step_terms
 from .expansion import MAX_ORDER, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
@@ -38,7 +39,8 @@ _CACHE = {}
 
 
 def derivation(optimizer, order, batch="full", stationary=False):
-    """Derive ``F_0..F_order`` for one variant (cached per optimizer object and variant)."""
+    """Derive ``F_0..F_order`` for one variant (cached per optimizer object and variant in
+    memory, and on disk by the declaration's content: :mod:`.cache`)."""
     if batch not in ("full", "mini"):
         raise ValueError(f"batch must be 'full' or 'mini', got {batch!r}")
     if batch == "mini" and stationary:
@@ -52,6 +54,12 @@ def derivation(optimizer, order, batch="full", stationary=False):
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is optimizer:
         return hit[1]
+    stored = cache.lookup("derivation", optimizer, order=order, batch=batch,
+                          stationary=stationary)
+    if stored is not cache.MISS:
+        d = replace(stored, optimizer=optimizer)
+        _CACHE[key] = (optimizer, d)
+        return d
     lower = None
     for r in range(order - 1, -1, -1):
         k2 = (id(optimizer), r, batch, stationary)
@@ -70,6 +78,8 @@ def derivation(optimizer, order, batch="full", stationary=False):
         d.F.append(solve_next(d.psi[r], d.F))
     d.flow_step = flow_step_coefficients(d.F, order + 1)
     _CACHE[key] = (optimizer, d)
+    cache.store("derivation", optimizer, replace(d, optimizer=None), order=order, batch=batch,
+                stationary=stationary)
     return d
 
 

@@ -26,7 +26,8 @@ from .family import n
 from .operators import D3, Hess, linearize
 
 __all__ = ["powers_of_step", "is_zero", "is_zero_linear", "operator_symbols",
-           "same_in_algebra", "components_agree", "prove_equal", "agree_at_random_points"]
+           "same_in_algebra", "components_agree", "prove_equal", "agree_at_random_points",
+           "agree_exactly_at_points", "Check"]
 
 
 def powers_of_step(e, step=n):
@@ -169,22 +170,166 @@ def components_agree(a, b, p):
     return all(is_zero_linear(u - v, ops) for u, v in zip(va, vb))
 
 
-def prove_equal(a, b, dims=(1, 2, 3, 4)):
-    """Checks that the component expressions ``a`` and ``b`` are equal: dimension-free, then
-    lowered to generic symbols for each ``p`` in ``dims``.  Returns ``[(description, ok)]``.
+class Check(tuple):
+    """One check: a ``(description, ok)`` pair (unpacks as such) with its ``kind``:
+    ``"proof"`` (exact, decides the claim) or ``"evidence"`` (exact arithmetic at random
+    rational points: a disagreement refutes soundly, an agreement is evidence, not a proof)."""
+
+    def __new__(cls, description, ok, kind="proof"):
+        obj = super().__new__(cls, (description, bool(ok)))
+        obj.kind = kind
+        return obj
+
+    def __reduce__(self):
+        return (Check, (self[0], self[1], self.kind))
+
+    @property
+    def label(self):
+        """``proved`` / ``checked`` / ``FAILED``, as the command line prints it."""
+        if not self[1]:
+            return "FAILED"
+        return "proved" if self.kind == "proof" else "checked"
+
+
+def prove_equal(a, b, dims=(1, 2, 3, 4), components="fast"):
+    """Checks that the component expressions ``a`` and ``b`` are equal.  Returns a list of
+    :class:`Check` (``(description, ok)`` pairs).
+
+    Each proof costs what it decides: first the components for ``p = dims[0]`` are compared
+    exactly at random rational points (:func:`agree_exactly_at_points`; a difference there
+    refutes the claim soundly and ends the work); then the exact dimension-free proof (operators
+    as opaque symbols: valid for every ``p``).  The components for each ``p`` in ``dims`` are
+    then, with ``components="fast"`` (default), compared exactly at random rational points
+    (evidence: the dimension-free proof already covers them); with ``components="prove"``
+    each is proved exactly (slow for flows exact in ``n``).
 
     >>> from modeq.symbolic.operators import FULL, Grad, Hess
     >>> from modeq.symbolic.prove import prove_equal
     >>> g = Grad(FULL)
-    >>> [ok for _, ok in prove_equal(Hess(FULL, g + g) / 4, Hess(FULL, g) / 2, dims=(1, 2))]
-    [True, True, True]
+    >>> [c.label for c in prove_equal(Hess(FULL, g + g) / 4, Hess(FULL, g) / 2, dims=(1, 2))]
+    ['proved', 'checked', 'checked']
+    >>> [c.label for c in prove_equal(Hess(FULL, g) / 3, Hess(FULL, g) / 2, dims=(1, 2))]
+    ['FAILED']
     """
-    checks = [("difference simplifies to 0 in the operator algebra (any dimension)",
-               same_in_algebra(a, b))]
+    if components not in ("fast", "prove"):
+        raise ValueError(f"components must be 'fast' or 'prove', got {components!r}")
+    first = dims[0] if dims else 1
+    if agree_exactly_at_points(a, b, first, trials=1) is False:
+        return [Check(f"components differ at a random rational point for p = {first} "
+                      f"(exact arithmetic: the claim is false)", False)]
+    checks = [Check("difference simplifies to 0 in the operator algebra (any dimension)",
+                    same_in_algebra(a, b))]
     for p in dims:
-        checks.append((f"components agree for p = {p} (generic g_i, H_ij, T_ijk)",
-                       components_agree(a, b, p)))
+        if components == "prove":
+            checks.append(Check(f"components agree for p = {p} (generic g_i, H_ij, T_ijk)",
+                                components_agree(a, b, p)))
+            continue
+        ok = agree_exactly_at_points(a, b, p, trials=FAST_TRIALS)
+        if ok is None:                        # not exactly evaluable: 60 significant digits
+            P = SymbolProvider(p)
+            ok = agree_at_random_points(list(lower_vector(a, P)), list(lower_vector(b, P)))
+            how = "at random points to 60 digits"
+        else:
+            how = f"exactly at {FAST_TRIALS} random rational points"
+        checks.append(Check(f"components agree {how} for p = {p} (generic g_i, H_ij, T_ijk)",
+                            ok, "evidence"))
     return checks
+
+
+#: random rational points per dimension in the fast component checks
+FAST_TRIALS = 2
+
+
+def agree_exactly_at_points(a, b, p, trials=2, seed=0):
+    """``a == b`` for generic components in dimension ``p``, tested in exact arithmetic at
+    ``trials`` random rational points: ``False`` — they differ at a point (a sound
+    refutation), ``True`` — equal at every point tried (evidence), ``None`` — not exactly
+    evaluable (functions other than powers, roots other than square roots).
+
+    Square roots: each ``sqrt(B)`` becomes a positive symbol ``r`` whose value at the point is
+    ``sqrt(b)``, ``b`` the (positive rational) value of ``B``; the numerator of the difference,
+    a polynomial in the ``r`` with rational coefficients, is expanded at ``r = sqrt(b)``:
+    SymPy reduces products of square roots of rationals to ``c sqrt(k)``, ``k`` square-free,
+    and these are linearly independent over the rationals, so the result is ``0`` exactly when
+    the difference vanishes.  Points where a radicand is not positive or a denominator
+    vanishes are redrawn.
+
+    >>> from modeq.symbolic.operators import FULL, Grad, Hess
+    >>> g = Grad(FULL)
+    >>> agree_exactly_at_points(Hess(FULL, g / sp.sqrt(g**2 + 1)), Hess(FULL, g) / 2, 2)
+    False
+    """
+    import random
+    P = SymbolProvider(p)
+    d = [sp.sympify(x - y) for x, y in zip(lower_vector(a, P), lower_vector(b, P))]
+    roots = {}
+
+    def root(e):
+        base = e.base
+        if base not in roots:
+            roots[base] = sp.Dummy("r", positive=True)
+        return roots[base] ** e.exp.p
+
+    d = [x.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2
+                   and not e.base.is_number, root) for x in d]
+    allowed = (sp.Add, sp.Mul, sp.Pow, sp.Symbol, sp.Number, sp.Sum, sp.Tuple)
+    for x in d:
+        for e in sp.preorder_traversal(x):
+            if not isinstance(e, allowed) or (isinstance(e, sp.Pow) and not (
+                    e.exp.is_Integer or n in e.exp.free_symbols)):
+                return None
+    syms = sorted(set().union(*(x.free_symbols for x in d), *(
+        B.free_symbols for B in roots)) - set(roots.values()), key=str)
+    rng = random.Random(seed)
+    done = 0
+    for _ in range(10 * trials):
+        point = _random_point(syms, rng)
+        values, ok = {}, True
+        for B, r in roots.items():
+            bv = B.xreplace(point).doit()
+            if not (bv.is_Rational and bv > 0):
+                ok = False
+                break
+            values[r] = sp.sqrt(bv)
+        if not ok:
+            continue
+        verdict = _vanishes_at(d, point, values)
+        if verdict is None:
+            continue
+        if not verdict:
+            return False
+        done += 1
+        if done == trials:
+            return True
+    return None
+
+
+def _random_point(syms, rng):
+    point = {}
+    for s in syms:
+        if s == n or s.is_integer:
+            point[s] = sp.Integer(rng.randint(1, 7))
+        elif s.is_positive:
+            point[s] = sp.Rational(rng.randint(1, 999), 1000)
+        else:
+            point[s] = sp.Rational(rng.choice([-1, 1]) * rng.randint(1, 3000), 1000)
+    return point
+
+
+def _vanishes_at(d, point, values):
+    """Whether every ``x`` in ``d`` is 0 at ``point`` (roots ``r`` at ``values``); ``None`` at a
+    pole."""
+    for x in d:
+        x = x.xreplace(point).doit()
+        num, den = sp.fraction(sp.together(x))
+        if sp.expand(den.xreplace(values)) == 0:
+            return None
+        v = sp.expand(sp.expand(num).xreplace(values))
+        if v != 0:
+            if not v.is_number:
+                raise ValueError(f"not a number after substitution: {v}")
+            return False
+    return True
 
 
 def agree_at_random_points(a, b, trials=3, seed=0, digits=60):

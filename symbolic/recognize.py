@@ -3,9 +3,10 @@
 A :class:`Recognition` carries the closed form, the name of its source, and the checks that
 ran (:func:`~modeq.symbolic.prove.prove_equal`): the difference between the derived term and
 the closed form simplified to exactly ``0`` in the dimension-free component algebra (operators
-as opaque symbols) and, independently, after lowering both to generic components
-``g_i, H_ij`` for ``p = 1..4``.  Nothing is
-presented in a published form whose proof failed (:func:`recognize` returns ``None``).
+as opaque symbols; a proof for every dimension) and, independently, both lowered to generic
+components ``g_i, H_ij`` for ``p = 1..4`` and compared in exact arithmetic at random rational
+points (``components="prove"``: each ``p`` proved exactly too).  Nothing is presented in a
+published form whose proof failed.  Results are cached on disk (:mod:`.cache`).
 
 Published forms (docs/conventions.md §4), written here as *references*, never fed to the
 derivation:
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
+from . import cache
 from .family import beta, eps, g as g_sym, n, rho
 from .operators import FULL, Grad, Hess, D3
 from .prove import is_zero_linear, prove_equal
@@ -108,20 +110,32 @@ def _candidates(flow, stationary):
     return out
 
 
-def recognize(flow, stationary=True, dims=(1, 2, 3, 4)):
-    """Published closed forms that the derived full-batch flow provably equals.
+def recognize(flow, stationary=True, dims=(1, 2, 3, 4), components="fast"):
+    """Published closed forms that the derived full-batch flow provably equals
+    (``components``: see :func:`~modeq.symbolic.prove.prove_equal`).
 
     >>> from modeq.symbolic import derive, optimizers
     >>> from modeq.symbolic.recognize import recognize
     >>> [(r.term, r.proved) for r in recognize(derive(optimizers.gd(), 1), dims=(1,))]
     [('F1', True)]
     """
+    dims = tuple(int(p) for p in dims)
+    return cache.cached("recognize", flow.optimizer,
+                        lambda: _recognize(flow, stationary, dims, components),
+                        order=flow.order, stationary=bool(stationary), dims=dims,
+                        components=components)
+
+
+def _recognize(flow, stationary, dims, components):
+    candidates = _candidates(flow, stationary)
+    if not candidates:
+        return []
     terms = flow.terms("full", stationary)
     found = []
-    for name, source, r, ref, display in _candidates(flow, stationary):
+    for name, source, r, ref, display in candidates:
         if r >= len(terms):
             continue
-        checks = prove_equal(terms[r], ref, dims)
+        checks = prove_equal(terms[r], ref, dims, components)
         if all(ok for _, ok in checks):
             found.append(Recognition(name, source, f"F{r}", ref, display, checks))
     return found

@@ -32,3 +32,24 @@ settings.load_profile(FUZZ)
 def examples(k):
     """``k`` examples in the ci profile, ``20 k`` in the long one."""
     return k * SCALE
+
+
+# -- the derivation cache: never the user's ---------------------------------------------------
+# Set at import (derivations during collection included), so the suite never reads or writes
+# the user's cache directory; removed at the end of the session.
+import shutil
+import tempfile
+
+import pytest
+
+_CACHE_DIR = tempfile.mkdtemp(prefix="modeq-test-cache-")
+os.environ["MODEQ_CACHE_DIR"] = _CACHE_DIR
+os.environ.pop("MODEQ_NO_CACHE", None)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_derivation_cache():
+    """Every test (and every subprocess it starts) uses a fresh temporary cache directory."""
+    os.environ["MODEQ_CACHE_DIR"] = _CACHE_DIR
+    yield _CACHE_DIR
+    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
