@@ -15,7 +15,9 @@ Commands validate every option before doing any work (see :mod:`.commands._commo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import pkgutil
 import re
 import sys
@@ -104,7 +106,8 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(_join_negative_values(argv))
     try:
-        code = args.run(args)
+        with _cache_off(getattr(args, "no_cache", False)):
+            code = args.run(args)
     except KeyboardInterrupt:
         print(f"modeq {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -122,6 +125,26 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - anything else is a bug, shown as one
         return _internal_error(args, exc)
     return int(code or 0)
+
+
+@contextlib.contextmanager
+def _cache_off(off):
+    """``--no-cache``: the derivation cache off in this process and in the worker processes
+    it starts (through ``MODEQ_NO_CACHE``), restored afterwards."""
+    if not off:
+        yield
+        return
+    from modeq.symbolic import cache
+    before = os.environ.get("MODEQ_NO_CACHE")
+    os.environ["MODEQ_NO_CACHE"] = "1"
+    try:
+        with cache.disabled():
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("MODEQ_NO_CACHE", None)
+        else:
+            os.environ["MODEQ_NO_CACHE"] = before
 
 
 def _one_line(exc):

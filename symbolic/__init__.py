@@ -18,7 +18,14 @@ from . import optimizers
 from .flow import derive, ModifiedFlow
 from .recognize import recognize
 from .regimes import regime_table
-from .codegen import generate_module
+
+
+def __getattr__(name):
+    # generate_module loads the whole emit chain: imported on first use
+    if name == "generate_module":
+        from .codegen import generate_module
+        return generate_module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["EMA", "Optimizer", "g", "theta", "h", "n", "beta", "rho", "eps", "derive",
            "ModifiedFlow", "optimizers", "recognize", "regime_table", "generate_module"]

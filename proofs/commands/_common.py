@@ -15,6 +15,20 @@ class UsageError(Exception):
     """A user-facing error: printed as one line, exit code 2."""
 
 
+def add_cache_arg(parser):
+    """``--no-cache``: neither read nor write the derivation cache (``modeq cache info``)."""
+    parser.add_argument("--no-cache", action="store_true",
+                        help="derive and prove from scratch: do not read or write the "
+                             "derivation cache (see modeq cache info)")
+
+
+def check_label(check):
+    """``proved`` / ``checked`` (exact arithmetic at random points) / ``FAILED`` for one
+    ``(description, ok)`` check of a recognition."""
+    label = getattr(check, "label", None)
+    return label if label is not None else ("proved" if check[1] else "FAILED")
+
+
 def add_optimizer_args(parser, required=True):
     """The OPTIMIZER argument (optional when ``required`` is false) and its variant flags."""
     parser.add_argument("optimizer", metavar="OPTIMIZER", nargs=None if required else "?",

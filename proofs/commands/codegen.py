@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 
-from ._common import add_optimizer_args, check_output_file, optimizer_from_args
+from ._common import add_cache_arg, add_optimizer_args, check_output_file, optimizer_from_args
 
 
 def add_parser(sub):
@@ -23,6 +23,7 @@ def add_parser(sub):
                    help="the n -> oo flow (otherwise exact in the step index n)")
     p.add_argument("--out", metavar="FILE",
                    help="write the module to FILE (atomically); default: standard output")
+    add_cache_arg(p)
     p.set_defaults(run=run)
 
 

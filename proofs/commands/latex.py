@@ -16,13 +16,9 @@ import os
 import sys
 import time
 
-from modeq.proofs.build import document, document_name
-from modeq.proofs.document import ProofError
-from modeq.proofs.latex import compile_pdf, latex_engine, write_tex
-from modeq.proofs.registry import TEX_DIR, regenerate
 from modeq.symbolic import optimizers
 
-from ._common import Progress, add_optimizer_args, optimizer_from_args
+from ._common import Progress, add_cache_arg, add_optimizer_args, optimizer_from_args
 
 
 def add_parser(sub):
@@ -39,6 +35,7 @@ def add_parser(sub):
     p.add_argument("--out", default=None, help="output folder (default: current folder; "
                                                "with --regenerate: proofs/tex/)")
     p.add_argument("--pdf", action="store_true", help="also compile the PDF")
+    add_cache_arg(p)
     p.set_defaults(run=run)
 
 
@@ -78,6 +75,9 @@ def variant_suffix(opt, eps_outside=False, no_bias_correction=False):
 
 
 def write_document(opt, order, batch, stationary, out, pdf, suffix="", progress=None):
+    # the document builder and renderer are imported here, not when the parser is built
+    from modeq.proofs.build import document, document_name
+    from modeq.proofs.latex import compile_pdf, latex_engine, write_tex
     """Build, verify, write; returns ``(tex_path, pdf_path or None, message)``.
     ``progress``: a :class:`~._common.Progress` told of each stage (build and check, PDF)."""
     progress = progress or Progress("modeq latex", 2 if pdf else 1, enabled=False)
@@ -108,6 +108,8 @@ def write_document(opt, order, batch, stationary, out, pdf, suffix="", progress=
 
 
 def run(args):
+    from modeq.proofs.document import ProofError
+    from modeq.proofs.registry import TEX_DIR, regenerate
     if args.regenerate:
         if args.optimizer is not None:
             raise ValueError("--regenerate rewrites every committed document: give no OPTIMIZER")
@@ -135,6 +137,7 @@ def run(args):
 
 def reproduce_part(out_dir, quick=False):
     """For ``modeq reproduce``: Adam's documents (.tex and, with LaTeX, PDF) in ``out_dir``."""
+    from modeq.proofs.latex import latex_engine
     check_out_dir(out_dir)
     adam = optimizers.adam()
     variants = [(1, "full", False)] if quick else [(1, "full", False), (1, "mini", False)]

@@ -15,7 +15,7 @@ import time
 
 from . import latex as _latex_part
 from . import verify as _verify_part
-from ._common import Progress, check_output_folder
+from ._common import Progress, add_cache_arg, check_label, check_output_folder
 
 #: the parts other modules provide, each a module with ``reproduce_part(out_dir, quick)``;
 #: imported normally (a part that cannot be imported or run fails the command loudly)
@@ -33,6 +33,7 @@ def add_parser(sub):
                    help="only the derivation, proof and regime table")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress lines on stderr")
+    add_cache_arg(p)
     p.set_defaults(run=run)
 
 
@@ -46,7 +47,7 @@ def symbolic_part():
     out = ["modeq reproduce — Adam's implicit bias, regenerated from the recursion",
            "=" * 72, "", str(flow).replace("full batch, exact in n", "full batch, exact in n"), ""]
     for stationary, dims in ((True, (1, 2, 3, 4)), (False, (1, 2))):
-        recs = recognize(flow, stationary=stationary, dims=dims)
+        recs = recognize(flow, stationary=stationary, dims=dims, components="prove")
         label = "stationary (n -> oo)" if stationary else "exact in n (memory moments b_n, r_n)"
         paper = [r for r in recs if "Adam" in r.name]
         if not paper:
@@ -55,8 +56,8 @@ def symbolic_part():
         rec = paper[0]
         out.append(f"Recognized [{label}]: {rec.name} — {rec.source}")
         out.append(f"  {rec.display}")
-        for what, ok in rec.checks:
-            out.append(f"  [{'proved' if ok else 'FAILED'}] {what}")
+        for check in rec.checks:
+            out.append(f"  [{check_label(check)}] {check[0]}")
         out.append("")
     out.append("Regime table (limits of the derived correction):")
     out.append(regime_table(flow).text())

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
-from ._common import (UsageError, add_optimizer_args, check_output_file, csv_items, int_list,
-                      number, optimizer_from_args)
+from ._common import (UsageError, add_cache_arg, add_optimizer_args, check_output_file,
+                      csv_items, int_list, number, optimizer_from_args)
 
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -19,13 +19,28 @@ DEFAULT_FULL_PROBLEM = "logcosh2d"
 DEFAULT_MINI_PROBLEM = "leastsquares3"
 
 
+class _ProblemNames:
+    """The embedded problems' names as argparse ``choices``, read from
+    :mod:`modeq.numeric.problems` only when an option is checked or help is printed (building
+    the parser for another command does not load the numeric layer)."""
+
+    def _names(self):
+        from modeq.numeric.problems import names
+        return names()
+
+    def __contains__(self, item):
+        return item in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
 def add_parser(sub):
-    from modeq.numeric.problems import names
     p = sub.add_parser("verify", help="measure the order of accuracy of the modified flows",
                        description=__doc__.split("\n\n")[1])
     add_optimizer_args(p)
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--problem", choices=names(),
+    src.add_argument("--problem", choices=_ProblemNames(),
                      help=f"an embedded problem (default {DEFAULT_FULL_PROBLEM}, or "
                           f"{DEFAULT_MINI_PROBLEM} with --batch mini)")
     src.add_argument("--loss", help="a loss in the parameters, e.g. 'x**4/4 + x*y + y**2' "
@@ -49,6 +64,7 @@ def add_parser(sub):
     p.add_argument("--plot", help="write the log-log plot here (PNG/PDF/SVG)")
     p.add_argument("--json", help="write the result as JSON here")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    add_cache_arg(p)
     p.set_defaults(run=run)
 
 
