@@ -13,4 +13,5 @@ fi
 python -m pip install --quiet torch==2.13.0
 python -m pip install --quiet -e ".[test]"
 export MPLBACKEND=Agg
-python -m pytest --nbmake tests notebooks "$@"
+# two workers: the machines have two cores
+python -m pytest -n 2 --nbmake tests notebooks "$@"

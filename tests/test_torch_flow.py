@@ -7,7 +7,6 @@ import torch
 
 from modeq.numeric.torch_flow import flow_field, flow_terms
 from modeq.symbolic import derive, optimizers
-from modeq.symbolic.emit.values import resolve_values
 
 P = sp.symbols("p0:6")
 X = [-1.0, 0.5, 1.5]
@@ -32,12 +31,12 @@ def torch_loss(p):
 
 
 def reference(flow, values, stationary, n=None):
-    """The SymPy field of the network, evaluated in mpmath at 30 digits."""
-    subs = resolve_values(flow, values)
-    F = flow.field(sympy_loss(), list(P), n=n, stationary=stationary).xreplace(subs)
-    f = sp.lambdify(list(P), list(F), modules="mpmath")
+    """The component field of the network (exact derivatives of the SymPy loss, the flow's
+    component expressions in g, H, T), evaluated in mpmath at 30 digits: no Hessian-vector
+    product, no matrix-free form."""
     mpmath.mp.dps = 30
-    return np.array([float(v) for v in f(*[mpmath.mpf(t) for t in THETA0])])
+    f = flow.lambdify(sympy_loss(), list(P), backend="mpmath", stationary=stationary, **values)
+    return np.array([float(v) for v in f(n, [mpmath.mpf(t) for t in THETA0])])
 
 
 CASES = [(optimizers.adam, 1, True, None), (optimizers.adam, 2, True, None),
