@@ -25,28 +25,10 @@ Module map (imports point down the list; the prover is :mod:`modeq.symbolic.prov
 ``FULL_BATCH_STEPS`` on the engine's ``derivation(adam, 1)``, ``verify()`` re-runs every check
 from the document's own quantities, ``render`` lays it out.
 """
-import importlib
-
-#: where each public name lives; imported on first use, so that ``modeq derive`` (the command
-#: line lives in this package) does not load the document builder and the numeric layer
-_LAZY = {"build_document": "build", "document": "build", "document_name": "build",
-         "Document": "document", "ProofError": "document",
-         "compile_pdf": "latex", "equation_tex": "latex", "latex_engine": "latex",
-         "render": "latex", "write_tex": "latex",
-         "BUILTIN_DOCUMENTS": "registry", "builtin_filename": "registry", "regenerate": "registry"}
-
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
-
+from .build import build_document, document, document_name
+from .document import Document, ProofError
+from .latex import compile_pdf, equation_tex, latex_engine, render, write_tex
+from .registry import BUILTIN_DOCUMENTS, builtin_filename, regenerate
 
 __all__ = ["build_document", "document", "document_name", "render", "equation_tex",
            "write_tex", "compile_pdf", "latex_engine", "regenerate", "builtin_filename",
