@@ -214,7 +214,10 @@ def prove_equal(a, b, dims=(1, 2, 3, 4), components="fast"):
     if components not in ("fast", "prove"):
         raise ValueError(f"components must be 'fast' or 'prove', got {components!r}")
     first = dims[0] if dims else 1
-    if agree_exactly_at_points(a, b, first, trials=1) is False:
+    # the fast components check of the first p doubles as the early refutation
+    early = agree_exactly_at_points(a, b, first,
+                                    trials=1 if components == "prove" else FAST_TRIALS)
+    if early is False:
         return [Check(f"components differ at a random rational point for p = {first} "
                       f"(exact arithmetic: the claim is false)", False)]
     checks = [Check("difference simplifies to 0 in the operator algebra (any dimension)",
@@ -224,7 +227,7 @@ def prove_equal(a, b, dims=(1, 2, 3, 4), components="fast"):
             checks.append(Check(f"components agree for p = {p} (generic g_i, H_ij, T_ijk)",
                                 components_agree(a, b, p)))
             continue
-        ok = agree_exactly_at_points(a, b, p, trials=FAST_TRIALS)
+        ok = early if p == first else agree_exactly_at_points(a, b, p, trials=FAST_TRIALS)
         if ok is None:                        # not exactly evaluable: 60 significant digits
             P = SymbolProvider(p)
             ok = agree_at_random_points(list(lower_vector(a, P)), list(lower_vector(b, P)))
@@ -304,15 +307,17 @@ def agree_exactly_at_points(a, b, p, trials=2, seed=0):
     return None
 
 
-def _random_point(syms, rng):
+def _random_point(syms, rng, n_max=7, positive=(1, 999), real=(1, 3000), denominator=1000):
+    """A random rational point: ``n`` and integer symbols in ``[1, n_max]``, positive symbols
+    ``randint(*positive) / denominator``, others ``+-randint(*real) / denominator``."""
     point = {}
     for s in syms:
         if s == n or s.is_integer:
-            point[s] = sp.Integer(rng.randint(1, 7))
+            point[s] = sp.Integer(rng.randint(1, n_max))
         elif s.is_positive:
-            point[s] = sp.Rational(rng.randint(1, 999), 1000)
+            point[s] = sp.Rational(rng.randint(*positive), denominator)
         else:
-            point[s] = sp.Rational(rng.choice([-1, 1]) * rng.randint(1, 3000), 1000)
+            point[s] = sp.Rational(rng.choice([-1, 1]) * rng.randint(*real), denominator)
     return point
 
 
@@ -352,14 +357,7 @@ def agree_at_random_points(a, b, trials=3, seed=0, digits=60):
         return False
     syms = sorted(set().union(*(e.free_symbols for e in a + b)), key=str)
     for _ in range(trials):
-        point = {}
-        for s in syms:
-            if s == n or s.is_integer:
-                point[s] = sp.Integer(rng.randint(1, 6))
-            elif s.is_positive:
-                point[s] = sp.Rational(rng.randint(10, 90), 100)
-            else:
-                point[s] = sp.Rational(rng.choice([-1, 1]) * rng.randint(10, 200), 100)
+        point = _random_point(syms, rng, 6, (10, 90), (10, 200), 100)
         for x, y in zip(a, b):
             vx = sp.N(x.xreplace(point).doit(), digits)
             vy = sp.N(y.xreplace(point).doit(), digits)
