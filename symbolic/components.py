@@ -193,7 +193,7 @@ def _lower(e, j, P, cache):
                        for i, k in itertools.product(range(P.p), repeat=2)])
     elif isinstance(e, sp.Sum):
         out = _lower_sum(e, j, P, cache)
-    elif not e.args or not (e.has(Grad, Hess, D3) or e.has(theta)):
+    elif not e.args or not (e.has(Grad, Hess, D3, Vec) or e.has(theta)):
         out = e
     else:
         out = e.func(*[_lower(a, j, P, cache) for a in e.args])
