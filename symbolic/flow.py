@@ -10,7 +10,8 @@ from __future__ import annotations
 import sympy as sp
 
 from .components import LossProvider, SymbolProvider, lower_vector
-from .family import Optimizer, h, n
+from .epoch import epoch_flow
+from .family import Optimizer, check_hyperparameter_values, h, n
 from .operators import Grad
 from .memory import stationary_limit
 from .pipeline import MAX_ORDER, derivation, grouped_terms
@@ -80,21 +81,24 @@ class ModifiedFlow:
         return self.terms("full", stationary)[1]
 
     # -- lowerings ------------------------------------------------------------------------
-    def field(self, E_or_losses, params, n=None, stationary=False, schedule=None):
+    def field(self, E_or_losses, params, n=None, stationary=False, schedule=None, **values):
         """``d theta/dt = -F(theta)`` as a SymPy column ``Matrix`` for a concrete loss.
 
         Full batch (``E_or_losses`` an expression): exact in the step index, which stays the
         symbol ``n`` unless a value is given; ``stationary=True`` gives the ``n -> oo`` limit.
         Mini batch (a list of losses): the field on ``[nh, (n+1)h)`` for the given integer
         ``n`` when step ``k`` uses loss ``schedule[k]`` (cyclic over the list by default).
+        Hyperparameters stay symbols unless given by name (``beta="1/4", h=...``; exact
+        values, range-checked); giving them makes the mini-batch ``h^2`` sums much cheaper.
         """
         provider = LossProvider(E_or_losses, params, schedule)
+        subs = self._exact_values(values)
         if provider.full:
             F = self.F("full", stationary)
             out = -lower_vector(F, provider)
             if n is not None and not stationary:
                 out = out.xreplace({_n(): _check_step(n)}).doit()
-            return out
+            return out.xreplace(subs)
         if stationary:
             raise ValueError("stationary=True is for full batch; give a single loss")
         if n is None:
@@ -104,9 +108,24 @@ class ModifiedFlow:
             # the h^2 memory sums over pairs of past batches, evaluated exactly for this
             # schedule from the grouped terms (every past step kept)
             from .emit.minibatch_order2 import exact_field
-            return exact_field(self, provider, int(step))
-        F = self.F("mini").xreplace({_n(): step})
+            return exact_field(self, provider, int(step), subs)
+        F = self.F("mini").xreplace({_n(): step}).xreplace(subs)
         return -lower_vector(F, provider).applyfunc(lambda e: e.doit())
+
+    def _exact_values(self, values):
+        """``{symbol: exact value}`` for hyperparameters given by name (a subset may be given)."""
+        if not values:
+            return {}
+        from .emit.values import exact_value
+        names = {str(s): s for s in self.optimizer.hyperparameters}
+        names["h"] = h
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"unknown hyperparameter(s) {unknown} for {self.optimizer.name!r}; "
+                             f"it has {sorted(names)}")
+        exact = {k: exact_value(k, v) for k, v in values.items()}
+        check_hyperparameter_values(exact, self.optimizer.decays)
+        return {names[k]: v for k, v in exact.items()}
 
     def generic(self, p, stationary=True, r=None):
         """Component form for any loss in dimension ``p``: ``-F`` (or ``F_r`` if ``r`` given)
@@ -128,6 +147,14 @@ class ModifiedFlow:
         from .emit.field import lambdify_flow
         return lambdify_flow(self, E_or_losses, params, backend=backend, stationary=stationary,
                              schedule=schedule, **values)
+
+    def epoch_flow(self, losses, params, reshuffle=True):
+        """The epoch flow (:class:`~modeq.symbolic.epoch.EpochFlow`) of one epoch over the batch
+        ``losses`` (each used once per epoch), to this flow's order: ``reshuffle=True`` averages
+        the one-epoch map over the ``m!`` orders (and, with memory, past epochs' independent
+        orders, stationary); ``reshuffle=False`` is the fixed order ``0..m-1`` repeated (the
+        cyclic schedule).  Time ``h`` per step, ``m h`` per epoch.  See :mod:`.epoch`."""
+        return epoch_flow(self, losses, params, reshuffle=reshuffle)
 
     def stationary_terms(self):
         """``lim_{n->oo} F_r^(n)`` of the exact-``n`` terms (checks the stationary derivation)."""

@@ -208,3 +208,26 @@ def test_user_declarations_get_notes_from_their_structure():
     m0, v0 = EMA("m", b, g), EMA("v", r, g ** 2)
     nobc = str(derive(Optimizer("nobc", [m0, v0], m0 / sp.sqrt(v0 + e)), 1))
     assert "Sum(" in nobc and "exact finite sums" in nobc
+
+
+def test_derive_epoch_flow_of_sgd_is_smith_et_al(capsys):
+    """Random reshuffling of M = 3 batches: F1 = (1/(2M)) sum_k H_k g_k (Smith, Dherin,
+    Barrett & De, ICLR 2021), printed per batch."""
+    assert main(["derive", "sgd", "--epoch", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "F0 = (g[0] + g[1] + g[2])/3" in out
+    for b in range(3):
+        assert f"(1/6) * (H[{b}].(g[{b}]))" in out
+    assert "H[0].(g[1])" not in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["derive", "sgd", "--epoch", "1"], "M >= 2"),
+    (["derive", "adam", "--epoch", "3"], "nonlinear"),
+    (["derive", "sgd", "--no-reshuffle"], "--epoch"),
+    (["derive", "sgd", "--epoch", "3", "--dims", "2"], "--epoch"),
+])
+def test_derive_epoch_refusals_exit_2(argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1

@@ -15,7 +15,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = {"symbolic": "modeq.symbolic", "numeric": "modeq.numeric", "proofs": "modeq.proofs"}
 # the symbolic layer, by role (module names relative to modeq.symbolic)
 IR = {"family", "operators", "components", "optimizers"}
-PASSES = {"memory", "expansion", "solve", "batches"}
+PASSES = {"memory", "expansion", "solve", "batches", "epoch", "epoch_memory"}
 MAX_LINES = 450
 
 CODE = """

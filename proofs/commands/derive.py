@@ -19,6 +19,11 @@ def add_parser(sub):
     p.add_argument("--batch", choices=("full", "mini"), default="full")
     p.add_argument("--stationary", action="store_true",
                    help="the n -> oo limit (full batch)")
+    p.add_argument("--epoch", type=int, metavar="M",
+                   help="the epoch flow of M mini batches, each used once per epoch, averaged "
+                        "over the M! orders (random reshuffling; time h per step)")
+    p.add_argument("--no-reshuffle", action="store_true",
+                   help="with --epoch: one fixed batch order repeated instead of reshuffling")
     p.add_argument("--format", choices=("text", "latex"), default="text")
     p.add_argument("--dims", type=int, metavar="P",
                    help="also print the components for any loss in dimension P, in generic "
@@ -51,6 +56,10 @@ def run(args):
         opt = optimizer_from_args(args)
     if args.batch == "mini" and args.stationary:
         raise ValueError("--stationary is for --batch full")
+    if args.epoch is not None:
+        return _epoch(opt, args)
+    if args.no_reshuffle:
+        raise UsageError("--no-reshuffle is for --epoch M")
     if args.dims is not None:
         if args.batch != "full":
             raise UsageError("--dims is for --batch full")
@@ -78,4 +87,30 @@ def run(args):
             print(f"\nrecognized ({rec.term}): {rec.name} — {rec.source}\n  {rec.display}")
             for check in rec.checks:
                 print(f"  [{check_label(check)}] {check[0]}")
+    return 0
+
+
+def _epoch(opt, args):
+    """``--epoch M``: the epoch flow's terms, grouped by structure (batch ``b``: ``g[b]``)."""
+    import sympy as sp
+    from modeq.symbolic.display import grouped_terms
+    from modeq.symbolic.epoch import epoch_terms
+    if args.stationary or args.dims is not None or args.format != "text":
+        raise UsageError("--epoch prints the epoch flow as text; it takes no --stationary, "
+                         "--dims or --format latex")
+    reshuffle = not args.no_reshuffle
+    if args.epoch < (2 if reshuffle else 1):
+        raise UsageError(f"--epoch M needs M >= 2 batches to reshuffle (M >= 1 with "
+                         f"--no-reshuffle), got {args.epoch}")
+    terms, _ = epoch_terms(opt, args.epoch, args.order, reshuffle)
+    kind = "averaged over the M! orders (random reshuffling)" if reshuffle else \
+        "one fixed order 0..M-1 repeated"
+    print(f"epoch flow of {opt.name}: M = {args.epoch} batches, {kind}")
+    print("d theta/dt = -(F0 + h F1 + ...), time h per step (one epoch is M h); "
+          "g[b], H[b], T[b]: derivatives of batch b's loss")
+    for r, term in enumerate(terms):
+        parts = grouped_terms(term)
+        body = "\n    + ".join(sp.sstr(c) if k == 1 else f"({sp.sstr(c)}) * {sp.sstr(k)}"
+                                for k, c in parts) or "0"
+        print(f"F{r} = {body}")
     return 0
