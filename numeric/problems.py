@@ -71,6 +71,8 @@ class Problem:
 
 _x, _y, _z = sp.symbols("x y z", real=True)
 
+_C4 = (_x - 1) ** 2 / 2 + _y ** 2 / 4 + _x * _y / 5 + _x ** 4 / 24
+
 _ls_rows = [(sp.Integer(1), sp.Rational(1, 2), sp.Integer(-3)),
             (sp.Rational(3, 4), sp.Integer(1), sp.Integer(-3)),
             (sp.Integer(1), sp.Rational(3, 4), sp.Integer(-4))]
@@ -94,6 +96,14 @@ PROBLEMS = {p.name: p for p in [
         "a = (1, 1/2), (1/2, 1), (1, -1/2), b = -3, -4, -2, from (1, 1/2)",
         [_x, _y], [sp.Integer(1), sp.Rational(1, 2)],
         losses=[(a * _x + b * _y - c) ** 2 / 2 for a, b, c in _ls_rows], T=sp.Rational(3, 4)),
+    Problem(
+        "quartic3",
+        "mini batch, 3 non-quadratic batches C + (x + y)/4, C - x/4 + y^2/8, C - y/4 + xy/8 "
+        "with C = (x - 1)^2/2 + y^2/4 + xy/5 + x^4/24, from (1, 1/2) (third derivatives enter "
+        "the h^2 term)",
+        [_x, _y], [sp.Integer(1), sp.Rational(1, 2)],
+        losses=[_C4 + (_x + _y) / 4, _C4 - _x / 4 + _y ** 2 / 8, _C4 - _y / 4 + _x * _y / 8],
+        values={**DEFAULT_VALUES, "eps": sp.Rational(1, 10)}, T=sp.Rational(1, 2)),
 ]}
 
 
@@ -101,7 +111,7 @@ def names():
     """The problem names, sorted.
 
     >>> names()
-    ['coupled3d', 'leastsquares3', 'logcosh2d']
+    ['coupled3d', 'leastsquares3', 'logcosh2d', 'quartic3']
     """
     return sorted(PROBLEMS)
 

@@ -49,6 +49,22 @@ def test_verify_mini_batch_and_stationary(capsys):
     assert code == 1 and "FAIL" in out  # only O(h)-close: docs/conventions.md §3
 
 
+def test_verify_mini_batch_reshuffled_every_epoch(capsys):
+    """--schedule random: each epoch a random order of the batches (seeded); the per-step flow
+    of that schedule still has slopes 1 and 2."""
+    code, out, _ = run(["verify", "heavy_ball", "--batch", "mini", "--problem", "quartic3",
+                        "--orders", "0,1", "--schedule", "random", "--seed", "1",
+                        "--hs", "1/32,1/64,1/128", "--dps", "20"], capsys)
+    assert code == 0 and "reshuffled every epoch (seed 1)" in out and "PASS" in out
+
+
+def test_reshuffled_schedule_is_a_permutation_per_epoch():
+    s = verify.reshuffled_schedule(4, 4 * 25, 7)
+    assert all(sorted(s[k:k + 4]) == [0, 1, 2, 3] for k in range(0, len(s), 4))
+    assert len({tuple(s[k:k + 4]) for k in range(0, len(s), 4)}) > 5   # orders vary
+    assert s == verify.reshuffled_schedule(4, 100, 7) and s != verify.reshuffled_schedule(4, 100, 8)
+
+
 def test_verify_jobs(capsys):
     code, out, _ = run(["verify", "gd", *FAST, "--jobs", "2"], capsys)
     assert code == 0 and "PASS" in out
@@ -69,6 +85,14 @@ def test_verify_jobs(capsys):
     (["verify", "gd", "--batch", "mini", "--problem", "logcosh2d"], "full batch"),
     (["verify", "gd", "--batch", "mini", "--stationary"], "stationary"),
     (["verify", "gd", *FAST, "--plot", "/nonexistent/dir/p.png"], "does not exist"),
+    (["verify", "sgd", "--schedule", "random", *FAST], "--batch mini"),
+    (["verify", "sgd", "--batch", "mini", "--seed", "3", *FAST], "--schedule random"),
+    (["verify", "sgd", "--batch", "mini", "--schedule", "random", "--seed", "-1", *FAST],
+     "--seed"),
+    (["verify", "sgd", "--batch", "mini", "--loss", "x**2;", "--params", "x", "--theta0", "1"],
+     "empty loss"),
+    (["verify", "sgd", "--batch", "mini", "--loss", "x**2;abs(x)", "--params", "x",
+      "--theta0", "1", *FAST], "abs"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, msg, capsys):
     code, out, err = run(argv, capsys)

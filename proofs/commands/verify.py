@@ -50,6 +50,11 @@ def add_parser(sub):
     p.add_argument("--params", help="parameters of --loss, comma separated (e.g. x,y)")
     p.add_argument("--theta0", help="starting point, comma separated (e.g. 1,1/2)")
     p.add_argument("--batch", choices=("full", "mini"), default="full")
+    p.add_argument("--schedule", choices=("cyclic", "random"), default=None,
+                   help="mini batch: the batches in a fixed cyclic order (default), or "
+                        "reshuffled every epoch (each epoch a random order; see --seed)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of --schedule random (default 0)")
     p.add_argument("--orders", default="0,1", help="flow orders (default %(default)s)")
     p.add_argument("--hs", help="step sizes, comma separated, strictly decreasing, e.g. "
                                 "1/16,1/32,1/64 or 2^-4,2^-5 (default 2^-4 ... 2^-9)")
@@ -142,10 +147,19 @@ def run(args):
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     check_output_file(args.plot, "--plot", PLOT_SUFFIXES)
     check_output_file(args.json, "--json")
+    if args.batch != "mini" and (args.schedule or args.seed is not None):
+        raise UsageError("--schedule and --seed are for --batch mini")
+    if args.seed is not None and args.schedule != "random":
+        raise UsageError("--seed is for --schedule random")
     loss, params, theta0, T, values, name = problem_from_args(args, optimizer)
     orders = tuple(int_list(args.orders, "--orders"))
     hs = [_number(s, "--hs") for s in _csv(args.hs, "--hs")] if args.hs else list(DEFAULT_HS)
     validate_inputs(optimizer, loss, params, theta0, T, hs, orders, args.dps)
+    schedule = None
+    if args.schedule == "random":
+        schedule = reshuffled_schedule(len(loss), int(T / min(hs)) + 1,
+                                       0 if args.seed is None else args.seed)
+        name = f"{name}, reshuffled every epoch (seed {0 if args.seed is None else args.seed})"
     optimizer.check_values(values)
     jobs, backend = args.jobs, None
     client = None
@@ -158,7 +172,8 @@ def run(args):
                disable=not sys.stderr.isatty())
     try:
         result = order_study(optimizer, loss, params, theta0, T=T, hs=hs, orders=orders,
-                             dps=args.dps, stationary=args.stationary, jobs=jobs,
+                             dps=args.dps, stationary=args.stationary, schedule=schedule,
+                             jobs=jobs,
                              backend=backend, problem_name=name,
                              progress=lambda done, total: bar.update(done - bar.n), **values)
     finally:
@@ -175,6 +190,23 @@ def run(args):
         result.plot(args.plot)
         print(f"wrote {args.plot}")
     return 0 if result.passed else 1
+
+
+def reshuffled_schedule(m, steps, seed):
+    """``steps`` batch indices, epoch after epoch, each epoch a random order of ``0..m-1``
+    (NumPy's ``default_rng(seed)``): training with the data reshuffled every epoch.
+
+    >>> reshuffled_schedule(3, 7, 0)
+    [2, 0, 1, 2, 1, 0, 2]
+    """
+    import numpy as np
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {seed}")
+    rng = np.random.default_rng(seed)
+    out = []
+    while len(out) < steps:
+        out.extend(int(b) for b in rng.permutation(m))
+    return out[:steps]
 
 
 def reproduce_part(out_dir, quick=False, progress=None) -> str:
