@@ -188,6 +188,26 @@ def _average(exprs, slots, orders):
     return out
 
 
+def _average_over_permutations(exprs, slots, m):
+    """The mean over all ``m!`` orders of ``exprs`` with the slots filled, at the cost of the
+    slots a term reads: a term reading ``r`` distinct slots takes, over a uniform permutation,
+    every ordered ``r``-tuple of distinct batches equally often, so its mean is the mean over
+    those ``m!/(m-r)!`` tuples (``r <= order + 2``; no sum over all ``m!`` orders)."""
+    out = []
+    for e in exprs:
+        groups = {}
+        for term in sp.Add.make_args(sp.expand(e)):
+            key = tuple(sorted(term.free_symbols & set(slots), key=slots.index))
+            groups[key] = groups.get(key, 0) + term
+        acc = sp.S.Zero
+        for key, part in groups.items():
+            tuples = list(permutations(range(m), len(key)))
+            acc += sp.Add(*[part.xreplace(dict(zip(key, map(sp.Integer, t))))
+                            for t in tuples]) / len(tuples)
+        out.append(collect_fields(linearize(acc)))
+    return out
+
+
 def match_epoch(d, m, order):
     """``[F_0 .. F_order]`` from the averaged displacement ``d[p]`` (``h^p`` coefficients) of one
     epoch of time ``m h``: ``F_r = (R_r(m F_0, .., m F_{r-1}) - d[r+1]) / m``."""
@@ -201,8 +221,8 @@ def match_epoch(d, m, order):
 def _memoryless_terms(optimizer, m, order, reshuffle):
     slots = slot_symbols(m)
     d = epoch_displacement(optimizer.step, slots, order + 1)
-    orders = list(permutations(range(m))) if reshuffle else [tuple(range(m))]
-    avg = [sp.S.Zero] + _average(d[1:], slots, orders)
+    avg = [sp.S.Zero] + (_average_over_permutations(d[1:], slots, m) if reshuffle
+                         else _average(d[1:], slots, [tuple(range(m))]))
     return match_epoch(avg, m, order), {p: avg[p] for p in range(1, order + 2)}
 
 

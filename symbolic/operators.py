@@ -183,12 +183,10 @@ def _lie(e, V):
 def _fresh_sum(s):
     """The same sum with fresh bound variables (no capture when it is nested in another sum
     over a variable of the same name)."""
-    rename = {}
-    limits = []
-    for (k, lo, hi) in s.limits:
-        k2 = sp.Dummy(k.name, integer=True)
-        rename[k] = k2
-        limits.append((k2, lo.xreplace(rename), hi.xreplace(rename)))
+    # every variable of the sum renamed at once: SymPy lists the limits innermost first, so an
+    # inner bound may name an outer variable (``Sum(f, (k, 0, l), (l, 0, n))``)
+    rename = {k: sp.Dummy(k.name, integer=True) for (k, _, _) in s.limits}
+    limits = [(rename[k], lo.xreplace(rename), hi.xreplace(rename)) for (k, lo, hi) in s.limits]
     return sp.Sum(s.function.xreplace(rename), *limits)
 
 

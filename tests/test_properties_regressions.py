@@ -178,3 +178,18 @@ def test_a_boolean_is_not_a_hyperparameter_value():
     for bad in (False, True):
         with pytest.raises(TypeError, match="d1 must be a real number"):
             Optimizer("o", [s], s).check_values({"d1": bad})
+
+
+def test_differentiating_a_sum_keeps_its_inner_bounds_bound():
+    """Found while lowering the symbolic mini-batch h^2 term: SymPy lists a sum's limits
+    innermost first, and renaming the bound variables one limit at a time left an inner bound
+    naming the outer variable's old name (``Sum(f, (k, 0, l), (l, 0, n))`` became
+    ``Sum(f', (k', 0, l), (l', 0, n))`` with ``l`` free)."""
+    from modeq.symbolic import n
+    from modeq.symbolic.operators import FULL, Grad, lie
+    k = sp.Dummy("k", integer=True, nonnegative=True)
+    l = sp.Dummy("l", integer=True, nonnegative=True)
+    s = sp.Sum(beta ** (l - k) * Grad(k) ** 2, (k, 0, l), (l, 0, n))
+    d = lie(s, Grad(FULL))
+    assert d.free_symbols == s.free_symbols | {sp.Symbol("FULL")} - {k, l}
+    assert not any(isinstance(v, sp.Dummy) for v in d.free_symbols)
