@@ -27,11 +27,14 @@ CONFIGS = {
         p, lr=lr, betas=(0.4, 0.6), eps=0.1, weight_decay=0.2, decoupled_weight_decay=True),
     "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr, betas=(0.4, 0.6), eps=0.1,
                                              weight_decay=0.2),
+    # momentum_decay = 4 (exact): the schedule 0.96^(4t) settles within a few steps.  A psi
+    # like 0.3 (exactly a binary fraction with a 58-bit denominator) makes SymPy's exact powers
+    # (24/25)^(psi t) explode in memory when the exact-in-n flow is lowered (MemoryError)
     "nadam-decoupled": lambda p, lr: torch.optim.NAdam(
         p, lr=lr, betas=(0.4, 0.6), eps=0.1, weight_decay=0.2, decoupled_weight_decay=True,
-        momentum_decay=0.3),
+        momentum_decay=4.0),
     "nadam-l2": lambda p, lr: torch.optim.NAdam(p, lr=lr, betas=(0.4, 0.6), eps=0.1,
-                                                weight_decay=0.2),
+                                                weight_decay=0.2, momentum_decay=4.0),
     "rmsprop-centered-momentum": lambda p, lr: torch.optim.RMSprop(
         p, lr=lr, alpha=0.6, eps=0.1, centered=True, momentum=0.3, weight_decay=0.2),
     "rmsprop-plain": lambda p, lr: torch.optim.RMSprop(p, lr=lr, alpha=0.6, eps=0.1),
@@ -108,21 +111,53 @@ def test_param_groups_each_get_their_hyperparameters():
 
 
 # -- orders against torch's own iterates ------------------------------------------------------
-# (T, step sizes): Adam with coupled decay on T = 1/2, before a component of g + lam theta
-# vanishes (eps outside the root: the flow is smooth only away from g_j = 0)
+# name: (T, step sizes, substeps), chosen so the verdict is an honest pass (measured slopes in
+# the comments, orders 0 / 1).  eps is outside the root in every adaptive optimizer here: the
+# flow is smooth only away from g_j = 0 (g_j + lam theta_j = 0 with L2), so T stops before a
+# component of the gradient fed to the states vanishes on this problem (measured along torch's
+# iterates at h = 1/128 on these T: min_j |g_j| >= 0.71, min_j |g_j + 0.2 theta_j| >= 0.38).
+# The h ranges are where the observed rates have settled: the flows exact in n converge in
+# the number of steps N = T/h (rates ~0.8/1.7 at N = 16, ~0.95/1.95 at N = 128 for NAdam and
+# RMSprop, whose step coefficients change in n), so these need small h at a short T.
 H4 = ["1/16", "1/32", "1/64", "1/128"]
-STUDY = {"adamw": (1, H4), "adam-l2": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"]),
-         "sgd-momentum-dampening-l2": (sp.Rational(1, 2), H4),
-         "sgd-nesterov-maximize": (sp.Rational(1, 2), H4)}
+STUDY = {
+    "adamw": (1, H4, 4),                                           # 0.912 / 1.992
+    "adam-decoupled": (1, H4, 4),                                  # 0.912 / 1.992
+    "adam-l2": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),
+    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), H4, 2),
+    "sgd-nesterov-maximize": (sp.Rational(1, 2), H4, 2),
+    # RMSprop without bias correction: F0 depends on n through sqrt(1 - rho^(n+1))
+    "rmsprop-plain": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),  # 0.942 / 1.929
+    # NAdam decoupled passes on T = 1/4, h = 1/64 .. 1/512, 1 substep (0.934 / 1.919), but its
+    # exact-in-n field sums over past steps (O(n) per call: the summands mix n and theta), so
+    # that study takes ~250 s: not in the suite until the field is flat in n (issue: speed)
+}
 
 
 @pytest.mark.parametrize("name", sorted(STUDY))
 def test_order_study_against_torch(name):
-    T, hs = STUDY[name]
+    T, hs, substeps = STUDY[name]
     res = torch_order_study(CONFIGS[name], E, [x, y], THETA0, T=T, hs=hs, orders=(0, 1),
-                            substeps=4 if T == 1 else 2)
+                            substeps=substeps)
     for r, o in res.items():
         assert o.verdict == "pass", (name, r, o.slope, o.reason)
+
+
+# Order 2 (full batch, slope 3): torch's float64 iterates leave room for errors ~h^3 down to
+# h = 1/256 on T = 1/2 (rounding ~1e-13, the smallest error 3e-8); larger h are not yet
+# asymptotic (AdamW's rate from h = 1/8 to 1/16 is 1.46).
+STUDY2 = {
+    "adamw": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),          # 2.864
+    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), ["1/8", "1/16", "1/32", "1/64"], 4),  # 2.855
+}
+
+
+@pytest.mark.parametrize("name", sorted(STUDY2))
+def test_order_2_against_torch(name):
+    T, hs, substeps = STUDY2[name]
+    res = torch_order_study(CONFIGS[name], E, [x, y], THETA0, T=T, hs=hs, orders=(2,),
+                            substeps=substeps)
+    assert res[2].verdict == "pass", (name, res[2].slope, res[2].rates, res[2].reason)
 
 
 def test_a_wrong_convention_fails_against_torch():
