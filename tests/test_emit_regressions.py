@@ -60,3 +60,18 @@ def test_a_power_of_a_sum_of_contractions_has_a_matrix_free_form():
     form = matrix_free(expr, "F2")
     assert form.n_hvp == 2
     assert all(ok for _, ok in verify(form, (1, 2)))
+
+
+
+def test_sums_bound_by_primed_indices_compile():
+    """Adam without bias correction, order 2, keeps nested memory sums bound by an index named
+    ``l'``, which was printed as is (not a Python name): its lambdified field was a
+    SyntaxError.  Here the smallest such sum, against its value by hand."""
+    from modeq.symbolic.emit.kernel import Kernel
+    from modeq.symbolic.family import n
+    l2 = sp.Dummy("l'", integer=True, nonnegative=True)
+    k = sp.Dummy("k", integer=True, nonnegative=True)
+    expr = sp.Sum(sp.Sum(l2 ** 2 * x, (l2, k, n - 1)), (k, 0, n))
+    with mpmath.workdps(30):
+        got = Kernel([expr], [n, x], "mpmath", None, True)(5, mpmath.mpf(2))[0]
+    assert got == 2 * sum(j ** 2 for kk in range(6) for j in range(kk, 5))

@@ -52,6 +52,7 @@ def prepare_expressions(exprs):
     """
     exprs = [sp.sympify(e) for e in exprs]
     names = fresh_names("_c", exprs)
+    indices = fresh_names("_i", exprs)
     table = {}
     memo = {}
 
@@ -80,7 +81,15 @@ def prepare_expressions(exprs):
                 nb = const(b) if is_constant(b) else walk(b)
                 out = sp.Pow(nb, walk(x))
         elif isinstance(e, sp.Sum):
-            out = sp.Sum(walk(e.function), *e.limits)
+            # bound variables printed as identifiers (a Dummy named ``_l'`` is not one)
+            f, limits = e.function, []
+            for v, a, b in e.limits:
+                if not str(v).isidentifier():
+                    w = sp.Symbol(next(indices), integer=True)
+                    f = f.xreplace({v: w})
+                    v = w
+                limits.append((v, a, b))
+            out = sp.Sum(walk(f), *limits)
         else:
             out = e.func(*[walk(a) for a in e.args])
         memo[e] = out
