@@ -37,6 +37,19 @@ def _flow(declaration):
     return _FLOWS[key]
 
 
+def _read_optimizer(optimizer, params):
+    """``(declaration, values, params)`` of a configured torch optimizer (``from_torch``); the
+    parameters default to those of its param groups; ``ValueError`` if there are none."""
+    from .torch_optim import from_torch
+    declaration, values = from_torch(optimizer)
+    if params is None:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+    params = list(params)
+    if not params:
+        raise ValueError("params is empty")
+    return declaration, values, params
+
+
 def implicit_correction(optimizer, loss, params=None, stationary=True, n=None):
     """``h F1`` of ``optimizer``'s modified flow at the current parameters: a list of tensors
     shaped like ``params`` (default: every parameter of the optimizer's param groups).
@@ -52,13 +65,7 @@ def implicit_correction(optimizer, loss, params=None, stationary=True, n=None):
     [0.15, -4.8]
     """
     from .torch_flow import flow_correction
-    from .torch_optim import from_torch
-    declaration, values = from_torch(optimizer)
-    if params is None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-    params = list(params)
-    if not params:
-        raise ValueError("params is empty")
+    declaration, values, params = _read_optimizer(optimizer, params)
     return flow_correction(_flow(declaration), loss, params, stationary=stationary, n=n,
                            **values)
 
@@ -237,17 +244,11 @@ def implicit_penalty(optimizer, loss, params=None, stationary=True, n=None):
     >>> import torch
     >>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
     >>> loss = (w ** 4).sum() / 4                 # g = w^3: (h/4) |g|^2 = 0.025 * 65
-    >>> round(float(implicit_penalty(torch.optim.SGD([w], lr=0.1), loss)), 6)
+    >>> round(float(implicit_penalty(torch.optim.SGD([w], lr=0.1), loss).detach()), 6)
     1.625
     """
     import torch
-    from .torch_optim import from_torch
-    declaration, values = from_torch(optimizer)
-    if params is None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-    params = list(params)
-    if not params:
-        raise ValueError("params is empty")
+    declaration, values, params = _read_optimizer(optimizer, params)
     if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
         raise ValueError("loss must be a scalar tensor")
     potential = penalty_potential(declaration, values, stationary, n)
