@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 
+import sympy as sp
 import torch
 
 from modeq.symbolic import optimizers as O
@@ -116,7 +117,14 @@ def _nadam(group, name):
     wd = ("decoupled" if group.get("decoupled_weight_decay") else "coupled") if lam else None
     decl = O.torch_nadam(weight_decay=wd, maximize=bool(group.get("maximize", False)))
     return decl, {"beta": b1, "rho": b2, "eps": _real(group, "eps", name), "lam": lam,
-                  "psi": _real(group, "momentum_decay", name)}
+                  "psi": _decimal(_real(group, "momentum_decay", name))}
+
+
+def _decimal(x):
+    """``x`` as the rational its shortest decimal form names (``0.004`` -> ``1/250``), as torch's
+    constant ``0.96`` is taken as ``24/25``: the binary value of ``0.004`` (a 60-bit
+    denominator) makes the exact powers ``(24/25)^(psi t)`` too large for SymPy to build."""
+    return sp.Rational(repr(x))
 
 
 def _rmsprop(group, name):

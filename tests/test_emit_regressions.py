@@ -75,3 +75,27 @@ def test_sums_bound_by_primed_indices_compile():
     with mpmath.workdps(30):
         got = Kernel([expr], [n, x], "mpmath", None, True)(5, mpmath.mpf(2))[0]
     assert got == 2 * sum(j ** 2 for kk in range(6) for j in range(kk, 5))
+
+
+def test_step_products_are_the_direct_products_at_every_limit_and_precision():
+    """Products over a step index are kept as running products (emit.products): every value,
+    asked in any order of upper limits and at two precisions, is the left-to-right product of
+    its factors (mpmath.fprod, bit for bit) and equals the exact product to the precision."""
+    from modeq.symbolic.emit import Kernel
+    i, n = sp.Symbol("i", integer=True, positive=True), sp.Symbol("n", integer=True)
+    a = sp.Symbol("a", positive=True)
+    factor = a * (1 - sp.Rational(24, 25) ** (i * sp.Rational(1, 250)) / 2)
+    kernel = Kernel([sp.Product(factor, (i, 1, n + 1))], [n, a], "mpmath")
+    for dps in (15, 40):
+        with mpmath.workdps(dps):
+            for N in (7, 3, 30, 0, 12, 30):
+                av = mpmath.mpf(9) / 10
+                direct = mpmath.fprod(av *
+                                      (1 - (mpmath.mpf(24) / 25) ** (mpmath.mpf(k) / 250) / 2)
+                                      for k in range(1, N + 2))
+                got = kernel(N, av)[0]
+                assert got == direct, (dps, N)
+                exact = sp.Product(factor.subs(a, sp.Rational(9, 10)), (i, 1, N + 1)).doit()
+                assert abs(got - mpmath.mpf(sp.N(exact, dps + 10))) <= abs(got) * 2 ** (
+                    8 - mpmath.mp.prec)
+

@@ -27,9 +27,13 @@ CONFIGS = {
         p, lr=lr, betas=(0.4, 0.6), eps=0.1, weight_decay=0.2, decoupled_weight_decay=True),
     "adamw": lambda p, lr: torch.optim.AdamW(p, lr=lr, betas=(0.4, 0.6), eps=0.1,
                                              weight_decay=0.2),
-    # momentum_decay = 4 (exact): the schedule 0.96^(4t) settles within a few steps.  A psi
-    # like 0.3 (exactly a binary fraction with a 58-bit denominator) makes SymPy's exact powers
-    # (24/25)^(psi t) explode in memory when the exact-in-n flow is lowered (MemoryError)
+    # momentum_decay = 4: the schedule 0.96^(4t) settles within a few steps (order studies).
+    # torch's default 0.004 and 0.3 read as binary fractions (60-bit denominators) made SymPy's
+    # exact powers (24/25)^(psi t) explode in memory (MemoryError): from_torch reads them as
+    # the decimals they name, like torch's 0.96 as 24/25
+    "nadam-default": lambda p, lr: torch.optim.NAdam(p, lr=lr),
+    "nadam-psi-0.3-l2": lambda p, lr: torch.optim.NAdam(p, lr=lr, momentum_decay=0.3,
+                                                        weight_decay=0.2),
     "nadam-decoupled": lambda p, lr: torch.optim.NAdam(
         p, lr=lr, betas=(0.4, 0.6), eps=0.1, weight_decay=0.2, decoupled_weight_decay=True,
         momentum_decay=4.0),

@@ -15,6 +15,7 @@ import inspect
 
 import sympy as sp
 
+from . import products
 from .arrays import resolve_dtype, stack_components
 from .prepare import cse_with_opaque_sums, prepare_expressions
 from .printers import PRINTABLE, make_printer
@@ -53,8 +54,9 @@ class Kernel:
         # modules for the fully qualified names the printers use
         namespace = {m: importlib.import_module(m)
                      for m in (module, "functools", "builtins", "math")}
+        namespace[products.NAME] = products.prefix_product
         self._fn = sp.lambdify(args + self._placeholders, prepared,
-                               modules=[namespace, module], printer=make_printer(backend),
+                               modules=[namespace, module], printer=make_printer(backend, prefix_products=True),
                                cse=cse_with_opaque_sums if cse is True else cse,
                                dummify=False)
         self.exprs = exprs

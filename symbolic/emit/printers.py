@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from . import products
 from .prepare import is_constant
 
 __all__ = ["PRINTABLE", "make_printer", "literal_printer"]
@@ -21,14 +22,18 @@ _POW_EXPAND = 4
 _CLASSES = {}
 
 
-def make_printer(backend, fully_qualified=True):
-    """A SymPy code printer for ``backend`` (one of :data:`PRINTABLE`)."""
+def make_printer(backend, fully_qualified=True, prefix_products=False):
+    """A SymPy code printer for ``backend`` (one of :data:`PRINTABLE`).  ``prefix_products``:
+    finite products call :func:`.products.prefix_product` (bound as ``products.NAME`` in the
+    namespace of the compiled code), else they are multiplied out in place."""
     if backend not in PRINTABLE:
         raise ValueError(f"backend must be one of {PRINTABLE}, got {backend!r}")
     if backend not in _CLASSES:
         _CLASSES[backend] = _printer_class(backend)
-    return _CLASSES[backend]({"fully_qualified_modules": fully_qualified, "inline": True,
-                              "allow_unknown_functions": True, "user_functions": {}})
+    printer = _CLASSES[backend]({"fully_qualified_modules": fully_qualified, "inline": True,
+                                 "allow_unknown_functions": True, "user_functions": {}})
+    printer.prefix_products = prefix_products
+    return printer
 
 
 def literal_printer(backend):
@@ -63,7 +68,17 @@ def _printer_class(backend):
     expand_powers = backend in ("numpy", "torch")
 
     class Printer(Base):
+        prefix_products = False
+
         def _print_Product(self, expr):
+            if self.prefix_products and len(expr.limits) == 1:
+                (i, a, b), = expr.limits
+                body = self._print(expr.function)
+                others = sorted(expr.function.free_symbols - {i}, key=str)
+                values = "".join(f"{self._print(s)}, " for s in others)
+                return (f"{products.NAME}({body!r}, (lambda {self._print(i)}: {body}), "
+                        f"{self._print(a)}, {self._print(b)}, ({values}), "
+                        f"{backend == 'mpmath'})")
             # a finite product over a step index (NAdam's schedule), as a generator
             loops = " ".join(f"for {self._print(i)} in range({self._print(a)}, "
                              f"{self._print(b)}+1)" for i, a, b in expr.limits)

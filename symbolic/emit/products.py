@@ -1,0 +1,52 @@
+"""Finite products over a step index, evaluated once per prefix.
+
+A factor ``prod_{i=lo}^{hi} f(i)`` (NAdam's ``mu_1 ... mu_t``) appears in a field at many upper
+limits: once per step ``n``, and once per past step ``l`` inside a memory sum.  Multiplying out
+each occurrence costs ``O(n)`` (``O(n^2)`` per call inside a sum).  :func:`prefix_product` keeps
+the running products ``f(lo), f(lo) f(lo+1), ...`` of each factor (keyed by the factor's printed
+form, ``lo``, the values of its other symbols and, in mpmath, the working precision) and extends
+them on demand: the same sequence of multiplications as a left-to-right product, so every value is
+the one a direct product gives, bit for bit.
+"""
+from __future__ import annotations
+
+__all__ = ["prefix_product", "NAME"]
+
+#: the name the kernels' printers call (bound in every kernel's namespace)
+NAME = "_prefix_product"
+_TABLES = {}
+_MAX_TABLES = 512
+
+
+def _hashable(v):
+    if hasattr(v, "detach"):                       # a torch tensor (a lifted constant)
+        return (str(v.dtype), str(v.device), v.item()) if v.numel() == 1 else id(v)
+    if type(v).__module__ == "numpy":
+        return (str(getattr(v, "dtype", type(v))), repr(v))
+    return v
+
+
+def prefix_product(key, factor, lo, hi, values=(), mpmath_prec=False):
+    """``factor(lo) * factor(lo+1) * ... * factor(hi)`` (``1`` if ``hi < lo``), from a table
+    of running products shared by every call with the same ``key`` and ``values``.
+
+    >>> calls = []
+    >>> f = lambda i: calls.append(i) or i
+    >>> prefix_product("i", f, 1, 5), prefix_product("i", f, 1, 3), calls
+    (120, 6, [1, 2, 3, 4, 5])
+    """
+    lo, hi = int(lo), int(hi)
+    if hi < lo:
+        return 1
+    full = (key, lo, tuple(_hashable(v) for v in values))
+    if mpmath_prec:
+        import mpmath
+        full += (mpmath.mp.prec,)
+    table = _TABLES.get(full)
+    if table is None:
+        if len(_TABLES) >= _MAX_TABLES:
+            _TABLES.clear()
+        table = _TABLES[full] = [1 * factor(lo)]
+    while len(table) <= hi - lo:
+        table.append(table[-1] * factor(lo + len(table)))
+    return table[hi - lo]
