@@ -56,7 +56,8 @@ class Kernel:
                      for m in (module, "functools", "builtins", "math")}
         namespace[products.NAME] = products.prefix_product
         self._fn = sp.lambdify(args + self._placeholders, prepared,
-                               modules=[namespace, module], printer=make_printer(backend, prefix_products=True),
+                               modules=[namespace, module],
+                               printer=make_printer(backend, prefix_products=True),
                                cse=cse_with_opaque_sums if cse is True else cse,
                                dummify=False)
         self.exprs = exprs

@@ -19,10 +19,12 @@ _MAX_TABLES = 512
 
 
 def _hashable(v):
+    """A key for the value ``v`` (``None`` if it has none that names its value)."""
     if hasattr(v, "detach"):                       # a torch tensor (a lifted constant)
-        return (str(v.dtype), str(v.device), v.item()) if v.numel() == 1 else id(v)
+        return (str(v.dtype), str(v.device), v.item()) if v.numel() == 1 else None
     if type(v).__module__ == "numpy":
-        return (str(getattr(v, "dtype", type(v))), repr(v))
+        return (str(getattr(v, "dtype", type(v))), repr(v)) if getattr(v, "ndim", 0) == 0 \
+            else None
     return v
 
 
@@ -38,7 +40,13 @@ def prefix_product(key, factor, lo, hi, values=(), mpmath_prec=False):
     lo, hi = int(lo), int(hi)
     if hi < lo:
         return 1
-    full = (key, lo, tuple(_hashable(v) for v in values))
+    keys = tuple(_hashable(v) for v in values)
+    if None in keys:                               # an array value: multiplied out in place
+        out = 1
+        for i in range(lo, hi + 1):
+            out = out * factor(i)
+        return out
+    full = (key, lo, keys)
     if mpmath_prec:
         import mpmath
         full += (mpmath.mp.prec,)
