@@ -25,7 +25,8 @@ def _decay_symbols(expr):
 
 
 def resolve_piecewise(expr):
-    """Pick, in every Piecewise, the branch valid for decays in ``(0, 1)`` (generic values)."""
+    """Pick, in every Piecewise, the branch valid for generic decays in ``(0, 1)`` and step
+    indices (ratios of decays equal to 1 are :func:`closed_sum`'s own cases)."""
     if not expr.has(sp.Piecewise):
         return expr
 
@@ -35,6 +36,8 @@ def resolve_piecewise(expr):
                 return value
             probe = {s: sp.Rational(1, 3 + i) for i, s in enumerate(
                 sorted(_decay_symbols(cond), key=str))}
+            probe.update({s: sp.Integer(7 + i) for i, s in enumerate(    # step indices
+                sorted(cond.free_symbols - set(probe), key=str))})
             if bool(cond.subs(probe)):
                 return value
         raise ValueError(f"no branch of {pw} holds for decays in (0, 1)")
@@ -56,12 +59,67 @@ def _is_poly_geometric(c, k):
     return True
 
 
+def _ratio(dep, k):
+    """``(r, rest)`` with ``dep = rest(k) * r^k``: ``r`` the product of the bases of the powers
+    ``b^(a k + c)`` in ``dep`` raised to ``a``, ``rest`` the polynomial factors times the
+    ``b^c``."""
+    r, rest = sp.S.One, sp.S.One
+    for f in sp.Mul.make_args(dep):
+        if isinstance(f, sp.Pow) and k not in f.base.free_symbols and k in f.exp.free_symbols:
+            a = sp.expand(f.exp).coeff(k)
+            r *= f.base ** a
+            rest *= f.base ** sp.expand(f.exp - a * k)
+        else:
+            rest *= f
+    return r, rest
+
+
+def can_be_one(r):
+    """Whether the ratio ``r`` (a product of powers of decays and positive constants) can equal
+    1 for decays in ``(0, 1)``: ``log r = c + sum a_i log d_i`` with ``log d_i`` ranging over
+    ``(-oo, 0)``.  Anything else (another base, a symbolic exponent) counts as possible."""
+    const, signs = sp.S.One, set()
+    for f in sp.Mul.make_args(sp.powdenest(sp.expand_power_base(r, force=True), force=True)):
+        base, e = f.as_base_exp()
+        if not base.free_symbols:
+            const *= f
+        elif base.is_Symbol and base.is_positive and e.is_number and e.is_real:
+            signs.add(sp.sign(e))
+        else:
+            return True
+    if not const.is_positive:
+        return True
+    if signs == {1}:
+        return bool(const > 1)
+    if signs == {-1}:
+        return bool(const < 1)
+    return bool(signs) or const == 1
+
+
+def _geometric_sum(dep, k, lo, hi):
+    """``sum_{k=lo}^{hi} dep`` for one polynomial-geometric product; where its ratio ``r`` can
+    be 1 at some decays in ``(0, 1)`` (``rho / beta``, ``2 rho``: two decays in a product of
+    EMAs), the value there (a polynomial sum) is kept as the first branch of a ``Piecewise``
+    on ``Eq(r, 1)``, so that values with ``r = 1`` give the sum, not ``0/0``."""
+    s = resolve_piecewise(sp.summation(dep, (k, lo, hi)))
+    if s.has(sp.Sum) or s.has(sp.oo) or s.has(sp.zoo) or s is sp.nan:
+        return None
+    r, rest = _ratio(dep, k)
+    if hi == sp.oo or not r.free_symbols or not can_be_one(r):
+        return s
+    at_one = sp.summation(rest, (k, lo, hi))
+    return sp.Piecewise((sp.factor_terms(sp.simplify(at_one)), sp.Eq(r, 1)),
+                        (sp.factor_terms(sp.simplify(s)), True))
+
+
 @lru_cache(maxsize=None)
 def closed_sum(c, k, lo, hi):
     """``sum_{k=lo}^{hi} c`` for a scalar ``c`` that is polynomial-geometric in ``k``; ``None``
-    if ``c`` is not of that class.  ``hi`` may be ``oo`` (convergent geometric tails)."""
+    if ``c`` is not of that class.  ``hi`` may be ``oo`` (convergent geometric tails).  Exact
+    at every decay in ``[0, 1)``: a ratio of decays that can be 1 keeps that case as a
+    ``Piecewise`` branch (:func:`_geometric_sum`)."""
     c = sp.expand(sp.powsimp(sp.expand_power_exp(c)))
-    total = sp.S.Zero
+    total, cases = sp.S.Zero, sp.S.Zero
     for term in sp.Add.make_args(c):
         coeff, dep = term.as_independent(k, as_Add=False)
         if dep == 1:
@@ -71,11 +129,14 @@ def closed_sum(c, k, lo, hi):
             continue
         if not _is_poly_geometric(dep, k):
             return None
-        s = resolve_piecewise(sp.summation(dep, (k, lo, hi)))
-        if s.has(sp.Sum) or s.has(sp.oo) or s.has(sp.zoo) or s is sp.nan:
+        s = _geometric_sum(dep, k, lo, hi)
+        if s is None:
             return None
-        total += coeff * s
-    return sp.factor_terms(sp.simplify(total))
+        if isinstance(s, sp.Piecewise):
+            cases += coeff * s
+        else:
+            total += coeff * s
+    return sp.factor_terms(sp.simplify(total)) + cases
 
 
 def _pull_inner_sum(scal, inner, k, lo, hi):

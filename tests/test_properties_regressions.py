@@ -1,8 +1,11 @@
 """Regression tests: every failure the property-based tests (tests/test_properties_*.py) found,
 pinned as a plain test with the shrunk example."""
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from modeq.symbolic import EMA, beta, g, theta
+from conftest import examples
+from modeq.symbolic import EMA, beta, g, rho, theta
 
 
 def test_two_equal_ema_declarations_in_one_expression():
@@ -35,6 +38,47 @@ def test_ema_with_decay_zero_is_its_input():
             assert flow.terms(stationary=True)[0] == gg**2
             assert sp.simplify(flow.terms()[0] - gg**2) == 0
             assert flow.field(x**2 / 2 + x / 4, [x], n=0)[0].subs(x, 0) == -sp.Rational(1, 16)
+
+
+
+def test_two_decays_whose_ratio_is_one(monkeypatch):
+    """Found by test_series_full_batch_orders_0_and_1 in the long profile (shrunk): step
+    ``s0 * s1`` with ``s0 = EMA[1/2](theta)``, ``s1 = EMA[rho](theta)`` (normalised) at
+    ``rho = 1/2``.  The h term's memory sum ``sum_k (2 rho)^k ...`` was closed for generic
+    decays only, ``(1 - (2 rho)^(n+1)) / (1 - 2 rho)``, so the field was ``nan`` at
+    ``rho = 1/2`` (and the lambdified field raised).  Oracle: the recursion's own iterates as
+    series in h (tests/test_properties_series.py)."""
+    from strategies import X, make_optimizer
+    import test_properties_series
+    monkeypatch.setattr(test_properties_series, "event", lambda *_: None)   # outside @given
+    half = sp.Rational(1, 2)
+    opt = make_optimizer(((half, theta, True, False), (rho, theta, True, False)),
+                         (("id", 0, 1, sp.Integer(1)),))
+    x1, x2 = X[:2]
+    E = -x1**3 / 2 + x1**2 + 3 * x2**2 / 4
+    for order in (0, 1):
+        test_properties_series.check_order(opt, order, E, [x1, x2], [1, half], None, {rho: half})
+
+
+@settings(max_examples=examples(40))
+@given(st.lists(st.sampled_from([sp.Rational(1, 2), sp.Rational(9, 10), beta, rho, 1 / beta,
+                                 1 / rho, beta**2, sp.Integer(2)]), min_size=1, max_size=3),
+       st.integers(0, 2), st.sampled_from([sp.Rational(1, 2), sp.Rational(9, 10),
+                                           sp.Rational(1, 4)]),
+       st.sampled_from(["beta", sp.Rational(1, 2), sp.Rational(9, 10), sp.Rational(3, 10)]),
+       st.integers(0, 4))
+def test_closed_memory_sums_equal_the_sum_at_every_decay(bases, power, b, r, top):
+    """``memory.closed_sum`` of a polynomial-geometric ``k^power * prod(bases)^k`` equals the
+    sum written out term by term, at decays that make the ratio 1 (``rho = beta``,
+    ``rho = 1/2``) as well as generic ones."""
+    from modeq.symbolic.memory import closed_sum
+    k = sp.Symbol("k", integer=True, nonnegative=True)
+    n = sp.Symbol("n", integer=True, nonnegative=True)
+    c = k**power * sp.Mul(*[q**k for q in bases])
+    closed = closed_sum(c, k, 0, n)
+    at = {beta: b, rho: b if r == "beta" else r, n: top}
+    brute = sum(c.xreplace({**at, k: j}) for j in range(top + 1))
+    assert sp.simplify(closed.xreplace(at) - brute) == 0
 
 
 # ---------------------------------------------------------------- bad input (test_properties_inputs)
