@@ -11,7 +11,7 @@ import sympy as sp
 
 from .components import LossProvider, SymbolProvider, lower_vector
 from .epoch import epoch_flow
-from .family import Optimizer, check_hyperparameter_values, h, n
+from .family import Optimizer, h, n
 from .operators import Grad
 from .memory import stationary_limit
 from .pipeline import MAX_ORDER, derivation, grouped_terms
@@ -116,16 +116,10 @@ class ModifiedFlow:
         """``{symbol: exact value}`` for hyperparameters given by name (a subset may be given)."""
         if not values:
             return {}
-        from .emit.values import exact_value
-        names = {str(s): s for s in self.optimizer.hyperparameters}
-        names["h"] = h
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {unknown} for {self.optimizer.name!r}; "
-                             f"it has {sorted(names)}")
-        exact = {k: exact_value(k, v) for k, v in values.items()}
-        check_hyperparameter_values(exact, self.optimizer.decays)
-        return {names[k]: v for k, v in exact.items()}
+        from .emit.values import resolve_symbols
+        opt = self.optimizer
+        return resolve_symbols(list(opt.hyperparameters) + [h], values, opt.decays,
+                               f"{opt.name!r}", require_all=False)
 
     def generic(self, p, stationary=True, r=None):
         """Component form for any loss in dimension ``p``: ``-F`` (or ``F_r`` if ``r`` given)

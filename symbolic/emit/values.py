@@ -96,11 +96,13 @@ def normalize_values(values):
     return out
 
 
-def resolve_symbols(needed, values, decays=(), owner="this flow", optional=()):
+def resolve_symbols(needed, values, decays=(), owner="this flow", optional=(),
+                    require_all=True):
     """``{symbol: exact value}`` for the symbols ``needed``, from ``values`` given by name.
 
-    ``ValueError`` naming an unknown name, a missing value or a value out of its range;
-    ``optional`` names may be given or not (e.g. ``h`` for a flow of order 0).
+    ``ValueError`` naming an unknown name, a missing value (unless ``require_all=False``: a
+    subset may be given) or a value out of its range; ``optional`` names may be given or not
+    (e.g. ``h`` for a flow of order 0).
     """
     by_name = {str(s): s for s in needed}
     unknown = sorted(set(values) - set(by_name) - set(optional))
@@ -110,7 +112,7 @@ def resolve_symbols(needed, values, decays=(), owner="this flow", optional=()):
     exact = {name: exact_value(name, v) for name, v in values.items()}
     check_hyperparameter_values(exact, decays)
     missing = sorted(set(by_name) - set(exact))
-    if missing:
+    if missing and require_all:
         raise ValueError(f"no value given for {missing} (pass e.g. {missing[0]}=...)")
     return {by_name[k]: v for k, v in exact.items() if k in by_name}
 
