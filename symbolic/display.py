@@ -7,6 +7,8 @@ from __future__ import annotations
 import sympy as sp
 
 from . import cache
+from .family import eps, n
+from .named import memory_symbols, split_coefficient
 from .operators import ATOMS, collect_fields, is_field
 
 __all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "NOTATION"]
@@ -139,17 +141,83 @@ def _flow_text(flow, batch, stationary):
     rhs = " + ".join(["F0"] + [f"h{'^' + str(r) if r > 1 else ''} F{r}"
                                 for r in range(1, len(terms))])
     lines.append(f"  d theta_j/dt = -({rhs})")
+    names = _Names(opt)
     for r, F in enumerate(terms):
-        groups = grouped_terms(F)
+        groups = [_text(names.rewrite(k, c)) for k, c in grouped_terms(F)]
         if len(groups) == 1:
-            k, c = groups[0]
-            lines.append(f"  F{r} = {sp.sstr(c * k)}")
-            continue
-        lines.append(f"  F{r} = sum of {len(groups)} terms:")
-        for k, c in groups:
-            lines.append(f"      + [{sp.sstr(c)}] * {sp.sstr(k)}")
-    lines.append("  where " + NOTATION + (MINI_NOTATION if batch == "mini" else ""))
+            lines.append(f"  F{r} = {groups[0]}")
+        else:
+            lines.append(f"  F{r} = sum of {len(groups)} terms:")
+            lines.extend(f"      + {g}" for g in groups)
+        lines.extend(f"    {name} = {sp.sstr(a)}" for name, a in names.take())
+    where = "  where " + (f"s = {sp.sstr(names.s)};  " if names.used_s else "")
+    lines.append(where + NOTATION + (MINI_NOTATION if batch == "mini" else ""))
     return "\n".join(lines)
+
+
+class _Names:
+    """Names for the memory coefficients of a display (``a_n``, ``b_n``, ... for those that
+    depend on ``n``, ``a``, ``b``, ... otherwise, never a state's or hyperparameter's name;
+    numbers and short coefficients stay inline), and ``s`` for the one
+    root ``sqrt(eps + g**2)`` when the point factors have exactly one such root."""
+    LETTERS = "abcdefkpqruvwxyz"
+
+    def __init__(self, optimizer):
+        self.memory, self.count, self.pending = memory_symbols(optimizer, n), 0, []
+        self.s, self.used_s = None, False
+        taken = {str(x) for x in optimizer.states} | {str(x) for x in optimizer.hyperparameters}
+        self.letters = [c for c in self.LETTERS if c not in taken]
+
+    def take(self):
+        out, self.pending = self.pending, []
+        return out
+
+    def _name(self, a):
+        if a.is_Number or sp.count_ops(a) <= 2:
+            return a
+        q, r = divmod(self.count, len(self.letters))
+        letter = self.letters[r] + (str(q) if q else "")
+        self.count += 1
+        name = sp.Symbol(letter + ("_n" if n in a.free_symbols else ""))
+        self.pending.append((name, a))
+        return name
+
+    def _with_s(self, exprs):
+        roots = {e.base for x in exprs for e in sp.preorder_traversal(x)
+                 if isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2
+                 and isinstance(e.base, sp.Add) and e.base.has(eps)}
+        if len(roots) != 1 or self.s not in (None, sp.sqrt(next(iter(roots)))):
+            return exprs
+        base = next(iter(roots))
+        self.s, self.used_s, S = sp.sqrt(base), True, sp.Symbol("s", positive=True)
+        return [x.replace(lambda e: isinstance(e, sp.Pow) and e.base == base
+                          and e.exp.is_Rational and e.exp.q == 2,
+                          lambda e: S ** (2 * e.exp)) for x in exprs]
+
+    def rewrite(self, k, c):
+        """``[operator, point prefactor, sum of named coefficient x point monomial]`` for
+        ``c * k`` (:func:`.named.split_coefficient`; ``1`` factors dropped), or ``[k, c]``
+        with only ``s`` substituted when ``c`` does not split."""
+        split = split_coefficient(c, self.memory)
+        if split is None:
+            return [x for x in self._with_s([k, c]) if x != 1] or [sp.S.One]
+        monos = [m for m, _ in split.terms]
+        k, pre, *monos = self._with_s([k, split.prefactor, *monos])
+        inner = sp.Add(*[self._name(a) * m for m, (_, a) in zip(monos, split.terms)])
+        if inner.is_Number:
+            return [inner * k * pre]
+        order = (inner, k, pre) if inner.is_Atom else (k, pre, inner)
+        return [x for x in order if x != 1] or [sp.S.One]
+
+
+def _text(factors):
+    return " * ".join(f"({sp.sstr(f)})" if isinstance(f, sp.Add) and len(factors) > 1
+                      else sp.sstr(f) for f in factors)
+
+
+def _latex(factors):
+    return r"\,".join(rf"\left({sp.latex(f)}\right)" if isinstance(f, sp.Add)
+                      and len(factors) > 1 else sp.latex(f) for f in factors)
 
 
 def flow_latex(flow, batch="full", stationary=False):
@@ -161,10 +229,13 @@ def flow_latex(flow, batch="full", stationary=False):
 
 def _flow_latex(flow, batch, stationary):
     terms = flow.terms(batch, stationary)
+    names = _Names(flow.optimizer)
     rows = []
     for r, F in enumerate(terms):
-        parts = [sp.latex(c) + r"\," + sp.latex(k) if k != 1 else sp.latex(c)
-                 for k, c in grouped_terms(F)]
+        parts = [_latex(names.rewrite(k, c)) for k, c in grouped_terms(F)]
         rows.append(f"F_{{{r}}} &= " + r" \\ &\quad + ".join(parts) if parts
                     else f"F_{{{r}}} &= 0")
+        rows.extend(f"{sp.latex(name)} &= {sp.latex(a)}" for name, a in names.take())
+    if names.used_s:
+        rows.append(f"s &= {sp.latex(names.s)}")
     return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"

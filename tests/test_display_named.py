@@ -1,0 +1,96 @@
+"""Named memory coefficients in the displayed flow (``symbolic/named.py``, ``display.py``).
+
+Oracles: published stationary coefficients (one line per case), and for generated declarations
+the derived coefficient itself, evaluated at random points in 50 digits (the split must be an
+exact rewriting of it)."""
+import random
+import re
+
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import examples
+from strategies import declarations
+from modeq.symbolic import beta, derive, eps, n, optimizers, rho
+from modeq.symbolic.display import flow_latex, flow_text, grouped_terms
+from modeq.symbolic.named import memory_symbols, split_coefficient
+from modeq.symbolic.operators import is_field
+
+G = sp.Symbol("G")
+A_ADAM = (1 + beta) / (1 - beta)
+B_ADAM = (1 + rho) / (1 - rho)
+
+# stationary F1 = (H.F0) * (eps + g^2)^(-3/2) * sum coefficient * monomial
+PUBLISHED = {
+    # Cattaneo, Klusowski & Shigida (ICML 2024): h F1 = (h/2){A - B + B eps/s^2} (H.F0) / s
+    "adam": {eps: A_ADAM / 2, G**2: (A_ADAM - B_ADAM) / 2},
+    # RMSProp = Adam at beta = 0 (same paper)
+    "rmsprop": {eps: sp.Rational(1, 2), G**2: -rho / (1 - rho)},
+    # heavy ball: F1 = (1 + beta) / (2 (1 - beta)^3) H g (Kovachki & Stuart 2021)
+    "heavy_ball": {1: (1 + beta) / (2 * (1 - beta) ** 3)},
+    # gradient descent: F1 = H g / 2 (Barrett & Dherin 2021)
+    "gd": {1: sp.Rational(1, 2)},
+}
+
+
+def _split_F1(name):
+    opt = getattr(optimizers, name)()
+    (k, c), = grouped_terms(derive(opt, 1).terms(stationary=True)[1])
+    return split_coefficient(c, memory_symbols(opt, n))
+
+
+def _as_G(e):
+    return e.replace(lambda a: is_field(a) and a.func.__name__ == "Grad", lambda a: G)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_stationary_F1_coefficients_are_the_published_ones(name):
+    split = _split_F1(name)
+    got = {_as_G(m): a for m, a in split.terms}
+    assert set(got) == set(PUBLISHED[name])
+    for m, a in PUBLISHED[name].items():
+        assert sp.simplify(got[m] - a) == 0, (name, m, got[m], a)
+
+
+def _random_value(s, rnd):
+    if s == n:
+        return sp.Integer(rnd.randint(0, 9))
+    return sp.Rational(rnd.randint(1, 99), 100)
+
+
+def _evaluate(e, rnd_seed):
+    rnd = random.Random(rnd_seed)
+    atoms = sorted(e.atoms(sp.Function), key=str)
+    e = e.xreplace({a: sp.Rational(rnd.randint(-30, 30), 7) for a in atoms if is_field(a)})
+    e = e.xreplace({s: _random_value(s, rnd) for s in sorted(e.free_symbols, key=str)})
+    return sp.N(e, 50)
+
+
+@settings(max_examples=examples(8))
+@given(opt=declarations(max_states=2), stationary=st.booleans())
+def test_split_coefficients_rewrite_the_derived_coefficient_exactly(opt, stationary):
+    """prefactor * sum(a_j * m_j) equals the derived coefficient at random points."""
+    F1 = derive(opt, 1).terms(stationary=stationary)[1]
+    for k, c in grouped_terms(F1):
+        split = split_coefficient(c, memory_symbols(opt, n))
+        if split is None:
+            continue
+        for seed in range(2):
+            want, got = _evaluate(c, seed), _evaluate(split.expr(), seed)
+            assert abs(want - got) <= sp.Float(10) ** -40 * max(1, abs(want)), (c, split)
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "heavy_ball"])
+def test_every_named_coefficient_is_defined_once(name):
+    flow = derive(getattr(optimizers, name)(), 1)
+    for stationary in (False, True):
+        text = flow_text(flow, stationary=stationary)
+        body = text[text.index("d theta_j/dt"):]
+        used = {u for line in body.splitlines() if line.startswith("  F")
+                for u in re.findall(r"(?<![*\w])([a-z](?:_n)?)\*(?!\*)", line)} - {"g", "s"}
+        defined = re.findall(r"^    ([a-z](?:_n)?) = ", body, flags=re.M)
+        assert sorted(defined) == sorted(set(defined)) and used <= set(defined), text
+        latex = flow_latex(flow, stationary=stationary)
+        assert all(f"{d.replace('_n', '_{n}')} &= " in latex for d in defined), latex
