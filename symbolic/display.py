@@ -160,7 +160,7 @@ class _Names:
     depend on ``n``, ``a``, ``b``, ... otherwise, never a state's or hyperparameter's name;
     numbers and short coefficients stay inline), and ``s`` for the one
     root ``sqrt(eps + g**2)`` when the point factors have exactly one such root."""
-    LETTERS = "abcdefkpqruvwxyz"
+    LETTERS = "abcdfklpqrxyz"   # not e (Euler), s, g, h, n, u, w (the notation)
 
     def __init__(self, optimizer):
         self.memory, self.count, self.pending = memory_symbols(optimizer, n), 0, []
