@@ -81,6 +81,27 @@ def test_closed_memory_sums_equal_the_sum_at_every_decay(bases, power, b, r, top
     assert sp.simplify(closed.xreplace(at) - brute) == 0
 
 
+
+def test_a_root_inside_a_root_in_a_matrix_free_form():
+    """Found by test_generated_modules_equal_the_exact_field in the long profile (shrunk): the
+    state ``s = EMA[1/2](sqrt(g**2 + 1))`` (not normalised), step ``s / sqrt(s + eps)``, so
+    ``F0 = 2 sqrt(g^2+1) / sqrt(2 sqrt(g^2+1) + eps)`` (the stationary sum is ``2 x``).  The
+    coefficient simplifier held each root as a symbol and mapped them back in one simultaneous
+    substitution, so the outer root kept the inner root's placeholder: the matrix-free form
+    failed its own checks and no module could be generated."""
+    from strategies import make_optimizer
+    from modeq.symbolic import derive, eps
+    from modeq.symbolic.emit.forms import flow_forms, verify
+    opt = make_optimizer(((sp.Rational(1, 2), sp.sqrt(g**2 + 1), False, False),),
+                         (("root", 0, 0, sp.Integer(1)),))
+    form = flow_forms(derive(opt, 0), stationary=True)[0]
+    assert all(ok for _, ok in verify(form, (1, 2))), verify(form, (1, 2))
+    G = sp.Rational(3, 4)
+    want = 2 * sp.sqrt(G**2 + 1) / sp.sqrt(2 * sp.sqrt(G**2 + 1) + sp.Rational(1, 100))
+    (value,) = form.lower([G], [[0]])
+    assert sp.simplify(value.xreplace({eps: sp.Rational(1, 100)}) - want) == 0
+
+
 # ---------------------------------------------------------------- bad input (test_properties_inputs)
 def test_a_negative_mpmath_value_keeps_its_sign():
     """Found by test_invalid_hyperparameters_are_refused_by_name (shrunk: heavy-ball, order 0,

@@ -216,10 +216,16 @@ def _split_constant(u, point):
 
 
 def _roots_as_symbols(c):
+    """``c`` with every square root a symbol, and the map back.  A nested root's base holds
+    the inner root's symbol, so the map is closed under itself (``back`` applied once
+    restores every root)."""
     roots = {}
     c2 = c.replace(lambda e: e.is_Pow and e.exp.is_Rational and e.exp.q == 2,
                    lambda e: roots.setdefault(e.base, sp.Dummy("s", positive=True)) ** e.exp.p)
-    return c2, {s: sp.sqrt(b) for b, s in roots.items()}
+    back = {}
+    for b, s in roots.items():           # inner roots first (replace works bottom-up)
+        back[s] = sp.sqrt(b.xreplace(back))
+    return c2, back
 
 
 def _simplify_coefficient(c):
