@@ -50,30 +50,24 @@ def _is_point(f, memory):
     return not (f.free_symbols & memory)
 
 
+def _factors(term, memory):
+    """``(memory factors, point factors, mixed factors)`` of a product."""
+    K, P, mixed = [], [], []
+    for f in sp.Mul.make_args(term):
+        (K if _is_memory(f, memory) else P if _is_point(f, memory) else mixed).append(f)
+    return K, P, mixed
+
+
 def _separate(term, memory):
     """``(memory part, point part)`` of a product, or ``None`` if a factor mixes both."""
-    K, P = [], []
-    for f in sp.Mul.make_args(term):
-        if _is_memory(f, memory):
-            K.append(f)
-        elif _is_point(f, memory):
-            P.append(f)
-        else:
-            return None
-    return sp.Mul(*K), sp.Mul(*P)
+    K, P, mixed = _factors(term, memory)
+    return None if mixed else (sp.Mul(*K), sp.Mul(*P))
 
 
 def split_coefficient(c, memory):
     """``c`` as a :class:`SplitCoefficient`, or ``None`` when it does not separate (a factor
     that mixes memory and point quantities other than one sum of separable terms)."""
-    K, P, mixed = [], [], []
-    for f in sp.Mul.make_args(c):
-        if _is_memory(f, memory):
-            K.append(f)
-        elif _is_point(f, memory):
-            P.append(f)
-        else:
-            mixed.append(f)
+    K, P, mixed = _factors(c, memory)
     K = sp.Mul(*K)
     if not mixed:
         return SplitCoefficient(sp.Mul(*P), ((sp.S.One, K),))
