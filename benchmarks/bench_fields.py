@@ -1,0 +1,81 @@
+"""Fields flat in ``n``: the cost of one evaluation of an exact-in-``n`` field at ``n = 10**5``
+against ``n = 10``, for every built-in, orders 1 and 2, full batch and mini batch (3 batches,
+cyclic), mpmath at 30 digits.  Goal: at most 2x.
+
+Each case runs in its own process (a fresh field; the per-``n`` coefficient memo is filled by a
+first call at each ``n``, then the point is varied so that only the point-dependent work is
+timed).  A case whose single evaluation at ``n = 10**5`` exceeds the time limit is printed as
+``> limit``.  Run: ``python benchmarks/bench_fields.py [--limit SECONDS]``.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CASE = r"""
+import time, mpmath, sympy as sp
+from modeq.symbolic import derive, optimizers
+x, y = sp.symbols('x y')
+E = (x - 1)**2/2 + x*y/3 + y**4/4
+losses = [(x - 1)**2/2 + y**4/4, x*y/3 + (y + 1)**2/2, (x + y)**2/4 + x**4/8]
+name, eps, bc, order, batch, n = {name!r}, {eps!r}, {bc!r}, {order}, {batch!r}, {n}
+opt = optimizers.get(name, eps_placement=eps, bias_correction=bc)
+values = dict(h=sp.Rational(1, 20), beta=sp.Rational(9, 10), rho=sp.Rational(99, 100),
+              eps=sp.Rational(1, 1000))
+need = {{str(s) for s in opt.hyperparameters}} | {{"h"}}
+flow = derive(opt, order)
+f = flow.lambdify(E if batch == "full" else losses, [x, y],
+                  **{{k: v for k, v in values.items() if k in need}})
+mpmath.mp.dps = 30
+th = [mpmath.mpf('0.3'), mpmath.mpf('-0.2')]
+f(n, th)
+t = time.process_time(); reps = 0
+while reps < 3 or time.process_time() - t < 0.5:
+    f(n, [th[0] + (reps + 1) * mpmath.mpf('1e-9'), th[1]]); reps += 1
+print((time.process_time() - t) / reps)
+"""
+
+BUILTINS = [("gd", "inside", True), ("heavy_ball", "inside", True), ("rmsprop", "inside", True),
+            ("rmsprop", "inside", False), ("adam", "inside", True), ("adam", "outside", True),
+            ("adam", "inside", False)]
+
+
+def _label(name, eps, bc):
+    return name + (" eps-outside" if eps == "outside" else "") + ("" if bc else " no-bias-corr")
+
+
+def _one(limit, **case):
+    try:
+        r = subprocess.run([sys.executable, "-c", CASE.format(**case)], capture_output=True,
+                           text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return None
+    if r.returncode != 0:
+        return r.stderr.strip().splitlines()[-1]
+    return float(r.stdout.split()[-1])
+
+
+def main(limit=120):
+    print("== one field evaluation (mpmath, dps 30): n = 10**5 against n = 10 ==")
+    for batch in ("full", "mini"):
+        for order in (1, 2):
+            for name, eps, bc in BUILTINS:
+                if batch == "mini" and name == "gd":
+                    continue                     # mini-batch GD is SGD: listed once
+                label = f"{batch:<4} order {order} {_label(name, eps, bc):<26}"
+                small = _one(limit, name=name, eps=eps, bc=bc, order=order, batch=batch, n=10)
+                if not isinstance(small, float):
+                    print(f"{label} n = 10: {small or f'> {limit} s'}")
+                    continue
+                big = _one(limit, name=name, eps=eps, bc=bc, order=order, batch=batch,
+                           n=10 ** 5)
+                if isinstance(big, float):
+                    print(f"{label} {small * 1e3:9.2f} ms  {big * 1e3:10.2f} ms  "
+                          f"ratio {big / small:9.1f}x  (goal <= 2x)")
+                else:
+                    print(f"{label} {small * 1e3:9.2f} ms  n = 10**5: {big or f'> {limit} s'}")
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    main(float(args[args.index("--limit") + 1]) if "--limit" in args else 120)
