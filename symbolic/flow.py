@@ -13,7 +13,7 @@ from .components import LossProvider, SymbolProvider, lower_vector
 from .epoch import epoch_flow
 from .family import Optimizer, h, n
 from .operators import Grad
-from .memory import stationary_limit
+from .memory import gather_powers_into_sums, stationary_limit
 from .pipeline import MAX_ORDER, derivation, grouped_terms
 
 __all__ = ["derive", "ModifiedFlow"]
@@ -109,8 +109,12 @@ class ModifiedFlow:
             # schedule from the grouped terms (every past step kept)
             from .emit.minibatch_order2 import exact_field
             return exact_field(self, provider, int(step), subs)
-        F = self.F("mini").xreplace({_n(): step}).xreplace(subs)
-        return -lower_vector(F, provider).applyfunc(lambda e: e.doit())
+        # a value 0 (a decay beta = 0) goes in after the finite sums are written out, their
+        # weights merged first: beta**n * beta**(-k) would read 0 * zoo, not 0**(n-k)
+        zero = {s: v for s, v in subs.items() if v == 0}
+        rest = {s: v for s, v in subs.items() if v != 0}
+        F = gather_powers_into_sums(self.F("mini").xreplace({_n(): step}), zero).xreplace(rest)
+        return -lower_vector(F, provider).applyfunc(lambda e: e.doit().xreplace(zero))
 
     def _exact_values(self, values):
         """``{symbol: exact value}`` for hyperparameters given by name (a subset may be given)."""

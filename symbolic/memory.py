@@ -17,7 +17,8 @@ import sympy as sp
 
 from .operators import D3, Hess, is_field, is_scalar, scalar_simplify
 
-__all__ = ["closed_sum", "simplify_sums", "resolve_piecewise", "stationary_limit"]
+__all__ = ["closed_sum", "simplify_sums", "resolve_piecewise", "stationary_limit",
+           "gather_powers_into_sums"]
 
 
 def _decay_symbols(expr):
@@ -234,3 +235,41 @@ def stationary_limit(expr, n):
     if n in expr.free_symbols:
         raise ValueError(f"no stationary limit: {expr} still depends on {n}")
     return expr
+
+
+def gather_powers_into_sums(expr, bases):
+    """Move every factor ``b**e`` (``b`` in ``bases``, ``e`` free of the sum's index) of a
+    product into the :class:`sympy.Sum` it multiplies, and merge powers of one base:
+    ``beta**n * Sum(beta**(-k) a_k, (k, 0, n))`` becomes ``Sum(beta**(n-k) a_k, (k, 0, n))``.
+
+    Exact.  Needed before a decay is set to 0: split as ``beta**n * beta**(-k)`` the weight
+    reads ``0 * zoo`` there, merged it is ``0**(n-k)``, which is 1 at ``k = n`` and 0 before.
+
+    >>> b, n, k = sp.symbols("beta n k")
+    >>> gather_powers_into_sums(b**n * sp.Sum(b**(-k) * k, (k, 0, n)), [b])
+    Sum(beta**(-k + n)*k, (k, 0, n))
+    """
+    bases = set(bases)
+
+    def is_power(f):
+        return (f.base if f.is_Pow else f) in bases
+
+    def walk(e):
+        if not e.args:
+            return e
+        e = e.func(*[walk(a) for a in e.args])
+        if isinstance(e, sp.Sum):
+            return sp.Sum(sp.powsimp(e.function, combine="exp"), *e.limits)
+        if e.is_Mul:
+            target = next((f for f in e.args if isinstance(f, sp.Sum)), None)
+            if target is not None:
+                bound = {v for v, *_ in target.limits}
+                moving = [f for f in e.args if f is not target and is_power(f)
+                          and not f.free_symbols & bound]
+                if moving:
+                    rest = [f for f in e.args if f is not target and f not in moving]
+                    inner = sp.powsimp(sp.Mul(*moving, target.function), combine="exp")
+                    return sp.Mul(*rest, sp.Sum(inner, *target.limits))
+        return e
+
+    return walk(sp.sympify(expr))
