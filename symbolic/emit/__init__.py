@@ -5,7 +5,9 @@ The lowering chain, top to bottom::
     values    resolve and validate hyperparameter values (exact), step indices
     prepare   lift constants, share square roots, hoist step-index coefficients, CSE
     printers  SymPy printers for mpmath / NumPy / torch / exact SymPy, and source literals
-    kernel    one compiled list of expressions (``Kernel``)
+    kernel    one compiled list of expressions (``Kernel``), also in interval arithmetic
+    intervals enclosures of a kernel over a range of step indices (``mpmath.iv``)
+    windowed  memory sums at a cost bounded in ``n``, truncated below the working precision
     field     ``f(n, theta)`` full batch (``FullBatchField``; ``lambdify_flow``)
     minibatch ``f(n, theta)`` mini batch (``MiniBatchField``)
     forms     matrix-free forms of the terms (contractions ``H.u``, ``T[u, w]``)

@@ -12,6 +12,11 @@ then rounds once to the working arithmetic: their closed forms cancel badly in f
 decays near 1 (``1 - (n+1) rho^n + n rho^(n+1)`` with ``rho = 0.999``).  Constants named in
 ``late`` stay symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that
 an order study compiles each flow once for all its step sizes.
+
+Memory sums with no closed form in ``n`` (summed over past steps) are evaluated in mpmath by
+:func:`~.windowed.windowed_sum`: the recent and the first steps term by term, the middle enclosed
+in interval arithmetic and kept only as far as it matters at the working precision (a proved
+bound), so the cost per call stops growing with ``n``; NumPy and torch add every term.
 """
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ import sympy as sp
 from ..components import LossProvider, lower
 from ..family import h as h_sym, n as n_sym
 from .arrays import as_points, to_mpf
+from .intervals import point
 from .kernel import Kernel
 from .minibatch import MiniBatchField
 from .prepare import extract_sums, hoist_coefficients
+from .windowed import windowed_sum
 from .values import check_backend, check_step, resolve_values, resolve_symbols
 
 __all__ = ["lambdify_flow", "FullBatchField"]
@@ -80,11 +87,14 @@ class FullBatchField:
         body, groups = extract_sums(body)
         self._coefficient_symbols = [s for s, _ in coeffs]
         head = [n_sym, *self.params, *self.late, *self._coefficient_symbols]
-        self._sums = []                          # (limits(n), summand kernel, symbols)
+        self._sums = []            # (limits(n), summand kernel, interval kernel, symbols)
         for (index, lo, hi), members in groups.items():
             limits = sp.lambdify([n_sym], [lo, hi], modules="math")
-            summands = Kernel([f for _, f in members], head + [index], backend, dtype, cse)
-            self._sums.append((limits, summands, [t for t, _ in members]))
+            terms = [sp.powsimp(f, combine="exp") for _, f in members]
+            summands = Kernel(terms, head + [index], backend, dtype, cse)
+            enclosure = (Kernel(terms, head + [index], "interval", None, cse)
+                         if backend == "mpmath" else None)
+            self._sums.append((limits, summands, enclosure, [t for t, _ in members]))
         self.kernel = Kernel(body, head + [t for *_, ts in self._sums for t in ts], backend,
                              dtype, cse)
         self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
@@ -160,16 +170,26 @@ class FullBatchField:
         device = getattr(x, "device", None)
         head = [n, *x, *self._late_values(device), *self._coefficient_values(n, device)]
         sums = []
-        for limits, summands, symbols in self._sums:
+        for limits, summands, enclosure, symbols in self._sums:
             lo, hi = (int(v) for v in limits(n))
-            totals = [0] * len(symbols)
-            for index in range(lo, hi + 1):
-                totals = [a + b for a, b in zip(totals, summands(*head, index, device=device))]
+            if enclosure is None:
+                totals = [0] * len(symbols)
+                for index in range(lo, hi + 1):
+                    totals = [a + b for a, b in zip(totals, summands(*head, index, device=device))]
+            else:
+                totals = self._windowed(summands, enclosure, head, len(symbols), lo, hi)
             sums += totals
         outs = self.kernel(*head, *sums, device=device)
         if self.backend == "mpmath":
             return list(outs)
         return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
+
+    def _windowed(self, summands, enclosure, head, k, lo, hi):
+        """One memory sum in mpmath at a cost bounded in ``n`` (:mod:`.windowed`)."""
+        boxed = [head[0], *(point(v) for v in head[1:])]
+        totals, _ = windowed_sum(lambda l: summands(*head, l), lambda L: enclosure(*boxed, L),
+                                 k, lo, hi)
+        return totals
 
     def __repr__(self):
         return (f"FullBatchField(p={self.p}, backend={self.backend!r}, "

@@ -15,7 +15,7 @@ import inspect
 
 import sympy as sp
 
-from . import products
+from . import intervals, products
 from .arrays import resolve_dtype, stack_components
 from .prepare import cse_with_opaque_sums, prepare_expressions
 from .printers import PRINTABLE, make_printer
@@ -35,10 +35,10 @@ class Kernel:
     """
 
     def __init__(self, exprs, args, backend="numpy", dtype=None, cse=True):
-        if backend not in PRINTABLE:
+        if backend not in PRINTABLE + ("interval",):
             raise ValueError(f"backend must be one of {PRINTABLE}, got {backend!r}")
         self.backend = backend
-        self.dtype = None if backend == "exact" else resolve_dtype(backend, dtype)
+        self.dtype = None if backend in ("exact", "interval") else resolve_dtype(backend, dtype)
         exprs = [sp.sympify(e) for e in exprs]
         args = list(args)
         free = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
@@ -50,14 +50,17 @@ class Kernel:
         self._placeholders = [d for d, _ in consts]
         self._constants = [c for _, c in consts]
         self._cache = {}
-        module = "sympy" if backend == "exact" else backend
+        module = {"exact": "sympy", "interval": "mpmath"}.get(backend, backend)
         # modules for the fully qualified names the printers use
         namespace = {m: importlib.import_module(m)
                      for m in (module, "functools", "builtins", "math")}
         namespace[products.NAME] = products.prefix_product
+        if backend == "interval":
+            namespace["mpmath"] = intervals.NAMESPACE
         self._fn = sp.lambdify(args + self._placeholders, prepared,
                                modules=[namespace, module],
-                               printer=make_printer(backend, prefix_products=True),
+                               printer=make_printer(module if backend == "interval" else backend,
+                                                    prefix_products=True),
                                cse=cse_with_opaque_sums if cse is True else cse,
                                dummify=False)
         self.exprs = exprs
@@ -72,6 +75,9 @@ class Kernel:
         if self.backend == "mpmath":
             import mpmath
             key = mpmath.mp.prec
+        elif self.backend == "interval":
+            from mpmath import iv
+            key = iv.prec
         else:
             key = device
         if key not in self._cache:
@@ -81,6 +87,11 @@ class Kernel:
     def _value(self, c, device):
         if self.backend == "exact":
             return c
+        if self.backend == "interval":
+            from mpmath import iv
+            if c.is_Rational:
+                return iv.mpf(int(c.p)) / int(c.q)
+            return intervals.enclose(c.evalf(int(iv.prec * 0.302) + 15))
         if self.backend == "mpmath":
             import mpmath
             if c.is_Rational:
