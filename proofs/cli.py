@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import os
 import pkgutil
 import re
 import sys
 import traceback
 
-from . import commands as _commands
-from .commands._common import UsageError
+from . import output_cache
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
@@ -45,6 +45,8 @@ def missing_dependency_message(exc):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import commands as _commands
+
     parser = argparse.ArgumentParser(
         prog="modeq",
         description="Backward error analysis of optimizers: derive, verify, emit and explain "
@@ -102,12 +104,20 @@ def _join_negative_values(argv):
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
+    remembered = output_cache.lookup(argv)
+    if remembered is not None:                 # the same command on the same code: no SymPy
+        sys.stdout.write(remembered)
+        return 0
+    from .commands._common import UsageError
+
+    parser = build_parser()
     args = parser.parse_args(_join_negative_values(argv))
     try:
-        with _cache_off(getattr(args, "no_cache", False)):
+        with _cache_off(getattr(args, "no_cache", False)), _Tee(argv) as tee:
             code = args.run(args)
+            if not code:
+                tee.keep()
     except KeyboardInterrupt:
         print(f"modeq {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -125,6 +135,37 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 - anything else is a bug, shown as one
         return _internal_error(args, exc)
     return int(code or 0)
+
+
+class _Tee(io.TextIOBase):
+    """Standard output, also recorded for :mod:`.output_cache` when the command is one whose
+    output is remembered; :meth:`keep` stores it."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.active = output_cache.cacheable(argv)
+        self.parts = []
+        self.stdout = None
+
+    def __enter__(self):
+        if self.active:
+            self.stdout, sys.stdout = sys.stdout, self
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            sys.stdout = self.stdout
+
+    def write(self, text):
+        self.parts.append(text)
+        return self.stdout.write(text)
+
+    def flush(self):
+        self.stdout.flush()
+
+    def keep(self):
+        if self.active:
+            output_cache.store(self.argv, "".join(self.parts))
 
 
 @contextlib.contextmanager

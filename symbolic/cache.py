@@ -251,7 +251,9 @@ def cached(kind, optimizer, compute, **params):
 def _entries(directory):
     if not directory.is_dir():
         return []
-    return [p for p in directory.iterdir() if p.is_file() and p.name.endswith(SUFFIX)]
+    # remembered command outputs (modeq.proofs.output_cache) are entries too
+    return [p for p in directory.iterdir()
+            if p.is_file() and p.name.endswith((SUFFIX, ".cli.txt"))]
 
 
 def info():
