@@ -147,6 +147,48 @@ def test_reproduce_progress_in_a_log_is_plain_lines(tmp_path, monkeypatch, capsy
     assert "[2/2] studies: 2/3 done (study 2/3)" in err and "[2/2] studies: done in" in err
 
 
+class _First:
+    __name__ = "first"
+
+    @staticmethod
+    def reproduce_part(out_dir, quick=False):
+        return f"first part in process {os.getpid()}"
+
+
+class _InWorker:
+    __name__ = "in_worker"
+
+    @staticmethod
+    def reproduce_part(out_dir, quick=False):
+        return f"second part in process {os.getpid()}"
+
+
+class _WorkerBug:
+    __name__ = "worker_bug"
+
+    @staticmethod
+    def reproduce_part(out_dir, quick=False):
+        raise RuntimeError("a bug in the second part")
+
+
+def test_reproduce_builds_the_later_parts_in_a_worker_process(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "symbolic_part", lambda: "symbolic text")
+    monkeypatch.setattr(reproduce, "PARTS", ((_First, "first"), (_InWorker, "second")))
+    code, out, _ = run(["reproduce", "--out", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert code == 0
+    first, second = out.index("--- first ---"), out.index("--- second ---")
+    assert first < second < out.index("report written")
+    pids = [int(line.split()[-1]) for line in out.splitlines() if "part in process" in line]
+    assert pids[0] == os.getpid() and pids[1] != os.getpid()
+
+
+def test_reproduce_fails_loudly_when_the_worker_part_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reproduce, "symbolic_part", lambda: "symbolic text")
+    monkeypatch.setattr(reproduce, "PARTS", ((_First, "first"), (_WorkerBug, "second")))
+    code, out, err = run(["reproduce", "--out", str(tmp_path / "r"), "--no-progress"], capsys)
+    assert code == 1 and "a bug in the second part" in err and "report written" not in out
+
+
 def test_progress_on_a_terminal_draws_a_bar():
     stream = io.StringIO()
     p = _common.Progress("modeq demo", 2, stream=stream, terminal=True)
