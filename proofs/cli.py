@@ -104,8 +104,11 @@ def _join_negative_values(argv):
 
 
 def main(argv=None) -> int:
+    # the output cache saves a process its start (SymPy's import): only for the entry point,
+    # never for callers in Python, who have SymPy loaded and may have changed the library
+    entry = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
-    remembered = output_cache.lookup(argv)
+    remembered = output_cache.lookup(argv) if entry else None
     if remembered is not None:                 # the same command on the same code: no SymPy
         sys.stdout.write(remembered)
         return 0
@@ -114,7 +117,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(_join_negative_values(argv))
     try:
-        with _cache_off(getattr(args, "no_cache", False)), _Tee(argv) as tee:
+        with _cache_off(getattr(args, "no_cache", False)), _Tee(argv, entry) as tee:
             code = args.run(args)
             if not code:
                 tee.keep()
@@ -141,9 +144,9 @@ class _Tee(io.TextIOBase):
     """Standard output, also recorded for :mod:`.output_cache` when the command is one whose
     output is remembered; :meth:`keep` stores it."""
 
-    def __init__(self, argv):
+    def __init__(self, argv, entry):
         self.argv = argv
-        self.active = output_cache.cacheable(argv)
+        self.active = entry and output_cache.cacheable(argv)
         self.parts = []
         self.stdout = None
 

@@ -202,9 +202,8 @@ def test_no_cache_on_the_command_line_and_in_python(cache_dir, monkeypatch, caps
 
 def test_cache_info_and_clear(cache_dir, capsys):
     assert main(["derive", "heavy_ball"]) == 0
-    outputs = list(cache_dir.glob("*.cli.txt"))         # the printed answer, remembered
-    n = len(_entries(cache_dir)) + len(outputs)
-    assert n >= 3 and len(outputs) == 1
+    n = len(_entries(cache_dir))
+    assert n >= 2
     capsys.readouterr()
     assert main(["cache", "info"]) == 0
     out = capsys.readouterr().out
@@ -213,7 +212,6 @@ def test_cache_info_and_clear(cache_dir, capsys):
     assert main(["cache", "clear"]) == 0
     assert f"removed {n} entries" in capsys.readouterr().out
     assert _entries(cache_dir) == [] and (cache_dir / "notes.txt").exists()
-    assert list(cache_dir.glob("*.cli.txt")) == []
 
 
 def _writer(args):

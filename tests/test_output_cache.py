@@ -11,7 +11,7 @@ from modeq.proofs import output_cache
 from modeq.symbolic import cache
 
 PY = [sys.executable, "-c"]
-RUN = ("import sys; from modeq.proofs import cli; code = cli.main(sys.argv[1:]); "
+RUN = ("import sys; from modeq.proofs import cli; code = cli.main(); "
        "sys.stderr.write('sympy imported: %s\\n' % ('sympy' in sys.modules)); sys.exit(code)")
 
 
@@ -32,6 +32,16 @@ def test_a_repeated_derive_prints_the_same_without_sympy(tmp_path):
     assert first_sympy and not again_sympy
     other, _ = _modeq(["derive", "gd", "--order", "0"], tmp_path)           # other arguments
     assert other != again and "F1" not in other
+
+
+def test_callers_in_python_never_get_a_remembered_output(tmp_path, monkeypatch, capsys):
+    from modeq.proofs.cli import main
+    monkeypatch.setenv("MODEQ_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("MODEQ_NO_CACHE", raising=False)
+    output_cache.store(["derive", "gd"], "not the answer\n")
+    assert main(["derive", "gd", "--no-recognize"]) == 0
+    assert main(["derive", "gd"]) == 0 and "not the answer" not in capsys.readouterr().out
+    assert len(list(tmp_path.glob(f"*{output_cache.SUFFIX}"))) == 1     # nothing stored
 
 
 def test_no_cache_means_no_remembered_output(tmp_path):
