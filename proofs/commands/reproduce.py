@@ -90,7 +90,7 @@ def run(args):
                         kwargs["progress"] = update
                     result = module.reproduce_part(args.out, **kwargs)
                 else:
-                    result = pending[k - 1].result()   # its exception, if any, is raised here
+                    result = pending[k - 1].get()      # its exception, if any, is raised here
             print(f"\n--- {what} ---")
             print(result)
     print(f"\nreport written to {os.path.abspath(args.out)}/")
@@ -101,8 +101,8 @@ def run(args):
 def _background(parts, args):
     """Run ``parts`` (all but the first) in one worker process, started at once: the
     documents are built while this process derives and runs the studies (two cores, about
-    half the wall time).  Yields their results-to-be (``.result()``), in order; an
-    interruption or an error here stops the worker at once."""
+    half the wall time).  Yields their ``AsyncResult`` objects, in order; an interruption or an
+    error here stops the worker at once."""
     if not parts:
         yield []
         return
@@ -110,8 +110,7 @@ def _background(parts, args):
     # the worker leaves Ctrl-C to this process, which stops it
     pool = context.Pool(1, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
     try:
-        pending = [_Pending(pool.apply_async(module.reproduce_part, (args.out,),
-                                             {"quick": args.quick}))
+        pending = [pool.apply_async(module.reproduce_part, (args.out,), {"quick": args.quick})
                    for module, _ in parts]
         yield pending
         pool.close()
@@ -120,11 +119,3 @@ def _background(parts, args):
         raise
     finally:
         pool.join()
-
-
-class _Pending:
-    def __init__(self, async_result):
-        self._async = async_result
-
-    def result(self):
-        return self._async.get()
