@@ -30,10 +30,15 @@ LEAF = 128
 GUARD = 8
 
 
-def _add(totals, absolutes, values):
-    for j, v in enumerate(values):
-        totals[j] += v
-        absolutes[j] += abs(v)
+def _add_terms(term, indices, totals, absolutes):
+    """Add ``term(l)`` for every ``l`` of ``indices`` one by one; returns how many."""
+    count = 0
+    for l in indices:
+        for j, v in enumerate(term(l)):
+            totals[j] += v
+            absolutes[j] += abs(v)
+        count += 1
+    return count
 
 
 def _enclose(enclosure, a, b):
@@ -71,19 +76,13 @@ def windowed_sum(term, enclosure, k, lo, hi, edge=16):
     totals = [mpmath.mpf(0)] * k
     absolutes = [mpmath.mpf(0)] * k
     if hi - lo + 1 <= max(MIN_TERMS, 2 * edge + LEAF):
-        for l in range(lo, hi + 1):
-            _add(totals, absolutes, term(l))
-        return totals, hi - lo + 1
+        return totals, _add_terms(term, range(lo, hi + 1), totals, absolutes)
     a, b = lo + edge, hi - edge
-    for l in (*range(lo, a), *range(b + 1, hi + 1)):
-        _add(totals, absolutes, term(l))
-    exact = 2 * edge
+    exact = _add_terms(term, (*range(lo, a), *range(b + 1, hi + 1)), totals, absolutes)
     count = b - a + 1
     whole = _enclose(enclosure, a, b)
     if whole is None:                          # no enclosure at all: every term
-        for l in range(a, b + 1):
-            _add(totals, absolutes, term(l))
-        return totals, hi - lo + 1
+        return totals, exact + _add_terms(term, range(a, b + 1), totals, absolutes)
     lower = [x + count * mig for x, (_, _, mig) in zip(absolutes, whole)]
     threshold = [mpmath.ldexp(x, -mpmath.mp.prec - GUARD) / count for x in lower]
     pieces = [(a, b, whole)]
@@ -93,9 +92,7 @@ def windowed_sum(term, enclosure, k, lo, hi, edge=16):
             for j, (mid, _, _) in enumerate(enc):
                 totals[j] += (q - p + 1) * mid
         elif q - p + 1 <= LEAF:
-            for l in range(p, q + 1):
-                _add(totals, absolutes, term(l))
-            exact += q - p + 1
+            exact += _add_terms(term, range(p, q + 1), totals, absolutes)
         else:
             c = (p + q) // 2
             pieces += [(p, c, _enclose(enclosure, p, c)), (c + 1, q, _enclose(enclosure, c + 1, q))]
