@@ -15,7 +15,7 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .operators import D3, Hess, is_field, is_scalar, scalar_simplify
+from .operators import LARGE, D3, Hess, coefficient_form, is_field, is_scalar, scalar_simplify
 
 __all__ = ["closed_sum", "simplify_sums", "resolve_piecewise", "stationary_limit",
            "gather_powers_into_sums"]
@@ -158,8 +158,9 @@ def _pull_inner_sum(scal, inner, k, lo, hi):
     return sp.Sum(sp.Sum(scal * X, (k, lo, l - shift)), (l, lo + shift, b))
 
 
-def _sum_term(term, k, lo, hi):
-    """Sum one product term over ``k`` (``hi`` finite)."""
+def _sum_term(term, k, lo, hi, simplify=True):
+    """Sum one product term over ``k`` (``hi`` finite); a closed form is left unsimplified
+    when ``simplify`` is false (the caller gathers terms first)."""
     indep, dep = term.as_independent(k, as_Add=False)
     if dep == 1:
         return indep * (hi - lo + 1)
@@ -174,6 +175,8 @@ def _sum_term(term, k, lo, hi):
         s = closed_sum(dep, k, lo, hi)
         if s is None:
             return indep * sp.Sum(dep, (k, lo, hi))
+        if not simplify:
+            return indep * s
         c, f = _split(indep)
         return scalar_simplify(c * s) * f
     scal, fld = [], []
@@ -202,8 +205,17 @@ def _split(term):
 
 
 def _sum_expr(f, k, lo, hi):
-    f = sp.expand_mul(f)
-    return sp.Add(*[_sum_term(t, k, lo, hi) for t in sp.Add.make_args(f)])
+    """``sum_{k=lo}^{hi} f`` term by term; the terms of a large sum are gathered by field
+    monomial and each coefficient is simplified once (:func:`operators.coefficient_form`)."""
+    terms = sp.Add.make_args(sp.expand_mul(f))
+    if len(terms) <= LARGE:
+        return sp.Add(*[_sum_term(t, k, lo, hi) for t in terms])
+    groups = {}
+    for t in terms:
+        for part in sp.Add.make_args(sp.expand_mul(_sum_term(t, k, lo, hi, simplify=False))):
+            c, fld = _split(part)
+            groups[fld] = groups.get(fld, 0) + c
+    return sp.Add(*[coefficient_form(c) * fld for fld, c in groups.items()])
 
 
 def simplify_sums(e):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import sympy as sp
+from sympy.polys.fields import sfield
 
 from .family import theta
 
@@ -253,6 +254,87 @@ def scalar_simplify(c):
     return sp.factor(sp.cancel(sp.expand_power_exp(c)))
 
 
+def _indexed(f):
+    return any(s.is_integer for s in f.free_symbols)
+
+
+def _index_symbols(e):
+    return [s for s in e.free_symbols if s.is_integer]
+
+
+def _normal_factors(term):
+    """``(q, num, den)`` with ``term = q * num * den``: ``q`` free of the step indices, ``num``
+    the index-dependent factors with ``d^(a k + b)`` reduced to ``d^(a k)`` (``d^b`` goes to
+    ``q``), ``den`` the index-dependent denominators that do not factor further (``expand``
+    multiplies ``beta^k (1 - beta)^2`` out into one sum; factored, its parts split again)."""
+    q, num, den = [], [], []
+    stack = list(sp.Mul.make_args(term))
+    while stack:
+        f = stack.pop()
+        if not _indexed(f):
+            q.append(f)
+        elif isinstance(f, sp.Pow) and not _indexed(f.base):
+            const, var = sp.expand(f.exp).as_independent(*_index_symbols(f.exp), as_Add=True)
+            q.append(f.base ** const)
+            num.append(f.base ** var)
+        elif _is_denominator(f) and isinstance(f.base, sp.Add):
+            factored = sp.factor(f.base)
+            if isinstance(factored, sp.Mul):
+                stack.extend(sp.Mul.make_args(factored ** f.exp))
+            else:
+                den.append(factored ** f.exp)
+        else:
+            num.append(f)
+    return sp.Mul(*q), sp.Mul(*num), sp.Mul(*den)
+
+
+def _is_denominator(f):
+    return isinstance(f, sp.Pow) and f.exp.is_negative
+
+
+def index_polynomial(c):
+    """``c`` as a sum over monomials in the step-index-dependent factors (``n``, ``d^n``,
+    ``d^(k-l)``, ...), each coefficient -- a rational function of the hyperparameters alone --
+    summed in a field of fractions and factored.  Canonical like :func:`scalar_simplify`, but
+    it never expands the hyperparameters' denominators nor cancels across the index powers,
+    which is what keeps large memory sums cheap."""
+    c = sp.sympify(c)
+    if c.is_Number or c.has(sp.Sum, sp.Piecewise):
+        return scalar_simplify(c)
+    groups = {}
+    for term in sp.Add.make_args(sp.expand_mul(sp.expand_power_exp(c))):
+        q0, num, den = _normal_factors(term)
+        for part in sp.Add.make_args(sp.expand(num)):
+            q1, atoms, _ = _normal_factors(part)
+            groups.setdefault(atoms * den, []).append(q0 * q1)
+    out = []
+    for atoms, qs in groups.items():
+        field, elements = sfield(qs)
+        q = sp.factor(sum(elements, field.zero).as_expr())
+        if q != 0:
+            out.append(q * atoms)
+    return sp.Add(*out)
+
+
+LARGE = 64
+"""Sums of more terms than this take the cheap canonical form :func:`index_polynomial`."""
+
+FACTOR_LIMIT = 8
+"""Index polynomials of at most this many monomials are still factored whole."""
+
+
+def coefficient_form(c):
+    """A field monomial's coefficient in canonical form: factored whole (``1 - beta^(n+1)``
+    reads well and evaluates without cancellation in float64), except for a large sum in the
+    step indices -- a memory sum of a product of memory sums -- whose whole factorisation costs
+    minutes: that one is an :func:`index_polynomial`, factored only if it has at most
+    :data:`FACTOR_LIMIT` monomials."""
+    if len(sp.Add.make_args(c)) <= LARGE or not _indexed(c):
+        return scalar_simplify(c)
+    c = index_polynomial(c)
+    return scalar_simplify(c) if len(sp.Add.make_args(c)) <= FACTOR_LIMIT else c
+
+
 def collect_fields(e):
     """Group ``e`` by distinct field monomials with simplified scalar coefficients."""
     groups = {}
@@ -261,7 +343,7 @@ def collect_fields(e):
         groups[f] = groups.get(f, 0) + c
     out = []
     for f, c in groups.items():
-        c = scalar_simplify(c)
+        c = coefficient_form(c)
         if c != 0:
             out.append(c * f)
     return sp.Add(*out)
