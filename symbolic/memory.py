@@ -109,8 +109,7 @@ def _geometric_sum(dep, k, lo, hi):
     if hi == sp.oo or not r.free_symbols or not can_be_one(r):
         return s
     at_one = sp.summation(rest, (k, lo, hi))
-    return sp.Piecewise((sp.factor_terms(sp.simplify(at_one)), sp.Eq(r, 1)),
-                        (sp.factor_terms(sp.simplify(s)), True))
+    return sp.Piecewise((scalar_simplify(at_one), sp.Eq(r, 1)), (scalar_simplify(s), True))
 
 
 @lru_cache(maxsize=None)
@@ -137,7 +136,7 @@ def closed_sum(c, k, lo, hi):
             cases += coeff * s
         else:
             total += coeff * s
-    return sp.factor_terms(sp.simplify(total)) + cases
+    return scalar_simplify(total) + cases
 
 
 def _pull_inner_sum(scal, inner, k, lo, hi):

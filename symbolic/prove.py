@@ -84,6 +84,8 @@ def is_zero(d):
 
     d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2,
                   lambda e: sym(e.base) ** e.exp.p)
+    # factored terms share their denominators' factors: a far smaller common numerator
+    d = sp.Add(*[sp.factor(t) for t in sp.Add.make_args(d)])
     num = sp.expand(sp.numer(sp.together(d)))
     for _ in range(4):
         if num == 0:
