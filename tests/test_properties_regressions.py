@@ -299,3 +299,24 @@ def test_a_mini_batch_field_at_decay_zero_does_not_crash_in_sympy(monkeypatch):
     opt = Optimizer("decay-zero-exp", [s], s * sp.exp(s / 2) / 2)
     losses = [3 * x1 ** 2 / 4 + sp.exp(-2 * x1) / 2, 7 * x1 ** 2 / 12]
     check_order(opt, 1, losses, [x1], [sp.Integer(0)], None, {beta: sp.Integer(0)})
+
+
+def test_a_power_of_a_memory_sum_at_order_2(monkeypatch):
+    """Found by the long profile of test_series_full_batch_order_2 (case 48): step
+    ``s0^3 lam + theta^3/2`` with ``s0`` an unnormalised EMA of ``g theta``.  The ``h^2`` term's
+    memory sums (a power of a memory sum, then sums over pairs of past steps) were closed term
+    by term, each closed form factored whole: that derivation had not finished after 20
+    minutes.  Now the terms are gathered by field monomial and large coefficients kept as
+    polynomials in the index powers (``operators.index_polynomial``).  Pinned with the square,
+    which takes the same path at a CI-sized cost (the check took 218 s of CPU before, 28 s
+    after; the cube about 130 s after).  Oracle: the series check."""
+    from modeq.symbolic import Optimizer
+    import test_properties_series
+    monkeypatch.setattr(test_properties_series, "event", lambda *_: None)
+    x1 = sp.Symbol("x1")
+    lam = sp.Symbol("lam", positive=True)
+    s0 = EMA("s0_power", decay=beta, of=g * theta, normalized=False)
+    opt = Optimizer("power", [s0], s0 ** 2 * lam + theta ** 3 / 2)
+    E = -x1 ** 3 / 3 + x1 ** 2 + sp.exp(-2 * x1 / 3) / 2
+    test_properties_series.check_order(opt, 2, E, [x1], [-sp.Rational(1, 3)], None,
+                                       {beta: sp.Rational(2, 25), lam: sp.Integer(1)})
