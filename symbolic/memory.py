@@ -15,7 +15,8 @@ from functools import lru_cache
 
 import sympy as sp
 
-from .operators import LARGE, D3, Hess, coefficient_form, is_field, is_scalar, scalar_simplify
+from .operators import (LARGE, D3, Hess, collect_fields, is_field, is_scalar, scalar_simplify,
+                        split_scalar)
 
 __all__ = ["closed_sum", "simplify_sums", "resolve_piecewise", "stationary_limit",
            "gather_powers_into_sums"]
@@ -176,7 +177,7 @@ def _sum_term(term, k, lo, hi, simplify=True):
             return indep * sp.Sum(dep, (k, lo, hi))
         if not simplify:
             return indep * s
-        c, f = _split(indep)
+        c, f = split_scalar(indep)
         return scalar_simplify(c * s) * f
     scal, fld = [], []
     for f in factors:
@@ -196,25 +197,13 @@ def _sum_term(term, k, lo, hi, simplify=True):
     return indep * sp.Sum(dep, (k, lo, hi))
 
 
-def _split(term):
-    scal, fld = [], []
-    for f in sp.Mul.make_args(term):
-        (fld if is_field(f) else scal).append(f)
-    return sp.Mul(*scal), sp.Mul(*fld)
-
-
 def _sum_expr(f, k, lo, hi):
     """``sum_{k=lo}^{hi} f`` term by term; the terms of a large sum are gathered by field
-    monomial and each coefficient is simplified once (:func:`operators.coefficient_form`)."""
+    monomial and each coefficient is simplified once (:func:`operators.collect_fields`)."""
     terms = sp.Add.make_args(sp.expand_mul(f))
     if len(terms) <= LARGE:
         return sp.Add(*[_sum_term(t, k, lo, hi) for t in terms])
-    groups = {}
-    for t in terms:
-        for part in sp.Add.make_args(sp.expand_mul(_sum_term(t, k, lo, hi, simplify=False))):
-            c, fld = _split(part)
-            groups[fld] = groups.get(fld, 0) + c
-    return sp.Add(*[coefficient_form(c) * fld for fld, c in groups.items()])
+    return collect_fields(sp.Add(*[_sum_term(t, k, lo, hi, simplify=False) for t in terms]))
 
 
 def simplify_sums(e):

@@ -191,7 +191,7 @@ def _fresh_sum(s):
     return sp.Sum(s.function.xreplace(rename), *limits)
 
 
-def _split_scalar(term):
+def split_scalar(term):
     """Split a product into (scalar factor, field factor)."""
     scal, fld = [], []
     for f in sp.Mul.make_args(term):
@@ -212,7 +212,7 @@ def _linear_parts(u):
     """Write ``u`` as sum of (scalar coefficient, field) with the fields merged."""
     parts = {}
     for term in sp.Add.make_args(sp.expand_mul(u)):
-        c, f = _split_scalar(_factor_denominators(term))
+        c, f = split_scalar(_factor_denominators(term))
         if f == 1:
             # a constant vector field (e.g. an eps term) has no point dependence but is a field
             parts[sp.S.One] = parts.get(sp.S.One, 0) + c
@@ -254,12 +254,12 @@ def scalar_simplify(c):
     return sp.factor(sp.cancel(sp.expand_power_exp(c)))
 
 
-def _indexed(f):
-    return any(s.is_integer for s in f.free_symbols)
-
-
 def _index_symbols(e):
     return [s for s in e.free_symbols if s.is_integer]
+
+
+def _indexed(e):
+    return bool(_index_symbols(e))
 
 
 def _normal_factors(term):
@@ -339,7 +339,7 @@ def collect_fields(e):
     """Group ``e`` by distinct field monomials with simplified scalar coefficients."""
     groups = {}
     for term in sp.Add.make_args(sp.expand_mul(sp.sympify(e))):
-        c, f = _split_scalar(term)
+        c, f = split_scalar(term)
         groups[f] = groups.get(f, 0) + c
     out = []
     for f, c in groups.items():

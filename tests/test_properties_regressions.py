@@ -309,7 +309,7 @@ def test_a_power_of_a_memory_sum_at_order_2(monkeypatch):
     minutes.  Now the terms are gathered by field monomial and large coefficients kept as
     polynomials in the index powers (``operators.index_polynomial``).  Pinned with the square,
     which takes the same path at a CI-sized cost (the check took 218 s of CPU before, 28 s
-    after; the cube about 130 s after).  Oracle: the series check."""
+    after; the cube about 100 s of derive alone).  Oracle: the series check."""
     from modeq.symbolic import Optimizer
     import test_properties_series
     monkeypatch.setattr(test_properties_series, "event", lambda *_: None)
