@@ -25,9 +25,7 @@ Module map (imports point down the list; the prover is :mod:`modeq.symbolic.prov
 ``FULL_BATCH_STEPS`` on the engine's ``derivation(adam, 1)``, ``verify()`` re-runs every check
 from the document's own quantities, ``render`` lays it out.
 """
-import importlib
-import sys
-import types
+from modeq.symbolic.lazy_exports import install as _install
 
 #: public name -> the module defining it; loaded on first use, so that ``modeq`` commands
 #: answered from the output cache (:mod:`.output_cache`) never import SymPy
@@ -42,28 +40,4 @@ __all__ = ["build_document", "document", "document_name", "render", "equation_te
            "write_tex", "compile_pdf", "latex_engine", "regenerate", "builtin_filename",
            "BUILTIN_DOCUMENTS", "Document", "ProofError"]
 
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
-
-
-class _Package(types.ModuleType):
-    """The import system records a loaded submodule as an attribute of its package; the
-    submodule ``document`` must not hide the function ``document`` (as the eager
-    ``from .build import document`` used to ensure by coming last)."""
-
-    def __setattr__(self, name, value):
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+_install(__name__, _EXPORTS)

@@ -6,11 +6,11 @@ Only commands whose output is a function of their arguments and of modeq's own c
 is keyed by a SHA-256 of the arguments and of a fingerprint: the versions of modeq, SymPy and
 mpmath (package metadata, read without importing them) and a digest of every ``.py`` of
 ``modeq.symbolic``, ``modeq.numeric`` and ``modeq.proofs``, so an edited checkout never prints
-another code's answer.  Entries live in the derivation cache's directory (the same rule as
-:func:`modeq.symbolic.cache.cache_dir`, restated here because that module imports SymPy; a test
-holds the two equal), are written atomically, carry their key in a first line checked on read,
-and are off wherever the derivation cache is off (``MODEQ_NO_CACHE``, ``--no-cache``).
-``modeq cache clear`` removes them.  This module imports nothing beyond the standard library.
+another code's answer.  Entries live in the derivation cache's directory (the rule of
+:mod:`modeq.symbolic.cache_location`, which imports no SymPy), are written atomically, carry
+their key in a first line checked on read, and are off wherever the derivation cache is off
+(``MODEQ_NO_CACHE``, ``--no-cache``).  ``modeq cache clear`` removes them.  Nothing here
+imports SymPy.
 """
 from __future__ import annotations
 
@@ -22,27 +22,19 @@ import os
 import pathlib
 import tempfile
 
-__all__ = ["SUFFIX", "cache_dir", "cacheable", "lookup", "store"]
+from modeq.symbolic.cache_location import OUTPUT_SUFFIX, cache_dir, off_by_environment
+
+__all__ = ["SUFFIX", "cacheable", "lookup", "store"]
 
 #: file name ending of a remembered output (``modeq cache clear`` removes these too)
-SUFFIX = ".cli.txt"
+SUFFIX = OUTPUT_SUFFIX
 _PACKAGES = ("modeq.symbolic", "modeq.numeric", "modeq.proofs")
 _fingerprint = None
 
 
-def cache_dir() -> pathlib.Path:
-    """``MODEQ_CACHE_DIR``, else ``$XDG_CACHE_HOME/modeq``, else ``~/.cache/modeq``."""
-    env = os.environ.get("MODEQ_CACHE_DIR")
-    if env:
-        return pathlib.Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base) / "modeq"
-
-
 def cacheable(argv) -> bool:
     """Whether the output of ``modeq *argv`` is remembered (see the module docstring)."""
-    flag = os.environ.get("MODEQ_NO_CACHE", "").strip().lower()
-    return (bool(argv) and argv[0] == "derive" and flag in ("", "0", "false", "no")
+    return (bool(argv) and argv[0] == "derive" and not off_by_environment()
             and not any(a in ("--no-cache", "-h", "--help") or a.startswith("--torch")
                         for a in argv))
 

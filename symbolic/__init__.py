@@ -13,19 +13,15 @@ Public contract::
 Conventions are those of ``docs/conventions.md``: the modified flow on ``[nh, (n+1)h)`` is
 ``d theta/dt = -F^(n)(theta)`` with ``F = F0 + h F1 + h^2 F2 + ...``.
 """
-from .family import EMA, Optimizer, beta, eps, g, h, n, rho, theta
-from . import optimizers
-from .flow import derive, ModifiedFlow
-from .recognize import recognize
-from .regimes import regime_table
+from .lazy_exports import install as _install
 
+#: public name -> the submodule defining it (``None``: the name is the submodule), loaded on
+#: first use so that light submodules (``cache_location``) can be imported without SymPy
+_EXPORTS = {**{name: "family" for name in ("EMA", "Optimizer", "g", "theta", "h", "n", "beta",
+                                           "rho", "eps")},
+            "optimizers": None, "derive": "flow", "ModifiedFlow": "flow",
+            "recognize": "recognize", "regime_table": "regimes",
+            "generate_module": "codegen"}
 
-def __getattr__(name):
-    # generate_module loads the whole emit chain: imported on first use
-    if name == "generate_module":
-        from .codegen import generate_module
-        return generate_module
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-__all__ = ["EMA", "Optimizer", "g", "theta", "h", "n", "beta", "rho", "eps", "derive",
-           "ModifiedFlow", "optimizers", "recognize", "regime_table", "generate_module"]
+__all__ = list(_EXPORTS)
+_install(__name__, _EXPORTS)

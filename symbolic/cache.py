@@ -37,6 +37,8 @@ import warnings
 
 import sympy as sp
 
+from .cache_location import OUTPUT_SUFFIX, cache_dir, off_by_environment
+
 __all__ = ["cache_dir", "enabled", "disabled", "fingerprint", "declaration_text", "cached",
            "lookup", "store", "clear", "info", "CacheWarning", "MISS"]
 
@@ -57,19 +59,9 @@ def _depth():
     return getattr(_state, "off", 0)
 
 
-def cache_dir() -> pathlib.Path:
-    """The cache directory (not created): ``MODEQ_CACHE_DIR``, else the user's cache dir."""
-    env = os.environ.get("MODEQ_CACHE_DIR")
-    if env:
-        return pathlib.Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base) / "modeq"
-
-
 def enabled() -> bool:
     """Whether the cache is read and written here and now."""
-    flag = os.environ.get("MODEQ_NO_CACHE", "").strip().lower()
-    return _depth() == 0 and flag in ("", "0", "false", "no")
+    return _depth() == 0 and not off_by_environment()
 
 
 @contextlib.contextmanager
@@ -253,7 +245,7 @@ def _entries(directory):
         return []
     # remembered command outputs (modeq.proofs.output_cache) are entries too
     return [p for p in directory.iterdir()
-            if p.is_file() and p.name.endswith((SUFFIX, ".cli.txt"))]
+            if p.is_file() and p.name.endswith((SUFFIX, OUTPUT_SUFFIX))]
 
 
 def info():

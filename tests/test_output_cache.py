@@ -76,11 +76,25 @@ def test_cache_clear_removes_remembered_outputs(tmp_path, monkeypatch):
     assert output_cache.lookup(["derive", "gd"]) is None
 
 
-@pytest.mark.parametrize("env", [{"MODEQ_CACHE_DIR": "~/somewhere"},
-                                 {"XDG_CACHE_HOME": "/tmp/xdg"}, {}])
-def test_the_two_cache_directory_rules_agree(env, monkeypatch):
-    for name in ("MODEQ_CACHE_DIR", "XDG_CACHE_HOME"):
+@pytest.mark.parametrize("env", [{"MODEQ_CACHE_DIR": "somewhere"},
+                                 {"XDG_CACHE_HOME": "xdg"}, {"HOME": "home"}])
+def test_outputs_live_in_the_derivation_cache_directory(env, tmp_path, monkeypatch):
+    """Under each rule of the cache location, a remembered output is an entry of
+    ``modeq.symbolic.cache`` (counted by ``info``, removed by ``clear``) at the documented path."""
+    for name in ("MODEQ_CACHE_DIR", "XDG_CACHE_HOME", "MODEQ_NO_CACHE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert output_cache.cache_dir() == cache.cache_dir()
+        monkeypatch.setenv(name, str(tmp_path / value))
+    expected = {"MODEQ_CACHE_DIR": tmp_path / "somewhere", "XDG_CACHE_HOME": tmp_path / "xdg" /
+                "modeq", "HOME": tmp_path / "home" / ".cache" / "modeq"}[next(iter(env))]
+    output_cache.store(["derive", "gd"], "text\n")
+    assert len(list(expected.glob(f"*{output_cache.SUFFIX}"))) == 1
+    assert cache.info()["directory"] == str(expected) and cache.clear() == 1
+
+
+def test_the_light_modules_import_no_sympy():
+    code = ("import sys, modeq.symbolic, modeq.proofs, modeq.proofs.output_cache, "
+            "modeq.symbolic.cache_location; print(sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('sympy', 'numpy', 'mpmath', 'torch')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
