@@ -26,6 +26,16 @@ def _decay_symbols(expr):
     return {s for s in expr.free_symbols if not s.is_integer}
 
 
+def _probe(expr):
+    """Generic values for the symbols of ``expr``: decays ``1/3, 1/4, ...`` in ``(0, 1)``, step
+    indices ``7, 8, ...``."""
+    probe = {s: sp.Rational(1, 3 + i) for i, s in enumerate(sorted(_decay_symbols(expr),
+                                                                   key=str))}
+    probe.update({s: sp.Integer(7 + i) for i, s in enumerate(
+        sorted(expr.free_symbols - set(probe), key=str))})
+    return probe
+
+
 def resolve_piecewise(expr):
     """Pick, in every Piecewise, the branch valid for generic decays in ``(0, 1)`` and step
     indices (ratios of decays equal to 1 are :func:`closed_sum`'s own cases)."""
@@ -34,13 +44,7 @@ def resolve_piecewise(expr):
 
     def pick(pw):
         for value, cond in pw.args:
-            if cond == sp.true:
-                return value
-            probe = {s: sp.Rational(1, 3 + i) for i, s in enumerate(
-                sorted(_decay_symbols(cond), key=str))}
-            probe.update({s: sp.Integer(7 + i) for i, s in enumerate(    # step indices
-                sorted(cond.free_symbols - set(probe), key=str))})
-            if bool(cond.subs(probe)):
+            if cond == sp.true or bool(cond.subs(_probe(cond))):
                 return value
         raise ValueError(f"no branch of {pw} holds for decays in (0, 1)")
 
@@ -103,14 +107,35 @@ def _geometric_sum(dep, k, lo, hi):
     be 1 at some decays in ``(0, 1)`` (``rho / beta``, ``2 rho``: two decays in a product of
     EMAs), the value there (a polynomial sum) is kept as the first branch of a ``Piecewise``
     on ``Eq(r, 1)``, so that values with ``r = 1`` give the sum, not ``0/0``."""
-    s = resolve_piecewise(sp.summation(dep, (k, lo, hi)))
+    r, rest = _ratio(dep, k)
+    if not r.free_symbols:
+        s = resolve_piecewise(sp.summation(dep, (k, lo, hi)))
+    elif hi == sp.oo and not abs(r.subs(_probe(r))) < 1:
+        return None                          # a tail that diverges for generic decays
+    else:
+        s = _polynomial_geometric_sum(r, rest, k, lo, hi)
     if s.has(sp.Sum) or s.has(sp.oo) or s.has(sp.zoo) or s is sp.nan:
         return None
-    r, rest = _ratio(dep, k)
     if hi == sp.oo or not r.free_symbols or not can_be_one(r):
         return s
     at_one = sp.summation(rest, (k, lo, hi))
     return sp.Piecewise((scalar_simplify(at_one), sp.Eq(r, 1)), (scalar_simplify(s), True))
+
+
+def _polynomial_geometric_sum(r, rest, k, lo, hi):
+    """``sum_{k=lo}^{hi} rest(k) r^k`` for a polynomial ``rest`` and ``r != 1``: the moments
+    ``sum k^j z^k = (z d/dz)^j (z^lo - z^(hi+1)) / (1 - z)`` at ``z = r`` (Karr's convention
+    for ``hi < lo - 1``, as SymPy's ``summation``); ``hi = oo``: ``z^(hi+1)`` is dropped
+    (``|r| < 1``, the caller's check).  The case ``r = 1`` is the caller's too."""
+    z = sp.Dummy("z")
+    tail = 0 if hi == sp.oo else z ** (hi + 1)
+    moment, moments = (z ** lo - tail) / (1 - z), []
+    poly = sp.Poly(rest, k)
+    for j in range(poly.degree() + 1):
+        moments.append(moment)
+        moment = z * sp.diff(moment, z)
+    total = sp.Add(*[c * moments[j] for (j,), c in poly.terms()])
+    return total.subs(z, r)
 
 
 @lru_cache(maxsize=None)

@@ -66,19 +66,45 @@ def test_two_decays_whose_ratio_is_one(monkeypatch):
        st.integers(0, 2), st.sampled_from([sp.Rational(1, 2), sp.Rational(9, 10),
                                            sp.Rational(1, 4)]),
        st.sampled_from(["beta", sp.Rational(1, 2), sp.Rational(9, 10), sp.Rational(3, 10)]),
-       st.integers(0, 4))
-def test_closed_memory_sums_equal_the_sum_at_every_decay(bases, power, b, r, top):
-    """``memory.closed_sum`` of a polynomial-geometric ``k^power * prod(bases)^k`` equals the
-    sum written out term by term, at decays that make the ratio 1 (``rho = beta``,
-    ``rho = 1/2``) as well as generic ones."""
+       st.integers(0, 2), st.integers(-1, 4))
+def test_closed_memory_sums_equal_the_sum_at_every_decay(bases, power, b, r, lo, length):
+    """``memory.closed_sum`` of a polynomial-geometric ``k^power * prod(bases)^k`` over
+    ``lo <= k <= n`` equals the sum written out term by term (empty when ``n = lo - 1``), at
+    decays that make the ratio 1 (``rho = beta``, ``rho = 1/2``) as well as generic ones."""
     from modeq.symbolic.memory import closed_sum
     k = sp.Symbol("k", integer=True, nonnegative=True)
     n = sp.Symbol("n", integer=True, nonnegative=True)
     c = k**power * sp.Mul(*[q**k for q in bases])
-    closed = closed_sum(c, k, 0, n)
+    closed = closed_sum(c, k, lo, n)
+    top = max(lo + length, lo - 1)
     at = {beta: b, rho: b if r == "beta" else r, n: top}
-    brute = sum(c.xreplace({**at, k: j}) for j in range(top + 1))
+    brute = sum(c.xreplace({**at, k: j}) for j in range(lo, top + 1))
     assert sp.simplify(closed.xreplace(at) - brute) == 0
+
+
+@settings(max_examples=examples(40))
+@given(st.lists(st.sampled_from([sp.Rational(1, 2), beta, rho, beta**2, sp.Integer(2)]),
+                min_size=1, max_size=3),
+       st.integers(0, 3), st.integers(0, 3),
+       st.sampled_from([sp.Rational(1, 3), sp.Rational(9, 10), sp.Rational(1, 10)]),
+       st.sampled_from([sp.Rational(1, 5), sp.Rational(7, 10), sp.Rational(99, 100)]))
+def test_closed_memory_tails_equal_sympys_sum_of_the_series(bases, power, lo, b, r):
+    """The stationary tails ``sum_{k=lo}^{oo} k^power prod(bases)^k`` in closed form equal
+    SymPy's summation of the series at the given rational decays (an independent evaluation);
+    a tail whose ratio is not below 1 for generic decays has no closed form (``None``)."""
+    from modeq.symbolic.memory import closed_sum
+    k = sp.Symbol("k", integer=True, nonnegative=True)
+    c = k**power * sp.Mul(*[q**k for q in bases])
+    closed = closed_sum(c, k, lo, sp.oo)
+    ratio = sp.Mul(*bases).xreplace({beta: sp.Rational(1, 3), rho: sp.Rational(1, 4)})
+    if ratio >= 1:
+        assert closed is None
+        return
+    at = {beta: b, rho: r}
+    if sp.Mul(*bases).xreplace(at) >= 1:
+        return                               # generic decays converge, these do not
+    exact = sp.summation(c.xreplace(at), (k, lo, sp.oo))
+    assert sp.simplify(closed.xreplace(at) - exact) == 0
 
 
 
