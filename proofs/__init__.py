@@ -36,8 +36,5 @@ _EXPORTS = {"build_document": "build", "document": "build", "document_name": "bu
             "BUILTIN_DOCUMENTS": "registry", "builtin_filename": "registry",
             "regenerate": "registry"}
 
-__all__ = ["build_document", "document", "document_name", "render", "equation_tex",
-           "write_tex", "compile_pdf", "latex_engine", "regenerate", "builtin_filename",
-           "BUILTIN_DOCUMENTS", "Document", "ProofError"]
-
+__all__ = list(_EXPORTS)
 _install(__name__, _EXPORTS)

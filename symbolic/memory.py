@@ -110,13 +110,11 @@ def _geometric_sum(dep, k, lo, hi):
     r, rest = _ratio(dep, k)
     if not r.free_symbols:
         s = resolve_piecewise(sp.summation(dep, (k, lo, hi)))
-    elif hi == sp.oo and not abs(r.subs(_probe(r))) < 1:
+        return None if s.has(sp.Sum, sp.oo, sp.zoo) or s is sp.nan else s
+    if hi == sp.oo and not abs(r.subs(_probe(r))) < 1:
         return None                          # a tail that diverges for generic decays
-    else:
-        s = _polynomial_geometric_sum(r, rest, k, lo, hi)
-    if s.has(sp.Sum) or s.has(sp.oo) or s.has(sp.zoo) or s is sp.nan:
-        return None
-    if hi == sp.oo or not r.free_symbols or not can_be_one(r):
+    s = _polynomial_geometric_sum(r, rest, k, lo, hi)
+    if hi == sp.oo or not can_be_one(r):
         return s
     at_one = sp.summation(rest, (k, lo, hi))
     return sp.Piecewise((scalar_simplify(at_one), sp.Eq(r, 1)), (scalar_simplify(s), True))
