@@ -17,6 +17,7 @@ from ..components import lower
 from ..family import h as h_sym
 from ..family import n as n_sym
 from .arrays import as_points, resolve_dtype, stack_components
+from .cyclic_tail import cyclic_tail
 from .kernel import Kernel
 from .minibatch_order2 import Order2Sweep
 from .values import check_step
@@ -111,6 +112,8 @@ class MiniBatchField:
                                     modules=modules) for s in opt.states]
         self._decay = [_compiled([], s.decay.xreplace(subs), modules=modules)
                        for s in opt.states]
+        self._limit = [_compiled([], s.stationary_weight(0).xreplace(subs), modules=modules)
+                       for s in opt.states]
         self._tables = {}
         self._dtype = resolve_dtype(modules)
 
@@ -121,6 +124,7 @@ class MiniBatchField:
         tab = self._tables.get(key)
         if tab is None:
             tab = {"u": [[] for _ in self.states], "d": [d() for d in self._decay]}
+            tab["tail"] = self._cyclic_tail(tab["d"], key)
             self._tables = {key: tab}
         for i, d in enumerate(tab["d"]):
             rows = tab["u"][i]
@@ -139,7 +143,21 @@ class MiniBatchField:
             return mpmath.mp.prec
         return 53
 
+    def _cyclic_tail(self, decays, prec):
+        """The closed-form stationary part of the memory sums (:mod:`.cyclic_tail`), or
+        ``None`` (every step of the window is then added)."""
+        if self.provider.schedule is not None:
+            return None
+        return cyclic_tail(decays, [c() for c in self._limit], self._w_last, self.m,
+                           self.provider.loss_index, prec, self.modules)
+
+    def _stationary(self, tab, l):
+        tail = tab["tail"]
+        return tail is not None and l >= tail.start
+
     def _weights(self, tab, l):
+        if self._stationary(tab, l):
+            return tab["tail"].weights(l)
         return [self._w_last[i](l) * x for i in range(len(self.states))
                 for x in tab["u"][i][l]]
 
@@ -172,7 +190,8 @@ class MiniBatchField:
         key = self._precision_key()
         table = self._tables.get(key)
         if table is None:
-            table = self._tables = {key: self._order2.table(self.provider.loss_index)}
+            table = self._tables = {key: self._order2.table(
+                self.provider.loss_index, prec=key, cyclic=self.provider.schedule is None)}
             table = self._tables[key]
         F0, F1, F2 = self._order2(n, theta, table, key)
         h = self._h_value()
@@ -181,7 +200,8 @@ class MiniBatchField:
     def _field(self, n, theta):
         if self.flow.order >= 2:
             return self._field2(n, theta)
-        tab = self._u_table(n)
+        tail = self._u_table(0)["tail"]
+        tab = self._u_table(n if tail is None else min(n, tail.start))
         G = [self._grad[b](*theta) for b in range(self.m)]
         Gflat = [x for row in G for x in row]
         c = self.provider.loss_index(n)
@@ -192,7 +212,8 @@ class MiniBatchField:
         # V[i][b] = w_i(n, n) sum_{l<n} d_i^(n-l) u_ib(l) F0^(l)
         V = [[[0 * x for x in F0] for _ in range(self.m)] for _ in self.states]
         start = self._window(tab, n)
-        for l in range(start, n):
+        stop = n if tail is None else min(n, tail.start)
+        for l in range(start, stop):
             F0l = self._F0[self.provider.loss_index(l)](*self._weights(tab, l), *Gflat, *theta)
             for i, d in enumerate(tab["d"]):
                 scale = d ** (n - l)
@@ -200,6 +221,16 @@ class MiniBatchField:
                     coef = scale * tab["u"][i][l][b]
                     if coef:
                         V[i][b] = [a + coef * f for a, f in zip(V[i][b], F0l)]
+        if tail is not None:
+            # steps tail.start <= l < n: one F0 per residue, geometric sums over the periods
+            for s, r, T in tail.residues(n, tail.start):
+                F0r = self._F0[self.provider.loss_index(r)](*tail.weights(r), *Gflat, *theta)
+                for i in range(len(self.states)):
+                    s0 = tail.lag_sums(i, s, T)[0]
+                    for b, ub in enumerate(tail.u(r)[i]):
+                        coef = s0 * ub
+                        if coef:
+                            V[i][b] = [a + coef * f for a, f in zip(V[i][b], F0r)]
         wn = [self._w_last[i](n) for i in range(len(self.states))]
         Vflat = [wn[i] * x for i in range(len(self.states)) for b in range(self.m)
                  for x in V[i][b]]

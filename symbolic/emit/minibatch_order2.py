@@ -26,6 +26,7 @@ import sympy as sp
 
 from ..components import lower
 from ..family import n as n_sym
+from .cyclic_tail import cyclic_tail
 from .kernel import Kernel
 
 __all__ = ["Order2Sweep", "exact_field"]
@@ -166,6 +167,8 @@ class Order2Sweep:
         self._d3 = [_kernel(prm, loss(b, 3), backend) for b in range(m)]
         self._decay = _kernel(x, dec, backend) if dec else (lambda *a: [])
         self._w_last = _kernel([n_sym] + x, wl, backend) if wl else (lambda *a: [])
+        limits = [s.stationary_weight(0).xreplace(subs) for s in opt.states]
+        self._limits = _kernel(x, limits, backend) if limits else (lambda *a: [])
         self._exact_decays = dec
 
     # ----------------------------------------------------------------------------- tables
@@ -186,13 +189,25 @@ class Order2Sweep:
             lo = min(lo, max(0, n - L))
         return lo if self.states else n
 
-    def table(self, loss_index, values=()):
-        """The scalar table ``u[l][i][b]`` of a schedule (filled on demand)."""
-        return _UTable(self._decay(*values), self.m, loss_index)
+    def table(self, loss_index, values=(), prec=None, cyclic=False):
+        """The scalar table ``u[l][i][b]`` of a schedule (filled on demand); with ``cyclic``
+        (the default schedule) and a working precision ``prec``, also the closed-form
+        stationary part of the memory sums (:mod:`.cyclic_tail`) where it applies."""
+        table = _UTable(self._decay(*values), self.m, loss_index)
+        if cyclic and prec is not None:
+            w_last = [lambda l, i=i: self._w_last(l, *values)[i]
+                      for i in range(len(self.states))]
+            table.tail = cyclic_tail(table.d, self._limits(*values), w_last, self.m,
+                                     loss_index, prec, self.backend)
+        return table
 
     def __call__(self, n, theta, table, prec, values=()):
         """``[F0, F1, F2]`` at step ``n`` for the point ``theta`` (a list of components);
-        ``table`` from :meth:`table` (same values and precision)."""
+        ``table`` from :meth:`table` (same values and precision).
+
+        Steps from ``start`` (the window) to ``direct_end`` are swept one by one; with a
+        cyclic tail, the steps from ``L0`` (where the memory ``a(l)`` of a step is periodic
+        too, two tail starts in) to ``n`` are summed per residue in closed form."""
         x = list(values)
         m, p, S = self.m, self.p, len(self.states)
         d = table.d
@@ -201,9 +216,11 @@ class Order2Sweep:
         H = [v for b in range(m) for v in self._hess[b](*theta)]
         T = [v for b in range(m) for v in self._d3[b](*theta)]
         start = self.window(n, prec)
+        tail = table.tail
+        L0 = n + 1 if tail is None else max(start, 2 * tail.start + m)
         acc = [[[zero] * p for _ in range(m)] for _ in range(S)]
         past = []
-        for l in range(start, n + 1):
+        for l in range(start, min(n + 1, L0)):
             b, u = table.batch(l), table.row(l)
             wl = self._w_last(l, *x)
             W = [wl[i] * v for i in range(S) for v in u[i]]
@@ -218,12 +235,18 @@ class Order2Sweep:
             for i in range(S):
                 acc[i] = [[d[i] * (a + u[i][c] * f) for a, f in zip(acc[i][c], F0)]
                           for c in range(m)]
-        F1n = self._F1[bn](*Wn, *G, *theta, *H, *Vn, *x)
         Uv = [[[zero] * p for _ in range(m)] for _ in range(S)]
         Jv = [[[zero] * (p * p) for _ in range(m)] for _ in range(S)]
         Mv = [[[zero] * (p * (p + 1) // 2) for _ in range(m)] for _ in range(S)]
         D = [zero] * p                                     # D_{l+1}
-        scale = [wn[i] for i in range(S)]
+        if L0 <= n:
+            wn = self._w_last(n, *x)
+            Wn, Vn, F0n, bn, D = self._stationary_part(n, L0, table, wn, acc, Uv, Jv, Mv, G, H,
+                                                       theta, x)
+            scale = [wn[i] * d[i] ** (n - L0) for i in range(S)]
+        else:
+            scale = [wn[i] for i in range(S)]
+        F1n = self._F1[bn](*Wn, *G, *theta, *H, *Vn, *x)
         for b, ul, F0, J0, F1 in reversed(past):
             scale = [scale[i] * d[i] for i in range(S)]
             X = [f / 2 + dd for f, dd in zip(F0, D)]
@@ -243,12 +266,72 @@ class Order2Sweep:
         F2n = self._F2[bn](*Wn, *G, *theta, *H, *T, *Vn, *flat(Uv), *Q, *flat(Jv), *x)
         return F0n, F1n, F2n
 
+    def _stationary_part(self, n, L0, table, wn, acc, Uv, Jv, Mv, G, H, theta, x):
+        """Add the steps ``L0 <= l < n`` of the cyclic tail to the sums ``U, J, M`` (in place)
+        and return the current step's ``W, V, F0``, batch and ``D_{L0}``.
+
+        Per residue ``r``: ``F0*(r)``, its Jacobian ``J0*(r)`` and ``F1*(r)`` (with the
+        periodic memory ``a*(r) = sum_{s=1}^{m} d^s u*(r-s) F0*(r-s) / (1 - d^m)``).  Step
+        ``l = n - s - m t`` has ``D_l = t P + Q_s`` (``P`` the sum over a period, ``Q_s`` over
+        the last ``s`` steps) and ``E_l = A_s + t B_s``, so each lag ``s`` contributes the
+        moments ``d^s sum_t t^k d^(m t)``, ``k <= 2``."""
+        m, p, S = self.m, self.p, len(self.states)
+        tail = table.tail
+        zero = 0 * theta[0]
+        F0s = [self._F0[tail.batch[r]](*tail.weights(r), *G, *theta, *x) for r in range(m)]
+        per = []
+        for r in range(m):
+            a = [[[zero] * p for _ in range(m)] for _ in range(S)]
+            for s in range(1, m + 1):
+                q = (r - s) % m
+                for i in range(S):
+                    k = tail.power(i, s) / (1 - tail.power(i, m))
+                    for c, uc in enumerate(tail.u(q)[i]):
+                        a[i][c] = [v + k * uc * f for v, f in zip(a[i][c], F0s[q])]
+            V = [tail.limit(i) * v for i in range(S) for row in a[i] for v in row]
+            W = tail.weights(r)
+            J0 = self._J0[tail.batch[r]](*W, *G, *theta, *H, *x)
+            F1 = self._F1[tail.batch[r]](*W, *G, *theta, *H, *V, *x)
+            per.append((J0, F1))
+        P = [sum((F0s[r][j] for r in range(m)), zero) for j in range(p)]
+        PP = [P[j] * P[k] for j in range(p) for k in range(j, p)]
+        accn = [[[v * table.d[i] ** (n - L0) for v in row] for row in acc[i]]
+                for i in range(S)]
+        Q = [zero] * p
+        D = [zero] * p
+        for s, r, Tcount in tail.residues(n, L0):
+            F0r, (J0r, F1r) = F0s[r], per[r]
+            X = [f / 2 + q for f, q in zip(F0r, Q)]
+            Q = [q + f for q, f in zip(Q, F0r)]
+            A = [F1r[j] + sum((J0r[j * p + k] * X[k] for k in range(p)), zero)
+                 for j in range(p)]
+            B = [sum((J0r[j * p + k] * P[k] for k in range(p)), zero) for j in range(p)]
+            PQ = [P[j] * Q[k] + Q[j] * P[k] for j in range(p) for k in range(j, p)]
+            QQ = [Q[j] * Q[k] for j in range(p) for k in range(j, p)]
+            D = [dd + (Tcount + 1) * f for dd, f in zip(D, F0r)]
+            b = tail.batch[r]
+            for i in range(S):
+                s0, s1, s2 = tail.lag_sums(i, s, Tcount)
+                w0, w1, w2 = wn[i] * s0, wn[i] * s1, wn[i] * s2
+                Mv[i][b] = [v + w2 * a2 + w1 * a1 + w0 * a0
+                            for v, a2, a1, a0 in zip(Mv[i][b], PP, PQ, QQ)]
+                for c, uc in enumerate(tail.u(r)[i]):
+                    if _nonzero(uc):
+                        Uv[i][c] = [v + uc * (w0 * ea + w1 * eb)
+                                    for v, ea, eb in zip(Uv[i][c], A, B)]
+                        Jv[i][c] = [v + uc * w0 * e for v, e in zip(Jv[i][c], J0r)]
+                        accn[i][c] = [v + uc * s0 * f for v, f in zip(accn[i][c], F0r)]
+        rn = n % m
+        Vn = [wn[i] * v for i in range(S) for row in accn[i] for v in row]
+        return tail.weights(rn), Vn, F0s[rn], tail.batch[rn], D
+
 
 class _UTable:
     """``u[l][i][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` by the exact recursion from step 0."""
 
     def __init__(self, d, m, loss_index):
         self.d, self.m, self.batch, self.rows = list(d), m, loss_index, []
+        self.tail = None
 
     def row(self, l):
         while len(self.rows) <= l:
