@@ -5,7 +5,7 @@ cyclic), mpmath at 30 digits.  Goal: at most 2x.
 Each case runs in its own process (a fresh field; the per-``n`` coefficient memo is filled by a
 first call at each ``n``, then the point is varied so that only the point-dependent work is
 timed).  A case whose single evaluation at ``n = 10**5`` exceeds the time limit is printed as
-``> limit``.  Run: ``python benchmarks/bench_fields.py [--limit SECONDS]``.
+``> limit``.  Run: ``python benchmarks/bench_fields.py [--limit SECONDS] [--batch full|mini]``.
 """
 from __future__ import annotations
 
@@ -55,9 +55,9 @@ def _one(limit, **case):
     return float(r.stdout.split()[-1])
 
 
-def main(limit=120):
+def main(limit=120, batches=("full", "mini")):
     print("== one field evaluation (mpmath, dps 30): n = 10**5 against n = 10 ==")
-    for batch in ("full", "mini"):
+    for batch in batches:
         for order in (1, 2):
             for name, eps, bc in BUILTINS:
                 if batch == "mini" and name == "gd":
@@ -78,4 +78,7 @@ def main(limit=120):
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    main(float(args[args.index("--limit") + 1]) if "--limit" in args else 120)
+    chosen = (args[args.index("--batch") + 1],) if "--batch" in args else ("full", "mini")
+    if not set(chosen) <= {"full", "mini"}:
+        sys.exit("--batch must be 'full' or 'mini'")
+    main(float(args[args.index("--limit") + 1]) if "--limit" in args else 120, chosen)
