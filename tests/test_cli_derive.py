@@ -231,3 +231,30 @@ def test_derive_epoch_refusals_exit_2(argv, words, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name, m", [("heavy_ball", 2), ("adam", 3)])
+def test_derive_mini_batch_order_2_prints_the_grouped_form(name, m, capsys):
+    """No step-indexed closed form exists at order 2 in mini batch: the command prints the
+    batch-grouped terms, and every grouped quantity they use is defined below them."""
+    import re
+    assert main(["derive", name, "--batch", "mini", "--order", "2", "--batches", str(m)]) == 0
+    out = capsys.readouterr().out
+    body, _, where = out.partition("  where, for state i")
+    assert re.search(r"^  F2 = ", body, re.M) and f"m = {m} batches" in body
+    used = set(re.findall(r"\b([WVUJQA])_[a-z]+(?:_\d+)?\b", body))
+    assert used >= {"W", "V", "U", "J", "Q"}
+    for kind in used - {"A"}:                    # A only inside the quadratic form Qform
+        assert re.search(rf"^    \(?(?:H\[)?{kind}_i", where, re.M), kind
+    batches = {int(b) for b in re.findall(r"g\[(\d+)\]", body)}
+    assert batches == set(range(m))
+
+
+@pytest.mark.parametrize("argv", [
+    ["derive", "adam", "--batch", "mini", "--order", "2", "--batches", "0"],
+    ["derive", "adam", "--batches", "3"],
+    ["derive", "adam", "--batch", "mini", "--order", "2", "--format", "latex"]])
+def test_derive_grouped_form_refusals_exit_2(argv, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "batches" in err or "grouped form" in err

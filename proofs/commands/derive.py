@@ -22,6 +22,9 @@ def add_parser(sub):
     p.add_argument("--epoch", type=int, metavar="M",
                    help="the epoch flow of M mini batches, each used once per epoch, averaged "
                         "over the M! orders (random reshuffling; time h per step)")
+    p.add_argument("--batches", type=int, metavar="M",
+                   help="with --batch mini --order 2: the number of batches of the grouped "
+                        "form (default 2)")
     p.add_argument("--no-reshuffle", action="store_true",
                    help="with --epoch: one fixed batch order repeated instead of reshuffling")
     p.add_argument("--format", choices=("text", "latex"), default="text")
@@ -65,7 +68,11 @@ def run(args):
             raise UsageError("--dims is for --batch full")
         if not 1 <= args.dims <= 6:
             raise UsageError(f"--dims must be in 1..6, got {args.dims}")
+    if args.batches is not None and not (args.batch == "mini" and args.order == 2):
+        raise UsageError("--batches is for --batch mini --order 2")
     flow = derive(opt, order=args.order)
+    if args.batch == "mini" and args.order == 2 and opt.states:
+        return _grouped(flow, args, values)
     if args.format == "latex":
         print(flow_latex(flow, args.batch, args.stationary))
     else:
@@ -87,6 +94,23 @@ def run(args):
             print(f"\nrecognized ({rec.term}): {rec.name} — {rec.source}\n  {rec.display}")
             for check in rec.checks:
                 print(f"  [{check_label(check)}] {check[0]}")
+    return 0
+
+
+def _grouped(flow, args, values):
+    """Mini batch, order 2, an optimizer with memory: the batch-grouped form (no step-indexed
+    closed form exists at this order)."""
+    from modeq.symbolic.display_grouped import grouped_flow_text
+    if args.format != "text" or args.dims is not None:
+        raise UsageError("--batch mini --order 2 prints the grouped form as text; it takes no "
+                         "--format latex or --dims")
+    m = 2 if args.batches is None else args.batches
+    if not 1 <= m <= 6:
+        raise UsageError(f"--batches must be in 1..6, got {m}")
+    print(grouped_flow_text(flow, m))
+    if values is not None:
+        print("hyperparameters from torch (h = lr): "
+              + ", ".join(f"{k} = {v}" for k, v in sorted(values.items())))
     return 0
 
 
