@@ -11,8 +11,10 @@ the step in powers of ``h``; the flow's own step; matching; ``F_0, F_1 (, F_2)``
 ``n -> oo`` limit; the recognized published forms; for Adam-type flows the paper's correction,
 its perturbed one-norm form and the regime table.  ``stationary=True`` derives directly with
 the stationary memory (weight moments ``mu_m``), the route used for order 2 with memory.
-Mini batch (:data:`MINI_BATCH_STEPS`, order 1): the same chain with one loss per step and the
-states named (:mod:`modeq.proofs.steps_mini`).
+Mini batch (:data:`MINI_BATCH_STEPS`, orders 0 and 1): the same chain
+with one loss per step and the states named (:mod:`modeq.proofs.steps_mini`); at order 2
+(:data:`GROUPED_STEPS`) the batch-grouped form, exact for every schedule, with its
+reduction to the full-batch flow checked (:mod:`modeq.proofs.steps_grouped`).
 
 Every equation of the document is a quantity of the document and is established by checks
 (:mod:`modeq.proofs.checks`) that read it back from the document.
@@ -22,12 +24,13 @@ from __future__ import annotations
 from modeq.symbolic import derive, optimizers as builtin
 from modeq.symbolic.pipeline import derivation
 
-from . import steps_adam, steps_common, steps_flow, steps_limit, steps_memory, steps_mini
+from . import (steps_adam, steps_common, steps_flow, steps_grouped, steps_limit,
+               steps_memory, steps_mini)
 from .context import BuildContext, document_name, title
 from .document import Document
 
 __all__ = ["build_document", "document", "document_name", "run_steps", "FULL_BATCH_STEPS",
-           "MINI_BATCH_STEPS"]
+           "MINI_BATCH_STEPS", "GROUPED_STEPS"]
 
 #: the steps of a full-batch document, in order
 FULL_BATCH_STEPS = (
@@ -64,6 +67,18 @@ MINI_BATCH_STEPS = (
 )
 
 
+#: the steps of a mini-batch document at order 2 (an optimizer with memory): the grouped form
+GROUPED_STEPS = (
+    steps_common.conventions,
+    steps_grouped.grouped_convention,
+    steps_common.recursion,
+    steps_grouped.grouped_terms,
+    steps_grouped.grouped_definitions,
+    steps_grouped.reduction_check,
+    steps_grouped.summary,
+)
+
+
 def run_steps(ctx, steps):
     """Run ``steps`` in order on ``ctx``; returns ``ctx.doc``."""
     for step in steps:
@@ -86,12 +101,14 @@ def build_document(optimizer, order=1, batch="full", stationary=False):
         optimizer = builtin.get(optimizer)
     if batch not in ("full", "mini"):
         raise ValueError(f"batch must be 'full' or 'mini', got {batch!r}")
-    if batch == "mini" and order != 1:
-        raise NotImplementedError("mini-batch documents are derived to order 1 (the engine's "
-                                  "mini-batch flows with memory stop at order 1)")
+    if batch == "mini" and order > 2:
+        raise NotImplementedError("mini-batch documents are derived to order 2")
     stationary = stationary and batch == "full"
     doc = Document(name=document_name(optimizer, order, batch, stationary),
                    title=title(optimizer, order, batch, stationary), summary="")
+    if batch == "mini" and order == 2:
+        ctx = BuildContext(optimizer, order, batch, False, doc, None)
+        return run_steps(ctx, GROUPED_STEPS)
     ctx = BuildContext(optimizer, order, batch, stationary, doc,
                        derivation(optimizer, order, batch, stationary),
                        flow=derive(optimizer, order) if batch == "full" else None)

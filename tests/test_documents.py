@@ -34,6 +34,7 @@ from modeq.proofs.cli import main
 from modeq.proofs.document import ProofError
 from modeq.symbolic import optimizers
 from modeq.symbolic.components import SymbolProvider, lower_vector
+from modeq.symbolic.operators import Grad
 from modeq.symbolic.family import beta, eps, h, n, rho
 
 TEX_DIR = R.TEX_DIR
@@ -299,3 +300,32 @@ def test_reproduce_part_writes_adam_documents(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["adam-full-order1.pdf", "adam-full-order1.tex"]
     with open(os.path.join(TEX_DIR, "adam-full-order1.tex"), encoding="utf-8") as f:
         assert (tmp_path / "adam-full-order1.tex").read_text(encoding="utf-8") == f.read()
+
+
+# ------------------------------------------------------------------ mini batch, order 2
+@pytest.mark.parametrize("key", ["F1", "F2", "Qform0"])
+def test_mini_batch_order_2_document_reads_back_its_grouped_form(key):
+    """The document's check evaluates the printed grouped terms (every past step written out)
+    against the full-batch flow exact in n: it passes as built, and a small wrong term planted
+    in any printed quantity fails it."""
+    doc = build_document("heavy_ball", order=2, batch="mini")
+    assert doc.verify().verified
+    wrong = build_document("heavy_ball", order=2, batch="mini")
+    g0 = next(a for a in wrong.quantities["F0"].atoms(Grad))
+    wrong.quantities[key] = wrong.quantities[key] + sp.Rational(1, 1000) * g0 * (
+        1 if key != "Qform0" else g0)
+    with pytest.raises(ProofError):
+        wrong.verify()
+
+
+def test_cli_writes_the_mini_batch_order_2_document(tmp_path, capsys):
+    assert main(["latex", "heavy_ball", "--batch", "mini", "--order", "2", "--out",
+                 str(tmp_path), "--pdf"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["heavy-ball-mini-order2.pdf",
+                                            "heavy-ball-mini-order2.tex"]
+    text = subprocess.run(["pdftotext", str(tmp_path / "heavy-ball-mini-order2.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    assert "grouped form" in text and "full-batch flow" in text
+    capsys.readouterr()
+    assert main(["latex", "adam", "--batch", "mini", "--order", "0"]) == 2
+    assert "order 1 or 2" in _one_line_error(capsys)

@@ -57,9 +57,9 @@ def check_out_dir(out):
 def _validate(opt, args):
     if args.batch == "mini" and args.stationary:
         raise ValueError("--stationary is for --batch full")
-    if args.batch == "mini" and args.order != 1:
-        raise ValueError("mini-batch documents are derived to order 1 (use --order 1)")
-    if args.order >= 2 and opt.states and not args.stationary:
+    if args.batch == "mini" and args.order == 0:
+        raise ValueError("mini-batch documents are derived to order 1 or 2 (use --order 1 or 2)")
+    if args.order >= 2 and opt.states and not args.stationary and args.batch == "full":
         raise ValueError("order 2 with memory: use --stationary (the exact-in-n h^2 memory "
                          "sums have no closed form)")
 
