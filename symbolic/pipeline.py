@@ -47,9 +47,10 @@ def derivation(optimizer, order, batch="full", stationary=False):
         raise ValueError("a stationary (n -> oo) flow is defined for full batch only")
     if batch == "mini" and order > 1 and optimizer.states:
         raise NotImplementedError(
-            "mini-batch flows with memory are derived to order 1; at order 2 the memory sums "
-            "of the h^2 term run over pairs of past batches with no closed form (use full batch "
-            "or order=1)")
+            "mini batch with memory has no step-indexed form at order 2: the memory sums of "
+            "the h^2 term run over pairs of past batches with no closed form; "
+            "flow.grouped_terms(m) gives the exact batch-grouped form (modeq derive ... "
+            "--batch mini --order 2 prints it), flow.field / flow.lambdify evaluate it")
     key = (id(optimizer), order, batch, stationary)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is optimizer:

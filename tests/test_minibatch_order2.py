@@ -171,3 +171,8 @@ def test_order_2_studies_have_slope_3(name, schedule):
     o = res.orders[2]
     assert o.verdict == "pass", (o.slope, o.reason)
     assert all(p.resolved for p in o.points)
+
+
+def test_the_step_indexed_form_at_order_2_points_to_the_grouped_form():
+    with pytest.raises(NotImplementedError, match=r"grouped_terms\(m\)"):
+        derive(optimizers.adam(), 2).terms("mini")
