@@ -11,6 +11,7 @@ import mpmath
 import numpy as np
 import pytest
 import sympy as sp
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -71,6 +72,14 @@ def _tail_of(f):
     return tab["tail"], lambda t: tab.__setitem__("tail", t)
 
 
+def _point(px, py, backend):
+    if backend == "mpmath":
+        return [mpmath.mpf(px) / 8, mpmath.mpf(py) / 8]
+    if backend == "torch":
+        return torch.tensor([px / 8, py / 8], dtype=torch.float64)
+    return np.array([px / 8, py / 8])
+
+
 def _compare(f, n, point, backend, prec):
     with_tail = f(n, point)
     tail, put = _tail_of(f)
@@ -79,8 +88,8 @@ def _compare(f, n, point, backend, prec):
         every_step = f(n, point)
     finally:
         put(tail)
-    a = [float(v) if backend == "numpy" else v for v in with_tail]
-    b = [float(v) if backend == "numpy" else v for v in every_step]
+    a = [v if backend == "mpmath" else float(v) for v in with_tail]
+    b = [v if backend == "mpmath" else float(v) for v in every_step]
     scale = max(1, max(abs(v) for v in b))
     err = max(abs(u - v) for u, v in zip(a, b))
     assert err <= 2.0 ** -(prec - 10) * scale, (n, err, a, b)
@@ -99,13 +108,12 @@ nonzero_coordinate = coordinate.filter(lambda v: v != 0)
 @settings(max_examples=examples(12))
 @given(name=st.sampled_from(sorted(MAKERS)), m=st.integers(2, 4), beta=st.sampled_from(
        [sp.S.Zero, sp.Rational(1, 4), sp.Rational(1, 2), sp.Rational(3, 5)]), rho=decays,
-       past=past_steps, backend=st.sampled_from(["mpmath", "numpy"]),
+       past=past_steps, backend=st.sampled_from(["mpmath", "numpy", "torch"]),
        dps=st.sampled_from([15, 30]), px=coordinate, py=nonzero_coordinate)
 def test_order_1_tail_equals_every_step_added(name, m, beta, rho, past, backend, dps, px, py):
     f = _field(name, 1, m, beta, rho, backend)
     with mpmath.workdps(dps):
-        point = ([mpmath.mpf(px) / 8, mpmath.mpf(py) / 8] if backend == "mpmath"
-                 else np.array([px / 8, py / 8]))
+        point = _point(px, py, backend)
         prec = mpmath.mp.prec if backend == "mpmath" else 53
         f(0, point)
         tail, _ = _tail_of(f)
@@ -118,13 +126,12 @@ def test_order_1_tail_equals_every_step_added(name, m, beta, rho, past, backend,
 @settings(max_examples=examples(6))
 @given(name=st.sampled_from(sorted(MAKERS)), m=st.integers(2, 3), beta=st.sampled_from(
        [sp.S.Zero, sp.Rational(1, 4), sp.Rational(1, 2)]), rho=decays,
-       past=past_steps, backend=st.sampled_from(["mpmath", "numpy"]),
+       past=past_steps, backend=st.sampled_from(["mpmath", "numpy", "torch"]),
        px=coordinate, py=nonzero_coordinate)
 def test_order_2_tail_equals_every_step_added(name, m, beta, rho, past, backend, px, py):
     f = _field(name, 2, m, beta, rho, backend)
     with mpmath.workdps(15):
-        point = ([mpmath.mpf(px) / 8, mpmath.mpf(py) / 8] if backend == "mpmath"
-                 else np.array([px / 8, py / 8]))
+        point = _point(px, py, backend)
         f(0, point)
         tail, _ = _tail_of(f)
         assert tail is not None

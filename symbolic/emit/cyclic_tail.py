@@ -30,6 +30,13 @@ __all__ = ["CyclicTail", "cyclic_tail", "period_moments", "GUARD"]
 GUARD = 10
 
 
+def _mpf(v):
+    """A backend scalar (``mpf``, float, NumPy or 0-d torch value) as an ``mpf``."""
+    if isinstance(v, (mpmath.mpf, int, float)):
+        return mpmath.mpf(v)
+    return mpmath.mpf(float(v))
+
+
 def period_moments(z, T, prec):
     """``[sum_{t=0}^{T} t^k z^t for k in (0, 1, 2)]`` for ``0 <= z < 1`` and ``T >= 0``, as
     ``mpf`` correct to ``prec`` bits (closed forms evaluated with the guard bits their
@@ -60,8 +67,8 @@ class CyclicTail:
 
     def __init__(self, decays, limits, m, batch, prec, scalar):
         self.m, self.prec, self.scalar = m, prec, scalar
-        self.d = [mpmath.mpf(d) for d in decays]
-        self.c = [mpmath.mpf(c) for c in limits]
+        self.d = [_mpf(d) for d in decays]
+        self.c = [_mpf(c) for c in limits]
         self.batch = [batch(r) for r in range(m)]
         tol = mpmath.mpf(2) ** -(prec + GUARD)
         start = 0
@@ -132,6 +139,6 @@ def cyclic_tail(decays, limits, w_last, m, batch, prec, backend):
     tol = mpmath.mpf(2) ** -(prec - 8)                  # a few roundings of w(l)
     for w, c in zip(w_last, tail.c):
         for l in (tail.start, tail.start + 1, 2 * tail.start + m):
-            if abs(mpmath.mpf(w(l)) - c) > tol * abs(c):
+            if abs(_mpf(w(l)) - c) > tol * abs(c):
                 return None
     return tail
