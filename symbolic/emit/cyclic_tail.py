@@ -28,6 +28,8 @@ __all__ = ["CyclicTail", "cyclic_tail", "period_moments", "GUARD"]
 
 #: guard bits below the working precision for the deviation of the weights from their limits
 GUARD = 10
+#: remembered lag sums per tail (a few steps' worth: the stages of one step share them)
+LAG_MEMO = 4096
 
 
 def _mpf(v):
@@ -85,6 +87,7 @@ class CyclicTail:
                           for rows in self._u]
         self._d_powers = [[scalar(d ** s) for s in range(m + 1)] for d in self.d]
         self._c_scalar = [scalar(c) for c in self.c]
+        self._lag_sums = {}              # (i, s, T) -> sums: a step's stages share its n
 
     def _u_limit(self, i, r, b):
         d, m = self.d[i], self.m
@@ -111,12 +114,20 @@ class CyclicTail:
         return out
 
     def lag_sums(self, i, s, T):
-        """``[d_i^s sum_{t=0}^{T} t^k d_i^(m t) for k in (0, 1, 2)]`` (backend scalars)."""
-        d = self.d[i]
-        with mpmath.workprec(self.prec + 20):
-            ds = d ** s
-            z = d ** self.m
-        return [self.scalar(ds * v) for v in period_moments(z, T, self.prec)]
+        """``[d_i^s sum_{t=0}^{T} t^k d_i^(m t) for k in (0, 1, 2)]`` (backend scalars;
+        remembered: they depend on the step, not on the point)."""
+        key = (i, s, T)
+        hit = self._lag_sums.get(key)
+        if hit is None:
+            if len(self._lag_sums) >= LAG_MEMO:
+                self._lag_sums.clear()
+            d = self.d[i]
+            with mpmath.workprec(self.prec + 20):
+                ds = d ** s
+                z = d ** self.m
+            hit = self._lag_sums[key] = [self.scalar(ds * v)
+                                         for v in period_moments(z, T, self.prec)]
+        return hit
 
     def limit(self, i):
         """The stationary newest-input weight ``c_i`` (backend scalar)."""
