@@ -90,7 +90,8 @@ class BuildContext:
     variant; ``flow`` the :class:`~modeq.symbolic.flow.ModifiedFlow` (full batch);
     ``series`` the state series with their memory coefficients named (``coeffs``);
     ``limits`` the stationary value of each coefficient (``exact_limit`` when every ``F_r``
-    has one); ``mini`` the mini-batch display of named states (mini batch only)."""
+    has one); ``mini`` the mini-batch display of named states (mini batch only); ``grouped``
+    the batch-grouped terms (mini batch, order 2)."""
     opt: Optimizer
     order: int
     batch: str
@@ -105,6 +106,7 @@ class BuildContext:
     recognitions: list = field(default_factory=list)
     extra_checks: dict = field(default_factory=dict)
     mini: object = None
+    grouped: object = None
 
     @property
     def names(self):

@@ -22,7 +22,8 @@ import sympy as sp
 from modeq.symbolic import derive
 from modeq.symbolic.components import LossProvider
 from modeq.symbolic.emit.minibatch_order2 import Order2Sweep
-from modeq.symbolic.operators import Hess, Vec
+from modeq.symbolic.display_grouped import without_zero_products
+from modeq.symbolic.operators import Vec
 
 from .context import text_escape
 from .document import Equation
@@ -44,12 +45,8 @@ CHECK_SCHEDULES = ((0, 1, 0), (1, 0, 0, 1, 0))
 CHECK_DIGITS = 50
 
 
-def _clean(e):
-    return e.replace(lambda x: isinstance(x, Hess) and x.args[1] == 0, lambda x: sp.S.Zero)
-
-
 def _grouped(ctx):
-    if getattr(ctx, "grouped", None) is None:
+    if ctx.grouped is None:
         ctx.grouped = derive(ctx.opt, ctx.order).grouped_terms(BATCHES)
     return ctx.grouped
 
@@ -98,7 +95,7 @@ def grouped_terms(ctx):
     st = doc.step("The flow on a step of batch 0")
     eqs = []
     for r in range(ctx.order + 1):
-        key = doc.add(f"F{r}", _clean(getattr(T, f"F{r}")[0]))
+        key = doc.add(f"F{r}", without_zero_products(getattr(T, f"F{r}")[0]))
         eqs.append(Equation(f"F^{{(n)}}_{{{r},j}}", key=key))
     st.equations(*eqs)
     if T.Qform:
@@ -106,7 +103,7 @@ def grouped_terms(ctx):
                 r"product $A_{i,b}A_{i,b}^{\top}$ replaced by the second moment $M_{i,b}$:")
         names = ctx.doc.display.names
         st.equations(*[Equation(tex(q.args[0], names).replace(",j}", "}"),
-                                key=doc.add(f"Qform{k}", _clean(form)))
+                                key=doc.add(f"Qform{k}", without_zero_products(form)))
                        for k, (q, form) in enumerate(zip(T.Q, T.Qform))])
 
 

@@ -205,9 +205,9 @@ class Order2Sweep:
         """``[F0, F1, F2]`` at step ``n`` for the point ``theta`` (a list of components);
         ``table`` from :meth:`table` (same values and precision).
 
-        Steps from ``start`` (the window) to ``direct_end`` are swept one by one; with a
-        cyclic tail, the steps from ``L0`` (where the memory ``a(l)`` of a step is periodic
-        too, two tail starts in) to ``n`` are summed per residue in closed form."""
+        Steps from ``start`` (the window) on are swept one by one; with a cyclic tail, the
+        steps from ``L0`` (where the memory ``a(l)`` of a step is periodic too, two tail starts
+        in) to ``n`` are summed per residue in closed form instead."""
         x = list(values)
         m, p, S = self.m, self.p, len(self.states)
         d = table.d
