@@ -6,12 +6,16 @@ order >= 1), and :func:`~modeq.symbolic.emit.source.module_source` writes the mo
 """
 from __future__ import annotations
 
-from .family import Optimizer
+import sympy as sp
+
+from .display import formula_lines, named_terms, simplified_coefficient
 from .emit.source import CODEGEN_BACKENDS, module_source
+from .family import Optimizer, n
 from .flow import derive
+from .named import memory_symbols, split_coefficient
 from .recognize import recognize
 
-__all__ = ["generate_module", "CODEGEN_BACKENDS"]
+__all__ = ["generate_module", "coefficient_naming", "CODEGEN_BACKENDS"]
 
 
 def generate_module(optimizer, order=1, backend="numpy", stationary=False, command=None,
@@ -34,4 +38,39 @@ def generate_module(optimizer, order=1, backend="numpy", stationary=False, comma
     flow = derive(optimizer, order)
     recognized = recognize(flow, stationary=True, dims=(1, 2)) \
         if stationary and order >= 1 else []
-    return module_source(flow, backend, stationary, command, verify_dims, recognized)
+    return module_source(flow, backend, stationary, command, verify_dims, recognized,
+                         naming=coefficient_naming(flow, stationary))
+
+
+def coefficient_naming(flow, stationary):
+    """``(formula lines, rename)``: the flow as ``modeq derive`` prints it (memory
+    coefficients ``a_n, b_n, ...`` named once) and ``rename(c) -> (c', [(name, value)])``,
+    which writes a coefficient of the generated code in the same names where it splits into
+    them (else returns it unchanged): the module computes the named coefficients once and
+    its docstring defines them as ``modeq derive`` does."""
+    named = named_terms(flow, "full", stationary)
+    memory = memory_symbols(flow.optimizer, n)
+    values = list(named.coefficients)
+
+    def rename(c):
+        if not c.free_symbols & memory or not values:
+            return c, []
+        split = split_coefficient(simplified_coefficient(c), memory)
+        if split is None:
+            return c, []
+        used, parts = [], []
+        for mono, a in split.terms:
+            if a.is_Number or sp.count_ops(a) <= 2:
+                parts.append(a * mono)
+                continue
+            name = next((nm for nm, v in values if sp.cancel(a - v) == 0), None)
+            if name is None:
+                return c, []
+            used.append((name, a))
+            parts.append(name * mono)
+        return split.prefactor * sp.Add(*parts), used
+
+    lines = formula_lines(named, "    ")
+    if named.s is not None:
+        lines.append(f"    s = {sp.sstr(named.s)}")
+    return lines, rename

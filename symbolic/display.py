@@ -4,6 +4,8 @@
 (:mod:`.cache`)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from . import cache
@@ -11,10 +13,13 @@ from .family import eps, n
 from .named import memory_symbols, split_coefficient
 from .operators import ATOMS, collect_fields, is_field
 
-__all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "NOTATION"]
+__all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "named_terms",
+           "NamedTerms", "formula_lines", "simplified_coefficient", "NOTATION", "S_SYMBOL"]
 
 NOTATION = ("g = g_j = dE/dtheta_j;  (H.(u)) = sum_i d2E/dtheta_j dtheta_i u_i;  "
             "T[u, w] = sum_ik d3E/dtheta_j dtheta_i dtheta_k u_i w_k")
+#: the name of the one root ``sqrt(eps + g**2)`` of a flow's terms (:class:`NamedTerms`)
+S_SYMBOL = sp.Symbol("s", positive=True)
 #: added to :data:`NOTATION` for mini-batch output only
 MINI_NOTATION = ";  g[k], H[k]: the derivatives of the loss E_k of step k"
 
@@ -56,6 +61,12 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
         else:
             out.append((k, structured_coefficient(c)))
     return out
+
+
+def simplified_coefficient(c):
+    """A coefficient of a flow term simplified as the displays simplify it (see
+    :func:`grouped_terms`)."""
+    return _simplified(c)
 
 
 def _simplified(c):
@@ -137,22 +148,80 @@ def _flow_text(flow, batch, stationary):
         lines.append("    " + s.describe())
     for note in flow.notes(batch, stationary):
         lines.append(f"  note: {note}")
-    terms = flow.terms(batch, stationary)
+    named = named_terms(flow, batch, stationary)
     rhs = " + ".join(["F0"] + [f"h{'^' + str(r) if r > 1 else ''} F{r}"
-                                for r in range(1, len(terms))])
+                                for r in range(1, len(named.terms))])
     lines.append(f"  d theta_j/dt = -({rhs})")
-    names = _Names(opt)
-    for r, F in enumerate(terms):
-        groups = [_text(names.rewrite(k, c)) for k, c in grouped_terms(F)]
-        if len(groups) == 1:
-            lines.append(f"  F{r} = {groups[0]}")
-        else:
-            lines.append(f"  F{r} = sum of {len(groups)} terms:")
-            lines.extend(f"      + {g}" for g in groups)
-        lines.extend(f"    {name} = {sp.sstr(a)}" for name, a in names.take())
-    where = "  where " + (f"s = {sp.sstr(names.s)};  " if names.used_s else "")
+    lines += formula_lines(named)
+    where = "  where " + (f"s = {sp.sstr(named.s)};  " if named.s is not None else "")
     lines.append(where + NOTATION + (MINI_NOTATION if batch == "mini" else ""))
     return "\n".join(lines)
+
+
+def formula_lines(named, indent="  "):
+    """``F_r = ...`` per term (one line per operator structure where there are several), each
+    followed by the names it uses first: the lines ``modeq derive`` prints."""
+    lines = []
+    for r, groups in enumerate(named.groups):
+        groups = [_text(factors) for factors in groups]
+        if len(groups) == 1:
+            lines.append(f"{indent}F{r} = {groups[0]}")
+        else:
+            lines.append(f"{indent}F{r} = sum of {len(groups)} terms:")
+            lines.extend(f"{indent}    + {g}" for g in groups)
+        lines.extend(f"{indent}  {name} = {sp.sstr(a)}" for name, a in named.defined[r])
+    return lines
+
+
+@dataclass(frozen=True)
+class NamedTerms:
+    """The terms ``F_r`` the way the math reads: memory coefficients named once (``a_n``,
+    ``b_n``, ... where they depend on ``n``; ``a``, ``b``, ... otherwise) and the one root
+    ``s = sqrt(eps + g**2)`` where the terms have exactly one.
+
+    ``terms[r]`` is ``F_r`` in those names; ``coefficients`` the ``[(name, value)]`` in order of
+    first use (``defined[r]``: those first used by ``F_r``); ``s`` the value of ``s`` or
+    ``None``; ``groups[r]`` the factor lists of ``F_r``'s terms (what the text and LaTeX
+    displays print).  :meth:`substituted` gives back ``flow.terms()`` exactly."""
+    terms: tuple
+    coefficients: tuple
+    defined: tuple
+    s: object
+    groups: tuple
+
+    def definitions(self):
+        """``{symbol: value}`` of every name, ``s`` included."""
+        out = dict(self.coefficients)
+        if self.s is not None:
+            out[S_SYMBOL] = self.s
+        return out
+
+    def substituted(self):
+        """``[F_r]`` with every name replaced by its value (equal to ``flow.terms()``)."""
+        values = self.definitions()
+        return [t.xreplace(values) for t in self.terms]
+
+
+def named_terms(flow, batch="full", stationary=False):
+    """:class:`NamedTerms` of ``flow`` (cached on disk per declaration and variant); the
+    names are the ones ``modeq derive`` prints, ``flow_latex`` typesets and the generated
+    modules use."""
+    return cache.cached("display", flow.optimizer,
+                        lambda: _named_terms(flow, batch, stationary), order=flow.order,
+                        batch=batch, stationary=bool(stationary), format="named")
+
+
+def _named_terms(flow, batch, stationary):
+    names = _Names(flow.optimizer)
+    terms, groups, defined = [], [], []
+    for F in flow.terms(batch, stationary):
+        parts = [names.rewrite(k, c) for k, c in grouped_terms(F)]
+        groups.append(tuple(tuple(p) for p in parts))
+        terms.append(sp.Add(*[sp.Mul(*p) for p in parts]))
+        defined.append(tuple(names.take()))
+    coefficients = tuple(x for d in defined for x in d)
+    return NamedTerms(tuple(terms), coefficients, tuple(defined),
+                      names.s if names.used_s else None, tuple(groups))
 
 
 class _Names:
@@ -189,7 +258,7 @@ class _Names:
         if len(roots) != 1 or self.s not in (None, sp.sqrt(next(iter(roots)))):
             return exprs
         base = next(iter(roots))
-        self.s, self.used_s, S = sp.sqrt(base), True, sp.Symbol("s", positive=True)
+        self.s, self.used_s, S = sp.sqrt(base), True, S_SYMBOL
         return [x.replace(lambda e: isinstance(e, sp.Pow) and e.base == base
                           and e.exp.is_Rational and e.exp.q == 2,
                           lambda e: S ** (2 * e.exp)) for x in exprs]
@@ -228,14 +297,13 @@ def flow_latex(flow, batch="full", stationary=False):
 
 
 def _flow_latex(flow, batch, stationary):
-    terms = flow.terms(batch, stationary)
-    names = _Names(flow.optimizer)
+    named = named_terms(flow, batch, stationary)
     rows = []
-    for r, F in enumerate(terms):
-        parts = [_latex(names.rewrite(k, c)) for k, c in grouped_terms(F)]
+    for r, groups in enumerate(named.groups):
+        parts = [_latex(factors) for factors in groups]
         rows.append(f"F_{{{r}}} &= " + r" \\ &\quad + ".join(parts) if parts
                     else f"F_{{{r}}} &= 0")
-        rows.extend(f"{sp.latex(name)} &= {sp.latex(a)}" for name, a in names.take())
-    if names.used_s:
-        rows.append(f"s &= {sp.latex(names.s)}")
+        rows.extend(f"{sp.latex(name)} &= {sp.latex(a)}" for name, a in named.defined[r])
+    if named.s is not None:
+        rows.append(f"s &= {sp.latex(named.s)}")
     return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"

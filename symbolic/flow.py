@@ -46,6 +46,13 @@ class ModifiedFlow:
         """``[F0, F1, ...]`` as component expressions (exact in ``n`` unless stationary)."""
         return list(self.derivation(batch, stationary).F)
 
+    def named_terms(self, batch="full", stationary=False):
+        """The terms with their memory coefficients named once, as ``modeq derive`` prints
+        them (:class:`~modeq.symbolic.display.NamedTerms`: ``terms``, ``coefficients``,
+        ``s``; ``substituted()`` gives back :meth:`terms`)."""
+        from .display import named_terms
+        return named_terms(self, batch, stationary)
+
     def F(self, batch="full", stationary=False):
         """``F = F0 + h F1 + ...`` as one component expression."""
         return sp.Add(*[h ** r * f for r, f in enumerate(self.terms(batch, stationary))])

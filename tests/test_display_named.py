@@ -8,15 +8,16 @@ import re
 
 import pytest
 import sympy as sp
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import examples
 from strategies import declarations
 from modeq.symbolic import beta, derive, eps, n, optimizers, rho
 from modeq.symbolic.display import flow_latex, flow_text, grouped_terms
+from modeq.symbolic.components import SymbolProvider, lower_vector
 from modeq.symbolic.named import memory_symbols, split_coefficient
-from modeq.symbolic.operators import is_field
+from modeq.symbolic.operators import FULL, is_field
 
 G = sp.Symbol("G")
 A_ADAM = (1 + beta) / (1 - beta)
@@ -94,3 +95,64 @@ def test_every_named_coefficient_is_defined_once(name):
         assert sorted(defined) == sorted(set(defined)) and used <= set(defined), text
         latex = flow_latex(flow, stationary=stationary)
         assert all(f"{d.replace('_n', '_{n}')} &= " in latex for d in defined), latex
+
+
+def _components(e, seed):
+    """``e`` lowered to components (p = 2, generic ``g_j, H_ij, T_ijk``) at a random point, in
+    50 digits: the same value for two forms of one expression, whatever their atoms."""
+    rnd = random.Random(seed)
+    v = lower_vector(e, SymbolProvider(2))[0]
+    values = {}
+    for x in sorted(v.free_symbols, key=str):
+        values[x] = (_random_value(x, rnd) if x in (beta, rho, eps, n) or not str(x)[0] in "gHT"
+                     else sp.Rational(rnd.randint(1, 30), 7))
+    return sp.N(v.xreplace(values).doit(), 50)
+
+
+@settings(max_examples=examples(8))
+@given(opt=declarations(max_states=2), stationary=st.booleans())
+def test_named_terms_give_back_the_derived_terms(opt, stationary):
+    """``flow.named_terms()``: the names substituted by their values are the derived terms
+    (components at random points, 50 digits; where the flow is real there), and every name
+    the terms use is defined."""
+    flow = derive(opt, 1)
+    named = flow.named_terms(stationary=stationary)
+    defs = named.definitions()
+    hyper = set(opt.hyperparameters) | {n, FULL}
+    for term in named.terms:
+        names = {x for x in term.free_symbols if not is_field(x) and x not in hyper}
+        assert names <= set(defs), (names, defs)
+    for want, got in zip(flow.terms(stationary=stationary), named.substituted()):
+        for seed in range(2):
+            a, b = _components(want, seed), _components(got, seed)
+            assume(a.is_real)
+            assert abs(a - b) <= sp.Float(10) ** -40 * max(1, abs(a)), (want, got)
+
+
+@pytest.mark.parametrize("make, stationary", [
+    (optimizers.adam, False), (optimizers.adam, True), (optimizers.rmsprop, False)])
+def test_generated_module_computes_the_names_modeq_derive_prints(make, stationary):
+    """The generated module's code assigns every memory coefficient ``modeq derive`` names,
+    to the same value (read back from the source), and its docstring defines it."""
+    from modeq.symbolic.codegen import generate_module
+    opt = make()
+    flow = derive(opt, 1)
+    named = flow.named_terms(stationary=stationary)
+    assert named.coefficients
+    src = generate_module(opt, order=1, stationary=stationary, verify_dims=())
+    code = src[src.index("\ndef F1("):]
+    assignments = dict(re.findall(r"^    (\w+) = (.+)$", code, flags=re.M))
+    doc = src[:src.index('"""', 3)]
+    for name, value in named.coefficients:
+        assert f"{name} = " in doc
+        assert str(name) in assignments, (name, code)
+        # the code's line, its CSE temporaries substituted back, is the printed value
+        names = {"n": n, "beta": beta, "rho": rho, "eps": eps}
+        env = {k: sp.sympify(v.replace("numpy.", ""), locals=names) for k, v in
+               assignments.items() if re.fullmatch(r"[tm]\d+", k)}
+        expr = sp.sympify(assignments[str(name)],
+                          locals={**names, **{k: sp.Symbol(k) for k in env}})
+        for _ in range(len(env)):
+            expr = expr.xreplace({sp.Symbol(k): v for k, v in env.items()})
+        point = {beta: sp.Rational(3, 7), rho: sp.Rational(5, 9), n: 4}
+        assert sp.simplify((expr - value).xreplace(point)) == 0, (name, expr, value)

@@ -52,13 +52,13 @@ def _range_text(name):
     return f"{name} in {'[' if lo_closed else '('}{lo}, {hi}{']' if hi_closed else ')'}"
 
 
-def _staged_lines(outputs, stage_of, printer, taken):
+def _staged_lines(outputs, stage_of, printer, taken, prefix="t"):
     """Code lines for ``[(name, expr, stage)]`` with one common-subexpression elimination over
-    all of them (``x0, x1...``, memory sums held opaque).  ``stage_of`` gives the stage from
+    all of them (``t0, t1...``, memory sums held opaque).  ``stage_of`` gives the stage from
     which a free symbol is available (contraction results); returns ``{stage: [lines]}`` so that
     every line comes after the values it uses."""
     exprs = [share_square_roots(e) for _, e, _ in outputs]
-    repl, reduced = cse_with_opaque_sums(exprs, prefix="x", sum_prefix="x", taken=taken)
+    repl, reduced = cse_with_opaque_sums(exprs, prefix=prefix, sum_prefix=prefix, taken=taken)
     stage = dict(stage_of)
 
     def stage_expr(e):
@@ -77,8 +77,8 @@ def _staged_lines(outputs, stage_of, printer, taken):
 class _FormCode:
     """The code of one function ``F_r`` from a :class:`~.forms.MatrixFreeForm`."""
 
-    def __init__(self, form, r, backend, hyper_names):
-        self.form, self.r, self.backend = form, r, backend
+    def __init__(self, form, r, backend, hyper_names, rename=None):
+        self.form, self.r, self.backend, self.rename = form, r, backend, rename
         self.printer = literal_printer(backend)
         self.hyper = [str(s) for s in form.hyperparameters]
         self.uses_n = form.uses_n
@@ -137,17 +137,28 @@ class _FormCode:
                 f"T[{argnames[0]}, {argnames[1]}]"
             calls.setdefault(lv, []).append(
                 f"{c.symbol} = _apply({cb}, {', '.join(argnames)}, like=g)  # {what}")
-        final = []
+        final, named = [], {}
         for i, (c, mono) in enumerate(form.monomials):
             if c.free_symbols & (point | {n_sym}):
-                outputs.append((f"c{i}", c, 0))
-                final.append((sp.Symbol(f"c{i}"), mono))
+                if self.rename is not None:
+                    c, used = self.rename(c)
+                    named.update((name, value) for name, value in used if name not in named)
+                outputs.append((f"coef{i}", c, 0))
+                final.append((sp.Symbol(f"coef{i}"), mono))
             else:
                 final.append((c, mono))
-        taken |= {nm for nm, _, _ in outputs}
+        # the code's own names (coef*, t*, m*, u*, w*, v*) are letters the display's names
+        # never use, so a named coefficient cannot shadow one of them
+        clash = {str(nm) for nm in named} & (taken | {nm for nm, _, _ in outputs})
+        if clash:
+            raise ValueError(f"named coefficients {sorted(clash)} clash with generated names")
+        taken |= {nm for nm, _, _ in outputs} | {str(nm) for nm in named}
+        # the named memory coefficients first, with their own temporaries (m0, m1, ...)
+        lines = _staged_lines([(str(nm), v, 0) for nm, v in named.items()], {}, self.printer,
+                              taken, prefix="m").get(0, [])
+        taken |= {ln.split(" = ", 1)[0] for ln in lines}
         stage_of = {v: level[v] + 1 for v in vsyms}
         staged = _staged_lines(outputs, stage_of, self.printer, taken)
-        lines = []
         for st in range(0, max(level.values()) + 2):
             lines += staged.get(st, [])
             lines += calls.get(st, [])
@@ -172,14 +183,16 @@ def _conversions(hyper, uses_n, uses_theta, indent="    "):
 
 
 def module_source(flow, backend="numpy", stationary=False, command=None, verify_dims=(1, 2),
-                  recognized=()):
+                  recognized=(), naming=None):
     """Source of the standalone module of ``flow`` (see the module docstring).
 
     ``stationary``: the ``n -> oo`` flow (otherwise exact in ``n``, and the functions take
     ``n=``); ``command``: the command line recorded in the docstring; ``verify_dims``: the
     dimensions of the symbolic checks run before emitting (``()`` skips them);
-    ``recognized``: published forms proved equal (recorded in the docstring).  ``ValueError``
-    for an unknown backend or a failed check.
+    ``recognized``: published forms proved equal (recorded in the docstring); ``naming``:
+    ``(formula lines, rename)`` of the named memory coefficients (the docstring shows the
+    lines, the code computes each named coefficient once under its name).  ``ValueError`` for
+    an unknown backend or a failed check.
     """
     if backend not in CODEGEN_BACKENDS:
         raise ValueError(f"backend must be one of {CODEGEN_BACKENDS}, got {backend!r}")
@@ -196,7 +209,8 @@ def module_source(flow, backend="numpy", stationary=False, command=None, verify_
 
     hyper = sorted({str(s) for f in forms for s in f.hyperparameters} |
                    ({"h"} if order >= 1 else set()))
-    codes = [_FormCode(f, r, backend, hyper) for r, f in enumerate(forms)]
+    rename = naming[1] if naming else None
+    codes = [_FormCode(f, r, backend, hyper, rename) for r, f in enumerate(forms)]
     uses_n = any(c.uses_n for c in codes)
     uses_theta = any(c.uses_theta for c in codes)
     needs_hvp = any(c.needs_hvp for c in codes)
@@ -236,6 +250,11 @@ def module_source(flow, backend="numpy", stationary=False, command=None, verify_
         for c in f.contractions:
             doc += _wrap(str(c), "    ")
         doc += _wrap(f"{f.label} = {f.output}", "    ")
+    if naming:
+        doc += ["", "The same, as `modeq derive` prints it (memory coefficients named once; the "
+                "code", "computes them under these names)"]
+        for line in naming[0]:
+            doc += _wrap(line.strip(), " " * (len(line) - len(line.lstrip())))
     if recognized:
         doc += ["", "Published form (proved equal symbolically at generation time)"]
         for rec in recognized:
