@@ -13,17 +13,18 @@ decays near 1 (``1 - (n+1) rho^n + n rho^(n+1)`` with ``rho = 0.999``).  Constan
 ``late`` stay symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that
 an order study compiles each flow once for all its step sizes.
 
-A flow whose memory sums have no closed form in ``n`` (Adam and RMSprop without bias
-correction, torch's RMSprop: ``Sum(..., (l, 0, n - 1))`` in ``F``) is evaluated as the mini-batch
-flow of the one loss ``[E]`` (:class:`OneBatchField`, :mod:`.minibatch`): with one batch every
-step uses ``E``, so the two flows are the same function of ``n`` and ``theta``, and the mini-batch
-evaluator's cyclic tail (:mod:`.cyclic_tail`, period 1) sums the steps from the one where every
-memory weight equals its limit to ``2^-(prec+10)`` relative in closed form — the cost per call
-stops growing with ``n``.  Where the grouping does not cover the declaration (a state reading
-another state, a step using ``n``) or a non-default ``dtype`` is asked for, the sums stay in the
-compiled field: mpmath evaluates them by :func:`~.windowed.windowed_sum` (the recent and the
-first steps term by term, the middle enclosed in interval arithmetic and kept only as far as it
-matters at the working precision, a proved bound); NumPy and torch add every term.
+A flow whose memory sums have no closed form in ``n`` already at ``h^1`` (Adam and RMSprop
+without bias correction, torch's RMSprop: ``Sum(..., (l, 0, n - 1))`` in ``F1``) is evaluated
+as the mini-batch flow of the one loss ``[E]`` (:class:`OneBatchField`, :mod:`.minibatch`):
+with one batch every step uses ``E``, so the two flows are the same function of ``n`` and
+``theta``, and the mini-batch evaluator's cyclic tail (:mod:`.cyclic_tail`, period 1) sums the
+steps from the one where every memory weight equals its limit to ``2^-(prec+10)`` relative in
+closed form — the cost per call stops growing with ``n``.  Where the sums start at ``h^2``
+(Adam with bias correction), the grouping does not cover the declaration (a state reading
+another state, a step using ``n``) or a non-default ``dtype`` is asked for, the sums stay in
+the compiled field: mpmath evaluates them by :func:`~.windowed.windowed_sum` (the recent and
+the first steps term by term, the middle enclosed in interval arithmetic and kept only as far
+as it matters at the working precision, a proved bound); NumPy and torch add every term.
 """
 from __future__ import annotations
 
@@ -55,10 +56,10 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     provider = LossProvider(E_or_losses, params, schedule)
     subs = resolve_values(flow, values, late)
     if provider.full:
-        F = flow.F("full", stationary)
         late_symbols = [s for s in [*flow.optimizer.hyperparameters, h_sym] if str(s) in late]
-        if _one_batch_applies(flow, F, stationary, backend, dtype):
+        if _one_batch_applies(flow, stationary, backend, dtype):
             return OneBatchField(flow, provider, subs, backend, cse, late_symbols)
+        F = flow.F("full", stationary)
         cache = {}
         exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
         return FullBatchField(exprs, provider.params, backend, dtype, cse, late_symbols,
@@ -73,13 +74,18 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     return MiniBatchField(flow, provider, subs, backend, cse)
 
 
-def _one_batch_applies(flow, F, stationary, backend, dtype):
-    """Whether the full-batch field ``-F`` is evaluated as the mini-batch flow of one loss
-    (:class:`OneBatchField`): exact in ``n`` with memory sums in no closed form (a ``Sum`` in
-    ``F``; the closed forms are flat in ``n`` already), a declaration the batch grouping covers
-    (``flow.grouped_terms(1)`` exists) and the mini-batch evaluator's working precision
-    (mpmath, or float64)."""
-    if stationary or not F.has(sp.Sum):
+def _one_batch_applies(flow, stationary, backend, dtype):
+    """Whether the full-batch field is evaluated as the mini-batch flow of one loss
+    (:class:`OneBatchField`): exact in ``n``, with a memory sum in no closed form already in
+    the ``h^1`` term ``F1`` — the past steps' ``F0^(l)`` then depend on ``l`` (a memory without
+    bias correction, whose weights ``1 - d^(l+1)`` enter a nonlinear step), and the windowed
+    sums cost ``O(n)`` per call until ``d^l`` is negligible, nested at order 2.  With bias
+    correction the sums start at ``h^2`` and the windowed sums are flat in ``n`` and cheaper
+    than the one-batch sweep (``O(min(n, 2 tail.start))`` per call at order 2), so they stay.
+    Also required: a declaration the batch grouping covers (``flow.grouped_terms(1)``
+    exists) and the mini-batch evaluator's working precision (mpmath, or float64)."""
+    terms = flow.terms("full", stationary)
+    if stationary or len(terms) < 2 or not terms[1].has(sp.Sum):
         return False
     if dtype is not None and (backend == "mpmath"
                               or resolve_dtype(backend, dtype) != resolve_dtype(backend)):
