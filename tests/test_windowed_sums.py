@@ -10,7 +10,10 @@ from mpmath import iv
 
 from conftest import examples
 from modeq.symbolic import derive, optimizers
+from modeq.symbolic.components import LossProvider, lower
 from modeq.symbolic.emit import windowed
+from modeq.symbolic.emit.field import FullBatchField
+from modeq.symbolic.emit.values import resolve_values
 
 decays = st.sampled_from(["1/10", "1/2", "3/5", "9/10", "19/20"]).map(mpmath.mpf)
 
@@ -57,12 +60,18 @@ def test_windowed_sum_truncates_where_the_decays_allow(x, y, bound):
 
 
 def test_a_field_without_bias_correction_at_large_n():
-    """Adam without bias correction (memory sums with no closed form in n) at n = 4000: the
-    windowed field equals every term added at 60 digits, and fewer terms were added."""
+    """Adam without bias correction (memory sums with no closed form in n) at n = 4000 in the
+    compiled full-batch field with its sums (the route of declarations outside the batch
+    grouping, e.g. torch's RMSprop with momentum; built here directly, since ``lambdify`` takes
+    Adam through the one-batch route): the windowed field equals every term added at 60
+    digits, and fewer terms were added."""
     x, y = sp.symbols("x y")
     E = (x - 1) ** 2 / 2 + x * y / 3 + y ** 4 / 4
-    f = derive(optimizers.adam(bias_correction=False), 1).lambdify(
-        E, [x, y], h="1/20", beta="1/2", rho="3/5", eps="1/1000")
+    flow = derive(optimizers.adam(bias_correction=False), 1)
+    subs = resolve_values(flow, dict(h="1/20", beta="1/2", rho="3/5", eps="1/1000"))
+    F, provider = flow.F("full"), LossProvider(E, [x, y])
+    f = FullBatchField([(-lower(F, j, provider)).xreplace(subs) for j in range(2)], [x, y],
+                       "mpmath")
     theta = ["0.3", "-0.2"]
     n = 4000
     counts = []

@@ -13,10 +13,18 @@ decays near 1 (``1 - (n+1) rho^n + n rho^(n+1)`` with ``rho = 0.999``).  Constan
 ``late`` stay symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that
 an order study compiles each flow once for all its step sizes.
 
-Memory sums with no closed form in ``n`` (summed over past steps) are evaluated in mpmath by
-:func:`~.windowed.windowed_sum`: the recent and the first steps term by term, the middle enclosed
-in interval arithmetic and kept only as far as it matters at the working precision (a proved
-bound), so the cost per call stops growing with ``n``; NumPy and torch add every term.
+A flow whose memory sums have no closed form in ``n`` already at ``h^1`` (Adam and RMSprop
+without bias correction, torch's RMSprop: ``Sum(..., (l, 0, n - 1))`` in ``F1``) is evaluated
+as the mini-batch flow of the one loss ``[E]`` (:class:`OneBatchField`, :mod:`.minibatch`):
+with one batch every step uses ``E``, so the two flows are the same function of ``n`` and
+``theta``, and the mini-batch evaluator's cyclic tail (:mod:`.cyclic_tail`, period 1) sums the
+steps from the one where every memory weight equals its limit to ``2^-(prec+10)`` relative in
+closed form — the cost per call stops growing with ``n``.  Where the sums start at ``h^2``
+(Adam with bias correction), the grouping does not cover the declaration (a state reading
+another state, a step using ``n``) or a non-default ``dtype`` is asked for, the sums stay in
+the compiled field: mpmath evaluates them by :func:`~.windowed.windowed_sum` (the recent and
+the first steps term by term, the middle enclosed in interval arithmetic and kept only as far
+as it matters at the working precision, a proved bound); NumPy and torch add every term.
 """
 from __future__ import annotations
 
@@ -24,7 +32,7 @@ import sympy as sp
 
 from ..components import LossProvider, lower
 from ..family import h as h_sym, n as n_sym
-from .arrays import as_points, to_mpf
+from .arrays import as_points, resolve_dtype, to_mpf
 from .intervals import point
 from .kernel import Kernel
 from .minibatch import MiniBatchField
@@ -32,7 +40,7 @@ from .prepare import extract_sums, hoist_coefficients
 from .windowed import windowed_sum
 from .values import check_backend, check_step, resolve_values, resolve_symbols
 
-__all__ = ["lambdify_flow", "FullBatchField"]
+__all__ = ["lambdify_flow", "FullBatchField", "OneBatchField"]
 
 
 def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False, schedule=None,
@@ -48,10 +56,12 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     provider = LossProvider(E_or_losses, params, schedule)
     subs = resolve_values(flow, values, late)
     if provider.full:
-        cache = {}
-        F = flow.F("full", stationary)
-        exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
         late_symbols = [s for s in [*flow.optimizer.hyperparameters, h_sym] if str(s) in late]
+        if _one_batch_applies(flow, stationary, backend, dtype):
+            return OneBatchField(flow, provider, subs, backend, cse, late_symbols)
+        F = flow.F("full", stationary)
+        cache = {}
+        exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
         return FullBatchField(exprs, provider.params, backend, dtype, cse, late_symbols,
                               flow.optimizer.decays)
     if stationary:
@@ -62,6 +72,86 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     if late:
         raise ValueError("late= is supported for full-batch flows")
     return MiniBatchField(flow, provider, subs, backend, cse)
+
+
+def _one_batch_applies(flow, stationary, backend, dtype):
+    """Whether the full-batch field is evaluated as the mini-batch flow of one loss
+    (:class:`OneBatchField`): exact in ``n``, with a memory sum in no closed form already in
+    the ``h^1`` term ``F1`` — the past steps' ``F0^(l)`` then depend on ``l`` (a memory without
+    bias correction, whose weights ``1 - d^(l+1)`` enter a nonlinear step), and the windowed
+    sums cost ``O(n)`` per call until ``d^l`` is negligible, nested at order 2.  With bias
+    correction the sums start at ``h^2`` and the windowed sums are flat in ``n`` and cheaper
+    than the one-batch sweep (``O(min(n, 2 tail.start))`` per call at order 2), so they stay.
+    Also required: a declaration the batch grouping covers (``flow.grouped_terms(1)``
+    exists) and the mini-batch evaluator's working precision (mpmath, or float64)."""
+    terms = flow.terms("full", stationary)
+    if stationary or len(terms) < 2 or not terms[1].has(sp.Sum):
+        return False
+    if dtype is not None and (backend == "mpmath"
+                              or resolve_dtype(backend, dtype) != resolve_dtype(backend)):
+        return False
+    try:
+        flow.grouped_terms(1)                    # cached: the one-batch field starts from it
+    except NotImplementedError:
+        return False
+    return True
+
+
+class OneBatchField:
+    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` of a full-batch flow whose memory sums have
+    no closed form in ``n``, evaluated as the mini-batch flow of the one loss ``[E]``
+    (:class:`~.minibatch.MiniBatchField` with ``m = 1``).
+
+    One batch is the full batch: the mini-batch flow of ``[E_0, ..., E_{m-1}]`` is derived from
+    the same update with step ``k`` using ``E_{batch(k)}``; with ``m = 1`` every step uses ``E``,
+    the batch weights ``u(l) = sum_{k<=l, batch(k)=0} d^(l-k)`` are the full-batch memory
+    weights ``sum_{k<=l} d^(l-k)``, and the grouped terms are the full-batch terms with the sums
+    over past steps regrouped — the same function of ``n`` and ``theta``.  The default (cyclic)
+    schedule has period 1, so the closed-form tail of :mod:`.cyclic_tail` applies: from
+    ``tail.start`` (the first step whose weights equal their limits to ``2^-(prec+10)``
+    relative; at order 2 from ``2 tail.start + 1``, where the memory carried by a step is
+    stationary too) every past step contributes the same ``F0`` at the working precision, and
+    its memory sums are geometric sums in closed form.  The cost of a call stops growing with
+    ``n`` once ``n`` passes the tail start.
+
+    The interface of :class:`FullBatchField`: constants named in ``late`` are given by
+    :meth:`bind` (the mini-batch field is built then; its order-2 kernels are cached across
+    step sizes); ``theta`` and the result as in :mod:`.arrays` (float64 for NumPy and torch).
+    ``batch_field`` is the :class:`~.minibatch.MiniBatchField` (``None`` until bound).
+    """
+
+    def __init__(self, flow, provider, subs, backend, cse=True, late=()):
+        self.flow = flow
+        self.params = list(provider.params)
+        self.p = len(self.params)
+        self.backend = backend
+        self.dtype = resolve_dtype(backend)
+        self.late = list(late)
+        self.uses_n = True
+        self._one = LossProvider(list(provider.losses), self.params)     # m = 1, cyclic
+        self._subs, self._cse = dict(subs), cse
+        self.batch_field = None if self.late else self._build(self._subs)
+
+    def _build(self, subs):
+        return MiniBatchField(self.flow, self._one, subs, self.backend, self._cse)
+
+    def bind(self, **values):
+        """A copy with the late-bound constants set (exact conversion, ranges checked)."""
+        exact = resolve_symbols(self.late, values, self.flow.optimizer.decays, "this field")
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.batch_field = self._build({**self._subs, **exact})
+        return out
+
+    def __call__(self, n, theta):
+        if self.batch_field is None:
+            raise ValueError(f"this field has late-bound constants {[str(s) for s in self.late]}"
+                             f": call .bind({self.late[0]}=...) first")
+        return self.batch_field(n, theta)
+
+    def __repr__(self):
+        return (f"OneBatchField(p={self.p}, backend={self.backend!r}, dtype={self.dtype}, "
+                f"uses_n=True)")
 
 
 class FullBatchField:
