@@ -238,8 +238,9 @@ class _Packer:
         return bool(c) and not c.endswith(("+", "-", r"\times"))
 
     def _lead(self, p):
-        """The width of ``p`` up to its first place to break."""
-        if not p.parts:
+        """The width of ``p`` up to its first place to break (a product that fits on a line
+        of its own counts whole: after an opening delimiter it moves rather than breaks)."""
+        if not p.parts or p.kind == "product" and self._fresh(p.flat, self.depth + 1):
             return width(p.flat)
         return width(p.open) + self._lead(p.parts[0])
 
@@ -248,9 +249,9 @@ class _Packer:
         ``reserve``: characters that must follow it on its last line).
 
         Where a part does not fit on the current line: a term of a sum or an operator
-        argument starts a new line; a factor of a product starts one (with ``\times``) if it
-        fits there whole or its own first place to break is already out of reach, else it
-        breaks inside; a first part right after an opening delimiter goes to a new line if it
+        argument starts a new line; a factor of a product starts one (with ``\times``) if its
+        own first place to break is already out of reach, or if it fits there whole and the
+        current line is a third full, else it breaks inside; a first part right after an opening delimiter goes to a new line if it
         cannot break or is a product that fits there whole (last resort)."""
         if not p.parts or self._room(p.flat, reserve):
             self.put(p.flat)
@@ -266,8 +267,8 @@ class _Packer:
             if i > 0 and self._open_line():
                 if p.kind in ("sum", "args"):
                     self.newline(inner)
-                elif self._fresh(r"\times " + q.flat, inner, r) or not self._room(
-                        "x" * self._lead(q)):
+                elif not self._room("x" * self._lead(q)) or self._fresh(
+                        r"\times " + q.flat, inner, r) and 3 * width(self.cur) > self.limit:
                     self.newline(inner)
                     self.put(r"\times ")
             elif i == 0 and self._open_line() and (

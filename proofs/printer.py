@@ -30,7 +30,7 @@ def width(tex):
         if new == s:
             break
         s = new
-    s = re.sub(r"\\(left|right|Bigl|Bigr|bigl|bigr)", "", s)
+    s = re.sub(r"\\(left|right|biggl|biggr|Bigl|Bigr|bigl|bigr)", "", s)
     s = re.sub(r"\\[,;:!]", "", s)
     s = re.sub(r"\\[a-zA-Z]+", "x", s)
     s = re.sub(r"[{}^_ ]", "", s)
@@ -47,8 +47,9 @@ class Piece:
     (operator arguments), ``"product"`` only where a factor fits nowhere else (the new line
     starts with ``\times``).  ``nest``: the parts are inside delimiters (continuation lines
     are indented one more step).  The broken form differs from ``flat`` only in the size of
-    its delimiters (``\Bigl(`` for ``\left(``, which cannot span lines) and in a fraction
-    ``\frac{N}{D}`` written ``\frac{c}{D}\,N`` when its numerator ``N`` is broken.
+    its delimiters (``\Bigl(`` or ``\biggl(`` for ``\left(``, which cannot span lines) and
+    in a fraction ``\frac{N}{D}`` written ``\frac{c}{D}\,N`` when its numerator ``N`` is
+    broken.
     """
     flat: str
     open: str = ""
@@ -179,16 +180,25 @@ class DocPrinter(LatexPrinter):
         if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 0:
             if isinstance(e.base, sp.Add):
                 inner = self.piece(e.base)
-                return Piece(flat, r"\Bigl(", (inner,), r"\Bigr)^{%s}" % self._print(e.exp),
-                             nest=True)
+                z = self._size(inner.flat)
+                return Piece(flat, r"\%sl(" % z, (inner,),
+                             r"\%sr)^{%s}" % (z, self._print(e.exp)), nest=True)
             if isinstance(e.base, (Hess, D3)):
                 return self._operator_piece(e.base, flat, "^{%s}" % self._print(e.exp))
         if isinstance(e, (Hess, D3)):
             return self._operator_piece(e, flat)
         return Piece(flat)
 
+    @staticmethod
+    def _size(flat):
+        """The size of delimiters spanning lines around ``flat``: ``bigg`` around fractions
+        (tall in display style), else ``Big``."""
+        return "bigg" if r"\frac" in flat else "Big"
+
     def _bracketed(self, p):
-        return Piece(r"\left(%s\right)" % p.flat, r"\Bigl(", (p,), r"\Bigr)", nest=True)
+        z = self._size(p.flat)
+        return Piece(r"\left(%s\right)" % p.flat, r"\%sl(" % z, (p,), r"\%sr)" % z,
+                     nest=True)
 
     def _inner_piece(self, u):
         self.depth += 1
@@ -204,14 +214,17 @@ class DocPrinter(LatexPrinter):
             if not arg.startswith("\\left["):
                 return Piece(flat)
             tag = "H" + ("" if b == FULL else "^{(%s)}" % self._print(b))
-            return Piece(flat, r"\Bigl(%s\,\Bigl[" % tag, (self._inner_piece(u),),
-                         r"\Bigr]\Bigr)" + self.sub() + exp, nest=True)
+            inner = self._inner_piece(u)
+            z = self._size(inner.flat)
+            return Piece(flat, r"\%sl(%s\,\%sl[" % (z, tag, z), (inner,),
+                         r"\%sr]\%sr)" % (z, z) + self.sub() + exp, nest=True)
         b, u, w = e.args
         tag = "T" + ("" if b == FULL else "^{(%s)}" % self._print(b))
-        first = self._inner_piece(u)
+        first, second = self._inner_piece(u), self._inner_piece(w)
+        z = self._size(first.flat + second.flat)
         first = Piece(first.flat + r",\,", "", (first,), r",\,")
-        return Piece(flat, tag + r"\Bigl[", (first, self._inner_piece(w)),
-                     r"\Bigr]" + self.sub() + exp, kind="args", nest=True)
+        return Piece(flat, tag + r"\%sl[" % z, (first, second),
+                     r"\%sr]" % z + self.sub() + exp, kind="args", nest=True)
 
     def _mul_piece(self, e, flat):
         if e.could_extract_minus_sign():
