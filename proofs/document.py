@@ -98,7 +98,8 @@ class DisplayHints:
     (``F_0``) where it is an operator argument; ``scalars`` are the memory coefficients the
     canonical layout collects by; ``weights`` maps a state's name to ``(W, state)``, ``W(n, k)``
     printing the EMA weight ``w_{n,k}``; ``term_printer(expr, renderer)``, when set, replaces
-    the canonical layout by its own list of LaTeX terms (mini batch)."""
+    the canonical layout by its own list of LaTeX terms (mini batch); ``line_width``, when set,
+    replaces :data:`~modeq.proofs.latex.LINE_WIDTH` as the width of an equation line."""
     names: dict = field(default_factory=dict)
     radicand: sp.Expr | None = None
     s: FieldSymbol | None = None
@@ -107,6 +108,7 @@ class DisplayHints:
     scalars: tuple = ()
     weights: dict = field(default_factory=dict)
     term_printer: Callable | None = None
+    line_width: int | None = None
 
 
 @dataclass

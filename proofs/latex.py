@@ -13,7 +13,6 @@ intact.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ from modeq.symbolic.family import n
 from .atomic import atomic_path, atomic_write_text
 from .document import Equation
 from .notation import FieldSymbol, canonical_dummies, layout
-from .printer import DocPrinter
+from .printer import DocPrinter, Piece, width
 
 __all__ = ["render", "write_tex", "equation_tex", "compile_pdf", "latex_engine"]
 
@@ -42,23 +41,8 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 
 
 # -- width estimate and term layout ----------------------------------------------------------------
-
-def width(tex):
-    """A rough visible width of a LaTeX formula (fractions count their longer part)."""
-    s = tex
-    for _ in range(6):
-        new = re.sub(r"\\frac\{((?:[^{}]|\{[^{}]*\})*)\}\{((?:[^{}]|\{[^{}]*\})*)\}",
-                     lambda m: m.group(1) if width(m.group(1)) >= width(m.group(2))
-                     else m.group(2), s)
-        if new == s:
-            break
-        s = new
-    s = re.sub(r"\\(left|right|Bigl|Bigr|bigl|bigr)", "", s)
-    s = re.sub(r"\\[,;:!]", "", s)
-    s = re.sub(r"\\[a-zA-Z]+", "x", s)
-    s = re.sub(r"[{}^_ ]", "", s)
-    return len(s)
-
+# ``width`` (a rough visible width of a formula) lives in the printer, next to the pieces whose
+# places to break it measures.
 
 class _Renderer:
     """Prints the quantities of one document (its display hints) as LaTeX terms and blocks."""
@@ -106,10 +90,10 @@ class _Renderer:
             rhs_terms = self.sumtree_terms(self.doc.quantities[eq.key])
         else:
             rhs_terms = self.terms(self.doc.quantities[eq.key])
-        lines = _break(rhs_terms)
+        lines = _break(rhs_terms, self.hints.line_width or LINE_WIDTH)
         rel = eq.relation
         out = [f"{eq.lhs} &{rel} {lines[0]}"]
-        out += [r"&\quad " + (ln if ln.startswith("-") else "+ " + ln) for ln in lines[1:]]
+        out += [r"&\quad " + ln for ln in lines[1:]]
         labels = sorted(set(eq.checks), key=lambda c: int(c[1:]))
         tag = r"\chk{%s}" % ",".join(labels) if labels else ""
         rendered = []
@@ -188,18 +172,116 @@ def _join(parts):
     return out
 
 
-def _break(terms):
-    """Group terms into lines of at most LINE_WIDTH visible characters."""
-    lines, cur = [], []
-    for t in terms:
-        if cur and width(_join(cur + [t])) > LINE_WIDTH:
-            lines.append(_join(cur))
-            cur = [t]
+#: continuation lines inside delimiters are indented one ``\quad`` per level, up to this many
+MAX_INDENT = 3
+
+
+def _break(terms, limit=LINE_WIDTH):
+    r"""Lay out a sum of terms in lines of at most ``limit`` visible characters (as
+    :func:`width` estimates them); returns the lines, every line after the first starting with
+    its sign (``+``, ``-``) or, inside an operator, with the next argument or ``\times``.
+
+    A term is a LaTeX string (kept whole: a line breaks only between terms) or a
+    :class:`~modeq.proofs.printer.Piece`, which breaks inside itself where it does not fit on
+    a line of its own: between the terms of an inner sum, after an operator argument's comma,
+    and (last resort) between factors.  A piece wider than a line where it has no place to
+    break stays whole on its own line."""
+    parts = []
+    for i, t in enumerate(terms):
+        if isinstance(t, Piece):
+            p = t
+            if i > 0 and not t.flat.startswith(("-", "+")):
+                p = Piece("+ " + t.flat, "+ ", (t,))
         else:
-            cur.append(t)
-    if cur:
-        lines.append(_join(cur))
-    return lines
+            t = t.strip()
+            p = Piece(t if i == 0 or t.startswith("-") else "+ " + t)
+        parts.append(p)
+    packer = _Packer(limit)
+    packer.emit(Piece(" ".join(p.flat for p in parts), parts=tuple(parts), kind="sum"), 0, 0)
+    return packer.finish()
+
+
+class _Packer:
+    """Greedy filling of lines with the pieces of one formula (see :func:`_break`)."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.lines = []
+        self.cur, self.depth = "", 0
+
+    def _indent(self, depth):
+        return r"\quad " * min(depth, MAX_INDENT)
+
+    def _room(self, text, reserve=0):
+        """Whether ``text`` still fits on the current line, ``reserve`` characters kept for what
+        must follow it there (closing delimiters)."""
+        return width(self.cur + text) + 2 * min(self.depth, MAX_INDENT) + reserve <= self.limit
+
+    def put(self, text):
+        if self.cur and text and not self.cur.endswith(" ") and not text.startswith(
+                (" ", "^", "_", ",")) and not self.cur.endswith(("[", "(", r"\,")):
+            self.cur += " "
+        self.cur += text
+
+    def newline(self, depth):
+        if self.cur.strip():
+            self.lines.append(self._indent(self.depth) + self.cur.rstrip())
+        self.cur, self.depth = "", depth
+
+    def _fresh(self, text, depth, reserve=0):
+        """Whether ``text`` fits on a new line at ``depth``."""
+        return width(text) + 2 * min(depth, MAX_INDENT) + reserve <= self.limit
+
+    def _open_line(self):
+        """The current line holds more than its indent and a dangling sign."""
+        c = self.cur.strip()
+        return bool(c) and not c.endswith(("+", "-", r"\times"))
+
+    def _lead(self, p):
+        """The width of ``p`` up to its first place to break (a product that fits on a line
+        of its own counts whole: after an opening delimiter it moves rather than breaks)."""
+        if not p.parts or p.kind == "product" and self._fresh(p.flat, self.depth + 1):
+            return width(p.flat)
+        return width(p.open) + self._lead(p.parts[0])
+
+    def emit(self, p, depth, reserve):
+        """Put piece ``p`` on the lines (``depth``: the level of its continuation lines;
+        ``reserve``: characters that must follow it on its last line).
+
+        Where a part does not fit on the current line: a term of a sum or an operator
+        argument starts a new line; a factor of a product starts one (with ``\times``) if its
+        own first place to break is already out of reach, or if it fits there whole and the
+        current line is a third full, else it breaks inside; a first part right after an opening delimiter goes to a new line if it
+        cannot break or is a product that fits there whole (last resort)."""
+        if not p.parts or self._room(p.flat, reserve):
+            self.put(p.flat)
+            return
+        self.put(p.open)
+        inner = depth + 1 if p.nest else depth
+        last = len(p.parts) - 1
+        for i, q in enumerate(p.parts):
+            r = reserve + width(p.close) if i == last else 0
+            if self._room(q.flat, r):
+                self.put(q.flat)
+                continue
+            if i > 0 and self._open_line():
+                if p.kind in ("sum", "args"):
+                    self.newline(inner)
+                elif not self._room("x" * self._lead(q)) or self._fresh(
+                        r"\times " + q.flat, inner, r) and 3 * width(self.cur) > self.limit:
+                    self.newline(inner)
+                    self.put(r"\times ")
+            elif i == 0 and self._open_line() and (
+                    not q.parts or q.kind == "product" and self._fresh(q.flat, inner, r)):
+                # after an opening delimiter: a product (a fraction) moves whole rather than
+                # break between its factors
+                self.newline(inner)
+            self.emit(q, inner, r)
+        self.put(p.close)
+
+    def finish(self):
+        self.newline(0)
+        return self.lines
 
 
 # -- the whole document ----------------------------------------------------------------------------

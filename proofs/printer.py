@@ -8,13 +8,60 @@ loss of step ``k`` in mini batch (``g^{(k)}_j``, ``H^{(k)}``).  ``eps`` prints a
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from modeq.symbolic.operators import FULL, Grad
+from modeq.symbolic.operators import D3, FULL, Grad, Hess
 from .notation import FieldSymbol
 
-__all__ = ["DocPrinter", "tex"]
+__all__ = ["DocPrinter", "Piece", "tex", "width"]
+
+
+def width(tex):
+    """A rough visible width of a LaTeX formula (fractions count their longer part)."""
+    s = tex
+    for _ in range(6):
+        new = re.sub(r"\\frac\{((?:[^{}]|\{[^{}]*\})*)\}\{((?:[^{}]|\{[^{}]*\})*)\}",
+                     lambda m: m.group(1) if width(m.group(1)) >= width(m.group(2))
+                     else m.group(2), s)
+        if new == s:
+            break
+        s = new
+    s = re.sub(r"\\(left|right|biggl|biggr|Bigl|Bigr|bigl|bigr)", "", s)
+    s = re.sub(r"\\[,;:!]", "", s)
+    s = re.sub(r"\\[a-zA-Z]+", "x", s)
+    s = re.sub(r"[{}^_ ]", "", s)
+    return len(s)
+
+
+@dataclass(frozen=True)
+class Piece:
+    r"""A formula with its places to break a line: printed ``flat`` where it fits, else as
+    ``open``, the ``parts`` (each a :class:`Piece`) and ``close``.
+
+    ``kind`` says where a line may break between parts: ``"sum"`` before any part after the
+    first (each such part starts with its sign), ``"args"`` after the comma ending a part
+    (operator arguments), ``"product"`` only where a factor fits nowhere else (the new line
+    starts with ``\times``).  ``nest``: the parts are inside delimiters (continuation lines
+    are indented one more step).  The broken form differs from ``flat`` only in the size of
+    its delimiters (``\Bigl(`` or ``\biggl(`` for ``\left(``, which cannot span lines) and
+    in a fraction ``\frac{N}{D}`` written ``\frac{c}{D}\,N`` when its numerator ``N`` is
+    broken.
+    """
+    flat: str
+    open: str = ""
+    parts: tuple = ()
+    close: str = ""
+    kind: str = "product"
+    nest: bool = False
+
+
+def _prefixed(text, piece):
+    """``piece`` preceded by ``text`` (a sign) on the same line."""
+    return Piece(text + piece.flat, text, (piece,))
 
 
 class DocPrinter(LatexPrinter):
@@ -107,6 +154,105 @@ class DocPrinter(LatexPrinter):
         if isinstance(b, FieldSymbol) and e.exp.is_Integer and e.exp > 0:
             return "%s^{%s}" % (self._print(b), self._print(e.exp))
         return super()._print_Pow(e)
+
+
+    # -- a formula with its places to break a line ------------------------------------------
+    def piece(self, e):
+        """``e`` as a :class:`Piece`: its LaTeX (as :meth:`doprint` gives it) and the places
+        where a long line of it may break (inside sums, operator arguments and products)."""
+        e = sp.sympify(e)
+        flat = self._print(e)
+        if isinstance(e, sp.Add):
+            parts = []
+            for i, t in enumerate(self._as_ordered_terms(e, order=None)):
+                sign = ""
+                if i > 0:
+                    sign = "+ "
+                    if t.could_extract_minus_sign():
+                        sign, t = "- ", -t
+                p = self.piece(t)
+                if self._needs_add_brackets(t):
+                    p = self._bracketed(p)
+                parts.append(_prefixed(sign, p) if sign else p)
+            return Piece(flat, parts=tuple(parts), kind="sum")
+        if isinstance(e, sp.Mul):
+            return self._mul_piece(e, flat)
+        if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp > 0:
+            if isinstance(e.base, sp.Add):
+                inner = self.piece(e.base)
+                z = self._size(inner.flat)
+                return Piece(flat, r"\%sl(" % z, (inner,),
+                             r"\%sr)^{%s}" % (z, self._print(e.exp)), nest=True)
+            if isinstance(e.base, (Hess, D3)):
+                return self._operator_piece(e.base, flat, "^{%s}" % self._print(e.exp))
+        if isinstance(e, (Hess, D3)):
+            return self._operator_piece(e, flat)
+        return Piece(flat)
+
+    @staticmethod
+    def _size(flat):
+        """The size of delimiters spanning lines around ``flat``: ``bigg`` around fractions
+        (tall in display style), else ``Big``."""
+        return "bigg" if r"\frac" in flat else "Big"
+
+    def _bracketed(self, p):
+        z = self._size(p.flat)
+        return Piece(r"\left(%s\right)" % p.flat, r"\%sl(" % z, (p,), r"\%sr)" % z,
+                     nest=True)
+
+    def _inner_piece(self, u):
+        self.depth += 1
+        try:
+            return self.piece(u)
+        finally:
+            self.depth -= 1
+
+    def _operator_piece(self, e, flat, exp=""):
+        if isinstance(e, Hess):
+            b, u = e.args
+            arg = self._operator_argument(u)
+            if not arg.startswith("\\left["):
+                return Piece(flat)
+            tag = "H" + ("" if b == FULL else "^{(%s)}" % self._print(b))
+            inner = self._inner_piece(u)
+            z = self._size(inner.flat)
+            return Piece(flat, r"\%sl(%s\,\%sl[" % (z, tag, z), (inner,),
+                         r"\%sr]\%sr)" % (z, z) + self.sub() + exp, nest=True)
+        b, u, w = e.args
+        tag = "T" + ("" if b == FULL else "^{(%s)}" % self._print(b))
+        first, second = self._inner_piece(u), self._inner_piece(w)
+        z = self._size(first.flat + second.flat)
+        first = Piece(first.flat + r",\,", "", (first,), r",\,")
+        return Piece(flat, tag + r"\%sl[" % z, (first, second),
+                     r"\%sr]" % z + self.sub() + exp, kind="args", nest=True)
+
+    def _mul_piece(self, e, flat):
+        if e.could_extract_minus_sign():
+            return Piece(flat, "- ", (self.piece(-e),))
+        num, den = sp.fraction(e, exact=True)
+        c, rest = num.as_coeff_Mul()
+        head = []
+        if den != 1:
+            head = [Piece(r"\frac{%s}{%s}" % (self._print(c), self._print(den)))]
+        factors = list(rest.as_ordered_factors()) if isinstance(rest, sp.Mul) else [rest]
+        if rest == 1:
+            factors = []
+        parts = head[:]
+        for i, f in enumerate(factors):
+            p = self.piece(f)
+            if self._needs_mul_brackets(f, first=(i == 0 and not head and c == 1),
+                                        last=(i == len(factors) - 1)):
+                p = self._bracketed(p)
+            parts.append(p)
+        if den == 1 and c != 1:
+            # an integer coefficient stays with its first factor
+            if parts:
+                parts[0] = _prefixed(self._print(c) + " ", parts[0])
+            else:
+                parts = [Piece(self._print(c))]
+        if len(parts) < 2 and not any(p.parts for p in parts):
+            return Piece(flat)
+        return Piece(flat, parts=tuple(parts))
 
 
 def tex(expr, names=None):

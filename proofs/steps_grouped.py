@@ -27,13 +27,17 @@ from modeq.symbolic.operators import Vec
 
 from .context import text_escape
 from .document import Equation
-from .printer import tex
+from .printer import DocPrinter, tex
 
 __all__ = ["BATCHES", "grouped_convention", "grouped_terms", "grouped_definitions",
            "reduction_check", "summary"]
 
 #: the number of batches the document's grouped form is written for
 BATCHES = 2
+#: the width of an equation line (visible characters as :func:`~modeq.proofs.printer.width`
+#: counts them): wider than the full-batch documents' — the grouped terms break inside, and the
+#: estimate counts sub- and superscripts, which fill most of them, as whole characters
+LINE_WIDTH = 72
 #: the concrete instance of the reduction check (p = 2, rational data)
 _X, _Y = sp.symbols("x y")
 CHECK_LOSS = (_X - 1) ** 2 / 2 + _X * _Y / 3 + _Y ** 4 / 4 + sp.cos(_X) / 5
@@ -66,11 +70,14 @@ def _names(T):
 
 
 def _terms(names):
-    """The document's term printer: one LaTeX term per top-level term, external vectors
-    printed by name."""
+    """The document's term printer: one term per top-level term, external vectors printed by
+    name; each term a :class:`~modeq.proofs.printer.Piece`, so that the renderer's line
+    breaking (:func:`modeq.proofs.latex._break`) also breaks a term wider than a line inside
+    its sums, operator arguments and products."""
     def terms(expr, renderer):
         unwrap = {v: v.args[0] for v in expr.atoms(Vec)}
-        return [tex(t.xreplace(unwrap), names) for t in sp.Add.make_args(expr)] or ["0"]
+        return [DocPrinter(names).piece(t.xreplace(unwrap))
+                for t in sp.Add.make_args(expr)] or ["0"]
     return terms
 
 
@@ -79,6 +86,7 @@ def grouped_convention(ctx):
     names = _names(_grouped(ctx))
     ctx.doc.display.names.update(names)
     ctx.doc.display.term_printer = _terms(names)
+    ctx.doc.display.line_width = LINE_WIDTH
     st = ctx.doc.step("Mini batch at order 2: the grouped form")
     st.text(r"Step $k$ uses its own loss $E_{b(k)}$, one of $m$ batch losses; here $m="
             f"{BATCHES}" r"$ and the step $n$ is a step of batch $0$ (any other batch: exchange "
