@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .display import formula_lines, named_terms, simplified_coefficient
+from .display import SIMPLIFY_MAX_OPS, formula_lines, named_terms, simplified_coefficient
 from .emit.source import CODEGEN_BACKENDS, module_source
 from .family import Optimizer, n
 from .flow import derive
@@ -43,19 +43,25 @@ def generate_module(optimizer, order=1, backend="numpy", stationary=False, comma
 
 
 def coefficient_naming(flow, stationary):
-    """``(formula lines, rename)``: the flow as ``modeq derive`` prints it (memory
+    """``(formula lines, rename)``: ``F0`` and ``F1`` as ``modeq derive`` prints them (memory
     coefficients ``a_n, b_n, ...`` named once) and ``rename(c) -> (c', [(name, value)])``,
     which writes a coefficient of the generated code in the same names where it splits into
     them (else returns it unchanged): the module computes the named coefficients once and
-    its docstring defines them as ``modeq derive`` does."""
-    named = named_terms(flow, "full", stationary)
+    its docstring defines them as ``modeq derive`` does.  The names come from ``F1`` only:
+    the display of an exact-in-``n`` ``F2`` costs tens of seconds and names little (its
+    coefficients are mostly beyond the displays' simplification budget)."""
+    named = named_terms(derive(flow.optimizer, min(flow.order, 1)), "full", stationary)
     memory = memory_symbols(flow.optimizer, n)
     values = list(named.coefficients)
 
     def rename(c):
-        if not c.free_symbols & memory or not values:
+        # a large coefficient, one with a memory sum or one only `simplify` brings to lowest
+        # terms is left as derived: that costs minutes (Adam's exact-in-n F2)
+        if (not c.free_symbols & memory or not values or c.has(sp.Sum)
+                or sp.count_ops(c) > SIMPLIFY_MAX_OPS):
             return c, []
-        split = split_coefficient(simplified_coefficient(c), memory)
+        simple = simplified_coefficient(c, cheap_only=True)
+        split = None if simple is None else split_coefficient(simple, memory)
         if split is None:
             return c, []
         used, parts = [], []
