@@ -18,7 +18,8 @@ __all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient",
 
 NOTATION = ("g = g_j = dE/dtheta_j;  (H.(u)) = sum_i d2E/dtheta_j dtheta_i u_i;  "
             "T[u, w] = sum_ik d3E/dtheta_j dtheta_i dtheta_k u_i w_k")
-#: the name of the one root ``sqrt(eps + g**2)`` of a flow's terms (:class:`NamedTerms`)
+#: the name of the one point denominator of a flow's terms (:class:`NamedTerms`): the root
+#: ``sqrt(eps + g**2)`` (eps inside the root) or ``eps + sqrt(g**2)`` (eps outside)
 S_SYMBOL = sp.Symbol("s", positive=True)
 #: added to :data:`NOTATION` for mini-batch output only
 MINI_NOTATION = ";  g[k], H[k]: the derivatives of the loss E_k of step k"
@@ -41,7 +42,9 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
     """``[(operator monomial, coefficient)]``: the terms of ``expr`` grouped by their
     operator structure (``H.u``, ``H.(a H.u)``, ``T[u,w]``, ...).
 
-    A coefficient of at most ``max_ops`` operations is simplified in full, as long as the
+    A coefficient of at most ``max_ops`` operations (:data:`CANCEL_MAX_OPS` for a rational
+    one, which costs only ``factor(cancel(c))``: see :func:`_simplified`) is simplified in
+    full, as long as the
     coefficients simplified so far stay within :data:`SIMPLIFY_TOTAL_OPS`; the others are
     given in the bounded :func:`structured_coefficient` form (never an unbounded
     simplification: the cost grows with the size of the expression, not beyond)."""
@@ -55,7 +58,8 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
     out, spent = [], 0
     for k, c in groups.items():
         ops = sp.count_ops(c)
-        if ops <= max_ops and spent + ops <= max(SIMPLIFY_TOTAL_OPS, max_ops):
+        bound = max(max_ops, CANCEL_MAX_OPS) if _rational(c) else max_ops
+        if ops <= bound and spent + ops <= max(SIMPLIFY_TOTAL_OPS, bound):
             spent += ops
             out.append((k, _simplified(c)))
         else:
@@ -76,11 +80,54 @@ def _simplified(c):
     """``c`` simplified.  A rational function of symbols, powers ``d**n`` and square roots of
     sums of monomials with integer exponents (Adam's coefficients, ``sqrt(eps + g**2)``) is
     brought to lowest terms and factored (``factor(cancel(c))``: what ``simplify`` returns for
-    them, at a fraction of the cost); anything else (sums, products, functions, roots of roots,
-    ``sqrt(g**2)``) gets SymPy's ``simplify`` first."""
+    them, at a fraction of the cost); so is one in which the square roots of even powers
+    (``sqrt(g**2)``, eps outside the root) are the only other roots, each taken as an atom
+    ``r = |g|`` (with ``g**2 = r**2``).  Anything else (sums, products, functions, roots of
+    roots) gets SymPy's ``simplify`` first."""
+    rational = _rational(c)
+    if rational is None:
+        return sp.factor(sp.simplify(c))
+    c, back = rational
+    return sp.factor(sp.cancel(c)).xreplace(back)
+
+
+def _rational(c):
+    """``(c', back)`` with ``c'`` a rational function (:func:`_plain`) and
+    ``c'.xreplace(back) == c`` (``c`` itself, or ``c`` with its roots of squares as atoms:
+    :func:`_roots_as_atoms`); ``None`` when there is no such form."""
     if all(_plain(e) for e in sp.preorder_traversal(c)):
-        return sp.factor(sp.cancel(c))
-    return sp.factor(sp.simplify(c))
+        return c, {}
+    atomized, back = _roots_as_atoms(c)
+    if back and all(_plain(e) for e in sp.preorder_traversal(atomized)):
+        return atomized, back
+    return None
+
+
+def _roots_as_atoms(c):
+    """``(c', back)``: ``c`` with every even power ``x**(2j)`` of an atom ``x`` that has a
+    root ``sqrt(x**(2k))`` in ``c`` written ``r**(2j)``, ``r`` a positive ``Dummy`` standing for
+    ``sqrt(x**2) = |x|`` (so ``sqrt(x**(2k)) = r**k``); ``back`` maps ``r`` to ``sqrt(x**2)``.
+    Exact for real ``x``: ``c'.xreplace(back)`` equals ``c``."""
+    atoms = {e.base.base for e in sp.preorder_traversal(c)
+             if isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2
+             and _even_power(e.base) and (e.base.base.is_Atom or isinstance(e.base.base, ATOMS))}
+    back = {}
+    for x in sorted(atoms, key=sp.default_sort_key):
+        r = sp.Dummy("r", positive=True)
+        back[r] = sp.sqrt(x ** 2)
+        c = c.replace(lambda e, x=x: _even_power(e) and e.base == x,
+                      lambda e, r=r: r ** e.exp)
+    return c, back
+
+
+def _root_of_square(e):
+    """Whether ``e`` is ``sqrt(x**(2k))`` (``|x|**k`` for real ``x``: nonnegative)."""
+    return (isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2 and e.exp > 0
+            and _even_power(e.base))
+
+
+def _even_power(e):
+    return isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp.is_even
 
 
 def _plain(e):
@@ -179,8 +226,9 @@ def formula_lines(named, indent="  "):
 @dataclass(frozen=True)
 class NamedTerms:
     """The terms ``F_r`` the way the math reads: memory coefficients named once (``a_n``,
-    ``b_n``, ... where they depend on ``n``; ``a``, ``b``, ... otherwise) and the one root
-    ``s = sqrt(eps + g**2)`` where the terms have exactly one.
+    ``b_n``, ... where they depend on ``n``; ``a``, ``b``, ... otherwise) and the one point
+    denominator ``s`` where the terms have exactly one (``sqrt(eps + g**2)``, or
+    ``eps + sqrt(g**2)`` with eps outside the root).
 
     ``terms[r]`` is ``F_r`` in those names; ``coefficients`` the ``[(name, value)]`` in order of
     first use (``defined[r]``: those first used by ``F_r``); ``s`` the value of ``s`` or
@@ -231,7 +279,8 @@ class _Names:
     """Names for the memory coefficients of a display (``a_n``, ``b_n``, ... for those that
     depend on ``n``, ``a``, ``b``, ... otherwise, never a state's or hyperparameter's name;
     numbers and short coefficients stay inline), and ``s`` for the one
-    root ``sqrt(eps + g**2)`` when the point factors have exactly one such root."""
+    root ``sqrt(eps + g**2)`` when the point factors have exactly one such root (else
+    ``eps + sqrt(g**2)`` when it is their one denominator with ``eps``)."""
     LETTERS = "abcdfklpqrxyz"   # not e (Euler), s, g, h, n, u, w (the notation)
 
     def __init__(self, optimizer):
@@ -255,16 +304,33 @@ class _Names:
         return name
 
     def _with_s(self, exprs):
+        """``exprs`` with the one point denominator written ``s``: the root
+        ``sqrt(eps + g**2)`` where the point factors have exactly one root of a sum with
+        ``eps`` (eps inside the root), else the one sum with ``eps`` and nonnegative terms
+        (``eps + sqrt(g**2)``, eps outside the root) they divide by; unchanged where there is
+        none, several, or another than the ``s`` of the terms before."""
         roots = {e.base for x in exprs for e in sp.preorder_traversal(x)
                  if isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2
                  and isinstance(e.base, sp.Add) and e.base.has(eps)}
-        if len(roots) != 1 or self.s not in (None, sp.sqrt(next(iter(roots)))):
+        if roots:
+            if len(roots) != 1 or self.s not in (None, sp.sqrt(next(iter(roots)))):
+                return exprs
+            base = next(iter(roots))
+            self.s, self.used_s, S = sp.sqrt(base), True, S_SYMBOL
+            return [x.replace(lambda e: isinstance(e, sp.Pow) and e.base == base
+                              and e.exp.is_Rational and e.exp.q == 2,
+                              lambda e: S ** (2 * e.exp)) for x in exprs]
+        sums = {e.base for x in exprs for e in sp.preorder_traversal(x)
+                if isinstance(e, sp.Pow) and e.exp.is_Integer and e.exp < 0
+                and isinstance(e.base, sp.Add) and e.base.has(eps)}
+        if len(sums) != 1 or self.s not in (None, next(iter(sums))):
             return exprs
-        base = next(iter(roots))
-        self.s, self.used_s, S = sp.sqrt(base), True, S_SYMBOL
+        base = next(iter(sums))
+        if not all(t.is_nonnegative or _root_of_square(t) for t in base.args):
+            return exprs
+        self.s, self.used_s, S = base, True, S_SYMBOL
         return [x.replace(lambda e: isinstance(e, sp.Pow) and e.base == base
-                          and e.exp.is_Rational and e.exp.q == 2,
-                          lambda e: S ** (2 * e.exp)) for x in exprs]
+                          and e.exp.is_Integer, lambda e: S ** e.exp) for x in exprs]
 
     def rewrite(self, k, c):
         """``[operator, point prefactor, sum of named coefficient x point monomial]`` for

@@ -129,8 +129,35 @@ def test_named_terms_give_back_the_derived_terms(opt, stationary):
             assert abs(a - b) <= sp.Float(10) ** -40 * max(1, abs(a)), (want, got)
 
 
+def _adam_outside():
+    return optimizers.adam(eps_placement="outside")
+
+
+@pytest.mark.parametrize("stationary", [False, True])
+def test_eps_outside_F1_reads_like_adams(stationary):
+    """Eps outside the root (torch's ``m/(sqrt(v) + eps)``): ``F1`` is the operator times
+    ``s**(-2)`` times named memory coefficients of ``eps`` and ``|g| = sqrt(g**2)``, with
+    ``s = eps + sqrt(g**2)`` the one point denominator; the printed line is short, and the
+    names substituted give back the derived ``F1`` (components at random points)."""
+    flow = derive(_adam_outside(), 1)
+    named = flow.named_terms(stationary=stationary)
+    assert named.s is not None and str(named.s) == "eps + sqrt(g**2)"
+    (group,) = named.groups[1]
+    a, b = ("a_n", "b_n") if not stationary else ("a", "b")
+    assert [str(f) for f in group] == ["(H.(g/s))", "s**(-2)", f"{a}*eps + {b}*sqrt(g**2)"]
+    assert [str(x) for x, _ in named.coefficients] == [a, b]
+    text = flow_text(flow, stationary=stationary)
+    (line,) = [x for x in text.splitlines() if x.startswith("  F1 = ")]
+    assert len(line) < 200, line
+    want, = flow.terms(stationary=stationary)[1:]
+    for seed in range(3):
+        x, y = _components(want, seed), _components(named.substituted()[1], seed)
+        assert abs(x - y) <= sp.Float(10) ** -40 * max(1, abs(x)), (want, named)
+
+
 @pytest.mark.parametrize("make, stationary", [
-    (optimizers.adam, False), (optimizers.adam, True), (optimizers.rmsprop, False)])
+    (optimizers.adam, False), (optimizers.adam, True), (optimizers.rmsprop, False),
+    (_adam_outside, False), (_adam_outside, True)])
 def test_generated_module_computes_the_names_modeq_derive_prints(make, stationary):
     """The generated module's code assigns every memory coefficient ``modeq derive`` names,
     to the same value (read back from the source), and its docstring defines it."""
