@@ -71,7 +71,7 @@ def simplified_coefficient(c, cheap_only=False):
     """A coefficient of a flow term simplified as the displays simplify it (see
     :func:`grouped_terms`); ``cheap_only``: ``None`` instead where that needs SymPy's
     ``simplify`` (anything but a rational function of symbols, powers and roots of sums)."""
-    if cheap_only and not all(_plain(e) for e in sp.preorder_traversal(c)):
+    if cheap_only and _rational(c) is None:
         return None
     return _simplified(c)
 
