@@ -78,10 +78,12 @@ class DocPrinter(LatexPrinter):
         self.depth = 0
 
     # -- helpers ----------------------------------------------------------------------------
-    def _inner(self, e):
+    def _inner(self, e, how=None):
+        """``e`` printed one operator level deeper (no component subscript inside), by
+        ``how`` (:meth:`_print` by default; :meth:`piece` for the breakable form)."""
         self.depth += 1
         try:
-            return self._print(e)
+            return (how or self._print)(e)
         finally:
             self.depth -= 1
 
@@ -200,13 +202,6 @@ class DocPrinter(LatexPrinter):
         return Piece(r"\left(%s\right)" % p.flat, r"\%sl(" % z, (p,), r"\%sr)" % z,
                      nest=True)
 
-    def _inner_piece(self, u):
-        self.depth += 1
-        try:
-            return self.piece(u)
-        finally:
-            self.depth -= 1
-
     def _operator_piece(self, e, flat, exp=""):
         if isinstance(e, Hess):
             b, u = e.args
@@ -214,13 +209,13 @@ class DocPrinter(LatexPrinter):
             if not arg.startswith("\\left["):
                 return Piece(flat)
             tag = "H" + ("" if b == FULL else "^{(%s)}" % self._print(b))
-            inner = self._inner_piece(u)
+            inner = self._inner(u, self.piece)
             z = self._size(inner.flat)
             return Piece(flat, r"\%sl(%s\,\%sl[" % (z, tag, z), (inner,),
                          r"\%sr]\%sr)" % (z, z) + self.sub() + exp, nest=True)
         b, u, w = e.args
         tag = "T" + ("" if b == FULL else "^{(%s)}" % self._print(b))
-        first, second = self._inner_piece(u), self._inner_piece(w)
+        first, second = self._inner(u, self.piece), self._inner(w, self.piece)
         z = self._size(first.flat + second.flat)
         first = Piece(first.flat + r",\,", "", (first,), r",\,")
         return Piece(flat, tag + r"\%sl[" % z, (first, second),
