@@ -10,6 +10,14 @@ affine, so this is exactly the mean iterate over the ``(m!)^K`` order sequences 
 independent epochs.  Otherwise it is the iterated mean map ``Psi^K``: equal to the mean iterate up
 to ``O(h^5)`` per epoch for memoryless steps, up to ``O(h^3)`` per epoch with memory.
 
+:func:`sampled_mean_path` is the check for steps nonlinear in the states (Adam, RMSProp), where
+neither the mean map nor the ``(m!)^K`` order sequences can be enumerated: ``runs`` independent
+order sequences drawn with a seeded generator, each run exactly in mpmath, and the sample mean
+with its standard error (which a check must compare with the differences it measures).
+:func:`sampled_drift` estimates the exact order-0 epoch drift of such a step at a frozen point
+(the stationary mean over random orders of the step), the quantity the epoch flow's ``F0``
+expands in the spread of the batches: where the two differ, the expansion does not hold.
+
 :func:`flow_path` integrates an :class:`~modeq.symbolic.epoch.EpochFlow` over ``K`` epochs of time
 ``m h`` each; :func:`loglog_slope` fits ``log(error)`` against ``log(h)``.
 """
@@ -23,7 +31,7 @@ import sympy as sp
 from modeq.symbolic.family import g as G, theta as THETA
 from .integrate import integrate
 
-__all__ = ["mean_epoch_path", "flow_path", "loglog_slope"]
+__all__ = ["mean_epoch_path", "sampled_mean_path", "sampled_drift", "flow_path", "loglog_slope"]
 
 
 def _exact(v):
@@ -98,6 +106,93 @@ def mean_epoch_path(optimizer, losses, params, theta0, h, epochs, values=None, b
         return out
 
 
+def sampled_mean_path(optimizer, losses, params, theta0, h, epochs, runs, seed=0, values=None,
+                      burn_in=0, dps=30):
+    """``(path, stderr)``: ``path[e]`` the sample mean over ``runs`` reshuffled runs of theta
+    after ``burn_in + e`` epochs (``e = 0..epochs``), every epoch's order drawn uniformly and
+    independently (``numpy.random.default_rng(seed)``); ``stderr`` the largest standard error of
+    the final mean's components.  States start at 0; ``values``: hyperparameters by name."""
+    import numpy as np
+    if isinstance(runs, bool) or not isinstance(runs, int) or runs < 2:
+        raise ValueError(f"runs must be an integer >= 2 (a mean and its standard error), "
+                         f"got {runs!r}")
+    values = dict(values or {})
+    m = len(losses)
+    rng = np.random.default_rng(seed)
+    with mpmath.workdps(dps):
+        comp = _compile(optimizer, losses, params, values)
+        h = _mp(_exact(h))
+        p = len(params)
+        paths = []
+        for _ in range(runs):
+            x = ([_mp(_exact(t)) for t in theta0],
+                 [[mpmath.mpf(0)] * p for _ in optimizer.states])
+            path = []
+            for e in range(burn_in + epochs):
+                if e >= burn_in:
+                    path.append(list(x[0]))
+                x = _run_epoch(x, [int(b) for b in rng.permutation(m)], h, comp, e * m)
+            path.append(list(x[0]))
+            paths.append(path)
+        mean = [[sum(run[e][j] for run in paths) / runs for j in range(p)]
+                for e in range(epochs + 1)]
+        last = [[run[-1][j] for run in paths] for j in range(p)]
+        stderr = max(mpmath.sqrt(sum((v - mu) ** 2 for v in col) / (runs - 1) / runs)
+                     for col, mu in zip(last, mean[-1]))
+        return mean, stderr
+
+
+def sampled_drift(optimizer, losses, params, theta, values, chains=1000, steps=6000,
+                  burn_in=None, seed=0):
+    """``(drift, stderr)``: the mean over random epoch orders of the step at the frozen point
+    ``theta`` in the stationary regime (states from their recursion ``s <- d s + c of(g)``, no
+    bias correction: stationary), NumPy float64, ``chains`` independent reshuffled chains of
+    ``steps`` steps after ``burn_in`` steps (default: until the slowest decay is below 1e-12).
+    ``stderr`` is per component, inflated by the states' correlation time ``1/(1 - d)``."""
+    import numpy as np
+    if optimizer.step.has(THETA) or any(s.of.has(THETA) or s.reads for s in optimizer.states):
+        raise ValueError(f"sampled_drift: {optimizer.name!r} has parameter terms or states "
+                         f"reading states; covered: steps psi(g, states), states EMAs of g")
+    for name, v in (("chains", chains), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+            raise ValueError(f"{name} must be an integer >= 2, got {v!r}")
+    byname = {str(k): _exact(v) for k, v in dict(values).items()}
+    fix = lambda e: sp.sympify(e).xreplace(  # noqa: E731
+        {s: byname[str(s)] for s in sp.sympify(e).free_symbols if str(s) in byname})
+    point = {p: _exact(t) for p, t in zip(params, theta)}
+    grads = np.array([[float(sp.diff(E, p).xreplace(point)) for p in params] for E in losses])
+    states = list(optimizer.states)
+    svars = [sp.Symbol(f"_s{i}") for i in range(len(states))]
+    ren = dict(zip(states, svars))
+    step = sp.lambdify([G] + svars, fix(optimizer.step.xreplace(ren)), "numpy")
+    ofs = [sp.lambdify(G, fix(s.of), "numpy") for s in states]
+    dec = [float(fix(s.decay)) for s in states]
+    sc = [float(fix(s.scale)) for s in states]
+    slowest = max(dec + [0.0])
+    if burn_in is None:
+        burn_in = int(np.ceil(np.log(1e-12) / np.log(slowest))) if slowest > 0 else 1
+    m = len(losses)
+    rng = np.random.default_rng(seed)
+    S = [np.broadcast_to(c / (1 - d) * np.mean(f(grads), axis=0), (chains, len(params))).copy()
+         for c, d, f in zip(sc, dec, ofs)]
+    acc = np.zeros(len(params))
+    acc2 = np.zeros(len(params))
+    order = None
+    for k in range(burn_in + steps):
+        if k % m == 0:
+            order = np.argsort(rng.random((chains, m)), axis=1)
+        gb = grads[order[:, k % m]]
+        S = [d * s + c * f(gb) for s, d, c, f in zip(S, dec, sc, ofs)]
+        if k >= burn_in:
+            val = step(gb, *S) * np.ones_like(gb)
+            acc += val.sum(axis=0)
+            acc2 += (val ** 2).sum(axis=0)
+    count = chains * steps
+    mean = acc / count
+    var = np.maximum(acc2 / count - mean ** 2, 0)
+    return mean, np.sqrt(var / count * 2 / (1 - slowest))
+
+
 def flow_path(epoch_flow, h, epochs, theta0, values=None, substeps=4, dps=40,
               method="ck45"):
     """The epoch flow ``d theta/dt = -F`` at ``t = e m h``, ``e = 0..epochs`` (mpmath)."""
@@ -108,7 +203,7 @@ def flow_path(epoch_flow, h, epochs, theta0, values=None, substeps=4, dps=40,
         byname = {str(k): _exact(v) for k, v in values.items()}
         field = field.xreplace({s: byname[str(s)] for s in field.free_symbols
                                 if str(s) in byname})
-        f = sp.lambdify(epoch_flow.params, list(field), "mpmath")
+        f = sp.lambdify(epoch_flow.params, list(field), "mpmath", cse=True)
         th0 = [_mp(_exact(t)) for t in theta0]
         run = integrate(lambda n, th: list(f(*th)), th0, epoch_flow.m * _mp(_exact(h)),
                         epochs, method, substeps=substeps)

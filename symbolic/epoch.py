@@ -19,7 +19,8 @@ that ``d theta/dt = -F`` over time ``m h`` reproduces that map through ``h^(r+1)
 
 The average is taken of the map (of the iterates), never inside a nonlinear step: for a step
 nonlinear in order-dependent states (Adam's ``m / sqrt(v + eps)``) already ``F0`` is the mean of
-a nonlinear function of the order-dependent weights, which is why Adam is not covered.
+a nonlinear function of the order-dependent weights, which has no finite closed form; it is
+expanded in the spread of the batches instead (:mod:`epoch_adaptive`).
 
 It is derived here, never typed in: the epoch displacement is expanded as a power series in
 ``h`` in the component algebra (:mod:`operators`, batch ``b`` written ``Grad(b)``,
@@ -36,6 +37,10 @@ Two derivations, by the kind of optimizer:
   averaged (all ``m!`` orders, or the one fixed order when not reshuffled).  Orders 0, 1, 2.
 * **linear memory** (heavy-ball, Nesterov-type ``g + mu b``: the step and every state's input are
   linear in ``g`` and the states, no ``theta``; :mod:`epoch_memory`): stationary, order 0 and 1.
+* **adaptive steps** (Adam, RMSProp: a step ``psi(g, states)`` nonlinear in EMAs of functions of
+  ``g``; :mod:`epoch_adaptive`): stationary, ``F0`` through the second moments of the batch
+  spread (``O(spread^3)`` dropped), ``F1`` its noise-free part (``O(h spread^2)`` not derived);
+  :attr:`EpochFlow.expansion` says so.
 
 Why the mean map is the right object.  For memoryless steps the epoch maps differ from their
 mean by ``O(h^2)`` (the ``h`` term ``-h sum_b psi_b`` does not depend on the order), so the mean
@@ -54,13 +59,14 @@ from itertools import permutations
 import sympy as sp
 
 from .components import LossProvider, check_loss, lower_vector
-from .epoch_memory import MAX_MEMORY_ORDER, memory_displacement
+from .epoch_adaptive import EXPANSION_NOTE, adaptive_terms
+from .epoch_memory import MAX_MEMORY_ORDER, linear_memory_reason, memory_displacement
 from .family import g, h
 from .operators import D3, Grad, Hess, collect_fields, lie, linearize
 from .solve import flow_step_coefficients
 
 __all__ = ["EpochFlow", "epoch_flow", "epoch_terms", "epoch_displacement", "slot_symbols",
-           "match_epoch", "check_epoch_inputs", "MAX_EPOCH_ORDER", "MAX_MEMORY_ORDER"]
+           "match_epoch", "check_epoch_inputs", "expansion_of", "MAX_EPOCH_ORDER", "MAX_MEMORY_ORDER"]
 
 MAX_EPOCH_ORDER = 2        # memoryless steps: D3 is the highest derivative needed
 
@@ -71,8 +77,12 @@ class EpochFlow:
 
     ``terms[r]`` is ``F_r`` in the component algebra (``Grad(b)`` the gradient of batch ``b``);
     the flow is ``d theta/dt = -(F0 + h F1 + ...)``, time ``h`` per step, ``m h`` per epoch.
-    ``displacement[p]`` is the ``h^p`` coefficient of ``Psi(theta) - theta`` (averaged).
-    ``reshuffle=False``: the one fixed order ``0, 1, .., m-1`` repeated (cyclic), no average."""
+    ``displacement[p]`` is the ``h^p`` coefficient of ``Psi(theta) - theta`` (averaged; for
+    adaptive steps only ``p = 1``: the ``h^2`` coefficient implied by ``F1`` is a Lie series of a
+    large ``F0`` and is not formed).
+    ``reshuffle=False``: the one fixed order ``0, 1, .., m-1`` repeated (cyclic), no average.
+    ``expansion``: ``None`` when the terms are exact in the batches; otherwise what an expansion
+    in the batch spread dropped (adaptive steps, :mod:`epoch_adaptive`)."""
     optimizer: object
     m: int
     order: int
@@ -82,6 +92,7 @@ class EpochFlow:
     losses: list = None
     params: list = None
     notes: list = field(default_factory=list)
+    expansion: str = None
 
     @property
     def epoch_time(self):
@@ -226,6 +237,13 @@ def _memoryless_terms(optimizer, m, order, reshuffle):
     return match_epoch(avg, m, order), {p: avg[p] for p in range(1, order + 2)}
 
 
+def expansion_of(optimizer):
+    """What the epoch flow of ``optimizer`` leaves out (:attr:`EpochFlow.expansion`)."""
+    if optimizer.states and linear_memory_reason(optimizer) is not None:
+        return EXPANSION_NOTE
+    return None
+
+
 def epoch_terms(optimizer, m, order, reshuffle=True):
     """``(terms, displacement)`` of the epoch flow of ``optimizer`` with ``m`` batches (see
     :class:`EpochFlow`); cached per optimizer object."""
@@ -245,9 +263,17 @@ def epoch_terms(optimizer, m, order, reshuffle=True):
             raise NotImplementedError(f"epoch flows of memoryless steps are derived to order "
                                       f"{MAX_EPOCH_ORDER}; got order {order}")
         out = _memoryless_terms(optimizer, m, order, reshuffle)
-    else:
+    elif linear_memory_reason(optimizer) is None:
         disp = memory_displacement(optimizer, m, order, reshuffle)
         out = match_epoch(disp, m, order), {p: disp[p] for p in range(1, order + 2)}
+    else:
+        if not reshuffle:
+            raise NotImplementedError(
+                "reshuffle=False with memory: the fixed order repeated is the cyclic schedule, "
+                "whose per-step flow is ModifiedFlow.field(losses, params, n=...) (mini batch); "
+                "its autonomous epoch form is not derived")
+        terms = adaptive_terms(optimizer, m, order)
+        out = terms, {1: linearize(-m * terms[0])}
     _CACHE[key] = (optimizer, out)
     return out
 
@@ -268,5 +294,8 @@ def epoch_flow(modified_flow, losses, params, reshuffle=True):
     else:
         notes.append("reshuffle=False: the fixed order 0..m-1 repeated (the cyclic schedule); "
                      "its per-step flow is ModifiedFlow.field(losses, params, n=...)")
+    expansion = expansion_of(modified_flow.optimizer)
+    if expansion is not None:
+        notes.append(expansion)
     return EpochFlow(modified_flow.optimizer, len(losses), modified_flow.order, reshuffle,
-                     list(terms), dict(disp), list(losses), list(params), notes)
+                     list(terms), dict(disp), list(losses), list(params), notes, expansion)

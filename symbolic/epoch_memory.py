@@ -44,12 +44,13 @@ geometric over epochs (closed forms by :func:`~.memory.closed_sum`).  With all b
 ``A = B`` and the result is the full-batch stationary flow (for heavy-ball
 ``(1+beta)/(2(1-beta)^3) H g``).
 
-Not covered (``NotImplementedError`` with the reason): a step nonlinear in the states (Adam,
-RMSProp: ``m / sqrt(v + eps)``) -- there ``F0`` is already ``E_pi[psi(S0)]`` with ``S0`` a
-combination of the batch gradients whose weights depend on the orders of all past epochs, and
-the mean of a nonlinear function of them has no finite closed form; order 2 (the second moment
-of the ``O(h)`` spread of the epoch maps enters there); ``reshuffle=False`` with memory (the
-per-step cyclic flow ``ModifiedFlow.field(losses, params, n=...)`` covers that schedule).
+Not covered here: a step nonlinear in the states (Adam, RMSProp: ``m / sqrt(v + eps)``) -- there
+``F0`` is already ``E_pi[psi(S0)]`` with ``S0`` a combination of the batch gradients whose
+weights depend on the orders of all past epochs, a mean of a nonlinear function with no finite
+closed form; :mod:`epoch_adaptive` expands it in the batch spread.  Order 2 (the second moment
+of the ``O(h)`` spread of the epoch maps enters there) and ``reshuffle=False`` with memory (the
+per-step cyclic flow ``ModifiedFlow.field(losses, params, n=...)`` covers that schedule) raise
+``NotImplementedError`` with the reason.
 """
 from __future__ import annotations
 
@@ -59,41 +60,43 @@ from .family import g, theta
 from .memory import closed_sum
 from .operators import Grad, Hess
 
-__all__ = ["memory_displacement", "linear_kernel", "kernel_sums", "MAX_MEMORY_ORDER"]
+__all__ = ["memory_displacement", "linear_kernel", "linear_memory_reason", "kernel_sums", "MAX_MEMORY_ORDER"]
 
 MAX_MEMORY_ORDER = 1
+
+
+def linear_memory_reason(optimizer):
+    """``None`` when the step and the states are in the linear-memory class (module docstring),
+    else why not (a sentence)."""
+    states = list(optimizer.states)
+    step = optimizer.step
+    if step.has(theta) or any(s.of.has(theta) for s in states):
+        return "the step or a state's input depends on theta (a parameter term)"
+    if any(s.reads for s in states):
+        return "a state reads another state"
+    for s in states:
+        c = sp.diff(s.of, g)
+        if c.has(g) or sp.simplify(s.of - c * g) != 0:
+            return f"state {s.name!r} has the nonlinear input {s.of}"
+    lin = [g] + states
+    for x in lin:
+        if sp.diff(step, x).has(*lin):
+            return f"the step {step} is nonlinear in {x}"
+    if sp.simplify(step.xreplace({x: 0 for x in lin})) != 0:
+        return f"the step {step} has a part that is not linear in g and the states"
+    return None
 
 
 def linear_kernel(optimizer):
     """``(a0, [(coef_i, d_i)])`` with ``K(j) = a0 [j=0] + sum_i coef_i d_i^j`` (stationary), or
     ``NotImplementedError`` saying why the declaration is outside the linear-memory class."""
-    states = list(optimizer.states)
-    step = optimizer.step
-    why = None
-    if step.has(theta) or any(s.of.has(theta) for s in states):
-        why = "the step or a state's input depends on theta (a parameter term)"
-    elif any(s.reads for s in states):
-        why = "a state reads another state"
-    else:
-        for s in states:
-            c = sp.diff(s.of, g)
-            if c.has(g) or sp.simplify(s.of - c * g) != 0:
-                why = f"state {s.name!r} has the nonlinear input {s.of}"
-                break
-        lin = [g] + states
-        for x in lin:
-            if why is None and sp.diff(step, x).has(*lin):
-                why = f"the step {step} is nonlinear in {x}"
-        if why is None and sp.simplify(step.xreplace({x: 0 for x in lin})) != 0:
-            why = f"the step {step} has a part that is not linear in g and the states"
+    why = linear_memory_reason(optimizer)
     if why is not None:
         raise NotImplementedError(
-            f"epoch flow of {optimizer.name!r} under reshuffling: {why}. Covered: memoryless "
-            f"steps (orders 0-2) and steps linear in g and the states with inputs c*g "
-            f"(heavy-ball; stationary, order 0-1). For a step nonlinear in the states (Adam, "
-            f"RMSProp) already F0 = E_pi[psi(S0)] averages a nonlinear function of "
-            f"order-dependent batch weights over the orders of all past epochs: no finite "
-            f"closed form (see modeq.symbolic.epoch_memory)")
+            f"epoch flow of {optimizer.name!r} with linear memory: {why}. Steps nonlinear in "
+            f"the states (Adam, RMSProp) go through modeq.symbolic.epoch_adaptive")
+    states = list(optimizer.states)
+    step = optimizer.step
     a0 = sp.diff(step, g)
     parts = [(sp.diff(step, s) * sp.diff(s.of, g) * s.scale, s.decay) for s in states]
     return a0, parts

@@ -221,9 +221,23 @@ def test_derive_epoch_flow_of_sgd_is_smith_et_al(capsys):
     assert "H[0].(g[1])" not in out
 
 
+def test_derive_epoch_flow_of_adam_prints_its_expansion_in_the_spread(capsys):
+    """Adam reshuffled: the step at the mean states plus the states' covariances over the
+    orders, every named quantity defined, the expansion stated; F1 the noise-free part."""
+    assert main(["derive", "adam", "--epoch", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "expansion in the batch spread" in out and "O(spread^3) dropped" in out
+    assert "F0 = psi(m, v) + psi_mv * Cov(m, v) + (1/2) * psi_vv * Cov(v, v)" in out
+    for name in ("psi = m/sqrt(v + eps)", "mean m = mean_b[g[b]]", "mean v = mean_b[g[b]**2]",
+                 "psi_mv = ", "psi_vv = ", "Cov(m, v) = ", "Cov(v, v) = "):
+        assert name in out, name
+    assert "F1 = (H.(g/s)) * s**(-3) * (a*eps + b*g**2)" in out
+
+
 @pytest.mark.parametrize("argv, words", [
     (["derive", "sgd", "--epoch", "1"], "M >= 2"),
-    (["derive", "adam", "--epoch", "3"], "nonlinear"),
+    (["derive", "adam", "--epoch", "3", "--order", "2"], "order 1"),
+    (["derive", "adam", "--epoch", "3", "--no-reshuffle"], "cyclic"),
     (["derive", "sgd", "--no-reshuffle"], "--epoch"),
     (["derive", "sgd", "--epoch", "3", "--dims", "2"], "--epoch"),
 ])

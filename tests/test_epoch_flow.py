@@ -216,10 +216,10 @@ def test_heavy_ball_mean_iterate_over_all_orders_follows_the_epoch_flow(order):
 
 # --- what is not derived, and bad input ---------------------------------------------------------
 
-def test_adam_and_order2_memory_say_what_is_missing():
+def test_parameter_terms_and_order2_memory_say_what_is_missing():
     L = _losses(2)
-    with pytest.raises(NotImplementedError, match="nonlinear"):
-        derive(optimizers.adam(), order=1).epoch_flow(L, [x, y])
+    with pytest.raises(NotImplementedError, match="depends on theta"):
+        derive(optimizers.torch_adam(weight_decay="decoupled"), order=1).epoch_flow(L, [x, y])
     with pytest.raises(NotImplementedError, match="order 1"):
         derive(optimizers.heavy_ball(), order=2).epoch_flow(L, [x, y])
     with pytest.raises(NotImplementedError, match="cyclic"):
