@@ -118,7 +118,7 @@ def _epoch(opt, args):
     """``--epoch M``: the epoch flow's terms, grouped by structure (batch ``b``: ``g[b]``)."""
     import sympy as sp
     from modeq.symbolic.display import grouped_terms
-    from modeq.symbolic.epoch import epoch_terms
+    from modeq.symbolic.epoch import epoch_terms, expansion_of
     if args.stationary or args.dims is not None or args.format != "text":
         raise UsageError("--epoch prints the epoch flow as text; it takes no --stationary, "
                          "--dims or --format latex")
@@ -132,9 +132,54 @@ def _epoch(opt, args):
     print(f"epoch flow of {opt.name}: M = {args.epoch} batches, {kind}")
     print("d theta/dt = -(F0 + h F1 + ...), time h per step (one epoch is M h); "
           "g[b], H[b], T[b]: derivatives of batch b's loss")
+    if expansion_of(opt) is not None:
+        _print_spread_expansion(opt, args.epoch, args.order)
+        return 0
     for r, term in enumerate(terms):
         parts = grouped_terms(term)
         body = "\n    + ".join(sp.sstr(c) if k == 1 else f"({sp.sstr(c)}) * {sp.sstr(k)}"
                                 for k, c in parts) or "0"
         print(f"F{r} = {body}")
     return 0
+
+
+def _print_spread_expansion(opt, m, order):
+    """An adaptive step's epoch flow in its structure (``modeq.symbolic.epoch_adaptive``): the
+    step at the mean states plus the states' covariances over the orders, then the noise-free
+    ``F1`` as ``modeq derive --stationary`` prints it, read for the mean loss."""
+    import sympy as sp
+    from modeq.symbolic import derive
+    from modeq.symbolic.display import flow_text
+    from modeq.symbolic.epoch_adaptive import EXPANSION_NOTE, spread_expansion
+    from modeq.symbolic.family import g
+    from modeq.symbolic.operators import Grad
+    e = spread_expansion(opt, m)
+    b = sp.Symbol("b")
+    mean = lambda f: f"mean_b[{sp.sstr(f.xreplace({g: Grad(b)}))}]"  # noqa: E731
+    order_of = e.channels.index
+    pairs = [p for p in e.pairs if order_of(p[0]) <= order_of(p[1])]
+    parts = [("(1/2) * " if xi == xk else "") + f"psi_{xi}{xk} * Cov({xi}, {xk})"
+             for xi, xk, *_ in pairs]
+    print(EXPANSION_NOTE)
+    print(f"F0 = " + " + ".join([f"psi({', '.join(map(str, e.channels))})"] + parts)
+          + "   (at the mean states)")
+    print(f"  psi = {sp.sstr(e.step)}")
+    for x in e.channels:
+        k = e.kappa[x]
+        print(f"  mean {x} = " + ("" if k == 1 else f"({sp.sstr(k)}) * ") + mean(e.inputs[x]))
+    for xi, xk, d2, c, _ in pairs:
+        sigma = (f"mean_b[{sp.sstr((e.inputs[xi] * e.inputs[xk]).xreplace({g: Grad(b)}))}] - "
+                 f"{mean(e.inputs[xi])} * {mean(e.inputs[xk])}")
+        print(f"  psi_{xi}{xk} = {sp.sstr(sp.simplify(d2))}")
+        print(f"  Cov({xi}, {xk}) = ({sp.sstr(c)}) * ({sigma})")
+    if order >= 1:
+        print("F1 = the stationary full-batch F1 of the mean loss C = mean_b[E_b] "
+              "(g = mean_b[g[b]], H = mean_b[H[b]]):")
+        text = flow_text(derive(opt, order=1), stationary=True)
+        lines = text.splitlines()
+        start = next(i for i, x in enumerate(lines) if x.startswith("  F1 = "))
+        for line in lines[start:]:
+            if line.startswith("  where "):
+                print("  where " + line.split("where ", 1)[1].split(";")[0])
+                break
+            print(line)
