@@ -22,7 +22,6 @@ import sympy as sp
 from modeq.symbolic import derive
 from modeq.symbolic.components import LossProvider
 from modeq.symbolic.emit.minibatch_order2 import Order2Sweep
-from modeq.symbolic.display_grouped import without_zero_products
 from modeq.symbolic.operators import Vec
 
 from .context import text_escape
@@ -103,7 +102,7 @@ def grouped_terms(ctx):
     st = doc.step("The flow on a step of batch 0")
     eqs = []
     for r in range(ctx.order + 1):
-        key = doc.add(f"F{r}", without_zero_products(getattr(T, f"F{r}")[0]))
+        key = doc.add(f"F{r}", getattr(T, f"F{r}")[0])
         eqs.append(Equation(f"F^{{(n)}}_{{{r},j}}", key=key))
     st.equations(*eqs)
     if T.Qform:
@@ -111,7 +110,7 @@ def grouped_terms(ctx):
                 r"product $A_{i,b}A_{i,b}^{\top}$ replaced by the second moment $M_{i,b}$:")
         names = ctx.doc.display.names
         st.equations(*[Equation(tex(q.args[0], names).replace(",j}", "}"),
-                                key=doc.add(f"Qform{k}", without_zero_products(form)))
+                                key=doc.add(f"Qform{k}", form))
                        for k, (q, form) in enumerate(zip(T.Q, T.Qform))])
 
 

@@ -13,9 +13,8 @@ import sympy as sp
 
 from . import cache
 from .display import NOTATION, grouped_terms
-from .operators import Hess
 
-__all__ = ["grouped_flow_text", "without_zero_products", "DEFINITIONS"]
+__all__ = ["grouped_flow_text", "DEFINITIONS"]
 
 #: What the grouped symbols stand for; state ``i`` (decay ``d_i``, newest-input weight
 #: ``w_i(l, l)``), batch ``b``; ``F0^(l)``, ``F1^(l)``, ``DF0^(l)`` are the terms of past step
@@ -33,14 +32,9 @@ DEFINITIONS = (
 )
 
 
-def without_zero_products(e):
-    """``H.(0) -> 0`` (the zero vector a grouping can leave in a quadratic form)."""
-    return e.replace(lambda x: isinstance(x, Hess) and x.args[1] == 0, lambda x: sp.S.Zero)
-
-
 def _lines(name, expr):
     groups = [sp.sstr(c) if k == 1 else f"({sp.sstr(c)}) * {sp.sstr(k)}"
-              for k, c in grouped_terms(without_zero_products(expr))]
+              for k, c in grouped_terms(expr)]
     if not groups:
         return [f"  {name} = 0"]
     if len(groups) == 1:
@@ -73,7 +67,7 @@ def _text(flow, m):
         lines += _lines(f"F{r}", getattr(terms, f"F{r}")[0])
     if order >= 2:
         for q, form in zip(terms.Q, terms.Qform):
-            lines.append(f"  Qform_{str(q).split('_', 1)[1]} = {sp.sstr(without_zero_products(form))}")
+            lines.append(f"  Qform_{str(q).split('_', 1)[1]} = {sp.sstr(form)}")
     if opt.states:
         lines.append("  where, for state i (decay d_i, weight w_i(l, l) of its newest input) "
                      "and batch b:")

@@ -63,8 +63,14 @@ class Grad(_Atom):
 
 
 class Hess(_Atom):
-    """``(H_b u)_j``; linear in ``u``."""
+    """``(H_b u)_j``; linear in ``u`` (so ``H.(0) = 0``)."""
     nargs = 2
+
+    @classmethod
+    def eval(cls, b, u):
+        if u == 0:
+            return sp.S.Zero
+        return None
 
     def _sympystr(self, printer):
         b = self.args[0]
@@ -79,11 +85,13 @@ class Hess(_Atom):
 
 
 class D3(_Atom):
-    """``T_b[u, w]_j``; bilinear and symmetric in ``u, w``."""
+    """``T_b[u, w]_j``; bilinear and symmetric in ``u, w`` (zero when either is)."""
     nargs = 3
 
     @classmethod
     def eval(cls, b, u, w):
+        if u == 0 or w == 0:
+            return sp.S.Zero
         if sp.default_sort_key(u) > sp.default_sort_key(w):
             return cls(b, w, u)
         return None
