@@ -213,7 +213,9 @@ def torch_rmsprop(centered=False, momentum=False, weight_decay=None, maximize=Fa
     if centered:
         notes += ("; centered: the variance v - a^2 of a constant gradient tends to 0, so the "
                   "flow exists exact in n only (no stationary form), on horizons where rho^n "
-                  "is not small")
+                  "is not small; there the memory spans the horizon, so the expansion in h is "
+                  "not uniform on a fixed horizon (checked per step by the series oracle; "
+                  "against torch's iterates at fixed T no order-study slope settles)")
     if momentum:
         b = EMA("b", decay=mu, of=r, normalized=False)
         return Optimizer("torch_rmsprop", states + [b], b, notes=notes)

@@ -89,6 +89,7 @@ CASES = [  # (name, factory, order, exact)
     ("sgd-dampened-l2-2", lambda: O.torch_sgd(True, True, False, "coupled"), 2, True),
     ("sgd-nesterov-max-1", lambda: O.torch_sgd(True, False, True, "coupled", True), 1, True),
     ("adam-l2-1", lambda: O.torch_adam("coupled"), 1, True),
+    ("rmsprop-centered-1", lambda: O.torch_rmsprop(centered=True), 1, False),
     ("adamw-1", lambda: O.torch_adam("decoupled"), 1, True),
     ("nadam-decoupled-1", lambda: O.torch_nadam("decoupled"), 1, True),
     ("user-decay-on-adabelief-1", lambda: O.with_weight_decay(adabelief(), "decoupled"), 1,
