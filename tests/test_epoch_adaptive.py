@@ -16,7 +16,7 @@ noise-free part.  The oracles are independent of it:
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import examples
@@ -122,6 +122,38 @@ def test_order_0_drift_remainder_falls_like_the_cube_of_the_spread(name, m, b, r
         signal.append(abs(est - base))
     assert errs[1] <= max(errs[0] / 5, 10 * noise[1]), (errs, noise, signal)
     assert errs[1] <= max(signal[1] / 2, 10 * noise[1]), (errs, noise, signal)
+
+
+@settings(max_examples=examples(5))
+@given(data=st.data(), m=st.integers(2, 3))
+def test_generated_declarations_drift_remainder_falls_like_the_cube_of_the_spread(data, m):
+    """The same oracle over generated declarations of the class (states EMAs of functions of
+    g, a step of g and the states; no theta): where the step is finite along the chains."""
+    from strategies import by_name, declarations, values_for
+    from modeq.symbolic import theta
+    opt = data.draw(declarations(max_states=2))
+    assume(opt.states and not opt.step.has(theta)
+           and not any(s.of.has(theta) or s.reads for s in opt.states))
+    values = {k: str(v) for k, v in by_name(data.draw(values_for(opt, with_h=False))).items()}
+    assume(all(sp.Rational(values[str(s.decay)]) < sp.Rational(9, 10) if s.decay.free_symbols
+               else s.decay < sp.Rational(9, 10) for s in opt.states))
+    delta = np.arange(m) - (m - 1) / 2
+    delta /= np.abs(delta).max()
+    errs, noise = [], []
+    for lam in (sp.Rational(1, 10), sp.Rational(1, 20)):
+        grads = [sp.Rational(3, 5) + lam * sp.Rational(str(d)) for d in delta]
+        with np.errstate(all="ignore"):
+            est, se = _sampled_drift(opt, values, [float(q) for q in grads], chains=1500,
+                                     epochs=200)
+        assume(np.isfinite(est) and np.isfinite(se))
+        try:
+            form = _formula_drift(opt, values, grads)
+        except (TypeError, ValueError, ZeroDivisionError):
+            assume(False)
+        assume(np.isfinite(form))
+        errs.append(abs(est - form))
+        noise.append(se)
+    assert errs[1] <= max(errs[0] / 5, 10 * noise[1], 1e-12), (opt, values, errs, noise)
 
 
 # --- equal batches: the stationary full-batch flow ----------------------------------------------
