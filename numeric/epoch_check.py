@@ -148,7 +148,9 @@ def sampled_drift(optimizer, losses, params, theta, values, chains=1000, steps=6
     ``theta`` in the stationary regime (states from their recursion ``s <- d s + c of(g)``, no
     bias correction: stationary), NumPy float64, ``chains`` independent reshuffled chains of
     ``steps`` steps after ``burn_in`` steps (default: until the slowest decay is below 1e-12).
-    ``stderr`` is per component, inflated by the states' correlation time ``1/(1 - d)``."""
+    ``stderr`` per component by batch means: each chain's run cut into 10 blocks, the spread
+    of the block means (blocks much longer than the states' memory ``1/(1 - d)`` are nearly
+    independent; ``ValueError`` if ``steps`` does not allow blocks of 5 memories)."""
     import numpy as np
     if optimizer.step.has(THETA) or any(s.of.has(THETA) or s.reads for s in optimizer.states):
         raise ValueError(f"sampled_drift: {optimizer.name!r} has parameter terms or states "
@@ -169,28 +171,30 @@ def sampled_drift(optimizer, losses, params, theta, values, chains=1000, steps=6
     dec = [float(fix(s.decay)) for s in states]
     sc = [float(fix(s.scale)) for s in states]
     slowest = max(dec + [0.0])
+    blocks = 10
+    memory = 1 / (1 - slowest)
+    if steps < blocks * 5 * memory:
+        raise ValueError(f"steps must be at least {int(np.ceil(blocks * 5 * memory))} (10 "
+                         f"blocks of 5 state memories 1/(1 - {slowest})) for the standard "
+                         f"error, got {steps}")
     if burn_in is None:
         burn_in = int(np.ceil(np.log(1e-12) / np.log(slowest))) if slowest > 0 else 1
     m = len(losses)
     rng = np.random.default_rng(seed)
     S = [np.broadcast_to(c / (1 - d) * np.mean(f(grads), axis=0), (chains, len(params))).copy()
          for c, d, f in zip(sc, dec, ofs)]
-    acc = np.zeros(len(params))
-    acc2 = np.zeros(len(params))
+    length = steps // blocks
+    sums = np.zeros((blocks, chains, len(params)))
     order = None
-    for k in range(burn_in + steps):
+    for k in range(burn_in + length * blocks):
         if k % m == 0:
             order = np.argsort(rng.random((chains, m)), axis=1)
         gb = grads[order[:, k % m]]
         S = [d * s + c * f(gb) for s, d, c, f in zip(S, dec, sc, ofs)]
         if k >= burn_in:
-            val = step(gb, *S) * np.ones_like(gb)
-            acc += val.sum(axis=0)
-            acc2 += (val ** 2).sum(axis=0)
-    count = chains * steps
-    mean = acc / count
-    var = np.maximum(acc2 / count - mean ** 2, 0)
-    return mean, np.sqrt(var / count * 2 / (1 - slowest))
+            sums[(k - burn_in) // length] += step(gb, *S) * np.ones_like(gb)
+    means = (sums / length).reshape(blocks * chains, len(params))
+    return means.mean(axis=0), means.std(axis=0, ddof=1) / np.sqrt(blocks * chains)
 
 
 def flow_path(epoch_flow, h, epochs, theta0, values=None, substeps=4, dps=40,
