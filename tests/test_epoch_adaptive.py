@@ -16,7 +16,7 @@ noise-free part.  The oracles are independent of it:
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import assume, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from conftest import examples
@@ -64,9 +64,10 @@ def _sampled_drift(opt, values, grads, chains=3000, epochs=300, burn=40, seed=0)
     slopes = [float(d(*means)) for d in dpsi]
     rng = np.random.default_rng(seed)
     S = [np.full(chains, mu) for mu in means[1:]]
-    acc = acc2 = 0.0
-    count = 0
-    for e in range(burn + epochs):
+    blocks = 10
+    sums = np.zeros((blocks, chains))
+    per_block = epochs // blocks
+    for e in range(burn + per_block * blocks):
         order = np.argsort(rng.random((chains, m)), axis=1)
         for p in range(m):
             gb = grads[order[:, p]]
@@ -74,14 +75,10 @@ def _sampled_drift(opt, values, grads, chains=3000, epochs=300, burn=40, seed=0)
             if e >= burn:
                 vals = [gb] + S
                 est = psi(*vals) - sum(k * (v - mu) for k, v, mu in zip(slopes, vals, means))
-                acc += est.sum()
-                acc2 += (est ** 2).sum()
-                count += chains
-    mean = acc / count
-    # chains are independent; consecutive steps of a chain are correlated over ~1/(1 - d)
-    # steps, so the naive standard error is inflated by that factor
-    corr = 1 / (1 - max(dec + [0.0]))
-    return mean, np.sqrt(max(acc2 / count - mean ** 2, 0) / count * 2 * corr)
+                sums[(e - burn) // per_block] += est
+    # batch means: blocks of per_block epochs (many state memories) are nearly independent
+    block_means = (sums / (per_block * m)).ravel()
+    return block_means.mean(), block_means.std(ddof=1) / np.sqrt(block_means.size)
 
 
 def _formula_drift(opt, values, grads):
@@ -99,11 +96,20 @@ def _formula_drift(opt, values, grads):
        e=st.sampled_from(["1/20", "1/10", "1/4"]),
        gbar=st.sampled_from(["-7/10", "-2/5", "1/2", "9/10"]),
        spread=st.lists(st.integers(-10, 10), min_size=4, max_size=4))
-def test_order_0_drift_remainder_falls_like_the_cube_of_the_spread(name, m, b, r, e, gbar,
-                                                                   spread):
-    """The exact drift minus the derived ``F0`` falls like ``spread^3`` (the second moments are
-    in ``F0``): halving the spread divides it by at least 5 (8 expected; 4 would mean a wrong
-    second-moment coefficient), unless it is already below the sampling error."""
+@example(name="adam", m=3, b="1/10", r="1/10", e="1/20", gbar="-7/10", spread=[0, -2, -5, 0])
+@example(name="adam", m=3, b="3/10", r="1/10", e="1/20", gbar="-2/5", spread=[1, -4, 5, 0])
+@example(name="adam_outside", m=3, b="1/10", r="1/10", e="1/20", gbar="-7/10",
+         spread=[1, -9, 10, 0])
+def test_order_0_drift_remainder_is_a_vanishing_share_of_the_noise_term(name, m, b, r, e, gbar,
+                                                                        spread):
+    """At small spreads (1/40 and 1/80 of the gradients' range) the exact drift minus the
+    derived ``F0`` is at most 3% of the noise term itself, or falls at least 5-fold when the
+    spread halves (plus the sampling error).  A wrong second-moment coefficient fails both: it
+    leaves the same share at every spread (m^2 for m(m-1) in the covariance: 25-50%) and falls
+    4-fold.  Either alone is fragile (found by the long profile, examples above): the
+    remainder changes sign near these spreads for some hyperparameters (shares 0.26% ->
+    0.22% -> 0.14% at 1/40, 1/80, 1/160 through a sign change at 1/30), and the noise term
+    itself can cancel (``s/sqrt(s + eps)`` of ``g^2`` at tiny eps is ``|g|``)."""
     opt = ADAPTIVE[name]()
     values = {str(s): v for s, v in ((beta, b), (rho, r), (eps, e)) if s in opt.hyperparameters}
     delta = np.array(spread[:m], dtype=float)
@@ -112,7 +118,7 @@ def test_order_0_drift_remainder_falls_like_the_cube_of_the_spread(name, m, b, r
         delta = np.arange(m) - (m - 1) / 2
     delta /= np.abs(delta).max()
     errs, noise, signal = [], [], []
-    for lam in (sp.Rational(1, 10), sp.Rational(1, 20)):
+    for lam in (sp.Rational(1, 40), sp.Rational(1, 80)):
         grads = [sp.Rational(gbar) + lam * sp.Rational(str(round(d, 6))) for d in delta]
         est, se = _sampled_drift(opt, values, [float(q) for q in grads])
         form = _formula_drift(opt, values, grads)
@@ -120,13 +126,12 @@ def test_order_0_drift_remainder_falls_like_the_cube_of_the_spread(name, m, b, r
         errs.append(abs(est - form))
         noise.append(se)
         signal.append(abs(est - base))
-    assert errs[1] <= max(errs[0] / 5, 10 * noise[1]), (errs, noise, signal)
-    assert errs[1] <= max(signal[1] / 2, 10 * noise[1]), (errs, noise, signal)
+    assert errs[1] <= max(0.03 * signal[1], errs[0] / 5) + 10 * noise[1], (errs, noise, signal)
 
 
 @settings(max_examples=examples(5))
 @given(data=st.data(), m=st.integers(2, 3))
-def test_generated_declarations_drift_remainder_falls_like_the_cube_of_the_spread(data, m):
+def test_generated_declarations_drift_remainder_is_a_small_share_of_the_noise_term(data, m):
     """The same oracle over generated declarations of the class (states EMAs of functions of
     g, a step of g and the states; no theta): where the step is finite along the chains."""
     from strategies import by_name, declarations, values_for
@@ -139,8 +144,8 @@ def test_generated_declarations_drift_remainder_falls_like_the_cube_of_the_sprea
                else s.decay < sp.Rational(9, 10) for s in opt.states))
     delta = np.arange(m) - (m - 1) / 2
     delta /= np.abs(delta).max()
-    errs, noise = [], []
-    for lam in (sp.Rational(1, 10), sp.Rational(1, 20)):
+    errs, noise, signal = [], [], []
+    for lam in (sp.Rational(1, 40), sp.Rational(1, 80)):
         grads = [sp.Rational(3, 5) + lam * sp.Rational(str(d)) for d in delta]
         with np.errstate(all="ignore"):
             est, se = _sampled_drift(opt, values, [float(q) for q in grads], chains=1500,
@@ -148,12 +153,15 @@ def test_generated_declarations_drift_remainder_falls_like_the_cube_of_the_sprea
         assume(np.isfinite(est) and np.isfinite(se))
         try:
             form = _formula_drift(opt, values, grads)
+            base = _formula_drift(opt, values, [sp.Rational(3, 5)] * m)
         except (TypeError, ValueError, ZeroDivisionError):
             assume(False)
-        assume(np.isfinite(form))
+        assume(np.isfinite(form) and np.isfinite(base))
         errs.append(abs(est - form))
         noise.append(se)
-    assert errs[1] <= max(errs[0] / 5, 10 * noise[1], 1e-12), (opt, values, errs, noise)
+        signal.append(abs(est - base))
+    assert errs[1] <= max(0.03 * signal[1], errs[0] / 5) + 10 * noise[1] + 1e-12, \
+        (opt, values, errs, signal)
 
 
 # --- equal batches: the stationary full-batch flow ----------------------------------------------
