@@ -28,6 +28,7 @@ from itertools import permutations
 import mpmath
 import sympy as sp
 
+from modeq.symbolic.epoch_memory import outside_state_family
 from modeq.symbolic.family import g as G, theta as THETA
 from .integrate import integrate
 
@@ -152,9 +153,10 @@ def sampled_drift(optimizer, losses, params, theta, values, chains=1000, steps=6
     of the block means (blocks much longer than the states' memory ``1/(1 - d)`` are nearly
     independent; ``ValueError`` if ``steps`` does not allow blocks of 5 memories)."""
     import numpy as np
-    if optimizer.step.has(THETA) or any(s.of.has(THETA) or s.reads for s in optimizer.states):
-        raise ValueError(f"sampled_drift: {optimizer.name!r} has parameter terms or states "
-                         f"reading states; covered: steps psi(g, states), states EMAs of g")
+    why = outside_state_family(optimizer)
+    if why is not None:
+        raise ValueError(f"sampled_drift: {optimizer.name!r}: {why} (parameter terms or states "
+                         f"reading states); covered: steps psi(g, states), states EMAs of g")
     for name, v in (("chains", chains), ("steps", steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 2:
             raise ValueError(f"{name} must be an integer >= 2, got {v!r}")

@@ -53,7 +53,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .family import g, theta
+from .epoch_memory import outside_state_family
+from .family import g
 from .operators import D3, FULL, Grad, Hess, collect_fields, linearize
 from .pipeline import derivation
 
@@ -73,11 +74,7 @@ def channels(optimizer):
     ``w(j) = a0 [j = 0] + sum c d^j`` and their componentwise inputs ``f(g)``; the current
     gradient (if the step reads it) is the channel ``(g, (1, []), g)``.
     ``NotImplementedError`` naming what is outside the class."""
-    why = None
-    if optimizer.step.has(theta) or any(s.of.has(theta) for s in optimizer.states):
-        why = "the step or a state's input depends on theta (a parameter term)"
-    elif any(s.reads for s in optimizer.states):
-        why = "a state reads another state"
+    why = outside_state_family(optimizer)
     if why is not None:
         raise NotImplementedError(
             f"epoch flow of {optimizer.name!r} under reshuffling: {why}. Covered: memoryless "
@@ -115,8 +112,9 @@ class SpreadExpansion:
     """The parts of ``F0 = psi(sbar) + (1/2) sum_{i,k} psi_ik(sbar) C_ik Sigma_ik`` (module
     docstring): ``channels`` the step's inputs (``g`` and the states, as symbols), ``means[x]``
     their stationary means ``sbar`` in the batches' gradients (``kappa[x] * mean_b inputs[x]``
-    with ``inputs[x]`` a function of ``g``), ``pairs`` the ordered pairs
-    ``(x_i, x_k, psi_ik, C_ik, Sigma_ik)`` with a nonzero second derivative of the step."""
+    with ``inputs[x]`` a function of ``g``), ``pairs`` the pairs ``i <= k`` in channel order
+    ``(x_i, x_k, psi_ik, C_ik, Sigma_ik)`` with a nonzero second derivative of the step (an
+    off-diagonal pair stands for both orders: weight 1 in ``F0``, a diagonal one 1/2)."""
     step: sp.Expr
     channels: list
     means: dict
@@ -126,8 +124,9 @@ class SpreadExpansion:
 
     def F0(self):
         out = self.step.xreplace(self.means)
-        for _, _, d2, c, sigma in self.pairs:
-            out += d2.xreplace(self.means) * c * sigma / 2
+        for xi, xk, d2, c, sigma in self.pairs:
+            weight = sp.Rational(1, 2) if xi == xk else sp.S.One
+            out += weight * d2.xreplace(self.means) * c * sigma
         return out
 
 
@@ -144,7 +143,7 @@ def spread_expansion(optimizer, m):
     equal = {x: k * f for (x, _, f), k in zip(chans, kappa)}
     pairs = []
     for i, (xi, ki, fi) in enumerate(chans):
-        for k, (xk, kk, fk) in enumerate(chans):
+        for k, (xk, kk, fk) in enumerate(chans[i:], start=i):
             d2 = sp.diff(step, xi, xk)
             if d2 == 0:
                 continue

@@ -60,20 +60,31 @@ from .family import g, theta
 from .memory import closed_sum
 from .operators import Grad, Hess
 
-__all__ = ["memory_displacement", "linear_kernel", "linear_memory_reason", "kernel_sums", "MAX_MEMORY_ORDER"]
+__all__ = ["memory_displacement", "linear_kernel", "linear_memory_reason", "outside_state_family",
+           "kernel_sums", "MAX_MEMORY_ORDER"]
 
 MAX_MEMORY_ORDER = 1
+
+
+def outside_state_family(optimizer):
+    """Why the epoch flows with memory do not cover ``optimizer`` at all (a parameter term, a
+    state reading another state), or ``None``: what both the linear-memory class here and the
+    adaptive steps of :mod:`epoch_adaptive` require."""
+    if optimizer.step.has(theta) or any(s.of.has(theta) for s in optimizer.states):
+        return "the step or a state's input depends on theta (a parameter term)"
+    if any(s.reads for s in optimizer.states):
+        return "a state reads another state"
+    return None
 
 
 def linear_memory_reason(optimizer):
     """``None`` when the step and the states are in the linear-memory class (module docstring),
     else why not (a sentence)."""
+    why = outside_state_family(optimizer)
+    if why is not None:
+        return why
     states = list(optimizer.states)
     step = optimizer.step
-    if step.has(theta) or any(s.of.has(theta) for s in states):
-        return "the step or a state's input depends on theta (a parameter term)"
-    if any(s.reads for s in states):
-        return "a state reads another state"
     for s in states:
         c = sp.diff(s.of, g)
         if c.has(g) or sp.simplify(s.of - c * g) != 0:

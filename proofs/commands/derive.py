@@ -156,8 +156,7 @@ def _print_spread_expansion(opt, m, order):
     e = spread_expansion(opt, m)
     b = sp.Symbol("b")
     mean = lambda f: f"mean_b[{sp.sstr(f.xreplace({g: Grad(b)}))}]"  # noqa: E731
-    order_of = e.channels.index
-    pairs = [p for p in e.pairs if order_of(p[0]) <= order_of(p[1])]
+    pairs = e.pairs
     parts = [("(1/2) * " if xi == xk else "") + f"psi_{xi}{xk} * Cov({xi}, {xk})"
              for xi, xk, *_ in pairs]
     print(EXPANSION_NOTE)
