@@ -47,18 +47,23 @@ def _mp(e):
     return sp.lambdify([], e, "mpmath")() * mpmath.mpf(1)
 
 
-def _compile(optimizer, losses, params, values):
+def _compile(optimizer, losses, params, values, module="mpmath"):
+    """The declaration's pieces with the hyperparameters ``values`` substituted: per-batch
+    gradients of ``params``, each state's input and the step as functions of
+    ``(g, theta, *states)``, the decays and scales; in ``module`` ("mpmath": mpf constants,
+    "numpy": floats)."""
     byname = {str(k): _exact(v) for k, v in values.items()}
     fix = lambda e: sp.sympify(e).xreplace(  # noqa: E731
         {s: byname[str(s)] for s in sp.sympify(e).free_symbols if str(s) in byname})
-    grads = [sp.lambdify(params, [sp.diff(E, p) for p in params], "mpmath") for E in losses]
+    number = _mp if module == "mpmath" else (lambda e: float(e))
+    grads = [sp.lambdify(params, [sp.diff(E, p) for p in params], module) for E in losses]
     states = list(optimizer.states)
     svars = [sp.Symbol(f"_s{i}") for i in range(len(states))]
     ren = dict(zip(states, svars))
-    ofs = [sp.lambdify([G, THETA] + svars, fix(s.of.xreplace(ren)), "mpmath") for s in states]
-    step = sp.lambdify([G, THETA] + svars, fix(optimizer.step.xreplace(ren)), "mpmath")
-    dec = [_mp(fix(s.decay)) for s in states]
-    sc = [_mp(fix(s.scale)) for s in states]
+    ofs = [sp.lambdify([G, THETA] + svars, fix(s.of.xreplace(ren)), module) for s in states]
+    step = sp.lambdify([G, THETA] + svars, fix(optimizer.step.xreplace(ren)), module)
+    dec = [number(fix(s.decay)) for s in states]
+    sc = [number(fix(s.scale)) for s in states]
     bc = [s.bias_correction for s in states]
     return grads, ofs, step, dec, sc, bc
 
@@ -160,18 +165,9 @@ def sampled_drift(optimizer, losses, params, theta, values, chains=1000, steps=6
     for name, v in (("chains", chains), ("steps", steps)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 2:
             raise ValueError(f"{name} must be an integer >= 2, got {v!r}")
-    byname = {str(k): _exact(v) for k, v in dict(values).items()}
-    fix = lambda e: sp.sympify(e).xreplace(  # noqa: E731
-        {s: byname[str(s)] for s in sp.sympify(e).free_symbols if str(s) in byname})
-    point = {p: _exact(t) for p, t in zip(params, theta)}
-    grads = np.array([[float(sp.diff(E, p).xreplace(point)) for p in params] for E in losses])
-    states = list(optimizer.states)
-    svars = [sp.Symbol(f"_s{i}") for i in range(len(states))]
-    ren = dict(zip(states, svars))
-    step = sp.lambdify([G] + svars, fix(optimizer.step.xreplace(ren)), "numpy")
-    ofs = [sp.lambdify(G, fix(s.of), "numpy") for s in states]
-    dec = [float(fix(s.decay)) for s in states]
-    sc = [float(fix(s.scale)) for s in states]
+    grad_of, ofs, step, dec, sc, _ = _compile(optimizer, losses, params, dict(values), "numpy")
+    point = [float(_exact(t)) for t in theta]
+    grads = np.array([np.asarray(gr(*point), dtype=float) for gr in grad_of])
     slowest = max(dec + [0.0])
     blocks = 10
     memory = 1 / (1 - slowest)
@@ -183,7 +179,9 @@ def sampled_drift(optimizer, losses, params, theta, values, chains=1000, steps=6
         burn_in = int(np.ceil(np.log(1e-12) / np.log(slowest))) if slowest > 0 else 1
     m = len(losses)
     rng = np.random.default_rng(seed)
-    S = [np.broadcast_to(c / (1 - d) * np.mean(f(grads), axis=0), (chains, len(params))).copy()
+    # no state reads another and nothing reads theta (checked above): inputs of g alone
+    S = [np.broadcast_to(c / (1 - d) * np.mean(f(grads, 0, *[0] * len(ofs)) * np.ones_like(grads),
+                                                axis=0), (chains, len(params))).copy()
          for c, d, f in zip(sc, dec, ofs)]
     length = steps // blocks
     sums = np.zeros((blocks, chains, len(params)))
@@ -192,9 +190,9 @@ def sampled_drift(optimizer, losses, params, theta, values, chains=1000, steps=6
         if k % m == 0:
             order = np.argsort(rng.random((chains, m)), axis=1)
         gb = grads[order[:, k % m]]
-        S = [d * s + c * f(gb) for s, d, c, f in zip(S, dec, sc, ofs)]
+        S = [d * s + c * f(gb, 0, *S) for s, d, c, f in zip(S, dec, sc, ofs)]
         if k >= burn_in:
-            sums[(k - burn_in) // length] += step(gb, *S) * np.ones_like(gb)
+            sums[(k - burn_in) // length] += step(gb, 0, *S) * np.ones_like(gb)
     means = (sums / length).reshape(blocks * chains, len(params))
     return means.mean(axis=0), means.std(axis=0, ddof=1) / np.sqrt(blocks * chains)
 
