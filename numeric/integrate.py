@@ -138,7 +138,9 @@ def integrate(f: Callable, theta0, h, steps: int, method: str = "ck45",
     ``theta(0) = theta0`` at the current ``mpmath.mp.dps``; ``substeps`` equal RK steps per
     interval with the pair ``method`` (see :data:`TABLEAUX`).
 
-    ``f`` receives and returns lists of ``mpmath.mpf``.  The stage combinations are accumulated
+    ``f`` receives and returns lists of ``mpmath.mpf``; a field with a ``fixed(n, values, bits,
+    out_bits)`` method (:class:`~modeq.symbolic.emit.FullBatchField`) is called through it with
+    the fixed-point values themselves, where it does not return ``None``.  The stage combinations are accumulated
     in fixed point with ``GUARD_BITS`` bits below the working precision (absolute resolution
     ``2^-(prec + GUARD_BITS)``), which is exact enough for any ``|theta| >= 2^-GUARD_BITS`` and
     several times faster than ``mpf`` arithmetic.
@@ -169,6 +171,19 @@ def integrate(f: Callable, theta0, h, steps: int, method: str = "ck45",
     p = len(y)
     rng = range(p)
     path = [[make(from_man_exp(v, -P, prec, "n")) for v in y]]
+    fast = getattr(f, "fixed", None)
+
+    def stage(n, point, bits, known=None):
+        """``f(n, .)`` at ``point * 2^-bits`` (rounded to the working precision) as integers
+        scaled by ``2^P``; ``known``: the point as mpf, if at hand."""
+        if fast is not None:
+            k = fast(n, point, bits, P)
+            if k is not None:
+                return k
+        if known is None:
+            known = [make(from_man_exp(v, -bits, prec, "n")) for v in point]
+        return _to_fixed_list(f(n, known), P, n)
+
     est = 0
     evals = 0
     for n in range(steps):
@@ -180,10 +195,9 @@ def integrate(f: Callable, theta0, h, steps: int, method: str = "ck45",
                     for j, w in row:
                         kj = ks[j]
                         acc = [acc[i] + w * kj[i] for i in rng]
-                    yi = [make(from_man_exp(v, -2 * P, prec, "n")) for v in acc]
+                    ks.append(stage(n, acc, 2 * P))
                 else:
-                    yi = path[-1] if _ == 0 else [make(from_man_exp(v, -P, prec, "n")) for v in y]
-                ks.append(_to_fixed_list(f(n, yi), P, n))
+                    ks.append(stage(n, y, P, path[-1] if _ == 0 else None))
             evals += len(arows)
             acc = [v << P for v in y]
             for j, w in bw:

@@ -35,6 +35,7 @@ from ..family import h as h_sym, n as n_sym
 from .arrays import as_points, resolve_dtype, to_mpf
 from .intervals import point
 from .kernel import Kernel
+from . import mpfr
 from .minibatch import MiniBatchField
 from .prepare import extract_sums, hoist_coefficients
 from .windowed import windowed_sum
@@ -190,6 +191,8 @@ class FullBatchField:
         self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
                                     None, cse) if coeffs else None
         self.dtype = self.kernel.dtype
+        # the same code in MPFR arithmetic (:mod:`.mpfr`), where gmpy2 is installed
+        self._fast = mpfr.fast_kernel(self.kernel) if not self._sums else None
         self._bound = None if self.late else []
         self._exact_late = []
         self._memo = {}
@@ -257,6 +260,14 @@ class FullBatchField:
                              f": call .bind({self.late[0]}=...) first")
         n = check_step(n, self.uses_n)
         x = as_points(theta, self.p, self.backend, self.dtype)
+        if self._fast is not None:
+            import mpmath
+            prec = mpmath.mp.prec
+            with mpfr.context(prec):
+                outs = self._fast(prec, n, *(mpfr.from_mpf(v) for v in x),
+                                  *self._fast_head(n, prec))
+                if outs is not None:
+                    return [mpfr.to_mpf(r, prec) for r in outs]
         device = getattr(x, "device", None)
         head = [n, *x, *self._late_values(device), *self._coefficient_values(n, device)]
         sums = []
@@ -273,6 +284,34 @@ class FullBatchField:
         if self.backend == "mpmath":
             return list(outs)
         return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
+
+    def fixed(self, n, values, bits, out_bits):
+        """The field in fixed point, for an integrator that works in it: ``values[j]`` is
+        ``theta_j 2^bits`` (an integer); returns ``[f_j 2^out_bits]`` (truncated integers), or
+        ``None`` where the MPFR path does not apply (no gmpy2, a kernel it does not cover, a
+        non-finite result): then call the field itself.  Same arithmetic as ``self(n, theta)``
+        (the point rounded to the working precision first)."""
+        if self._fast is None or self._bound is None:
+            return None
+        import mpmath
+        prec = mpmath.mp.prec
+        n = check_step(n, self.uses_n)
+        with mpfr.context(prec):
+            outs = self._fast(prec, n, *(mpfr.from_fixed(v, bits) for v in values),
+                              *self._fast_head(n, prec))
+            if outs is None:
+                return None
+            return [mpfr.to_fixed(r, out_bits) for r in outs]
+
+    def _fast_head(self, n, prec):
+        """The late and step-index coefficient values as ``mpfr`` (memoized per ``n`` and
+        precision; inside ``with mpfr.context(prec)``)."""
+        key = ("mpfr", n, prec)
+        head = self._memo.get(key)
+        if head is None:
+            values = [*self._late_values(None), *self._coefficient_values(n, None)]
+            head = self._memo[key] = [mpfr.from_mpf(v) for v in values]
+        return head
 
     def _windowed(self, summands, enclosure, head, k, lo, hi):
         """One memory sum in mpmath at a cost bounded in ``n`` (:mod:`.windowed`)."""

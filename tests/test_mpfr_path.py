@@ -1,0 +1,113 @@
+"""The full-batch mpmath field run in MPFR arithmetic (gmpy2): same numbers as the exact field.
+
+Oracle: the exact SymPy field (``flow.field``) with the hyperparameters and the point substituted
+as rationals, evaluated by ``sympy.N`` at 60 digits -- no emit code runs.  The MPFR path and the
+mpmath path (the MPFR path switched off) must both agree with it to a few ulps at random working
+precisions; the fixed-point calls of the integrator must give the path of the plain calls; an
+input where MPFR would produce a NaN (a root of a negative number) gives mpmath's answer.
+"""
+import gmpy2
+import mpmath
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import examples
+from strategies import by_name
+from test_properties_emit import exact_field, full_batch_case, needed
+from modeq.numeric.integrate import integrate
+from modeq.symbolic import EMA, Optimizer, derive, g, optimizers, theta
+from modeq.symbolic.emit import FullBatchField, mpfr
+
+x, y = sp.symbols("x y")
+
+
+def _without_mpfr(field):
+    slow = object.__new__(type(field))
+    slow.__dict__.update(field.__dict__)
+    slow._fast, slow._memo = None, {}
+    return slow
+
+
+def test_gmpy2_is_installed_so_the_mpfr_path_is_what_runs():
+    assert mpfr.available()
+    f = derive(optimizers.adam(), 1).lambdify(sp.log(sp.cosh(x - y)) + x**2, [x, y],
+                                              beta=sp.Rational(1, 4), rho=sp.Rational(1, 3),
+                                              eps=sp.Rational(1, 100), h=sp.Rational(1, 64))
+    assert isinstance(f, FullBatchField) and f._fast is not None
+
+
+@settings(max_examples=examples(10))
+@given(case=full_batch_case(orders=(0, 1, 2)), dps=st.integers(15, 50))  # oracle: 60 digits
+def test_mpfr_and_mpmath_paths_equal_the_exact_field(case, dps):
+    flow, values = case["flow"], needed(case["flow"], case["values"])
+    exact = exact_field(flow, case["E"], case["params"], case["point"], values, case["n"],
+                        case["stationary"])
+    f = flow.lambdify(case["E"], case["params"], backend="mpmath",
+                      stationary=case["stationary"], **by_name(values))
+    if not isinstance(f, FullBatchField):
+        return                                  # the one-batch route: not an MPFR kernel
+    with mpmath.workdps(dps):
+        point = [mpmath.mpf(q.p) / q.q for q in case["point"]]
+        scale = max([1] + [abs(mpmath.mpf(str(b))) for b in exact])
+        # 2^-prec per operation, amplified by the cancellations of the memory coefficients
+        tol = scale * mpmath.ldexp(1, -mpmath.mp.prec + 24)
+        for field in (f, _without_mpfr(f)):
+            for a, b in zip(field(case["n"], point), exact):
+                assert isinstance(a, mpmath.mpf)
+                assert abs(a - mpmath.mpf(str(b))) <= tol, (field._fast, a, b)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_the_integrator_gives_the_same_path_through_the_fixed_point_calls(order):
+    flow = derive(optimizers.adam(), order)
+    values = dict(beta=sp.Rational(3, 10), rho=sp.Rational(1, 2), eps=sp.Rational(1, 10))
+    if order:
+        values["h"] = sp.Rational(1, 16)
+    f = flow.lambdify(sp.log(sp.cosh(x - y)) + (x + 2 * y) ** 2 / 4, [x, y], **values)
+    assert f._fast is not None
+    with mpmath.workdps(30):
+        fast = integrate(f, [1, -1], mpmath.mpf(1) / 16, 12, "ck45")
+        plain = integrate(lambda n, th: _without_mpfr(f)(n, th), [1, -1],
+                          mpmath.mpf(1) / 16, 12, "ck45")
+        for p, q in zip(fast.path, plain.path):
+            for a, b in zip(p, q):
+                assert abs(a - b) <= mpmath.ldexp(1, -mpmath.mp.prec + 8)
+        # and both follow the exact solution of a linear flow (GD: F = (1 + h a / 2) a x)
+        gd = derive(optimizers.gd(), 1).lambdify(3 * x**2 / 2, [x], h=sp.Rational(1, 8))
+        run = integrate(gd, [1], mpmath.mpf(1) / 8, 8, "ck45")
+        rate = 3 * (1 + mpmath.mpf(3) / 16)
+        assert abs(run.path[-1][0] - mpmath.exp(-rate)) <= 4 * run.error_estimate
+
+
+def test_a_nan_under_mpfr_gives_the_answer_of_mpmath():
+    # step g / sqrt(theta): at theta < 0 mpmath returns a complex number, MPFR a NaN
+    state = EMA("m_rs", decay=sp.Rational(1, 2), of=g)
+    opt = Optimizer("rootstep", [state], state / sp.sqrt(theta))
+    f = derive(opt, 0).lambdify(x**2 / 2, [x], stationary=True)
+    assert f._fast is not None
+    with mpmath.workdps(30):
+        got = f(None, [mpmath.mpf(-4)])
+        assert isinstance(got[0], mpmath.mpc)
+        assert f.fixed(None, [-4 << 10], 10, 10) is None
+        assert mpmath.almosteq(f(None, [mpmath.mpf(4)])[0], -2)
+
+
+def test_without_gmpy2_no_mpfr_kernel_is_built(monkeypatch):
+    monkeypatch.setattr(mpfr, "gmpy2", None)
+    f = derive(optimizers.gd(), 1).lambdify(x**2 / 2, [x], h=sp.Rational(1, 8))
+    assert f._fast is None and f.fixed(0, [1 << 10], 10, 10) is None
+    with mpmath.workdps(30):
+        assert mpmath.almosteq(f(0, [1])[0], -(1 + mpmath.mpf(1) / 16))
+
+
+def test_conversions_are_exact_at_the_working_precision():
+    with mpmath.workdps(40):
+        v = mpmath.mpf(1) / 3
+        prec = mpmath.mp.prec
+        with mpfr.context(prec):
+            r = mpfr.from_mpf(v)
+            assert r == gmpy2.mpfr(1) / 3
+            assert mpfr.to_mpf(r, prec) == v
+            assert mpfr.to_fixed(mpfr.from_fixed(-7 << 50, 50), 50) == -7 << 50
