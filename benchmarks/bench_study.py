@@ -13,14 +13,17 @@ T = 1, dps = 40, orders 0 and 1.  Printed side by side:
 The flows' fields run in MPFR arithmetic (gmpy2) where their code allows
 (:mod:`modeq.symbolic.emit.mpfr`); the iterates run in mpmath (which itself uses gmpy2's
 integers when gmpy2 is installed).  Then the same study in the configuration of the speed
-goals (3-D problem, four step sizes, dps 30), cold and repeated.
+goals (3-D problem, four step sizes, dps 30), cold (a fresh process; with the derivation cache
+on disk as it is, and with an empty one) and repeated.
 
 Run: ``python benchmarks/bench_study.py``.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
 import time
 
 import mpmath
@@ -159,8 +162,13 @@ def main(dps=40, repeats=5):
           f"{', '.join(f'{p[0]:.1f}' for p in pairs)} (median {ratio:.1f}); "
           f"verdicts: {res.verdicts}; goal: study <= 10x floor")
     # in a fresh interpreter, so that its first call is cold (nothing derived or compiled in
-    # the process; the derivation cache on disk as the user's)
+    # the process): once with the derivation cache on disk as the user's, once with an empty one
+    print("\nderivation cache on disk as the user's:", end="")
     subprocess.run([sys.executable, __file__, "--issue-configuration"], check=True)
+    with tempfile.TemporaryDirectory() as empty:
+        print("\nempty derivation cache (the first call derives Adam's flows):", end="")
+        subprocess.run([sys.executable, __file__, "--issue-configuration"], check=True,
+                       env={**os.environ, "MODEQ_CACHE_DIR": empty})
     return {"floor": t_floor, "study_cold": t_cold, "study_warm": t_warm,
             "per_flow": per_flow}
 
