@@ -12,7 +12,8 @@
 * ``NAdam``: the momentum schedule ``mu_t`` and its products exact in the step index,
   weight_decay coupled or ``decoupled_weight_decay``;
 * ``RMSprop``: alpha, eps (outside the root, no bias correction), centered, momentum,
-  weight_decay.
+  weight_decay.  Centered: derived, but order studies refuse it (its expansion in ``h`` is not
+  uniform on a fixed horizon, :func:`modeq.numeric.study.fields.require_uniform_expansion`).
 
 Refused, with the reason (:class:`~modeq.symbolic.family.Refused`): ``amsgrad=True`` and
 ``Adamax`` (a running max), ``RAdam`` (the rectification switches the update on a threshold of

@@ -214,8 +214,8 @@ def torch_rmsprop(centered=False, momentum=False, weight_decay=None, maximize=Fa
         notes += ("; centered: the variance v - a^2 of a constant gradient tends to 0, so the "
                   "flow exists exact in n only (no stationary form), on horizons where rho^n "
                   "is not small; there the memory spans the horizon, so the expansion in h is "
-                  "not uniform on a fixed horizon (checked per step by the series oracle; "
-                  "against torch's iterates at fixed T no order-study slope settles)")
+                  "not uniform on a fixed horizon (F2^(n) grows like rho^(-n/2)): right per "
+                  "step (series oracle), refused by order studies")
     if momentum:
         b = EMA("b", decay=mu, of=r, normalized=False)
         return Optimizer("torch_rmsprop", states + [b], b, notes=notes)

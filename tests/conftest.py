@@ -53,3 +53,13 @@ def _private_derivation_cache():
     os.environ["MODEQ_CACHE_DIR"] = _CACHE_DIR
     yield _CACHE_DIR
     shutil.rmtree(_CACHE_DIR, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _mpmath_precision_restored():
+    """Tests that set ``mpmath.mp.dps`` globally leave it as they found it (a doctest that
+    counts terms at the default precision must not see the 60 digits of another test)."""
+    import mpmath
+    saved = mpmath.mp.prec
+    yield
+    mpmath.mp.prec = saved

@@ -9,6 +9,7 @@ from hypothesis import given, settings, strategies as st
 from modeq.numeric.iterate import iterates
 from modeq.numeric.torch import from_torch
 from modeq.numeric.torch_check import torch_iterates, torch_order_study
+from modeq.numeric.study.fields import FieldFactory
 from modeq.numeric.torch_optim import from_torch_groups
 from modeq.symbolic.family import Refused
 
@@ -174,3 +175,47 @@ def test_a_wrong_convention_fails_against_torch():
                             E, [x, y], THETA0, T=sp.Rational(1, 2),
                             hs=["1/16", "1/32", "1/64"], orders=(1,), substeps=4)
     assert res[1].verdict != "pass"
+
+
+# -- centered RMSprop: derived, but no order study on a fixed horizon ---------------------------
+@settings(max_examples=10, deadline=None)
+@given(alpha=st.floats(0.1, 0.99), eps=st.floats(1e-3, 1.0), mu=st.sampled_from([0.0, 0.3]),
+       wd=st.sampled_from([0.0, 0.2]), centered=st.booleans())
+def test_study_refused_exactly_for_centered_rmsprop(alpha, eps, mu, wd, centered):
+    """The study's uniformity check (the stationary order-1 flow exists) refuses centered
+    RMSprop, whatever its other settings, and nothing else of the RMSprop family."""
+    opt = torch.optim.RMSprop([torch.zeros(2, dtype=torch.float64, requires_grad=True)],
+                              lr=0.05, alpha=alpha, eps=eps, momentum=mu, weight_decay=wd,
+                              centered=centered)
+    decl, values = from_torch(opt)
+    values = {k: v for k, v in values.items() if k != "h"}
+    if centered:
+        with pytest.raises(Refused, match="not uniform over the steps"):
+            FieldFactory(decl, E, [x, y], **values)
+    else:
+        FieldFactory(decl, E, [x, y], **values)
+
+
+def test_centered_rmsprop_study_refused_with_the_reason():
+    with pytest.raises(Refused, match="not smooth at the states' limiting values"):
+        torch_order_study(CONFIGS["rmsprop-centered-momentum"], E, [x, y], THETA0,
+                          orders=(0, 1))
+
+
+def test_centered_rmsprop_order_2_coefficient_grows_like_rho_to_minus_n_over_2():
+    """The reason of the refusal, measured: ``F2^(n)`` of centered RMSprop at a fixed point
+    grows by ``rho^(-5)`` every 10 steps (``h^2 F2 = f2 - f1``, both fields exact in ``n``),
+    while ``F1^(n)`` stays bounded."""
+    import mpmath
+    from modeq.symbolic import derive, optimizers as O
+    rho, eps, h = sp.Rational(3, 5), sp.Rational(1, 10), sp.Rational(1, 64)
+    decl = O.torch_rmsprop(centered=True)
+    f0 = derive(decl, 0).lambdify(E, [x, y], rho=rho, eps=eps)
+    f1, f2 = (derive(decl, r).lambdify(E, [x, y], rho=rho, eps=eps, h=h) for r in (1, 2))
+    with mpmath.workdps(30):
+        th = [mpmath.mpf(1), mpmath.mpf(0.5)]
+        F2 = [(f2(n, th)[0] - f1(n, th)[0]) * 64 ** 2 for n in (30, 40, 50)]
+        F1 = [(f1(n, th)[0] - f0(n, th)[0]) * 64 for n in (30, 40, 50, 80)]
+    for a, b in zip(F2, F2[1:]):
+        assert abs(b / a / float(rho) ** -5 - 1) < 0.1
+    assert max(abs(v) for v in F1) < 2 * abs(F1[0])
