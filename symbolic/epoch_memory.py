@@ -77,9 +77,21 @@ def outside_state_family(optimizer):
     return None
 
 
+_REASONS = {}
+
+
 def linear_memory_reason(optimizer):
     """``None`` when the step and the states are in the linear-memory class (module docstring),
-    else why not (a sentence)."""
+    else why not (a sentence); remembered per optimizer object."""
+    hit = _REASONS.get(id(optimizer))
+    if hit is not None and hit[0] is optimizer:
+        return hit[1]
+    why = _linear_memory_reason(optimizer)
+    _REASONS[id(optimizer)] = (optimizer, why)
+    return why
+
+
+def _linear_memory_reason(optimizer):
     why = outside_state_family(optimizer)
     if why is not None:
         return why

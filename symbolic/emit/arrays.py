@@ -107,7 +107,8 @@ def as_points(theta, p, backend, dtype, name="theta"):
 
 
 def to_mpf(x, name="value"):
-    """A real number as an ``mpmath.mpf`` at the working precision (rationals rounded once)."""
+    """A real number (Python, SymPy, ``Fraction``, or a 0-d NumPy / torch value) as an
+    ``mpmath.mpf`` at the working precision (rationals rounded once)."""
     import mpmath
     if isinstance(x, sp.Basic):
         if x.is_Rational:
@@ -122,6 +123,10 @@ def to_mpf(x, name="value"):
     try:
         return mpmath.mpf(x)
     except (TypeError, ValueError):
+        pass
+    try:
+        return mpmath.mpf(float(x))        # a 0-d NumPy or torch value
+    except (TypeError, ValueError, RuntimeError):
         raise TypeError(f"{name}: components must be real numbers, got {x!r}") from None
 
 

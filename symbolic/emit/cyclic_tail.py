@@ -24,19 +24,14 @@ import math
 
 import mpmath
 
+from .arrays import to_mpf
+
 __all__ = ["CyclicTail", "cyclic_tail", "period_moments", "GUARD"]
 
 #: guard bits below the working precision for the deviation of the weights from their limits
 GUARD = 10
 #: remembered lag sums per tail (a few steps' worth: the stages of one step share them)
 LAG_MEMO = 4096
-
-
-def _mpf(v):
-    """A backend scalar (``mpf``, float, NumPy or 0-d torch value) as an ``mpf``."""
-    if isinstance(v, (mpmath.mpf, int, float)):
-        return mpmath.mpf(v)
-    return mpmath.mpf(float(v))
 
 
 def period_moments(z, T, prec):
@@ -69,8 +64,8 @@ class CyclicTail:
 
     def __init__(self, decays, limits, m, batch, prec, scalar):
         self.m, self.prec, self.scalar = m, prec, scalar
-        self.d = [_mpf(d) for d in decays]
-        self.c = [_mpf(c) for c in limits]
+        self.d = [to_mpf(d) for d in decays]
+        self.c = [to_mpf(c) for c in limits]
         self.batch = [batch(r) for r in range(m)]
         tol = mpmath.mpf(2) ** -(prec + GUARD)
         start = 0
@@ -150,6 +145,6 @@ def cyclic_tail(decays, limits, w_last, m, batch, prec, backend):
     tol = mpmath.mpf(2) ** -(prec - 8)                  # a few roundings of w(l)
     for w, c in zip(w_last, tail.c):
         for l in (tail.start, tail.start + 1, 2 * tail.start + m):
-            if abs(_mpf(w(l)) - c) > tol * abs(c):
+            if abs(to_mpf(w(l)) - c) > tol * abs(c):
                 return None
     return tail
