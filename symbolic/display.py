@@ -208,11 +208,14 @@ def _flow_text(flow, batch, stationary):
     return "\n".join(lines)
 
 
-def formula_lines(named, indent="  "):
+def formula_lines(named, indent="  ", orders=None):
     """``F_r = ...`` per term (one line per operator structure where there are several), each
-    followed by the names it uses first: the lines ``modeq derive`` prints."""
+    followed by the names it uses first: the lines ``modeq derive`` prints.  ``orders``: the
+    ``r`` to print (default all)."""
     lines = []
     for r, groups in enumerate(named.groups):
+        if orders is not None and r not in orders:
+            continue
         groups = [_text(factors) for factors in groups]
         if len(groups) == 1:
             lines.append(f"{indent}F{r} = {groups[0]}")

@@ -149,7 +149,7 @@ def _print_spread_expansion(opt, m, order):
     ``F1`` as ``modeq derive --stationary`` prints it, read for the mean loss."""
     import sympy as sp
     from modeq.symbolic import derive
-    from modeq.symbolic.display import flow_text
+    from modeq.symbolic.display import formula_lines, named_terms
     from modeq.symbolic.epoch_adaptive import EXPANSION_NOTE, spread_expansion
     from modeq.symbolic.family import g
     from modeq.symbolic.operators import Grad
@@ -174,11 +174,8 @@ def _print_spread_expansion(opt, m, order):
     if order >= 1:
         print("F1 = the stationary full-batch F1 of the mean loss C = mean_b[E_b] "
               "(g = mean_b[g[b]], H = mean_b[H[b]]):")
-        text = flow_text(derive(opt, order=1), stationary=True)
-        lines = text.splitlines()
-        start = next(i for i, x in enumerate(lines) if x.startswith("  F1 = "))
-        for line in lines[start:]:
-            if line.startswith("  where "):
-                print("  where " + line.split("where ", 1)[1].split(";")[0])
-                break
+        named = named_terms(derive(opt, order=1), stationary=True)
+        for line in formula_lines(named, orders=(1,)):
             print(line)
+        if named.s is not None:
+            print(f"  where s = {sp.sstr(named.s)}")
