@@ -7,6 +7,8 @@ The lowering chain, top to bottom::
     printers  SymPy printers for mpmath / NumPy / torch / exact SymPy, and source literals
     kernel    one compiled list of expressions (``Kernel``), also in interval arithmetic
     mpfr      an mpmath kernel's code on MPFR numbers (gmpy2): same rounding, faster
+    products  finite products over a step index from running tables
+    running_sums  step-index memory sums geometric in ``n``, by their recurrence in ``n``
     intervals enclosures of a kernel over a range of step indices (``mpmath.iv``)
     windowed  memory sums at a cost bounded in ``n``, truncated below the working precision
     field     ``f(n, theta)`` full batch (``FullBatchField``; ``lambdify_flow``)

@@ -189,7 +189,7 @@ class FullBatchField:
         self.kernel = Kernel(body, head + [t for *_, ts in self._sums for t in ts], backend,
                              dtype, cse)
         self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
-                                    None, cse) if coeffs else None
+                                    None, cse, running=True) if coeffs else None
         self.dtype = self.kernel.dtype
         # the same code in MPFR arithmetic (:mod:`.mpfr`), where gmpy2 is installed
         self._fast = mpfr.fast_kernel(self.kernel) if not self._sums else None

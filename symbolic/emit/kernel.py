@@ -15,7 +15,7 @@ import inspect
 
 import sympy as sp
 
-from . import intervals, products
+from . import intervals, products, running_sums
 from .arrays import resolve_dtype, stack_components
 from .prepare import cse_with_opaque_sums, prepare_expressions
 from .printers import PRINTABLE, make_printer
@@ -27,6 +27,8 @@ class Kernel:
     """A list of SymPy expressions compiled for one backend (see the module docstring).
 
     ``kernel.source`` is the printed function; constants enter as trailing arguments.
+    ``running=True`` (mpmath, for arguments ``n`` and constants): geometric memory sums over
+    past steps by their recurrence in ``n`` (:mod:`.running_sums`).
     ``ValueError`` if an expression has a free symbol that is not in ``args``.
 
     >>> x, y = sp.symbols("x y")
@@ -34,7 +36,7 @@ class Kernel:
     [7/3, 2]
     """
 
-    def __init__(self, exprs, args, backend="numpy", dtype=None, cse=True):
+    def __init__(self, exprs, args, backend="numpy", dtype=None, cse=True, running=False):
         if backend not in PRINTABLE + ("interval",):
             raise ValueError(f"backend must be one of {PRINTABLE}, got {backend!r}")
         self.backend = backend
@@ -55,12 +57,14 @@ class Kernel:
         namespace = {m: importlib.import_module(m)
                      for m in (module, "functools", "builtins", "math")}
         namespace[products.NAME] = products.prefix_product
+        namespace[running_sums.NAME] = running_sums.running_sum
         if backend == "interval":
             namespace["mpmath"] = intervals.NAMESPACE
         self._fn = sp.lambdify(args + self._placeholders, prepared,
                                modules=[namespace, module],
                                printer=make_printer(module if backend == "interval" else backend,
-                                                    prefix_products=True),
+                                                    prefix_products=True,
+                                                    running_sums=running),
                                cse=cse_with_opaque_sums if cse is True else cse,
                                dummify=False)
         self.exprs = exprs

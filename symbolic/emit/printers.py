@@ -3,15 +3,18 @@
 ``Sqrt`` (the shared square root of :mod:`.prepare`) prints as the backend's ``sqrt``; integer
 powers ``x**k`` with ``2 <= |k| <= 4`` are multiplied out (NumPy, torch); Python's ``**`` is used
 instead of ``torch.pow`` (no ``torch.pow`` of two Python numbers); ``Max``/``Min`` are
-elementwise for torch.  :func:`literal_printer` prints generated source: non-rational constants
+elementwise for torch; on request, finite products and geometric memory sums over the step index
+call running tables (:mod:`.products`, :mod:`.running_sums`).  :func:`literal_printer` prints generated source: non-rational constants
 as 17-digit literals.
 """
 from __future__ import annotations
 
 import sympy as sp
 
+from ..family import n as n_sym
 from . import products
 from .prepare import is_constant
+from .running_sums import NAME as RUNNING_SUM, geometric_ratio
 
 __all__ = ["PRINTABLE", "make_printer", "literal_printer"]
 
@@ -22,10 +25,13 @@ _POW_EXPAND = 4
 _CLASSES = {}
 
 
-def make_printer(backend, fully_qualified=True, prefix_products=False):
+def make_printer(backend, fully_qualified=True, prefix_products=False, running_sums=False):
     """A SymPy code printer for ``backend`` (one of :data:`PRINTABLE`).  ``prefix_products``:
     finite products call :func:`.products.prefix_product` (bound as ``products.NAME`` in the
-    namespace of the compiled code), else they are multiplied out in place."""
+    namespace of the compiled code), else they are multiplied out in place.
+    ``running_sums`` (mpmath): a sum over past steps ``sum_{l=lo}^{n+k} f(n, l)`` with
+    ``f(n+1, l) = r f(n, l)`` calls :func:`.running_sums.running_sum` (a recurrence in ``n``);
+    for kernels whose arguments are ``n`` and constants (a field's step-index coefficients)."""
     if backend not in PRINTABLE:
         raise ValueError(f"backend must be one of {PRINTABLE}, got {backend!r}")
     if backend not in _CLASSES:
@@ -33,6 +39,7 @@ def make_printer(backend, fully_qualified=True, prefix_products=False):
     printer = _CLASSES[backend]({"fully_qualified_modules": fully_qualified, "inline": True,
                                  "allow_unknown_functions": True, "user_functions": {}})
     printer.prefix_products = prefix_products
+    printer.running_sums = running_sums and backend == "mpmath"
     return printer
 
 
@@ -84,6 +91,25 @@ def _printer_class(backend):
                              f"{self._print(b)}+1)" for i, a, b in expr.limits)
             prod = "mpmath.fprod" if backend == "mpmath" else "math.prod"
             return f"({self._module_format(prod)}({self._print(expr.function)} {loops}))"
+
+        running_sums = False
+
+        def _print_Sum(self, expr):
+            if self.running_sums and len(expr.limits) == 1:
+                (l, lo, hi), = expr.limits
+                f = expr.function
+                r = (geometric_ratio(f, n_sym, l, hi)
+                     if hi.has(n_sym) and not lo.has(n_sym) else None)
+                if r is not None:
+                    body = self._print(f)
+                    others = sorted((f.free_symbols | r.free_symbols) - {l, n_sym}, key=str)
+                    values = "".join(f"{self._print(s)}, " for s in others)
+                    nn = self._print(n_sym)
+                    return (f"{RUNNING_SUM}({body!r}, (lambda {nn}, {self._print(l)}: "
+                            f"{body}), {self._print(lo)}, {self._print(sp.expand(hi - n_sym))}, "
+                            f"{self._print(r)}, {nn}, ({values}), "
+                            f"{self._module_format('mpmath.mp')}.prec)")
+            return super()._print_Sum(expr)
 
         def _print_Sqrt(self, expr):
             return f"{self._module_format(sqrt_name)}({self._print(expr.args[0])})"
