@@ -6,6 +6,10 @@ Each case runs in its own process (a fresh field; the per-``n`` coefficient memo
 first call at each ``n``, then the point is varied so that only the point-dependent work is
 timed).  A case whose single evaluation at ``n = 10**5`` exceeds the time limit is printed as
 ``> limit``.  Run: ``python benchmarks/bench_fields.py [--limit SECONDS] [--batch full|mini]``.
+
+``--sequential``: NAdam (order 1, full batch), every step asked once in turn as an order study
+asks them, so that each call at a new ``n`` pays for its step-index coefficients: the cost near
+``n = 20`` against near ``n = 3000`` (its memory sums by their recurrence in ``n``).
 """
 from __future__ import annotations
 
@@ -76,8 +80,51 @@ def main(limit=120, batches=("full", "mini")):
                     print(f"{label} {small * 1e3:9.2f} ms  n = 10**5: {big or f'> {limit} s'}")
 
 
+SEQUENTIAL = r"""
+import time, mpmath, sympy as sp
+from modeq.symbolic import derive, optimizers
+x, y = sp.symbols('x y')
+E = (x - 1)**2/2 + x*y/3 + y**4/4
+f = derive(optimizers.torch_nadam(), 1).lambdify(
+    E, [x, y], h=sp.Rational(1, 20), beta=sp.Rational(9, 10), rho=sp.Rational(99, 100),
+    eps=sp.Rational(1, 1000), psi=4)
+mpmath.mp.dps = 30
+th = [mpmath.mpf('0.3'), mpmath.mpf('-0.2')]
+cost = dict()
+for n in range({last} + 1):
+    t = time.process_time()
+    f(n, th)
+    cost[n] = time.process_time() - t
+early = sorted(cost[n] for n in range(10, 30))[10]
+late = sorted(cost[n] for n in range({last} - 20, {last}))[10]
+print(early, late)
+"""
+
+
+def sequential(limit=600, last=3000):
+    """NAdam, order 1, full batch, each step ``n = 0, 1, ..., last`` asked once in turn (as an
+    order study asks them): the cost of a call at a new ``n`` near 20 against near ``last``
+    (median of 20 steps each; the step-index coefficients included)."""
+    try:
+        r = subprocess.run([sys.executable, "-c", SEQUENTIAL.format(last=last)],
+                           capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        print(f"NAdam order 1, new steps in turn: > {limit} s")
+        return
+    if r.returncode != 0:
+        print("NAdam order 1, new steps in turn:", r.stderr.strip().splitlines()[-1])
+        return
+    early, late = (float(v) for v in r.stdout.split())
+    print(f"NAdam order 1, each new step in turn (n = 0 ... {last}): {early * 1e3:.2f} ms near "
+          f"n = 20, {late * 1e3:.2f} ms near n = {last}, ratio {late / early:.1f}x "
+          f"(goal <= 2x)")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if "--sequential" in args:
+        sequential()
+        sys.exit(0)
     chosen = (args[args.index("--batch") + 1],) if "--batch" in args else ("full", "mini")
     if not set(chosen) <= {"full", "mini"}:
         sys.exit("--batch must be 'full' or 'mini'")

@@ -3,9 +3,9 @@
 ``Sqrt`` (the shared square root of :mod:`.prepare`) prints as the backend's ``sqrt``; integer
 powers ``x**k`` with ``2 <= |k| <= 4`` are multiplied out (NumPy, torch); Python's ``**`` is used
 instead of ``torch.pow`` (no ``torch.pow`` of two Python numbers); ``Max``/``Min`` are
-elementwise for torch; on request, finite products and geometric memory sums over the step index
-call running tables (:mod:`.products`, :mod:`.running_sums`).  :func:`literal_printer` prints generated source: non-rational constants
-as 17-digit literals.
+elementwise for torch; on request, finite products and geometric memory sums over the step
+index call running tables (:mod:`.products`, :mod:`.running_sums`).  :func:`literal_printer`
+prints generated source: non-rational constants as 17-digit literals.
 """
 from __future__ import annotations
 
