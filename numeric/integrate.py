@@ -140,10 +140,10 @@ def integrate(f: Callable, theta0, h, steps: int, method: str = "ck45",
 
     ``f`` receives and returns lists of ``mpmath.mpf``; a field with a ``fixed(n, values, bits,
     out_bits)`` method (:class:`~modeq.symbolic.emit.FullBatchField`) is called through it with
-    the fixed-point values themselves, where it does not return ``None``.  The stage combinations are accumulated
-    in fixed point with ``GUARD_BITS`` bits below the working precision (absolute resolution
-    ``2^-(prec + GUARD_BITS)``), which is exact enough for any ``|theta| >= 2^-GUARD_BITS`` and
-    several times faster than ``mpf`` arithmetic.
+    the fixed-point values themselves, where it does not return ``None``.  The stage
+    combinations are accumulated in fixed point with ``GUARD_BITS`` bits below the working
+    precision (absolute resolution ``2^-(prec + GUARD_BITS)``), which is exact enough for any
+    ``|theta| >= 2^-GUARD_BITS`` and several times faster than ``mpf`` arithmetic.
 
     >>> import mpmath
     >>> run = integrate(lambda n, th: [-th[0]], [1], mpmath.mpf(1) / 8, 8, "ck45")
