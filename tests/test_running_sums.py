@@ -7,6 +7,7 @@ from fractions import Fraction
 import mpmath
 import pytest
 import sympy as sp
+from conftest import examples
 from hypothesis import given, settings, strategies as st
 
 from modeq.symbolic.emit import running_sums
@@ -20,7 +21,7 @@ fractions = st.fractions(min_value=-2, max_value=2, max_denominator=12)
 decays = st.fractions(min_value=0, max_value=Fraction(19, 20), max_denominator=20)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(r=decays, a=st.lists(fractions, min_size=1, max_size=3), lo=st.integers(0, 3),
        offset=st.integers(-2, 1), steps=st.lists(st.integers(0, 40), min_size=1, max_size=12),
        checkpoint=st.sampled_from([1, 3, 7, 256]))
@@ -88,7 +89,7 @@ def nadam_field():
         eps=sp.Rational(1, 1000), psi=4)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(steps=st.lists(st.integers(0, 600), min_size=1, max_size=6))
 def test_nadam_coefficients_equal_the_sums_written_out(nadam_field, steps):
     """NAdam's step-index coefficients (memory sums over its momentum schedule, geometric in

@@ -4,6 +4,7 @@ torch's iterates (slopes 1 and 2)."""
 import pytest
 import sympy as sp
 import torch
+from conftest import examples
 from hypothesis import given, settings, strategies as st
 
 from modeq.numeric.iterate import iterates
@@ -178,7 +179,7 @@ def test_a_wrong_convention_fails_against_torch():
 
 
 # -- centered RMSprop: derived, but no order study on a fixed horizon ---------------------------
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(alpha=st.floats(0.1, 0.99), eps=st.floats(1e-3, 1.0), mu=st.sampled_from([0.0, 0.3]),
        wd=st.sampled_from([0.0, 0.2]), centered=st.booleans())
 def test_study_refused_exactly_for_centered_rmsprop(alpha, eps, mu, wd, centered):
