@@ -50,41 +50,41 @@ def rk4_substeps(f, theta0, h, steps, substeps=8):
     return path
 
 
+def _floor(opt, prob, values, hs, dps):
+    """CPU seconds to compute the iterates alone for every ``h`` (the floor)."""
+    from modeq.numeric.iterate import Iterator
+    t0 = _clock()
+    with mpmath.workdps(dps):
+        it = Iterator(opt, prob.loss, prob.params, **values)
+        for h in hs:
+            it.run(prob.theta0, h, int(prob.T / h))
+    return _clock() - t0
+
+
+def _study(opt, prob, values, hs, dps):
+    """``(CPU seconds, result)`` of the order study, orders 0 and 1."""
+    from modeq.numeric.study import order_study
+    t0 = _clock()
+    res = order_study(opt, prob.loss, prob.params, prob.theta0, T=prob.T, hs=hs,
+                      orders=(0, 1), dps=dps, problem_name=prob.name, **values)
+    return _clock() - t0, res
+
+
 def issue_configuration(repeats=5):
     """The configuration the speed goals name: Adam on the 3-D problem ``coupled3d``, four step
     sizes ``h = 2^-4 ... 2^-7``, orders 0 and 1, dps 30; cold (the first call in a fresh
     process: lowering and compiling the flows, the derivation from the cache on disk) and
     repeated, each against the iterates alone."""
     from modeq.numeric import problems
-    from modeq.numeric.iterate import Iterator
-    from modeq.numeric.study import order_study
     from modeq.symbolic import optimizers
 
     prob = problems.get("coupled3d")
     adam = optimizers.adam()
-    values = prob.values_for(adam)
-    hs = problems.DEFAULT_HS[:4]
-    dps = 30
-
-    def floor():
-        t0 = _clock()
-        with mpmath.workdps(dps):
-            it = Iterator(adam, prob.loss, prob.params, **values)
-            for h in hs:
-                it.run(prob.theta0, h, int(prob.T / h))
-        return _clock() - t0
-
-    def study():
-        t0 = _clock()
-        res = order_study(adam, prob.loss, prob.params, prob.theta0, T=prob.T, hs=hs,
-                          orders=(0, 1), dps=dps, problem_name=prob.name, **values)
-        return _clock() - t0, res
-
-    t_floor0 = floor()
-    t_cold, res = study()
-    pairs = sorted((study()[0] / f, f) for f in (floor() for _ in range(repeats)))
-    warm = [w for w, _ in pairs]
-    print(f"\nAdam on {prob.name} (3-D), h = 2^-4 ... 2^-7, T = {prob.T}, dps = {dps}, "
+    args = (adam, prob, prob.values_for(adam), problems.DEFAULT_HS[:4], 30)
+    t_floor0 = _floor(*args)
+    t_cold, res = _study(*args)
+    warm = sorted(_study(*args)[0] / f for f in (_floor(*args) for _ in range(repeats)))
+    print(f"\nAdam on {prob.name} (3-D), h = 2^-4 ... 2^-7, T = {prob.T}, dps = {args[-1]}, "
           f"orders 0 and 1: floor {t_floor0:.3f} s; study first call {t_cold:.3f} s = "
           f"{t_cold / t_floor0:.1f}x floor (goal <= 10x); repeated, paired ratios "
           f"{', '.join(f'{w:.1f}' for w in warm)} (median {warm[len(warm) // 2]:.1f}x, "
@@ -94,34 +94,21 @@ def issue_configuration(repeats=5):
 def main(dps=40, repeats=5):
     from modeq.numeric import problems
     from modeq.numeric.integrate import integrate, method_for
-    from modeq.numeric.iterate import Iterator
-    from modeq.numeric.study import FieldFactory, order_study
+    from modeq.numeric.study import FieldFactory
     from modeq.symbolic import optimizers
 
     prob = problems.get("logcosh2d")
     adam = optimizers.adam()
     values = prob.values_for(adam)
     hs = problems.DEFAULT_HS
+    args = (adam, prob, values, hs, dps)
 
-    def floor():
-        t0 = _clock()
-        with mpmath.workdps(dps):
-            it = Iterator(adam, prob.loss, prob.params, **values)
-            runs = {h: it.run(prob.theta0, h, int(prob.T / h)) for h in hs}
-        return _clock() - t0, runs
-
-    def study():
-        t0 = _clock()
-        res = order_study(adam, prob.loss, prob.params, prob.theta0, T=prob.T, hs=hs,
-                          orders=(0, 1), dps=dps, problem_name=prob.name, **values)
-        return _clock() - t0, res
-
-    t_cold, res = study()
+    t_cold, res = _study(*args)
     # paired measurements (floor, then study, back to back) so that a busy machine slows both
     pairs = []
     for _ in range(repeats):
-        t_floor_i, runs = floor()
-        t_warm_i, res = study()
+        t_floor_i = _floor(*args)
+        t_warm_i, res = _study(*args)
         pairs.append((t_warm_i / t_floor_i, t_floor_i, t_warm_i, res))
     pairs.sort(key=lambda p: p[0])
     ratio, t_floor, t_warm, res = pairs[len(pairs) // 2]  # the median pair
