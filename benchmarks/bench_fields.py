@@ -16,22 +16,27 @@ from __future__ import annotations
 import subprocess
 import sys
 
-CASE = r"""
+# the problem, the hyperparameters and the point every case evaluates at (no braces: the scripts
+# are filled in with str.format)
+SETUP = r"""
 import time, mpmath, sympy as sp
 from modeq.symbolic import derive, optimizers
 x, y = sp.symbols('x y')
 E = (x - 1)**2/2 + x*y/3 + y**4/4
 losses = [(x - 1)**2/2 + y**4/4, x*y/3 + (y + 1)**2/2, (x + y)**2/4 + x**4/8]
-name, eps, bc, order, batch, n = {name!r}, {eps!r}, {bc!r}, {order}, {batch!r}, {n}
-opt = optimizers.get(name, eps_placement=eps, bias_correction=bc)
 values = dict(h=sp.Rational(1, 20), beta=sp.Rational(9, 10), rho=sp.Rational(99, 100),
               eps=sp.Rational(1, 1000))
+th = [mpmath.mpf('0.3'), mpmath.mpf('-0.2')]
+"""
+
+CASE = SETUP + r"""
+name, eps, bc, order, batch, n = {name!r}, {eps!r}, {bc!r}, {order}, {batch!r}, {n}
+opt = optimizers.get(name, eps_placement=eps, bias_correction=bc)
 need = {{str(s) for s in opt.hyperparameters}} | {{"h"}}
 flow = derive(opt, order)
 f = flow.lambdify(E if batch == "full" else losses, [x, y],
                   **{{k: v for k, v in values.items() if k in need}})
 mpmath.mp.dps = 30
-th = [mpmath.mpf('0.3'), mpmath.mpf('-0.2')]
 f(n, th)
 t = time.process_time(); reps = 0
 while reps < 3 or time.process_time() - t < 0.5:
@@ -80,16 +85,9 @@ def main(limit=120, batches=("full", "mini")):
                     print(f"{label} {small * 1e3:9.2f} ms  n = 10**5: {big or f'> {limit} s'}")
 
 
-SEQUENTIAL = r"""
-import time, mpmath, sympy as sp
-from modeq.symbolic import derive, optimizers
-x, y = sp.symbols('x y')
-E = (x - 1)**2/2 + x*y/3 + y**4/4
-f = derive(optimizers.torch_nadam(), 1).lambdify(
-    E, [x, y], h=sp.Rational(1, 20), beta=sp.Rational(9, 10), rho=sp.Rational(99, 100),
-    eps=sp.Rational(1, 1000), psi=4)
+SEQUENTIAL = SETUP + r"""
+f = derive(optimizers.torch_nadam(), 1).lambdify(E, [x, y], psi=4, **values)
 mpmath.mp.dps = 30
-th = [mpmath.mpf('0.3'), mpmath.mpf('-0.2')]
 cost = dict()
 for n in range({last} + 1):
     t = time.process_time()
