@@ -37,6 +37,7 @@ from .intervals import point
 from .kernel import Kernel
 from . import mpfr
 from .minibatch import MiniBatchField
+from .nested_sums import NestedSums
 from .prepare import extract_sums, hoist_coefficients
 from .windowed import windowed_sum
 from .values import check_backend, check_step, resolve_values, resolve_symbols
@@ -178,21 +179,31 @@ class FullBatchField:
         body, groups = extract_sums(body)
         self._coefficient_symbols = [s for s, _ in coeffs]
         head = [n_sym, *self.params, *self.late, *self._coefficient_symbols]
+        nested = {key: members for key, members in groups.items()
+                  if any(f.has(sp.Sum) for _, f in members)}
+        self._nested = None        # sums with sums inside: node tables (:mod:`.nested_sums`)
+        if nested:
+            self._nested = NestedSums([sp.Sum(f, key) for key, members in nested.items()
+                                       for _, f in members], head, n_sym, backend, dtype, cse)
+        nested_symbols = [t for members in nested.values() for t, _ in members]
         self._sums = []            # (limits(n), summand kernel, interval kernel, symbols)
         for (index, lo, hi), members in groups.items():
+            if (index, lo, hi) in nested:
+                continue
             limits = sp.lambdify([n_sym], [lo, hi], modules="math")
             terms = [sp.powsimp(f, combine="exp") for _, f in members]
             summands = Kernel(terms, head + [index], backend, dtype, cse)
             enclosure = (Kernel(terms, head + [index], "interval", None, cse)
                          if backend == "mpmath" else None)
             self._sums.append((limits, summands, enclosure, [t for t, _ in members]))
-        self.kernel = Kernel(body, head + [t for *_, ts in self._sums for t in ts], backend,
-                             dtype, cse)
+        self.kernel = Kernel(body, head + [t for *_, ts in self._sums for t in ts]
+                             + nested_symbols, backend, dtype, cse)
         self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
                                     None, cse, running=True) if coeffs else None
         self.dtype = self.kernel.dtype
         # the same code in MPFR arithmetic (:mod:`.mpfr`), where gmpy2 is installed
-        self._fast = mpfr.fast_kernel(self.kernel) if not self._sums else None
+        self._fast = (mpfr.fast_kernel(self.kernel) if not (self._sums or self._nested)
+                      else None)
         self._bound = None if self.late else []
         self._exact_late = []
         self._memo = {}
@@ -280,6 +291,8 @@ class FullBatchField:
             else:
                 totals = self._windowed(summands, enclosure, head, len(symbols), lo, hi)
             sums += totals
+        if self._nested is not None:
+            sums += self._nested_values(head, device)
         outs = self.kernel(*head, *sums, device=device)
         if self.backend == "mpmath":
             return list(outs)
@@ -312,6 +325,16 @@ class FullBatchField:
             values = [*self._late_values(None), *self._coefficient_values(n, None)]
             head = self._memo[key] = [mpfr.from_mpf(v) for v in values]
         return head
+
+    def _nested_values(self, head, device):
+        """The sums with sums inside, by their node tables; in mpmath with guard digits (the
+        tables are recurrences over the steps), rounded once."""
+        if self.backend != "mpmath":
+            return self._nested(*head, device=device)
+        import mpmath
+        with mpmath.workdps(mpmath.mp.dps + 10):
+            values = self._nested(*head)
+        return [+v for v in values]
 
     def _windowed(self, summands, enclosure, head, k, lo, hi):
         """One memory sum in mpmath at a cost bounded in ``n`` (:mod:`.windowed`)."""

@@ -109,6 +109,13 @@ def _printer_class(backend):
                             f"{body}), {self._print(lo)}, {self._print(sp.expand(hi - n_sym))}, "
                             f"{self._print(r)}, {nn}, ({values}), "
                             f"{self._module_format('mpmath.mp')}.prec)")
+            if backend == "exact":
+                # indices as SymPy integers: ``1/(l + 3)`` stays a rational, not a float
+                loops = " ".join(f"for {self._print(i)} in map("
+                                 f"{self._module_format('sympy.Integer')}, range("
+                                 f"{self._print(a)}, {self._print(b)}+1))"
+                                 for i, a, b in expr.limits[::-1])
+                return f"(builtins.sum({self._print(expr.function)} {loops}))"
             return super()._print_Sum(expr)
 
         def _print_Sqrt(self, expr):

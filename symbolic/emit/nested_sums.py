@@ -1,0 +1,296 @@
+"""Memory sums nested in memory sums, by one forward pass over the steps: ``O(n)`` per call.
+
+A flow whose states read other states (torch's RMSprop with momentum,
+``b <- mu b + g/(sqrt(v) + eps)``) has sums over past steps inside sums over past steps already
+at ``h^1``, e.g. ``sum_{k=0}^{n} mu^(n-k) A_k sum_{l=k}^{n-1} B_l`` with
+``B_l = sum_{j=0}^{l} mu^(l-j) c_j``; printed as nested loops they cost ``O(n^depth)`` per
+evaluation (``O(n^3)`` for that flow).  This module rewrites them, exactly, as *prefix nodes*
+
+    ``P(U) = sum_{j=base}^{U} s(U, j)``  with  ``s(U+1, j) = r s(U, j)``,
+
+so that ``P(U) = r P(U-1) + s(U, U)`` fills a node's table for ``U = base, base+1, ...`` with
+one evaluation of the summand per step.  Lowering one ``sum_{j=lo}^{hi} f`` (inner sums first):
+
+1. **Lower limit.**  ``sum_{j=lo}^{hi} f = P(hi) - P(lo - 1)`` with ``base`` the least value
+   ``lo`` takes over the enclosing index ranges; both are proved on the (affine) limits:
+   ``lo >= base`` and ``hi >= lo - 1`` wherever the sum is evaluated (SymPy's ``Sum`` with
+   ``hi < lo - 1`` would follow Karr's convention, a loop would give 0: the rewrite is only made
+   where the two agree).
+2. **Separation.**  The summand is multiplied out over the factors that depend both on ``j`` and
+   on an enclosing index; each term's factors free of ``j`` but depending on an enclosing index
+   (an inner node's value at an outer index, such as ``P_B(k - 1)``) leave the sum.
+3. **Geometric weights.**  A factor ``r^(alpha j + beta.v + gamma)`` (``v`` the enclosing
+   indices) is written ``r^(beta.(v - U)) * r^(alpha j + |beta| U + gamma)``, ``U`` the node's
+   argument: the first factor leaves the sum, the second makes the summand geometric in ``U``
+   (and keeps the table bounded: ``mu^(U-j)``, not ``mu^(-j)``).
+
+Terms are grouped by the factor that left and by the ratio ``r`` (checked symbolically,
+:func:`~.running_sums.geometric_ratio`); a summand that is not geometric in ``U`` is summed out
+per argument (memoized).  A sum that does not fit (a limit that is not affine, a factor mixing
+``j`` and an enclosing index otherwise) keeps its printed nested loops, which are always right.
+The step index ``n`` and the point are constants of one evaluation.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from .kernel import Kernel
+from .prepare import fresh_names
+from .running_sums import geometric_ratio
+
+__all__ = ["NestedSums", "has_nested_sums"]
+
+
+def has_nested_sums(expr):
+    """Whether ``expr`` has a ``Sum`` inside a ``Sum`` (or one ``Sum`` of several indices)."""
+    return any(len(s.limits) > 1 or s.function.has(sp.Sum) for s in expr.atoms(sp.Sum))
+
+
+def _affine(e, symbols):
+    """``({symbol: int}, int)`` with ``e = sum c_v v + c``, or ``None``."""
+    coeffs, const = {}, 0
+    for term in sp.Add.make_args(sp.expand(e)):
+        if term.is_Integer:
+            const += int(term)
+            continue
+        c, rest = term.as_coeff_Mul()
+        if not (c.is_Integer and rest in symbols):
+            return None
+        coeffs[rest] = coeffs.get(rest, 0) + int(c)
+    return coeffs, const
+
+
+def _least(e, scope, n):
+    """The least value of the affine ``e`` over the enclosing index ranges ``scope`` (outer
+    first, ``[(v, lo, hi)]``) and ``n >= 0``, as an integer, or ``None`` (not affine, or
+    unbounded below)."""
+    names = [v for v, _, _ in scope]
+    for v, lo, hi in reversed(scope):
+        form = _affine(e, names + [n])
+        if form is None:
+            return None
+        c = form[0].get(v, 0)
+        if c:
+            e = sp.expand(e.xreplace({v: lo if c > 0 else hi}))
+    form = _affine(e, [n])
+    if form is None or form[0].get(n, 0) < 0:
+        return None
+    return form[1]
+
+
+class _Node:
+    """``P(U) = sum_{j=base}^{U} summand(U, j)``; ``ratio``: ``summand(U+1, j) / summand(U, j)``
+    (``None``: summed out per ``U``)."""
+
+    def __init__(self, summand, base, ratio):
+        self.summand, self.base, self.ratio = summand, base, ratio
+
+
+class _Lowering:
+    """The symbolic rewrite of the module docstring; ``nodes`` inner before outer."""
+
+    def __init__(self, n, U, J):
+        self.n, self.U, self.J = n, U, J
+        self.nodes = []
+        self._ids = {}
+
+    def lower(self, e, scope=()):
+        if isinstance(e, sp.Sum):
+            f, limits = e.function, list(e.limits)
+            if len(limits) > 1:               # the outermost limit first, the rest inside it
+                f = sp.Sum(f, *limits[:-1])
+            j, lo, hi = limits[-1]
+            out = self._lower_sum(f, j, lo, hi, list(scope))
+            return e if out is None else out
+        if not e.args or not e.has(sp.Sum):
+            return e
+        return e.func(*[self.lower(a, scope) for a in e.args])
+
+    def _node(self, summand, base, ratio):
+        key = (summand, base, ratio)
+        if key not in self._ids:
+            self._ids[key] = len(self.nodes)
+            self.nodes.append(_Node(summand, base, ratio))
+        return sp.Function(f"_P{self._ids[key]}")
+
+    def _lower_sum(self, f, j, lo, hi, scope):
+        J = sp.Dummy("j", integer=True)
+        inner_scope = scope + [(J, lo, hi)]
+        f = self.lower(f.xreplace({j: J}), inner_scope)
+        others = {v for v, _, _ in scope}
+        base = _least(lo, scope, self.n)
+        if base is None or _affine(hi, list(others) + [self.n]) is None:
+            return None
+        if lo == base:
+            pieces = [(1, hi)]
+        else:
+            width = _least(hi - lo + 1, scope, self.n)
+            if width is None or width < 0:
+                return None
+            pieces = [(1, hi), (-1, lo - 1)]
+        groups = {}
+        for term in _terms(f, J, others):
+            if term == 0:
+                continue
+            split = _separate(term, J, others, self.U)
+            if split is None:
+                return None
+            outside, inside = split
+            inside = inside.xreplace({J: self.J})
+            ratio = geometric_ratio(inside, self.U, self.J, self.U)
+            if ratio is not None and not ratio.is_finite:
+                ratio = None
+            groups.setdefault((outside, ratio), []).append(inside)
+        out = sp.S.Zero
+        for (outside, ratio), insides in groups.items():
+            P = self._node(sp.Add(*insides), base, ratio)
+            for sign, arg in pieces:
+                out += sign * outside.xreplace({self.U: arg}) * P(arg)
+        return out
+
+
+def _depends(e, J, others):
+    fs = e.free_symbols
+    return J in fs, bool(fs & others)
+
+
+def _terms(e, J, others):
+    """The additive terms of ``e``, multiplied out only over factors that depend both on ``J``
+    and on an enclosing index (the separation of the module docstring)."""
+    if e.is_Add:
+        return [t for a in e.args for t in _terms(a, J, others)]
+    if e.is_Mul:
+        out = [sp.S.One]
+        for factor in e.args:
+            parts = _terms(factor, J, others) if all(_depends(factor, J, others)) else [factor]
+            out = [a * b for a in out for b in parts]
+        return out
+    if (e.is_Pow and e.exp.is_Integer and 1 < e.exp <= 4 and e.base.is_Add
+            and all(_depends(e.base, J, others))):
+        return _terms(sp.Mul(*[e.base] * int(e.exp), evaluate=False), J, others)
+    return [e]
+
+
+def _separate(term, J, others, U):
+    """``(outside, inside)`` with ``term = outside * inside``, ``inside`` free of the enclosing
+    indices (depending on ``U`` only through geometric weights), ``outside`` free of ``J``;
+    ``None`` where a factor mixes ``J`` and an enclosing index otherwise."""
+    outside, inside = [], []
+    for factor in sp.Mul.make_args(term):
+        has_j, has_other = _depends(factor, J, others)
+        if not has_other:
+            inside.append(factor)
+        elif not has_j:
+            outside.append(factor)
+        elif factor.is_Pow and not factor.base.free_symbols & (others | {J}):
+            form = _affine(factor.exp, list(others) + [J])
+            if form is None:
+                return None
+            coeffs, _ = form
+            shift = sum(c * (v - U) for v, c in coeffs.items() if v is not J)
+            outside.append(factor.base ** shift)
+            inside.append(factor.base ** sp.expand(factor.exp - shift))
+        else:
+            return None
+    return sp.Mul(*outside), sp.Mul(*inside)
+
+
+class _Compiled:
+    """One node compiled: ``kernel(*head, U, j, *apps) -> [summand]``, the applications of inner
+    nodes in its summand as ``(node id, argument(n, U, j))``, its ratio kernel."""
+
+    def __init__(self, node, head, n, U, J, backend, dtype, cse):
+        self.base = node.base
+        summand, self.apps, app_symbols = _applications(node.summand, n, U, J)
+        self.kernel = Kernel([summand], [*head, U, J, *app_symbols], backend, dtype, cse)
+        self.ratio = (None if node.ratio is None else
+                      Kernel([node.ratio], list(head), backend, dtype, cse))
+
+
+def _applications(expr, n, U, J):
+    """``expr`` with each node application replaced by a symbol; ``[(node id, argument)]``."""
+    apps = sorted({a for a in expr.atoms(sp.core.function.AppliedUndef)
+                   if a.func.__name__.startswith("_P")}, key=str)
+    names = fresh_names("_a", [expr])
+    symbols = [sp.Symbol(next(names)) for _ in apps]
+    out = expr.xreplace(dict(zip(apps, symbols)))
+    table = [(int(a.func.__name__[2:]), sp.lambdify([n, U, J], a.args[0], "math"))
+             for a in apps]
+    return out, table, symbols
+
+
+class NestedSums:
+    """The values of top-level memory sums (``Sum`` objects of one index each, possibly with
+    sums inside) at one ``(n, point, ...)``, computed by the node tables of the module
+    docstring.  ``NestedSums(sums, head, n, backend)``; ``nested(*head_values)`` returns the
+    list of the sums' values (``head`` holds ``n`` and every other free symbol).
+
+    >>> n, k, l = sp.symbols("n k l", integer=True)
+    >>> c, x = sp.Rational(1, 2), sp.Symbol("x")
+    >>> inner = sp.Sum(c ** (l - k) * x, (k, 0, l))
+    >>> NestedSums([sp.Sum(inner, (l, 0, n))], [n, x], n, "exact")(3, 1)
+    [49/8]
+    """
+
+    def __init__(self, sums, head, n, backend, dtype=None, cse=True):
+        head = list(head)
+        names = fresh_names("_ns", list(sums))
+        U, J = sp.Symbol(next(names), integer=True), sp.Symbol(next(names), integer=True)
+        lowering = _Lowering(n, U, J)
+        tops = [lowering.lower(s) for s in sums]
+        self._n = head.index(n)
+        self._nodes = [_Compiled(node, head, n, U, J, backend, dtype, cse)
+                       for node in lowering.nodes]
+        top = sp.Tuple(*tops)
+        top, self._apps, symbols = _applications(top, n, U, J)
+        self._kernel = Kernel(list(top), head + symbols, backend, dtype, cse)
+        # exact arithmetic: indices as SymPy integers (``1/(j + 3)`` is not a float)
+        self._index = sp.Integer if backend == "exact" else int
+
+    @property
+    def size(self):
+        """The number of prefix nodes."""
+        return len(self._nodes)
+
+    def __call__(self, *head, device=None):
+        run = _Run(self._nodes, head, head[self._n], device, self._index)
+        values = [run.get(i, arg(run.n, 0, 0)) for i, arg in self._apps]
+        return list(self._kernel(*head, *values, device=device))
+
+
+class _Run:
+    """The node tables of one evaluation."""
+
+    def __init__(self, nodes, head, n, device, index):
+        self.nodes, self.head, self.n, self.device = nodes, head, int(n), device
+        self.index = index
+        self.tables = [[0] for _ in nodes]        # P(base - 1) = 0, then P(base), ...
+        self.direct = [{} for _ in nodes]
+        self.ratios = [None if c.ratio is None else c.ratio(*head, device=device)[0]
+                       for c in nodes]
+
+    def summand(self, i, U, j):
+        node = self.nodes[i]
+        apps = [self.get(k, arg(self.n, U, j)) for k, arg in node.apps]
+        return node.kernel(*self.head, self.index(U), self.index(j), *apps,
+                           device=self.device)[0]
+
+    def get(self, i, U):
+        node = self.nodes[i]
+        U = int(U)
+        if U < node.base:
+            return 0
+        r = self.ratios[i]
+        if r is None:
+            memo = self.direct[i]
+            if U not in memo:
+                total = 0
+                for j in range(node.base, U + 1):
+                    total = total + self.summand(i, U, j)
+                memo[U] = total
+            return memo[U]
+        table = self.tables[i]
+        while len(table) <= U - node.base + 1:
+            u = node.base - 1 + len(table)
+            table.append(r * table[-1] + self.summand(i, u, u))
+        return table[U - node.base + 1]

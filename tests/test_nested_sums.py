@@ -1,0 +1,117 @@
+"""Nested memory sums by node tables (symbolic/emit/nested_sums.py) against brute-force loops.
+
+The oracle adds every term of every sum one by one in exact rationals (a loop over
+``range(lo, hi + 1)``, the meaning the printed code gives a sum); the node tables must give the
+same rational exactly, for sums generated at random in the shapes the derivation produces:
+geometric weights in enclosing indices, lower limits at an enclosing index, products of inner
+sums, limits that are not affine or ranges that may run backwards (those keep their loops).
+"""
+import mpmath
+import pytest
+import sympy as sp
+from hypothesis import given, settings, strategies as st
+
+from conftest import examples
+from modeq.symbolic.emit.nested_sums import NestedSums, has_nested_sums
+
+n = sp.Symbol("n", integer=True)
+x = sp.Symbol("x")
+RATES = [sp.Rational(1, 2), sp.Rational(2, 3), sp.Rational(3, 10), sp.Rational(5, 4)]
+
+
+def brute(e, env):
+    """``e`` with every sum added term by term (exact)."""
+    if isinstance(e, sp.Sum):
+        f, limits = e.function, list(e.limits)
+        if len(limits) > 1:
+            f = sp.Sum(f, *limits[:-1])
+        j, lo, hi = limits[-1]
+        lo, hi = int(brute(lo, env)), int(brute(hi, env))
+        return sp.Add(*[brute(f, {**env, j: sp.Integer(v)}) for v in range(lo, hi + 1)])
+    if e in env:
+        return env[e]
+    if not e.args:
+        return e
+    return e.func(*[brute(a, env) for a in e.args])
+
+
+@st.composite
+def nested_sum(draw, scope=(), depth=0):
+    """A sum over ``j`` with limits from the enclosing indices ``scope`` (and ``n``), its summand
+    a product of a function of ``j``, geometric weights and up to two inner sums."""
+    j = sp.Dummy(f"j{depth}", integer=True)
+    outer = list(scope) + [n]
+    lo = draw(st.sampled_from([sp.Integer(0), sp.Integer(1)] + [v for v in scope]
+                              + [v + 1 for v in scope]))
+    top = draw(st.sampled_from(outer))
+    hi = top + draw(st.integers(-2, 0))
+    if draw(st.integers(0, 9)) == 0:
+        hi = 2 * top                          # not affine with coefficient 1: still exact
+    f = draw(st.sampled_from([1 / (2 + sp.Rational(1, 3) ** j),
+                              (j + 1) * x, sp.Integer(1), 1 / (j + 3) + x]))
+    for _ in range(draw(st.integers(0, 2))):
+        rate = draw(st.sampled_from(RATES))
+        v = draw(st.sampled_from(outer))
+        f *= rate ** (v - j) if draw(st.booleans()) else rate ** j
+    if depth < 2:
+        for _ in range(draw(st.integers(0 if depth else 1, 2))):
+            inner = draw(nested_sum(scope=tuple(scope) + (j,), depth=depth + 1))
+            f = f * inner if draw(st.booleans()) else f + inner * x
+    return sp.Sum(f, (j, lo, hi))
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(sums=st.lists(nested_sum(), min_size=1, max_size=2), N=st.integers(0, 7),
+       X=st.fractions(-2, 2, max_denominator=5))
+def test_node_tables_equal_the_loops_exactly(sums, N, X):
+    X = sp.Rational(X.numerator, X.denominator)
+    nested = NestedSums(sums, [n, x], n, "exact")
+    assert nested(N, X) == [brute(s, {n: sp.Integer(N), x: X}) for s in sums]
+
+
+def test_the_derivations_shape_is_lowered_to_prefix_nodes():
+    """``sum_k mu^(n-k) A_k sum_{l=k}^{n-1} B_l``, ``B_l = sum_{j<=l} mu^(l-j) c_j``: every sum
+    becomes a node with a recurrence (no loop is left), and the cost is linear in ``n``: the
+    summands are evaluated O(n) times, not O(n^3)."""
+    k, l, j = (sp.Dummy(s, integer=True) for s in "klj")
+    mu, c = sp.Rational(3, 10), lambda i: 1 / (2 + sp.Rational(1, 3) ** i)
+    B = sp.Sum(mu ** (l - j) * c(j), (j, 0, l))
+    total = sp.Sum(mu ** (n - k) * c(k) * sp.Sum(B, (l, k, n - 1))
+                   + sp.Sum(sp.Rational(1, 2) ** (k - j) * sp.Sum(B, (l, j, k - 1)), (j, 0, k)),
+                   (k, 0, n))
+    nested = NestedSums([total], [n], n, "exact")
+    assert all(node.ratio is not None for node in nested._nodes)
+    assert not any(node.kernel.exprs[0].has(sp.Sum) for node in nested._nodes)
+    calls = []
+    for node in nested._nodes:
+        fn = node.kernel._fn
+        node.kernel._fn = lambda *a, _fn=fn: (calls.append(1), _fn(*a))[1]
+    assert nested(12) == [brute(total, {n: sp.Integer(12)})]
+    assert len(calls) <= 14 * nested.size
+
+
+def test_has_nested_sums():
+    k, l = sp.symbols("k l", integer=True)
+    assert has_nested_sums(sp.Sum(sp.Sum(x ** l, (l, 0, k)), (k, 0, n)))
+    assert has_nested_sums(sp.Sum(x ** l, (l, 0, k), (k, 0, n)))
+    assert not has_nested_sums(sp.Sum(x ** k, (k, 0, n)) * sp.Sum(x, (l, 0, n)))
+
+
+def test_rmsprop_momentum_field_equals_its_sums_added_up():
+    """torch's RMSprop with momentum, order 1: the compiled field (node tables, mpmath) against
+    its own lowered expression with every sum added up by SymPy at 50 digits."""
+    from modeq.symbolic import derive, optimizers as O
+    from modeq.symbolic.family import n as n_sym
+    y = sp.Symbol("y")
+    E = sp.log(sp.cosh(x)) + (y - x / 2) ** 2 / 2
+    vals = dict(rho=sp.Rational(3, 5), eps=sp.Rational(1, 10), mu=sp.Rational(3, 10),
+                h=sp.Rational(1, 64))
+    field = derive(O.torch_rmsprop(momentum=True), 1).lambdify(E, [x, y], **vals)
+    point = {x: sp.Rational(1), y: sp.Rational(3, 10)}
+    with mpmath.workdps(40):
+        for N in (0, 3, 7):
+            got = field(N, [mpmath.mpf(1), mpmath.mpf(3) / 10])
+            env = {n_sym: sp.Integer(N), **point}
+            want = [brute(e, env).evalf(50) for e in field.expressions]
+            for a, b in zip(got, want):
+                assert abs(a - mpmath.mpf(str(b))) <= mpmath.mpf(10) ** -36 * (1 + abs(a))
