@@ -156,6 +156,10 @@ class OneBatchField:
                 f"uses_n=True)")
 
 
+#: guard bits of the nested memory sums' tables (:mod:`.nested_sums`)
+GUARD_BITS = 34
+
+
 class FullBatchField:
     """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` for a full-batch flow (module docstring).
 
@@ -179,9 +183,11 @@ class FullBatchField:
         body, groups = extract_sums(body)
         self._coefficient_symbols = [s for s, _ in coeffs]
         head = [n_sym, *self.params, *self.late, *self._coefficient_symbols]
-        nested = {key: members for key, members in groups.items()
-                  if any(f.has(sp.Sum) for _, f in members)}
-        self._nested = None        # sums with sums inside: node tables (:mod:`.nested_sums`)
+        # with sums inside sums, every sum goes to node tables (:mod:`.nested_sums`): their cost
+        # is linear in n anyway, and the tables share the point's values and run in MPFR
+        nested = (groups if any(f.has(sp.Sum) for members in groups.values()
+                                for _, f in members) else {})
+        self._nested = None
         if nested:
             self._nested = NestedSums([sp.Sum(f, key) for key, members in nested.items()
                                        for _, f in members], head, n_sym, backend, dtype, cse)
@@ -327,12 +333,19 @@ class FullBatchField:
         return head
 
     def _nested_values(self, head, device):
-        """The sums with sums inside, by their node tables; in mpmath with guard digits (the
-        tables are recurrences over the steps), rounded once."""
+        """The sums with sums inside, by their node tables; in mpmath (or the same arithmetic in
+        MPFR) with guard bits (the tables are recurrences over the steps), rounded once."""
         if self.backend != "mpmath":
             return self._nested(*head, device=device)
         import mpmath
-        with mpmath.workdps(mpmath.mp.dps + 10):
+        prec = mpmath.mp.prec
+        if self._nested.has_fast:
+            guarded = prec + GUARD_BITS
+            with mpmath.workprec(guarded), mpfr.context(guarded):
+                outs = self._nested.fast(guarded, *(mpfr.from_mpf(v) for v in head))
+                if outs is not None:
+                    return [mpfr.to_mpf(r, prec) for r in outs]
+        with mpmath.workprec(prec + GUARD_BITS):
             values = self._nested(*head)
         return [+v for v in values]
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from . import mpfr
 from .kernel import Kernel
 from .prepare import fresh_names
 from .running_sums import geometric_ratio
@@ -132,7 +133,7 @@ class _Lowering:
         for term in _terms(f, J, others):
             if term == 0:
                 continue
-            split = _separate(term, J, others, self.U)
+            split = _separate(term, J, others, self.U, self.n)
             if split is None:
                 return None
             outside, inside = split
@@ -171,40 +172,47 @@ def _terms(e, J, others):
     return [e]
 
 
-def _separate(term, J, others, U):
+def _separate(term, J, others, U, n):
     """``(outside, inside)`` with ``term = outside * inside``, ``inside`` free of the enclosing
     indices (depending on ``U`` only through geometric weights), ``outside`` free of ``J``;
-    ``None`` where a factor mixes ``J`` and an enclosing index otherwise."""
+    ``None`` where a factor mixes ``J`` and an enclosing index otherwise.  A geometric weight
+    in ``n - J`` is shifted like one in an enclosing index (``mu^(n-J) = mu^(n-U) mu^(U-J)``):
+    the table then has the ratio ``mu`` and stays bounded."""
     outside, inside = [], []
     for factor in sp.Mul.make_args(term):
         has_j, has_other = _depends(factor, J, others)
-        if not has_other:
+        geometric = (factor.is_Pow and has_j and factor.exp.has(J)
+                     and not factor.base.free_symbols & (others | {J, n}))
+        if geometric and (has_other or factor.exp.has(n)):
+            form = _affine(factor.exp, list(others) + [J, n])
+            if form is None:
+                if has_other:
+                    return None
+                inside.append(factor)
+                continue
+            shift = sum(c * (v - U) for v, c in form[0].items() if v is not J)
+            outside.append(factor.base ** shift)
+            inside.append(factor.base ** sp.expand(factor.exp - shift))
+        elif not has_other:
             inside.append(factor)
         elif not has_j:
             outside.append(factor)
-        elif factor.is_Pow and not factor.base.free_symbols & (others | {J}):
-            form = _affine(factor.exp, list(others) + [J])
-            if form is None:
-                return None
-            coeffs, _ = form
-            shift = sum(c * (v - U) for v, c in coeffs.items() if v is not J)
-            outside.append(factor.base ** shift)
-            inside.append(factor.base ** sp.expand(factor.exp - shift))
         else:
             return None
     return sp.Mul(*outside), sp.Mul(*inside)
 
 
-class _Compiled:
-    """One node compiled: ``kernel(*head, U, j, *apps) -> [summand]``, the applications of inner
-    nodes in its summand as ``(node id, argument(n, U, j))``, its ratio kernel."""
+class _Group:
+    """Nodes whose tables grow together: one kernel gives their summands on the diagonal
+    ``j = U`` (the only ones a recurrence needs; common subexpressions shared), ``apps`` the
+    applications of inner nodes as ``(node id, argument(n, U, j))``, ``ratios`` the positions
+    of the members' ratios among the per-call values.  A node without a recurrence is a group
+    of its own (``direct``), its summand evaluated at every ``(U, j)``."""
 
-    def __init__(self, node, head, n, U, J, backend, dtype, cse):
-        self.base = node.base
-        summand, self.apps, app_symbols = _applications(node.summand, n, U, J)
-        self.kernel = Kernel([summand], [*head, U, J, *app_symbols], backend, dtype, cse)
-        self.ratio = (None if node.ratio is None else
-                      Kernel([node.ratio], list(head), backend, dtype, cse))
+    def __init__(self, members, base, apps, ratios, direct):
+        self.members, self.base, self.apps = members, base, apps
+        self.ratios, self.direct = ratios, direct
+        self.kernel = None
 
 
 def _applications(expr, n, U, J):
@@ -219,11 +227,32 @@ def _applications(expr, n, U, J):
     return out, table, symbols
 
 
+def _hoist_invariants(exprs, varying, names):
+    """Replace each maximal subexpression free of the ``varying`` symbols (a function of the
+    point, the hyperparameters and ``n`` only) by a symbol, evaluated once per call."""
+    table = {}
+
+    def walk(e):
+        if not e.args:
+            return e
+        if e.free_symbols and not e.free_symbols & varying:
+            if e not in table:
+                table[e] = sp.Symbol(next(names))
+            return table[e]
+        if isinstance(e, (sp.Sum, sp.Product)):     # bound variables stay inside
+            return e
+        return e.func(*[walk(a) for a in e.args])
+
+    return [walk(e) for e in exprs], [(sym, e) for e, sym in table.items()]
+
+
 class NestedSums:
     """The values of top-level memory sums (``Sum`` objects of one index each, possibly with
     sums inside) at one ``(n, point, ...)``, computed by the node tables of the module
     docstring.  ``NestedSums(sums, head, n, backend)``; ``nested(*head_values)`` returns the
-    list of the sums' values (``head`` holds ``n`` and every other free symbol).
+    list of the sums' values (``head`` holds ``n`` and every other free symbol).  What depends
+    only on the head (the gradient, the Hessian's entries, the ratios) is evaluated once per
+    call, not once per step of a table.
 
     >>> n, k, l = sp.symbols("n k l", integer=True)
     >>> c, x = sp.Rational(1, 2), sp.Symbol("x")
@@ -239,58 +268,140 @@ class NestedSums:
         lowering = _Lowering(n, U, J)
         tops = [lowering.lower(s) for s in sums]
         self._n = head.index(n)
-        self._nodes = [_Compiled(node, head, n, U, J, backend, dtype, cse)
-                       for node in lowering.nodes]
+        groups = self._group(lowering.nodes, J, U)
+        varying, exprs, ratios, plans = {U, J}, [], [], []
+        for members, base, direct in groups:
+            summands = [lowering.nodes[i].summand for i in members]
+            if not direct:
+                summands = [e.xreplace({J: U}) for e in summands]
+            expr, apps, symbols = _applications(sp.Tuple(*summands), n, U, J)
+            varying.update(symbols)
+            plans.append((members, base, apps, symbols, direct, len(exprs)))
+            exprs += list(expr)
+            ratios += [lowering.nodes[i].ratio for i in members if not direct]
+        hoisted, invariants = _hoist_invariants(exprs + ratios, varying,
+                                                fresh_names("_v", list(sums) + [U, J]))
+        inv = [sym for sym, _ in invariants]
+        self._inv = len(inv)
+        self._invariants = Kernel([e for _, e in invariants] + hoisted[len(exprs):], head,
+                                  backend, dtype, cse)
+        self._groups, self._where = [], {}
+        ratio = 0
+        for members, base, apps, symbols, direct, start in plans:
+            group = _Group(members, base, apps,
+                           [] if direct else list(range(ratio, ratio + len(members))), direct)
+            ratio += 0 if direct else len(members)
+            group.kernel = Kernel(hoisted[start:start + len(members)],
+                                  [*head, *inv, U, J, *symbols], backend, dtype, cse)
+            for slot, i in enumerate(members):
+                self._where[i] = (len(self._groups), slot)
+            self._groups.append(group)
+        self.size = len(lowering.nodes)
         top = sp.Tuple(*tops)
         top, self._apps, symbols = _applications(top, n, U, J)
         self._kernel = Kernel(list(top), head + symbols, backend, dtype, cse)
         # exact arithmetic: indices as SymPy integers (``1/(j + 3)`` is not a float)
         self._index = sp.Integer if backend == "exact" else int
+        fast = [mpfr.fast_kernel(k) for k in
+                [self._invariants, self._kernel] + [g.kernel for g in self._groups]]
+        self._fast = fast if all(f is not None for f in fast) else None
 
-    @property
-    def size(self):
-        """The number of prefix nodes."""
-        return len(self._nodes)
+    @staticmethod
+    def _group(nodes, J, U):
+        """``[(member ids, base, direct)]``: nodes with a recurrence grouped by base and by
+        level (1 + the deepest inner node they read), inner groups first."""
+        level, out, keyed = {}, [], {}
+        for i, node in enumerate(nodes):
+            inner = [int(a.func.__name__[2:])
+                     for a in node.summand.atoms(sp.core.function.AppliedUndef)
+                     if a.func.__name__.startswith("_P")]
+            level[i] = 1 + max((level[k] for k in inner), default=-1)
+            if node.ratio is None:
+                out.append((level[i], [i], node.base, True))
+            else:
+                key = (level[i], node.base)
+                if key not in keyed:
+                    keyed[key] = (level[i], [], node.base, False)
+                    out.append(keyed[key])
+                keyed[key][1].append(i)
+        out.sort(key=lambda g: g[0])
+        return [(members, base, direct) for _, members, base, direct in out]
 
     def __call__(self, *head, device=None):
-        run = _Run(self._nodes, head, head[self._n], device, self._index)
+        values = list(self._invariants(*head, device=device))
+        run = _Run(self, head, head[self._n], values[:self._inv], values[self._inv:], device)
         values = [run.get(i, arg(run.n, 0, 0)) for i, arg in self._apps]
         return list(self._kernel(*head, *values, device=device))
+
+    @property
+    def has_fast(self):
+        """Whether :meth:`fast` applies (mpmath kernels, gmpy2 installed)."""
+        return self._fast is not None
+
+    def fast(self, prec, *head):
+        """The same values in MPFR arithmetic (:mod:`.mpfr`) at ``prec`` bits, inside
+        ``with mpfr.context(prec)``, the head values ``mpfr`` or ints (``n``); ``None`` where a
+        value is not finite (then call the mpmath path)."""
+        invariants, top, *groups = self._fast
+        values = invariants(prec, *head)
+        if values is None:
+            return None
+        run = _Run(self, head, head[self._n], values[:self._inv], values[self._inv:], None,
+                   (prec, groups))
+        try:
+            values = [run.get(i, arg(run.n, 0, 0)) for i, arg in self._apps]
+        except _NotFinite:
+            return None
+        return top(prec, *head, *values)
+
+
+class _NotFinite(ArithmeticError):
+    """A summand of the MPFR path is not finite."""
 
 
 class _Run:
     """The node tables of one evaluation."""
 
-    def __init__(self, nodes, head, n, device, index):
-        self.nodes, self.head, self.n, self.device = nodes, head, int(n), device
-        self.index = index
-        self.tables = [[0] for _ in nodes]        # P(base - 1) = 0, then P(base), ...
-        self.direct = [{} for _ in nodes]
-        self.ratios = [None if c.ratio is None else c.ratio(*head, device=device)[0]
-                       for c in nodes]
+    def __init__(self, sums, head, n, invariants, ratios, device, fast=None):
+        self.groups, self.where, self.index = sums._groups, sums._where, sums._index
+        self.fast = fast                         # (prec, the groups' MPFR kernels) or None
+        self.n, self.device = int(n), device
+        self.args = [*head, *invariants]
+        self.ratios = ratios
+        # per group: [P(base - 1) = 0, P(base), ...] per member
+        self.tables = [[[0] for _ in g.members] for g in self.groups]
+        self.direct = [{} for _ in self.groups]
 
-    def summand(self, i, U, j):
-        node = self.nodes[i]
-        apps = [self.get(k, arg(self.n, U, j)) for k, arg in node.apps]
-        return node.kernel(*self.head, self.index(U), self.index(j), *apps,
-                           device=self.device)[0]
+    def summands(self, g, U, j):
+        group = self.groups[g]
+        apps = [self.get(k, arg(self.n, U, j)) for k, arg in group.apps]
+        if self.fast is not None:
+            prec, kernels = self.fast
+            outs = kernels[g](prec, *self.args, U, j, *apps)
+            if outs is None:
+                raise _NotFinite
+            return outs
+        return group.kernel(*self.args, self.index(U), self.index(j), *apps,
+                            device=self.device)
 
     def get(self, i, U):
-        node = self.nodes[i]
+        g, slot = self.where[i]
+        group = self.groups[g]
         U = int(U)
-        if U < node.base:
+        if U < group.base:
             return 0
-        r = self.ratios[i]
-        if r is None:
-            memo = self.direct[i]
+        if group.direct:
+            memo = self.direct[g]
             if U not in memo:
                 total = 0
-                for j in range(node.base, U + 1):
-                    total = total + self.summand(i, U, j)
+                for j in range(group.base, U + 1):
+                    total = total + self.summands(g, U, j)[0]
                 memo[U] = total
             return memo[U]
-        table = self.tables[i]
-        while len(table) <= U - node.base + 1:
-            u = node.base - 1 + len(table)
-            table.append(r * table[-1] + self.summand(i, u, u))
-        return table[U - node.base + 1]
+        tables = self.tables[g]
+        while len(tables[slot]) <= U - group.base + 1:
+            u = group.base - 1 + len(tables[slot])
+            outs = self.summands(g, u, u)
+            for table, r, s in zip(tables, group.ratios, outs):
+                table.append(self.ratios[r] * table[-1] + s)
+        return tables[slot][U - group.base + 1]
