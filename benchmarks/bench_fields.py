@@ -10,6 +10,10 @@ timed).  A case whose single evaluation at ``n = 10**5`` exceeds the time limit 
 ``--sequential``: NAdam (order 1, full batch), every step asked once in turn as an order study
 asks them, so that each call at a new ``n`` pays for its step-index coefficients: the cost near
 ``n = 20`` against near ``n = 3000`` (its memory sums by their recurrence in ``n``).
+
+``--nested``: torch's RMSprop with momentum (order 1, full batch), whose memory sums nest
+(:mod:`modeq.symbolic.emit.nested_sums`, linear in ``n``): one call at ``n = 10``, ``10**3``,
+``10**4`` and ``10**5``.
 """
 from __future__ import annotations
 
@@ -118,10 +122,48 @@ def sequential(limit=600, last=3000):
           f"(goal <= 2x)")
 
 
+NESTED = SETUP + r"""
+f = derive(optimizers.torch_rmsprop(momentum=True), 1).lambdify(
+    E, [x, y], mu=sp.Rational(3, 10), **{{k: v for k, v in values.items() if k != "beta"}})
+mpmath.mp.dps = 30
+for n in (10, 10**3, 10**4, 10**5):
+    f(n, th)
+    t = time.process_time(); reps = 0
+    while reps < 2 or time.process_time() - t < 0.5:
+        f(n, [th[0] + (reps + 1) * mpmath.mpf('1e-9'), th[1]]); reps += 1
+    print(n, (time.process_time() - t) / reps, flush=True)
+"""
+
+
+def nested(limit=600):
+    """torch's RMSprop with momentum, order 1, full batch: one call at growing ``n``."""
+    try:
+        r = subprocess.run([sys.executable, "-c", NESTED.format()], capture_output=True, text=True,
+                           timeout=limit)
+    except subprocess.TimeoutExpired as e:
+        r = None
+        out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
+    else:
+        out = r.stdout
+    if r is not None and r.returncode != 0:
+        print("torch RMSprop momentum order 1:", r.stderr.strip().splitlines()[-1])
+        return
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    first = float(rows[0][1]) if rows else None
+    for n, t in rows:
+        print(f"torch RMSprop momentum order 1, n = {int(n):>6}: {float(t) * 1e3:9.2f} ms  "
+              f"ratio to n = 10: {float(t) / first:8.1f}x")
+    if r is None:
+        print(f"(stopped after {limit} s)")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
     if "--sequential" in args:
         sequential()
+        sys.exit(0)
+    if "--nested" in args:
+        nested()
         sys.exit(0)
     chosen = (args[args.index("--batch") + 1],) if "--batch" in args else ("full", "mini")
     if not set(chosen) <= {"full", "mini"}:

@@ -121,3 +121,27 @@ def test_rmsprop_momentum_field_equals_its_sums_added_up(arithmetic):
             want = [brute(e, env).evalf(50) for e in field.expressions]
             for a, b in zip(got, want):
                 assert abs(a - mpmath.mpf(str(b))) <= mpmath.mpf(10) ** -36 * (1 + abs(a))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_rmsprop_momentum_float_backends_equal_mpmath(backend):
+    """The node tables in float64 (NumPy, torch; a batch of points at once) agree with the
+    mpmath field to rounding."""
+    import numpy as np
+    from modeq.symbolic import derive, optimizers as O
+    y = sp.Symbol("y")
+    E = sp.log(sp.cosh(x)) + (y - x / 2) ** 2 / 2
+    vals = dict(rho=sp.Rational(3, 5), eps=sp.Rational(1, 10), mu=sp.Rational(3, 10),
+                h=sp.Rational(1, 64))
+    flow = derive(O.torch_rmsprop(momentum=True), 1)
+    exact = flow.lambdify(E, [x, y], **vals)
+    fast = flow.lambdify(E, [x, y], backend=backend, **vals)
+    points = np.array([[1.0, 0.5, -0.7], [0.3, -0.4, 0.9]])
+    arg = points if backend == "numpy" else __import__("torch").tensor(points)
+    for N in (0, 5, 40):
+        got = np.asarray(fast(N, arg))
+        assert got.shape == (2, 3)
+        with mpmath.workdps(30):
+            for c in range(3):
+                want = exact(N, [mpmath.mpf(points[0, c]), mpmath.mpf(points[1, c])])
+                assert np.allclose(got[:, c], [float(w) for w in want], rtol=1e-12, atol=0)

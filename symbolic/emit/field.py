@@ -25,6 +25,9 @@ another state, a step using ``n``) or a non-default ``dtype`` is asked for, the 
 the compiled field: mpmath evaluates them by :func:`~.windowed.windowed_sum` (the recent and
 the first steps term by term, the middle enclosed in interval arithmetic and kept only as far
 as it matters at the working precision, a proved bound); NumPy and torch add every term.
+A field with sums inside its sums (a state reading another state: torch's RMSprop with
+momentum) evaluates all of them by the node tables of :mod:`.nested_sums`, one forward pass over
+the steps, linear in ``n``.
 """
 from __future__ import annotations
 
