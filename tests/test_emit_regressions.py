@@ -5,6 +5,7 @@ import pytest
 import sympy as sp
 
 from modeq.symbolic import derive, optimizers
+from modeq.symbolic.emit.kernel import Kernel
 
 x, y = sp.symbols("x y")
 E = x**2 / 2 + y**4 / 4 + x * y / 3
@@ -99,3 +100,20 @@ def test_step_products_are_the_direct_products_at_every_limit_and_precision():
                 assert abs(got - mpmath.mpf(sp.N(exact, dps + 10))) <= abs(got) * 2 ** (
                     8 - mpmath.mp.prec)
 
+
+
+@pytest.mark.parametrize("backend", ["mpmath", "numpy", "torch", "exact"])
+def test_a_sum_of_thousands_of_terms_compiles(backend):
+    """Python's compiler nests ``a + b + ...`` (an order-2 field with weight decay had a sum
+    too long for it: RecursionError); the printed sum is a tuple summed.  Value: the series of
+    ``log 2`` at ``x = 1/2``, against SymPy's exact sum of the same terms."""
+    x = sp.Symbol("x")
+    e = sp.Add(*[x ** k / k for k in range(1, 3001)])
+    kernel = Kernel([e], [x], backend)
+    half = sp.Rational(1, 2)
+    if backend == "torch":
+        import torch
+        got = float(kernel(torch.tensor(0.5, dtype=torch.float64))[0])
+    else:
+        got = float(kernel(half if backend == "exact" else 0.5)[0])
+    assert abs(got - float(e.subs(x, half))) < 1e-14

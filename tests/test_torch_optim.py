@@ -161,6 +161,9 @@ def test_order_study_against_torch(name):
 STUDY2 = {
     "adamw": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),          # 2.864
     "sgd-momentum-dampening-l2": (sp.Rational(1, 2), ["1/8", "1/16", "1/32", "1/64"], 4),  # 2.855
+    "sgd-nesterov-maximize": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),  # 2.901
+    # without bias correction: the order-2 field sums over past steps (rates 2.73/2.89/2.95)
+    "rmsprop-plain": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),  # 2.920
 }
 
 

@@ -23,6 +23,8 @@ PRINTABLE = ("mpmath", "numpy", "torch", "exact")
 # integer powers x**k with 2 <= |k| <= _POW_EXPAND are printed as products (NumPy, torch)
 _POW_EXPAND = 4
 _CLASSES = {}
+# sums of more terms are printed as builtins.sum of a tuple (Python's compiler nests a + b + ...)
+_LONG_ADD = 64
 
 
 def make_printer(backend, fully_qualified=True, prefix_products=False, running_sums=False):
@@ -76,6 +78,14 @@ def _printer_class(backend):
 
     class Printer(Base):
         prefix_products = False
+
+        def _print_Add(self, expr, order=None):
+            # a long flat sum ``a + b + ...`` is a left-nested expression tree in Python's
+            # compiler (a RecursionError past about a thousand terms): a tuple summed instead
+            if len(expr.args) <= _LONG_ADD:
+                return super()._print_Add(expr, order=order)
+            terms = ", ".join(self._print(t) for t in self._as_ordered_terms(expr, order=order))
+            return f"{self._module_format('builtins.sum')}(({terms},))"
 
         def _print_Product(self, expr):
             if self.prefix_products and len(expr.limits) == 1:
