@@ -22,9 +22,11 @@ steps from the one where every memory weight equals its limit to ``2^-(prec+10)`
 closed form — the cost per call stops growing with ``n``.  Where the sums start at ``h^2``
 (Adam with bias correction), the grouping does not cover the declaration (a state reading
 another state, a step using ``n``) or a non-default ``dtype`` is asked for, the sums stay in
-the compiled field: mpmath evaluates them by :func:`~.windowed.windowed_sum` (the recent and
-the first steps term by term, the middle enclosed in interval arithmetic and kept only as far
-as it matters at the working precision, a proved bound); NumPy and torch add every term.
+the compiled field: mpmath evaluates them up to ``n = TABLES_UP_TO`` by the node tables of
+:mod:`.nested_sums` (one forward pass in MPFR), beyond it by :func:`~.windowed.windowed_sum`
+(the recent and the first steps term by term, the middle enclosed in interval arithmetic and
+kept only as far as it matters at the working precision, a proved bound); NumPy and torch add
+every term.
 A field with sums inside its sums (a state reading another state: torch's RMSprop with
 momentum) evaluates all of them by the node tables of :mod:`.nested_sums`, one forward pass over
 the steps, linear in ``n``.
@@ -173,6 +175,9 @@ class FullBatchField:
     """
 
     _MEMO_SIZE = 4096
+    #: up to this step index, mpmath sums over past steps are filled as node tables (one forward
+    #: pass in MPFR, linear in n); beyond it they are windowed (bounded in n)
+    TABLES_UP_TO = 2048
 
     def __init__(self, exprs, params, backend, dtype=None, cse=True, late=(), decays=()):
         self.expressions = list(exprs)
@@ -196,6 +201,10 @@ class FullBatchField:
                                        for _, f in members], head, n_sym, backend, dtype, cse)
         nested_symbols = [t for members in nested.values() for t, _ in members]
         self._sums = []            # (limits(n), summand kernel, interval kernel, symbols)
+        # the same sums as node tables, built at the first call with n <= TABLES_UP_TO
+        self._table_sums = [sp.Sum(f, key) for key, members in groups.items()
+                            if key not in nested for _, f in members]
+        self._tables, self._head = None, head
         for (index, lo, hi), members in groups.items():
             if (index, lo, hi) in nested:
                 continue
@@ -291,7 +300,12 @@ class FullBatchField:
         device = getattr(x, "device", None)
         head = [n, *x, *self._late_values(device), *self._coefficient_values(n, device)]
         sums = []
-        for limits, summands, enclosure, symbols in self._sums:
+        if (self._sums and self.backend == "mpmath" and n is not None
+                and n <= self.TABLES_UP_TO):
+            if self._tables is None:
+                self._tables = NestedSums(self._table_sums, self._head, n_sym, "mpmath")
+            sums += self._table_values(self._tables, head, device)
+        for limits, summands, enclosure, symbols in (self._sums if not sums else ()):
             lo, hi = (int(v) for v in limits(n))
             if enclosure is None:
                 totals = [0] * len(symbols)
@@ -301,7 +315,7 @@ class FullBatchField:
                 totals = self._windowed(summands, enclosure, head, len(symbols), lo, hi)
             sums += totals
         if self._nested is not None:
-            sums += self._nested_values(head, device)
+            sums += self._table_values(self._nested, head, device)
         outs = self.kernel(*head, *sums, device=device)
         if self.backend == "mpmath":
             return list(outs)
@@ -335,21 +349,22 @@ class FullBatchField:
             head = self._memo[key] = [mpfr.from_mpf(v) for v in values]
         return head
 
-    def _nested_values(self, head, device):
-        """The sums with sums inside, by their node tables; in mpmath (or the same arithmetic in
-        MPFR) with guard bits (the tables are recurrences over the steps), rounded once."""
+    def _table_values(self, tables, head, device):
+        """Memory sums by their node tables (:mod:`.nested_sums`); in mpmath (or the same
+        arithmetic in MPFR) with guard bits (the tables are recurrences over the steps),
+        rounded once."""
         if self.backend != "mpmath":
-            return self._nested(*head, device=device)
+            return tables(*head, device=device)
         import mpmath
         prec = mpmath.mp.prec
-        if self._nested.has_fast:
+        if tables.has_fast:
             guarded = prec + GUARD_BITS
             with mpmath.workprec(guarded), mpfr.context(guarded):
-                outs = self._nested.fast(guarded, *(mpfr.from_mpf(v) for v in head))
+                outs = tables.fast(guarded, *(mpfr.from_mpf(v) for v in head))
                 if outs is not None:
                     return [mpfr.to_mpf(r, prec) for r in outs]
         with mpmath.workprec(prec + GUARD_BITS):
-            values = self._nested(*head)
+            values = tables(*head)
         return [+v for v in values]
 
     def _windowed(self, summands, enclosure, head, k, lo, hi):
