@@ -102,3 +102,11 @@ def test_nadam_coefficients_equal_the_sums_written_out(nadam_field, steps):
         for m in steps:
             for p, q in zip(coefficients(m), direct(m)):
                 assert abs(p - q) <= mpmath.mpf(10) ** -36 * max(abs(q), 1)
+
+
+def test_a_sum_of_zeros_is_zero_not_nan():
+    """An order-2 field (torch's RMSprop with momentum and L2) hoisted the step-index
+    coefficient ``Sum(0, (k, 0, n))``; its 'ratio' 0/0 made the running sum NaN at n >= 1."""
+    k = sp.Symbol("k", integer=True)
+    kernel = Kernel([-3 * sp.Sum(sp.S.Zero, (k, 0, n)) / 5120 + 1], [n], "mpmath", running=True)
+    assert [kernel(N)[0] for N in (0, 1, 5)] == [1, 1, 1]

@@ -139,8 +139,6 @@ class _Lowering:
             outside, inside = split
             inside = inside.xreplace({J: self.J})
             ratio = geometric_ratio(inside, self.U, self.J, self.U)
-            if ratio is not None and not ratio.is_finite:
-                ratio = None
             groups.setdefault((outside, ratio), []).append(inside)
         out = sp.S.Zero
         for (outside, ratio), insides in groups.items():

@@ -37,14 +37,16 @@ def geometric_ratio(summand, n, index, upper):
     >>> n, l, c = sp.symbols("n l c")
     >>> geometric_ratio(c**(n - l) / (l + 1), n, l, n - 1), geometric_ratio(c**(n*l), n, l, n)
     (c, None)
+    >>> geometric_ratio(sp.S.Zero, n, l, n) is None      # a zero summand has no ratio (0/0)
+    True
     """
     offset = sp.expand(upper - n)
-    if not offset.is_Integer or summand.has(sp.Sum):
+    if not offset.is_Integer or summand.has(sp.Sum) or summand.is_zero:
         return None
     ratio = sp.powsimp(sp.expand_power_exp(summand.xreplace({n: n + 1})) /
                        sp.expand_power_exp(summand), combine="exp", force=True)
     ratio = sp.powsimp(sp.expand_power_base(ratio, force=True), force=True)
-    if ratio.has(n, index) or ratio.has(sp.Product):
+    if ratio.has(n, index, sp.Product, sp.nan, sp.zoo, sp.oo, -sp.oo):
         return None
     return ratio
 
