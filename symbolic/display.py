@@ -351,12 +351,36 @@ class _Names:
         return [x for x in order if x != 1] or [sp.S.One]
 
 
+INDEX_NAMES = ("k", "l", "i", "j", "p", "q", "r", "t", "u", "w")
+
+
+def readable_indices(e, depth=0, taken=None):
+    """``e`` with the summation indices of its sums (``Dummy`` objects, all printed ``_k``)
+    renamed for reading: ``k`` for an outermost sum, ``l`` for a sum inside it, then ``i``,
+    ``j``, ...; sums side by side reuse names, nested ones never share one."""
+    taken = {str(s) for s in e.free_symbols} if taken is None else taken
+    if isinstance(e, sp.Sum):
+        names = [nm for nm in INDEX_NAMES if nm not in taken]
+        rename = {}
+        for v, *_ in reversed(e.limits):              # the last limit is the outermost
+            if isinstance(v, sp.Dummy) and depth < len(names):
+                rename[v] = sp.Symbol(names[depth], integer=True)
+            depth += 1
+        e = e.xreplace(rename)
+        return sp.Sum(readable_indices(e.function, depth, taken), *e.limits)
+    if not e.args:
+        return e
+    return e.func(*[readable_indices(a, depth, taken) for a in e.args])
+
+
 def _text(factors):
+    factors = [readable_indices(f) for f in factors]
     return " * ".join(f"({sp.sstr(f)})" if isinstance(f, sp.Add) and len(factors) > 1
                       else sp.sstr(f) for f in factors)
 
 
 def _latex(factors):
+    factors = [readable_indices(f) for f in factors]
     return r"\,".join(rf"\left({sp.latex(f)}\right)" if isinstance(f, sp.Add)
                       and len(factors) > 1 else sp.latex(f) for f in factors)
 

@@ -109,9 +109,6 @@ def _earlier(state, F, order, batch, stationary):
 def state_series(state, F, order, batch="full", stationary=False):
     """Series of ``state`` through ``h^order`` given the already-solved ``F = [F0, ...]``
     (component expressions in ``n``; ``len(F) >= order``)."""
-    if state.reads and batch != "full":
-        raise NotImplementedError(
-            f"state {state.name!r} reads other states: implemented for full batch only")
     earlier = _earlier(state, F, order, batch, stationary)
     if stationary:
         of = state.of.xreplace({g: Grad(FULL)})

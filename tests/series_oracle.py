@@ -208,15 +208,20 @@ def iterate_series(optimizer, E, params, theta0, steps, D, values, h, exact=True
     return out
 
 
-def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, exact=True):
+def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, exact=True,
+                schedule=None):
     """``theta(h), ..., theta(steps*h)`` of the piecewise flow, as series in ``h``: on step
     ``l`` the Taylor method for ``d theta/dt = field(E, params, n=l)`` (its ``h`` being the
-    series variable) from the value reached at ``l h``."""
+    series variable) from the value reached at ``l h``; ``E`` a list of batch losses: mini
+    batch, step ``l`` on ``E[schedule[l]]``."""
     hs = TPS([0, 1], D)
     y = [TPS([_number(t, exact)], D) for t in theta0]
     out = []
     for l in range(steps):
-        F = flow.field(E, params, n=None if stationary else l, stationary=stationary)
+        if isinstance(E, list):
+            F = flow.field(E, params, n=l, schedule=schedule)
+        else:
+            F = flow.field(E, params, n=None if stationary else l, stationary=stationary)
         F = [e.xreplace(values) for e in F]
         f = _compile([h, *params], F, exact)
         # Taylor coefficients in local time tau: c_{q+1} = [f(theta(tau))]_q / (q+1)

@@ -25,19 +25,20 @@ delta = sp.Symbol("delta", positive=True)
 VALUES[delta] = sp.Integer(1)
 
 
-def plain_iterates(opt, steps, D, values, exact):
+def plain_iterates(opt, steps, D, values, exact, losses=(E,), schedule=(0, 0, 0)):
     """A plain loop over the declaration, written from torch's description of the update:
     states in dependency order, each reading the others' values of this step; a state that
-    starts at its input stores it on the first update; the step reads ``n = k``."""
+    starts at its input stores it on the first update; the step reads ``n = k``; step ``k``
+    uses the loss ``losses[schedule[k]]`` (mini batch)."""
     from modeq.symbolic import g as G, theta as TH
     sub = dict(values)
-    grad = _compile([x, y], [sp.diff(E, p) for p in (x, y)], exact)
+    grads = [_compile([x, y], [sp.diff(L, p) for p in (x, y)], exact) for L in losses]
     hs = TPS([0, 1], D)
     th = [TPS([_number(0, exact)], D) for _ in range(2)]
     acc = {s.name: None for s in opt.states}
     out = []
     for k in range(steps):
-        gk = grad(*th)
+        gk = grads[schedule[k]](*th)
         hats = {}
         for s in opt.states:
             reads = list(s.reads)

@@ -100,7 +100,7 @@ def test_the_reader_finds_the_imports():
     G = graph()
     assert "modeq.symbolic.pipeline" in G["modeq.symbolic.flow"]
     assert "modeq.symbolic.emit.field" in G["modeq.symbolic.flow"]        # inside lambdify
-    assert "modeq.symbolic.emit.kernel" in G["modeq.symbolic.emit.field"]
+    assert "modeq.symbolic.emit.kernel" in G["modeq.symbolic.emit.full_batch"]
 
 
 def test_no_import_cycles():

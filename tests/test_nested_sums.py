@@ -12,7 +12,7 @@ import sympy as sp
 from hypothesis import given, settings, strategies as st
 
 from conftest import examples
-from modeq.symbolic.emit.nested_sums import NestedSums, has_nested_sums
+from modeq.symbolic.emit.nested_sums import NestedSums
 
 n = sp.Symbol("n", integer=True)
 x = sp.Symbol("x")
@@ -35,10 +35,15 @@ def brute(e, env):
     return e.func(*[brute(a, env) for a in e.args])
 
 
+D0, D1 = sp.Function("_D0"), sp.Function("_D1")
+
+
 @st.composite
-def nested_sum(draw, scope=(), depth=0):
+def nested_sum(draw, scope=(), depth=0, data=False):
     """A sum over ``j`` with limits from the enclosing indices ``scope`` (and ``n``), its summand
-    a product of a function of ``j``, geometric weights and up to two inner sums."""
+    a product of a function of ``j``, geometric weights and up to two inner sums; ``data``:
+    also per-step data ``_D0(j)``, ``_D1(j)`` (a mini-batch flow's derivatives of step ``j``),
+    alone or mixed with an enclosing index (a loop then reads them)."""
     j = sp.Dummy(f"j{depth}", integer=True)
     outer = list(scope) + [n]
     lo = draw(st.sampled_from([sp.Integer(0), sp.Integer(1)] + [v for v in scope]
@@ -49,13 +54,16 @@ def nested_sum(draw, scope=(), depth=0):
         hi = 2 * top                          # not affine with coefficient 1: still exact
     f = draw(st.sampled_from([1 / (2 + sp.Rational(1, 3) ** j),
                               (j + 1) * x, sp.Integer(1), 1 / (j + 3) + x]))
+    if data:
+        f *= draw(st.sampled_from([D0(j), D1(j) + x, D0(j) ** 2]
+                                  + [1 / (3 + D1(j) ** 2 + v) for v in scope]))
     for _ in range(draw(st.integers(0, 2))):
         rate = draw(st.sampled_from(RATES))
         v = draw(st.sampled_from(outer))
         f *= rate ** (v - j) if draw(st.booleans()) else rate ** j
     if depth < 2:
         for _ in range(draw(st.integers(0 if depth else 1, 2))):
-            inner = draw(nested_sum(scope=tuple(scope) + (j,), depth=depth + 1))
+            inner = draw(nested_sum(scope=tuple(scope) + (j,), depth=depth + 1, data=data))
             f = f * inner if draw(st.booleans()) else f + inner * x
     return sp.Sum(f, (j, lo, hi))
 
@@ -67,6 +75,28 @@ def test_node_tables_equal_the_loops_exactly(sums, N, X):
     X = sp.Rational(X.numerator, X.denominator)
     nested = NestedSums(sums, [n, x], n, "exact")
     assert nested(N, X) == [brute(s, {n: sp.Integer(N), x: X}) for s in sums]
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(sums=st.lists(nested_sum(data=True), min_size=1, max_size=2), N=st.integers(0, 7),
+       schedule=st.lists(st.integers(0, 2), min_size=8, max_size=8),
+       X=st.fractions(-2, 2, max_denominator=5))
+def test_node_tables_read_per_step_data_exactly(sums, N, schedule, X):
+    """Per-step data (step ``k`` reads ``rows[batch(k)]``, the schedule repeated), in
+    recurrences and in the loops that keep them, against every term added up with the data
+    looked up (exact)."""
+    X = sp.Rational(X.numerator, X.denominator)
+    rows = [[sp.Rational(b + 1, 3), sp.Rational(1, b + 2) - X] for b in range(3)]
+    nested = NestedSums(sums, [n, x], n, "exact")
+
+    def batch(k):
+        return schedule[k % len(schedule)]
+
+    def look_up(e):
+        return e.replace(lambda a: isinstance(a, sp.core.function.AppliedUndef),
+                         lambda a: rows[batch(int(a.args[0]))][int(a.func.__name__[2:])])
+    want = [look_up(brute(s, {n: sp.Integer(N), x: X})) for s in sums]
+    assert nested(N, X, data=(rows, batch)) == want
 
 
 def test_the_derivations_shape_is_lowered_to_prefix_nodes():
@@ -91,13 +121,6 @@ def test_the_derivations_shape_is_lowered_to_prefix_nodes():
     assert len(calls) <= (N + 2) * len(nested._groups)
 
 
-def test_has_nested_sums():
-    k, l = sp.symbols("k l", integer=True)
-    assert has_nested_sums(sp.Sum(sp.Sum(x ** l, (l, 0, k)), (k, 0, n)))
-    assert has_nested_sums(sp.Sum(x ** l, (l, 0, k), (k, 0, n)))
-    assert not has_nested_sums(sp.Sum(x ** k, (k, 0, n)) * sp.Sum(x, (l, 0, n)))
-
-
 @pytest.mark.parametrize("arithmetic", ["mpfr", "mpmath"])
 def test_rmsprop_momentum_field_equals_its_sums_added_up(arithmetic):
     """torch's RMSprop with momentum, order 1: the compiled field (node tables in MPFR, or in
@@ -110,9 +133,9 @@ def test_rmsprop_momentum_field_equals_its_sums_added_up(arithmetic):
     vals = dict(rho=sp.Rational(3, 5), eps=sp.Rational(1, 10), mu=sp.Rational(3, 10),
                 h=sp.Rational(1, 64))
     field = derive(O.torch_rmsprop(momentum=True), 1).lambdify(E, [x, y], **vals)
-    assert field._nested.has_fast
+    assert field.sums.nested and field.sums.tables.has_fast
     if arithmetic == "mpmath":
-        field._nested._fast = None
+        field.sums.tables._fast = None
     point = {x: sp.Rational(1), y: sp.Rational(3, 10)}
     with mpmath.workdps(40):
         for N in (0, 3, 7):
@@ -149,7 +172,7 @@ def test_rmsprop_momentum_float_backends_equal_mpmath(backend):
 
 def test_single_sums_by_tables_equal_the_windowed_sums_and_every_term():
     """A field whose sums are not nested (Adam without bias correction, built directly as in
-    test_windowed_sums) takes node tables up to ``TABLES_UP_TO`` and windowed sums beyond:
+    test_windowed_sums) takes node tables up to ``tables_up_to`` and windowed sums beyond:
     at n = 40 the tables equal every term added by SymPy (50 digits); at n = 300 tables and
     windowed sums (two independent evaluations) agree to the working precision."""
     from modeq.symbolic import derive, optimizers
@@ -165,12 +188,12 @@ def test_single_sums_by_tables_equal_the_windowed_sums_and_every_term():
     exprs = [(-lower(F, j, provider)).xreplace(subs) for j in range(2)]
     tables = FullBatchField(exprs, [x, y], "mpmath")
     windowed = FullBatchField(exprs, [x, y], "mpmath")
-    windowed.TABLES_UP_TO = -1
+    windowed.sums.tables_up_to = -1
     point = [sp.Rational(3, 10), sp.Rational(-1, 5)]
     with mpmath.workdps(30):
         theta = [mpmath.mpf(3) / 10, -mpmath.mpf(1) / 5]
         got = tables(40, theta)
-        assert tables._tables is not None
+        assert tables.sums._tables is not None and windowed.sums._tables is None
         env = {n_sym: sp.Integer(40), x: point[0], y: point[1]}
         for a, e in zip(got, exprs):
             assert abs(a - mpmath.mpf(str(brute(e, env).evalf(50)))) <= 1e-28 * abs(a)

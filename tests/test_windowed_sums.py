@@ -83,7 +83,7 @@ def test_a_field_without_bias_correction_at_large_n():
         return out
     with mpmath.workdps(30):
         windowed.windowed_sum, saved = spy, windowed.windowed_sum
-        import modeq.symbolic.emit.field as field_module
+        import modeq.symbolic.emit.past_sums as field_module
         field_module.windowed_sum, saved_field = spy, field_module.windowed_sum
         try:
             got = f(n, [mpmath.mpf(t) for t in theta])

@@ -11,8 +11,11 @@ The lowering chain, top to bottom::
     running_sums  step-index memory sums geometric in ``n``, by their recurrence in ``n``
     intervals enclosures of a kernel over a range of step indices (``mpmath.iv``)
     windowed  memory sums at a cost bounded in ``n``, truncated below the working precision
-    field     ``f(n, theta)`` full batch (``FullBatchField``; ``lambdify_flow``)
-    minibatch ``f(n, theta)`` mini batch (``MiniBatchField``)
+    past_sums the sums over past steps of a field: node tables (``nested_sums``), windowed
+    full_batch ``f(n, theta)`` full batch (``FullBatchField``)
+    minibatch ``f(n, theta)`` mini batch by the batch grouping (``MiniBatchField``)
+    step_indexed ``f(n, theta)`` mini batch step by step, for declarations outside the grouping
+    field     ``lambdify_flow``: the one entry point
     forms     matrix-free forms of the terms (contractions ``H.u``, ``T[u, w]``)
     matrixfree evaluation of a form from ``g`` and ``hvp``/``d3`` callbacks or arrays
     source    a standalone generated module

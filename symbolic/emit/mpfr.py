@@ -25,7 +25,7 @@ try:
 except ImportError:                                     # pragma: no cover - gmpy2 is optional
     gmpy2 = None
 
-__all__ = ["available", "fast_kernel", "FastKernel", "FUNCTIONS", "context", "from_mpf",
+__all__ = ["available", "fast_kernel", "FastKernel", "FUNCTIONS", "context", "run", "from_mpf",
            "to_mpf", "from_fixed", "to_fixed"]
 
 #: the functions the mpmath printer may call that MPFR provides under the same name
@@ -62,6 +62,15 @@ def context(prec):
     if ctx is None:
         ctx = _CONTEXTS[prec] = gmpy2.context(precision=prec)
     return ctx
+
+
+def run(prec, compute, convert):
+    """``[convert(r) for r in compute()]`` with ``compute`` called inside ``context(prec)`` (its
+    arguments converted there, its results ``mpfr``); ``None`` when ``compute`` gives ``None``
+    (a value not finite: the caller evaluates in mpmath instead)."""
+    with context(prec):
+        outs = compute()
+        return None if outs is None else [convert(r) for r in outs]
 
 
 def from_mpf(x):

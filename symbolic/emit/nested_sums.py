@@ -39,12 +39,7 @@ from .kernel import Kernel
 from .prepare import fresh_names
 from .running_sums import geometric_ratio
 
-__all__ = ["NestedSums", "has_nested_sums"]
-
-
-def has_nested_sums(expr):
-    """Whether ``expr`` has a ``Sum`` inside a ``Sum`` (or one ``Sum`` of several indices)."""
-    return any(len(s.limits) > 1 or s.function.has(sp.Sum) for s in expr.atoms(sp.Sum))
+__all__ = ["NestedSums"]
 
 
 def _affine(e, symbols):
@@ -101,8 +96,13 @@ class _Lowering:
             if len(limits) > 1:               # the outermost limit first, the rest inside it
                 f = sp.Sum(f, *limits[:-1])
             j, lo, hi = limits[-1]
+            mark = len(self.nodes)
             out = self._lower_sum(f, j, lo, hi, list(scope))
-            return e if out is None else out
+            if out is None:            # printed as loops: the nodes of its inner sums unused
+                del self.nodes[mark:]
+                self._ids = {key: i for key, i in self._ids.items() if i < mark}
+                return e
+            return out
         if not e.args or not e.has(sp.Sum):
             return e
         return e.func(*[self.lower(a, scope) for a in e.args])
@@ -170,6 +170,18 @@ def _terms(e, J, others):
     return [e]
 
 
+def _factors(term):
+    """The factors of ``term``, an integer power of a product split into the factors' powers
+    (``1/(a(j) b(k))`` is ``a(j)^-1 b(k)^-1``, exact for integer exponents)."""
+    out = []
+    for factor in sp.Mul.make_args(term):
+        if factor.is_Pow and factor.exp.is_Integer and factor.base.is_Mul:
+            out += [f for a in factor.base.args for f in _factors(a ** factor.exp)]
+        else:
+            out.append(factor)
+    return out
+
+
 def _separate(term, J, others, U, n):
     """``(outside, inside)`` with ``term = outside * inside``, ``inside`` free of the enclosing
     indices (depending on ``U`` only through geometric weights), ``outside`` free of ``J``;
@@ -177,7 +189,7 @@ def _separate(term, J, others, U, n):
     in ``n - J`` is shifted like one in an enclosing index (``mu^(n-J) = mu^(n-U) mu^(U-J)``):
     the table then has the ratio ``mu`` and stays bounded."""
     outside, inside = [], []
-    for factor in sp.Mul.make_args(term):
+    for factor in _factors(term):
         has_j, has_other = _depends(factor, J, others)
         geometric = (factor.is_Pow and has_j and factor.exp.has(J)
                      and not factor.base.free_symbols & (others | {J, n}))
@@ -203,7 +215,7 @@ def _separate(term, J, others, U, n):
 class _Group:
     """Nodes whose tables grow together: one kernel gives their summands on the diagonal
     ``j = U`` (the only ones a recurrence needs; common subexpressions shared), ``apps`` the
-    applications of inner nodes as ``(node id, argument(n, U, j))``, ``ratios`` the positions
+    applications of inner nodes and per-step data as ``(key, argument(n, U, j))``, ``ratios`` the positions
     of the members' ratios among the per-call values.  A node without a recurrence is a group
     of its own (``direct``), its summand evaluated at every ``(U, j)``."""
 
@@ -214,14 +226,17 @@ class _Group:
 
 
 def _applications(expr, n, U, J):
-    """``expr`` with each node application replaced by a symbol; ``[(node id, argument)]``."""
+    """``expr`` with each application of a node (``_P<id>(arg)``) or of per-step data
+    (``_D<slot>(step)``) replaced by a symbol; ``[(key, argument(n, U, j))]`` with ``key``
+    ``("P", node id)`` or ``("D", slot)``."""
     apps = sorted({a for a in expr.atoms(sp.core.function.AppliedUndef)
-                   if a.func.__name__.startswith("_P")}, key=str)
+                   if a.func.__name__[:2] in ("_P", "_D")
+                   and a.args[0].free_symbols <= {n, U, J}}, key=str)    # not inside a loop
     names = fresh_names("_a", [expr])
     symbols = [sp.Symbol(next(names)) for _ in apps]
     out = expr.xreplace(dict(zip(apps, symbols)))
-    table = [(int(a.func.__name__[2:]), sp.lambdify([n, U, J], a.args[0], "math"))
-             for a in apps]
+    table = [((a.func.__name__[1], int(a.func.__name__[2:])),
+              sp.lambdify([n, U, J], a.args[0], "math")) for a in apps]
     return out, table, symbols
 
 
@@ -265,6 +280,14 @@ class NestedSums:
         U, J = sp.Symbol(next(names), integer=True), sp.Symbol(next(names), integer=True)
         lowering = _Lowering(n, U, J)
         tops = [lowering.lower(s) for s in sums]
+        # a sum left as printed loops reads its per-step data by calls: _D<slot> then names a
+        # kernel argument, given per call as a function of the step
+        self._readers = sorted({int(a.func.__name__[2:])
+                                for e in tops + [node.summand for node in lowering.nodes]
+                                for loop in e.atoms(sp.Sum)
+                                for a in loop.atoms(sp.core.function.AppliedUndef)
+                                if a.func.__name__.startswith("_D")})
+        head += [sp.Symbol(f"_D{slot}") for slot in self._readers]
         self._n = head.index(n)
         groups = self._group(lowering.nodes, J, U)
         varying, exprs, ratios, plans = {U, J}, [], [], []
@@ -325,29 +348,43 @@ class NestedSums:
         out.sort(key=lambda g: g[0])
         return [(members, base, direct) for _, members, base, direct in out]
 
-    def __call__(self, *head, device=None):
+    def __call__(self, *head, device=None, data=None):
+        """The sums' values; ``data = (rows, batch)``: the per-step data ``_D<slot>(k)`` of the
+        summands is ``rows[batch(k)][slot]`` (a mini-batch flow: each past step with the
+        derivatives of its own batch)."""
+        head = [*head, *self._reader_values(data)]
         values = list(self._invariants(*head, device=device))
-        run = _Run(self, head, head[self._n], values[:self._inv], values[self._inv:], device)
-        values = [run.get(i, arg(run.n, 0, 0)) for i, arg in self._apps]
+        run = _Run(self, head, head[self._n], values[:self._inv], values[self._inv:], device,
+                   data=data)
+        values = [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
         return list(self._kernel(*head, *values, device=device))
+
+    def _reader_values(self, data):
+        """The per-step data of the printed loops, as functions of the step."""
+        if not self._readers:
+            return []
+        if data is None:
+            raise ValueError("these sums read per-step data: pass data=(rows, batch)")
+        rows, batch = data
+        return [lambda k, slot=slot: rows[batch(int(k))][slot] for slot in self._readers]
 
     @property
     def has_fast(self):
         """Whether :meth:`fast` applies (mpmath kernels, gmpy2 installed)."""
         return self._fast is not None
 
-    def fast(self, prec, *head):
+    def fast(self, prec, *head, data=None):
         """The same values in MPFR arithmetic (:mod:`.mpfr`) at ``prec`` bits, inside
-        ``with mpfr.context(prec)``, the head values ``mpfr`` or ints (``n``); ``None`` where a
-        value is not finite (then call the mpmath path)."""
+        ``with mpfr.context(prec)``, the head values (and ``data``'s rows) ``mpfr`` or ints
+        (``n``); ``None`` where a value is not finite (then call the mpmath path)."""
         invariants, top, *groups = self._fast
         values = invariants(prec, *head)
         if values is None:
             return None
         run = _Run(self, head, head[self._n], values[:self._inv], values[self._inv:], None,
-                   (prec, groups))
+                   (prec, groups), data)
         try:
-            values = [run.get(i, arg(run.n, 0, 0)) for i, arg in self._apps]
+            values = [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
         except _NotFinite:
             return None
         return top(prec, *head, *values)
@@ -360,8 +397,9 @@ class _NotFinite(ArithmeticError):
 class _Run:
     """The node tables of one evaluation."""
 
-    def __init__(self, sums, head, n, invariants, ratios, device, fast=None):
+    def __init__(self, sums, head, n, invariants, ratios, device, fast=None, data=None):
         self.groups, self.where, self.index = sums._groups, sums._where, sums._index
+        self.data = data
         self.fast = fast                         # (prec, the groups' MPFR kernels) or None
         self.n, self.device = int(n), device
         self.args = [*head, *invariants]
@@ -370,9 +408,19 @@ class _Run:
         self.tables = [[[0] for _ in g.members] for g in self.groups]
         self.direct = [{} for _ in self.groups]
 
+    def value(self, key, U):
+        """A node's table entry ``P(U)`` or the per-step data ``_D<slot>(U)``."""
+        kind, i = key
+        if kind == "P":
+            return self.get(i, U)
+        if self.data is None:
+            raise ValueError("these sums read per-step data: pass data=(rows, batch)")
+        rows, batch = self.data
+        return rows[batch(int(U))][i]
+
     def summands(self, g, U, j):
         group = self.groups[g]
-        apps = [self.get(k, arg(self.n, U, j)) for k, arg in group.apps]
+        apps = [self.value(key, arg(self.n, U, j)) for key, arg in group.apps]
         if self.fast is not None:
             prec, kernels = self.fast
             outs = kernels[g](prec, *self.args, U, j, *apps)

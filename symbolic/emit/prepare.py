@@ -113,7 +113,9 @@ def hoist_coefficients(exprs, point, step):
     the symbols in the set ``step``) but on no symbol of ``point`` by a fresh symbol ``_m0, ...``.
 
     Returns ``(body, [(symbol, coefficient)])``.  Memory coefficients in closed form and finite
-    sums without one are hoisted whole (a ``Sum`` is never entered).
+    sums without one are hoisted whole (a ``Sum`` is never entered).  An undefined function's
+    application (per-step data ``_D<slot>(k)`` of a mini-batch flow) counts as depending on
+    the point.
     """
     outer = {step} if isinstance(step, sp.Symbol) else set(step)
     point = set(point)
@@ -122,7 +124,8 @@ def hoist_coefficients(exprs, point, step):
 
     def hoist(e):
         fs = e.free_symbols
-        if fs & outer and not fs & point and not e.is_Symbol:
+        if (fs & outer and not fs & point and not e.is_Symbol
+                and not e.atoms(sp.core.function.AppliedUndef)):
             if e not in table:
                 table[e] = sp.Symbol(next(names))
             return table[e]
@@ -135,9 +138,10 @@ def hoist_coefficients(exprs, point, step):
 
 
 def extract_sums(exprs):
-    """Replace each outermost ``Sum`` of one index by a fresh symbol ``_t0, ...`` and group the
-    sums by their limits, so that sums over the same range are evaluated in one loop (one
-    compiled summand function, common subexpressions shared across the summands).
+    """Replace each outermost ``Sum`` by a fresh symbol ``_t0, ...`` and group the sums by
+    their (outermost) limits, so that sums over the same range are evaluated in one loop (one
+    compiled summand function, common subexpressions shared across the summands).  A ``Sum``
+    of several indices is the sum over its last limit of the ``Sum`` over the others.
 
     Returns ``(body, groups)`` with ``groups = {(index, low, high): [(symbol, summand)]}``.
     """
@@ -146,10 +150,12 @@ def extract_sums(exprs):
     groups = {}
 
     def walk(e):
-        if isinstance(e, sp.Sum) and len(e.limits) == 1:
+        if isinstance(e, sp.Sum):
             if e not in table:
                 table[e] = sp.Symbol(next(names))
-                groups.setdefault(tuple(e.limits[0]), []).append((table[e], e.function))
+                *inner, outer = e.limits
+                f = sp.Sum(e.function, *inner) if inner else e.function
+                groups.setdefault(tuple(outer), []).append((table[e], f))
             return table[e]
         if not e.args:
             return e

@@ -1,0 +1,170 @@
+"""The compiled full-batch field ``f(n, theta) -> d theta/dt = -F^(n)(theta)``
+(:class:`FullBatchField`).
+
+It hoists every coefficient that depends on the step index ``n`` (and on late-bound constants
+such as ``h``) but not on the point — memory moments in closed form, bias corrections, finite
+memory sums — and evaluates them once per ``n`` in mpmath with guard digits, then rounds once
+to the working arithmetic: their closed forms cancel badly in float64 for decays near 1
+(``1 - (n+1) rho^n + n rho^(n+1)`` with ``rho = 0.999``).  Constants named in ``late`` stay
+symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that an order
+study compiles each flow once for all its step sizes.  The sums over past steps with no closed
+form in ``n`` are evaluated by :class:`~.past_sums.PastSums` (node tables, windowed sums or
+every term, by backend and ``n``).
+"""
+from __future__ import annotations
+
+from ..family import n as n_sym
+from .arrays import as_points, to_mpf
+from .kernel import Kernel
+from . import mpfr
+from .past_sums import PastSums
+from .prepare import extract_sums, hoist_coefficients
+from .values import check_step, resolve_symbols
+
+__all__ = ["FullBatchField"]
+
+
+class FullBatchField:
+    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` for a full-batch flow (module docstring).
+
+    ``n``: the step index (an integer >= 0; may be ``None`` when the field does not depend on
+    it, e.g. ``stationary=True``).  Attributes: ``expressions`` (the lowered components,
+    exact), ``source`` (the printed code), ``backend``, ``dtype``, ``p``, ``late`` (symbols
+    still to be bound), ``sums`` (the sums over past steps, :class:`~.past_sums.PastSums`).
+    ``step_data=True``: the sums read per-step data, given per call as ``data``
+    (:class:`~.step_indexed.StepIndexedField` builds such fields).
+    """
+
+    _MEMO_SIZE = 4096
+
+    def __init__(self, exprs, params, backend, dtype=None, cse=True, late=(), decays=(),
+                 step_data=False):
+        self.expressions = list(exprs)
+        self.params = list(params)
+        self.p = len(self.params)
+        self.backend = backend
+        self.late = list(late)
+        self._decays = list(decays)
+        self.uses_n = any(e.has(n_sym) for e in self.expressions)
+        body, coeffs = hoist_coefficients(self.expressions, self.params, {n_sym, *self.late})
+        body, groups = extract_sums(body)
+        self._coefficient_symbols = [s for s, _ in coeffs]
+        head = [n_sym, *self.params, *self.late, *self._coefficient_symbols]
+        self.sums = PastSums(groups, head, backend, dtype, cse, step_data)
+        self.kernel = Kernel(body, head + self.sums.symbols, backend, dtype, cse)
+        self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
+                                    None, cse, running=True) if coeffs else None
+        self.dtype = self.kernel.dtype
+        # the same code in MPFR arithmetic (:mod:`.mpfr`), where gmpy2 is installed
+        self._fast = mpfr.fast_kernel(self.kernel) if not self.sums else None
+        self._bound = None if self.late else []
+        self._exact_late = []
+        self._memo = {}
+
+    def bind(self, **values):
+        """A copy with the late-bound constants set (exact conversion, ranges checked); the
+        compiled kernels are shared."""
+        exact = resolve_symbols(self.late, values, self._decays, "this field")
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out._exact_late = [exact[s] for s in self.late]
+        out._bound = [self._in_arithmetic(v) for v in out._exact_late]
+        out._memo = {}
+        return out
+
+    @property
+    def source(self):
+        return self.kernel.source
+
+    def _in_arithmetic(self, v):
+        if self.backend == "mpmath":
+            return v                       # converted at call time, at the working precision
+        if self.backend == "numpy":
+            return self.dtype.type(float(v))
+        import torch
+        return torch.tensor(float(v), dtype=self.dtype)
+
+    def _late_values(self, device):
+        if self.backend == "mpmath":
+            import mpmath
+            key = ("late", mpmath.mp.prec)
+            if key not in self._memo:
+                self._memo[key] = [to_mpf(v) for v in self._exact_late]
+            return self._memo[key]
+        if self.backend == "torch" and device is not None:
+            return [b.to(device) for b in self._bound]
+        return self._bound
+
+    def _coefficient_values(self, n, device):
+        if self._coefficients is None:
+            return []
+        import mpmath
+        key = (n, mpmath.mp.prec if self.backend == "mpmath" else str(device))
+        if key in self._memo:
+            return self._memo[key]
+        if len(self._memo) >= self._MEMO_SIZE:
+            self._memo.clear()
+        mp_backend = self.backend == "mpmath"
+        with mpmath.workdps(mpmath.mp.dps + 10 if mp_backend else 30):
+            values = list(self._coefficients(n, *[to_mpf(v) for v in self._exact_late]))
+        if mp_backend:
+            out = [+v for v in values]                   # rounded to the working precision
+        elif self.backend == "numpy":
+            out = [self.dtype.type(str(v)) if self.dtype.itemsize > 8
+                   else self.dtype.type(float(v)) for v in values]
+        else:
+            import torch
+            out = [torch.tensor(float(v), dtype=self.dtype, device=device) for v in values]
+        self._memo[key] = out
+        return out
+
+    def __call__(self, n, theta, data=None):
+        if self._bound is None:
+            raise ValueError(f"this field has late-bound constants {[str(s) for s in self.late]}"
+                             f": call .bind({self.late[0]}=...) first")
+        n = check_step(n, self.uses_n)
+        x = as_points(theta, self.p, self.backend, self.dtype)
+        if self._fast is not None:
+            import mpmath
+            prec = mpmath.mp.prec
+            outs = mpfr.run(prec, lambda: self._fast(prec, n, *map(mpfr.from_mpf, x),
+                                                      *self._fast_head(n, prec)),
+                            lambda r: mpfr.to_mpf(r, prec))
+            if outs is not None:
+                return outs
+        device = getattr(x, "device", None)
+        head = [n, *x, *self._late_values(device), *self._coefficient_values(n, device)]
+        outs = self.kernel(*head, *self.sums(head, device, data), device=device)
+        if self.backend == "mpmath":
+            return list(outs)
+        return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
+
+    def fixed(self, n, values, bits, out_bits):
+        """The field in fixed point, for an integrator that works in it: ``values[j]`` is
+        ``theta_j 2^bits`` (an integer); returns ``[f_j 2^out_bits]`` (truncated integers), or
+        ``None`` where the MPFR path does not apply (no gmpy2, a kernel it does not cover, a
+        non-finite result): then call the field itself.  Same arithmetic as ``self(n, theta)``
+        (the point rounded to the working precision first)."""
+        if self._fast is None or self._bound is None:
+            return None
+        import mpmath
+        prec = mpmath.mp.prec
+        n = check_step(n, self.uses_n)
+        return mpfr.run(prec, lambda: self._fast(prec, n, *(mpfr.from_fixed(v, bits)
+                                                             for v in values),
+                                                 *self._fast_head(n, prec)),
+                        lambda r: mpfr.to_fixed(r, out_bits))
+
+    def _fast_head(self, n, prec):
+        """The late and step-index coefficient values as ``mpfr`` (memoized per ``n`` and
+        precision; inside ``with mpfr.context(prec)``)."""
+        key = ("mpfr", n, prec)
+        head = self._memo.get(key)
+        if head is None:
+            values = [*self._late_values(None), *self._coefficient_values(n, None)]
+            head = self._memo[key] = [mpfr.from_mpf(v) for v in values]
+        return head
+
+    def __repr__(self):
+        return (f"FullBatchField(p={self.p}, backend={self.backend!r}, "
+                f"dtype={self.dtype}, uses_n={self.uses_n})")

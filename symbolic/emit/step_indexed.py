@@ -1,0 +1,122 @@
+"""The mini-batch field of a declaration outside the batch grouping, evaluated step by step.
+
+The batch grouping (:mod:`modeq.symbolic.batches`) covers states whose inputs read ``g`` and
+``theta`` only.  A state reading another state (torch's RMSprop with momentum, AdaBelief),
+torch's momentum buffer that stores its first input (SGD with dampening) and a step that reads
+the step index (NAdam) are evaluated here, from the step-indexed form ``flow.F("mini")``
+(orders 0 and 1): every past step ``k`` enters with the derivatives of its own batch,
+``Grad(k)``, ``Hess(k)``.  Lowered per component,
+
+* the derivatives of the current step (``Grad(n)``) and of a fixed step (``Grad(0)``, the first
+  input of torch's buffer) are symbols, evaluated per call from the batch that step used;
+* those of a summation index are per-step data ``_D<slot>(k)``.
+
+The sums over past steps then go to node tables (:mod:`.nested_sums`, one forward pass over
+the steps, linear in ``n``), whose summand at step ``k`` reads the derivatives of the batch
+``schedule[k]``; each batch's derivatives are evaluated once per call.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..components import lower
+from ..family import n as n_sym
+from .arrays import as_points, resolve_dtype, stack_components
+from .full_batch import FullBatchField
+from .kernel import Kernel
+from .values import check_step
+
+__all__ = ["StepIndexedField", "needs_step_indexed"]
+
+
+def needs_step_indexed(flow, m):
+    """Whether the mini-batch field of ``flow`` on ``m`` batches is evaluated here (the batch
+    grouping, ``flow.grouped_terms(m)``, does not cover its declaration);
+    ``NotImplementedError`` at order 2, where the step-indexed form has sums over pairs of past
+    steps that are not derived yet for these declarations."""
+    try:
+        flow.grouped_terms(m)
+    except NotImplementedError as reason:
+        if flow.order >= 2:
+            raise NotImplementedError(f"{reason}; the step-indexed evaluation covers orders 0 "
+                                      f"and 1") from None
+        return True
+    return False
+
+
+class _StepLowering:
+    """The lowering provider of the module docstring: ``derivatives`` lists the multi-indices
+    used (a slot each); ``named`` maps ``(step expression in n, slot)`` to its symbol."""
+
+    def __init__(self, params, n):
+        self.params, self.p, self.n = list(params), len(params), n
+        self.derivatives, self._slots = [], {}
+        self.named = {}
+
+    def _value(self, step, idx):
+        idx = tuple(sorted(idx))
+        if idx not in self._slots:
+            self._slots[idx] = len(self.derivatives)
+            self.derivatives.append(idx)
+        slot = self._slots[idx]
+        step = sp.sympify(step)
+        if step.free_symbols <= {self.n}:
+            key = (step, slot)
+            if key not in self.named:
+                self.named[key] = sp.Symbol(f"_d{len(self.named)}")
+            return self.named[key]
+        return sp.Function(f"_D{slot}")(step)
+
+    def grad(self, b, j):
+        return self._value(b, (j,))
+
+    def hess(self, b, j, i):
+        return self._value(b, (j, i))
+
+    def d3(self, b, j, i, k):
+        return self._value(b, (j, i, k))
+
+    def theta(self, j):
+        return self.params[j]
+
+
+class StepIndexedField:
+    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` of a mini-batch flow of order <= 1 whose
+    declaration the batch grouping does not cover (module docstring); step ``k`` uses
+    ``losses[schedule[k]]`` (cyclic by default).  ``theta`` and the result as for
+    :class:`~.minibatch.MiniBatchField`; ``field`` is the compiled
+    :class:`~.field.FullBatchField` (its point extended by the named derivatives)."""
+
+    def __init__(self, flow, provider, subs, backend, cse=True):
+        self.provider, self.backend = provider, backend
+        self.params, self.p = list(provider.params), provider.p
+        self.dtype = resolve_dtype(backend)
+        lowering = _StepLowering(self.params, n_sym)
+        F, cache = flow.F("mini"), {}
+        exprs = [(-lower(F, j, lowering, cache)).xreplace(subs) for j in range(self.p)]
+        self._named = [(sp.lambdify([n_sym], step, "math"), slot)
+                       for (step, slot) in lowering.named]
+        self.field = FullBatchField(exprs, self.params + list(lowering.named.values()), backend,
+                                    None, cse, step_data=True)
+        self._derivatives = [
+            Kernel([provider.loss_derivative(b, idx) for idx in lowering.derivatives],
+                   self.params, backend, None, cse) for b in range(len(provider.losses))]
+
+    def __call__(self, n, theta):
+        n = check_step(n, True)
+        x = as_points(theta, self.p, self.backend, self.dtype)
+        device = getattr(x, "device", None)
+        rows = [list(k(*x, device=device)) for k in self._derivatives]
+        batch = self.provider.loss_index
+        named = [rows[batch(int(step(n)))][slot] for step, slot in self._named]
+        if self.backend == "mpmath":
+            point = [*x, *named]
+        else:
+            extra = stack_components(self.backend, self.dtype, named, tuple(x.shape[1:]), device)
+            point = (__import__("numpy").concatenate if self.backend == "numpy"
+                     else __import__("torch").cat)([x, extra])
+        return self.field(n, point, data=(rows, batch))
+
+    def __repr__(self):
+        return (f"StepIndexedField(p={self.p}, m={len(self.provider.losses)}, "
+                f"backend={self.backend!r})")

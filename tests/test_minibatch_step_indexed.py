@@ -1,0 +1,128 @@
+"""Mini batch for declarations outside the batch grouping: states reading states (torch's
+RMSprop with momentum, AdaBelief), torch's momentum buffer that starts at its first input (SGD
+with dampening), a step that reads the step index (NAdam).  Their mini-batch flows are derived
+in the step-indexed form (every past step with its own batch) and evaluated by node tables.
+
+Oracles independent of the derivation: the plain loop over the declaration on a 3-batch
+schedule as series in ``h`` (agreement through ``h^(r+1)``, difference at ``h^(r+2)``), the
+exact field with every sum added up by SymPy, and order studies in mpmath.
+"""
+import mpmath
+import pytest
+import sympy as sp
+
+from series_oracle import compare, flow_series
+from test_family_series import VALUES, adabelief, irrational_roots, plain_iterates  # noqa: F401
+from modeq.numeric import order_study
+from modeq.symbolic import derive, h
+from modeq.symbolic import optimizers as O
+
+x, y = sp.symbols("x y")
+# every gradient component nonzero at the start (0, 0): torch's eps outside the root needs it
+BATCHES = [sp.Rational(3, 4) * x + y / 2 + x ** 2 / 2 + y ** 2 + x * y ** 2 / 7,
+           x / 3 + sp.Rational(4, 3) * y + x * y / 3 + x ** 3 / 5 + y ** 2 / 2,
+           (x - 1) ** 2 / 2 + (y + 1) ** 4 / 4 + x * y / 5]
+SCHEDULE = [2, 0, 1]
+
+CASES = {
+    "rmsprop-momentum-l2": lambda: O.torch_rmsprop(momentum=True, weight_decay="coupled"),
+    "adabelief": adabelief,
+    "sgd-dampened": lambda: O.torch_sgd(True, True),
+    "nadam": O.torch_nadam,
+}
+
+
+@pytest.mark.parametrize("order", [0, 1])
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_series_oracle_on_three_batches(name, order, irrational_roots):
+    opt = CASES[name]()
+    mpmath.mp.dps = 60
+    vals = {k: v for k, v in VALUES.items() if k in opt.hyperparameters}
+    D = order + 2
+    it = plain_iterates(opt, 3, D, vals, False, BATCHES, SCHEDULE)
+    fs = flow_series(derive(opt, order), BATCHES, [x, y], [0, 0], 3, D, vals, h, exact=False,
+                     schedule=SCHEDULE)
+    assert compare(it, fs, tol=mpmath.mpf(10) ** -45) == order + 2
+
+
+# ------------------------------------------------------------------ the compiled field
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from conftest import examples  # noqa: E402
+
+FIELD_VALUES = dict(rho="3/5", eps="1/10", mu="3/10", h="1/64", lam="1/5", tau="1/3",
+                    beta="1/4", psi="1")
+
+
+def _values(opt):
+    names = {str(s) for s in opt.hyperparameters} | {"h"}
+    return {k: v for k, v in FIELD_VALUES.items() if k in names}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@settings(max_examples=examples(2), deadline=None)
+@given(schedule=st.lists(st.integers(0, 2), min_size=8, max_size=8),
+       N=st.integers(0, 7), point=st.tuples(st.integers(-4, 4), st.integers(-4, 4)))
+def test_compiled_field_equals_every_sum_added_up(name, schedule, N, point):
+    """Node tables over per-step batch data (mpmath, MPFR inside) against the exact field of
+    the same terms with every sum added up by SymPy (50 digits), for random schedules."""
+    opt = CASES[name]()
+    flow, vals = derive(opt, 1), _values(opt)
+    th = [sp.Rational(point[0] + 9, 8), sp.Rational(point[1] - 9, 8)]   # no vanishing gradient
+    field = flow.lambdify(BATCHES, [x, y], schedule=schedule, **vals)
+    exact = flow.field(BATCHES, [x, y], n=N, schedule=schedule, **vals)
+    with mpmath.workdps(40):
+        got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
+        for a, e in zip(got, exact):
+            want = mpmath.mpf(str(sp.N(e.xreplace({x: th[0], y: th[1]}), 50)))
+            assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (a, want)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_float_backends_equal_mpmath(backend):
+    """The same field in float64 on a batch of points (NumPy, torch) agrees with mpmath."""
+    import numpy as np
+    opt = CASES["rmsprop-momentum-l2"]()
+    flow, vals, schedule = derive(opt, 1), _values(opt), [1, 2, 0, 0, 2, 1, 1]
+    exact = flow.lambdify(BATCHES, [x, y], schedule=schedule, **vals)
+    fast = flow.lambdify(BATCHES, [x, y], schedule=schedule, backend=backend, **vals)
+    points = np.array([[1.0, 0.5, -0.7], [0.3, -0.4, 0.9]])
+    arg = points if backend == "numpy" else __import__("torch").tensor(points)
+    for N in (0, 3, 6):
+        got = np.asarray(fast(N, arg))
+        assert got.shape == (2, 3)
+        with mpmath.workdps(30):
+            for c in range(3):
+                want = exact(N, [mpmath.mpf(points[0, c]), mpmath.mpf(points[1, c])])
+                assert np.allclose(got[:, c], [float(w) for w in want], rtol=1e-12, atol=0)
+
+
+def test_order_2_is_refused_with_the_reason():
+    opt = CASES["rmsprop-momentum-l2"]()
+    with pytest.raises(NotImplementedError, match="reads another state.*orders 0 and 1"):
+        derive(opt, 2).lambdify(BATCHES, [x, y], schedule=[0, 1, 2], **_values(opt))
+
+
+# ------------------------------------------------------------------ order studies
+C = (x - 1) ** 2 / 2 + y ** 2 / 4 + x * y / 5 + x ** 4 / 24
+STUDY_BATCHES = [C + (x + y) / 4, C - x / 4 + y ** 2 / 8, C - y / 4 + x * y / 8]
+NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 32          # 288 steps >= T / h for h = 1/512
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, hs", [
+    ("rmsprop-momentum-l2", ["1/64", "1/128", "1/256", "1/512"]),
+    ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"]),
+    ("nadam", ["1/32", "1/64", "1/128", "1/256"])])
+def test_order_studies_have_slopes_1_and_2(name, hs):
+    """The optimizer's own iterates (mpmath, 20 digits) against the flows of orders 0 and 1
+    on 3 batches in a non-cyclic order, T = 1/2: slopes 1 and 2 (verdict ``pass``: within
+    0.1, every point resolved above the rounding and integrator floors)."""
+    opt = CASES[name]()
+    vals = {k: v for k, v in _values(opt).items() if k != "h"}
+    res = order_study(opt, STUDY_BATCHES, [x, y], [1, sp.Rational(1, 2)], T=sp.Rational(1, 2),
+                      hs=hs, orders=(0, 1), dps=20, schedule=NON_CYCLIC, **vals)
+    for r in (0, 1):
+        o = res.orders[r]
+        assert o.verdict == "pass", (r, o.slope, o.reason)
+        assert all(p.resolved for p in o.points)
