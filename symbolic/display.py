@@ -284,7 +284,8 @@ class _Names:
     numbers and short coefficients stay inline), and ``s`` for the one
     root ``sqrt(eps + g**2)`` when the point factors have exactly one such root (else
     ``eps + sqrt(g**2)`` when it is their one denominator with ``eps``)."""
-    LETTERS = "abcdfklpqrxyz"   # not e (Euler), s, g, h, n, u, w (the notation)
+    LETTERS = "abcdfmpqrxyz"   # not e (Euler), s, g, h, n, u, w (the notation), i, j, k, l
+    #                            (summation indices, :data:`INDEX_NAMES`)
 
     def __init__(self, optimizer):
         self.memory, self.count, self.pending = memory_symbols(optimizer, n), 0, []
@@ -351,13 +352,13 @@ class _Names:
         return [x for x in order if x != 1] or [sp.S.One]
 
 
-INDEX_NAMES = ("k", "l", "i", "j", "p", "q", "r", "t", "u", "w")
+INDEX_NAMES = tuple(f"{c}{q or ''}" for q in range(4) for c in "klij")
 
 
 def readable_indices(e, depth=0, taken=None):
     """``e`` with the summation indices of its sums (``Dummy`` objects, all printed ``_k``)
     renamed for reading: ``k`` for an outermost sum, ``l`` for a sum inside it, then ``i``,
-    ``j``, ...; sums side by side reuse names, nested ones never share one."""
+    ``j``, ``k1``, ...; sums side by side reuse names, nested ones never share one."""
     taken = {str(s) for s in e.free_symbols} if taken is None else taken
     if isinstance(e, sp.Sum):
         names = [nm for nm in INDEX_NAMES if nm not in taken]

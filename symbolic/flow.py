@@ -14,7 +14,7 @@ from .epoch import epoch_flow
 from .family import Optimizer, h, n
 from .operators import Grad
 from .memory import gather_powers_into_sums, stationary_limit
-from .pipeline import MAX_ORDER, derivation, grouped_terms
+from .pipeline import MAX_ORDER, derivation, groupable, grouped_terms
 
 __all__ = ["derive", "ModifiedFlow"]
 
@@ -111,7 +111,7 @@ class ModifiedFlow:
         if n is None:
             raise ValueError("mini batch: give the step index n (an integer >= 0)")
         step = _check_step(n)
-        if self.order >= 2 and self.optimizer.states:
+        if self.order >= 2 and self.optimizer.states and groupable(self.optimizer):
             # the h^2 memory sums over pairs of past batches, evaluated exactly for this
             # schedule from the grouped terms (every past step kept)
             from .emit.minibatch_order2 import exact_field

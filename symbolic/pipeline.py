@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from . import cache
-from .batches import grouped_step_terms
+from .batches import check_groupable, grouped_step_terms
+from .family import n
 from .expansion import MAX_ORDER, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
 
-__all__ = ["derivation", "Derivation", "grouped_terms", "MAX_ORDER"]
+__all__ = ["derivation", "Derivation", "grouped_terms", "groupable", "MAX_ORDER"]
 
 
 @dataclass
@@ -46,11 +47,7 @@ def derivation(optimizer, order, batch="full", stationary=False):
     if batch == "mini" and stationary:
         raise ValueError("a stationary (n -> oo) flow is defined for full batch only")
     if batch == "mini" and order > 1 and optimizer.states:
-        raise NotImplementedError(
-            "mini batch with memory has no step-indexed form at order 2: the memory sums of "
-            "the h^2 term run over pairs of past batches with no closed form; "
-            "flow.grouped_terms(m) gives the exact batch-grouped form (modeq derive ... "
-            "--batch mini --order 2 prints it), flow.field / flow.lambdify evaluate it")
+        _check_step_indexed_order_2(optimizer)
     key = (id(optimizer), order, batch, stationary)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is optimizer:
@@ -82,6 +79,38 @@ def derivation(optimizer, order, batch="full", stationary=False):
     cache.store("derivation", optimizer, replace(d, optimizer=None), order=order, batch=batch,
                 stationary=stationary)
     return d
+
+
+def _check_step_indexed_order_2(optimizer):
+    """``NotImplementedError`` unless the step-indexed mini-batch form of order 2 is derived
+    for ``optimizer``: it is, where the batch grouping does not apply only because a state
+    stores its first input (torch's dampened buffer)."""
+    if groupable(optimizer):
+        raise NotImplementedError(
+            "mini batch with memory has no step-indexed form at order 2: the memory sums of "
+            "the h^2 term run over pairs of past batches with no closed form; "
+            "flow.grouped_terms(m) gives the exact batch-grouped form (modeq derive ... "
+            "--batch mini --order 2 prints it), flow.field / flow.lambdify evaluate it")
+    reads = [s.name for s in optimizer.states if s.reads]
+    if reads or n in optimizer.step.free_symbols:
+        what = (f"state {reads[0]!r} reads another state" if reads
+                else "the step reads the step index n")
+        raise NotImplementedError(
+            f"mini batch, order 2: {what}, and neither the batch grouping nor the step-indexed "
+            f"form (its h^2 sums over pairs of past steps nest too deep for the symbolic "
+            f"simplification) covers it yet; orders 0 and 1 are derived and evaluated")
+
+
+def groupable(optimizer):
+    """Whether the batch grouping covers ``optimizer`` (:func:`~.batches.check_groupable`):
+    its mini-batch flow of order 2 is then evaluated in the grouped form; otherwise (a state
+    reading a state, torch's dampened buffer, a step reading ``n``) in the step-indexed one,
+    its sums over pairs of past steps kept as finite nested sums."""
+    try:
+        check_groupable(optimizer)
+    except NotImplementedError:
+        return False
+    return True
 
 
 _GROUPED = {}

@@ -32,8 +32,8 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("order", [0, 1])
-@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("name, order", [(name, order) for name in sorted(CASES)
+                                         for order in (0, 1)] + [("sgd-dampened", 2)])
 def test_series_oracle_on_three_batches(name, order, irrational_roots):
     opt = CASES[name]()
     mpmath.mp.dps = 60
@@ -97,10 +97,30 @@ def test_float_backends_equal_mpmath(backend):
                 assert np.allclose(got[:, c], [float(w) for w in want], rtol=1e-12, atol=0)
 
 
-def test_order_2_is_refused_with_the_reason():
-    opt = CASES["rmsprop-momentum-l2"]()
-    with pytest.raises(NotImplementedError, match="reads another state.*orders 0 and 1"):
+@pytest.mark.parametrize("name, reason", [("rmsprop-momentum-l2", "reads another state"),
+                                          ("nadam", "reads the step index")])
+def test_order_2_is_refused_with_the_reason(name, reason):
+    """Order 2 is derived in the step-indexed form only where the grouping fails because of
+    the dampened buffer's first input; elsewhere a clear refusal, not a RecursionError."""
+    opt = CASES[name]()
+    with pytest.raises(NotImplementedError, match=f"order 2: .*{reason}.*orders 0 and 1"):
         derive(opt, 2).lambdify(BATCHES, [x, y], schedule=[0, 1, 2], **_values(opt))
+
+
+def test_order_2_field_of_the_dampened_buffer_equals_every_sum_added_up():
+    """SGD with dampening, order 2 (sums over pairs of past steps, node tables) against the
+    exact field with every sum added up by SymPy, at every step of a non-cyclic schedule."""
+    opt = CASES["sgd-dampened"]()
+    flow, vals, schedule = derive(opt, 2), _values(opt), [2, 0, 1, 1, 0, 2, 2, 1]
+    field = flow.lambdify(BATCHES, [x, y], schedule=schedule, **vals)
+    th = [sp.Rational(5, 4), sp.Rational(-3, 4)]
+    with mpmath.workdps(40):
+        for N in range(len(schedule)):
+            got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
+            exact = flow.field(BATCHES, [x, y], n=N, schedule=schedule, **vals)
+            for a, e in zip(got, exact):
+                want = mpmath.mpf(str(sp.N(e.xreplace({x: th[0], y: th[1]}), 50)))
+                assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (N, a, want)
 
 
 # ------------------------------------------------------------------ order studies
@@ -110,19 +130,37 @@ NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 32          # 288 steps >= T / h for 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, hs", [
-    ("rmsprop-momentum-l2", ["1/64", "1/128", "1/256", "1/512"]),
-    ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"]),
-    ("nadam", ["1/32", "1/64", "1/128", "1/256"])])
-def test_order_studies_have_slopes_1_and_2(name, hs):
-    """The optimizer's own iterates (mpmath, 20 digits) against the flows of orders 0 and 1
-    on 3 batches in a non-cyclic order, T = 1/2: slopes 1 and 2 (verdict ``pass``: within
-    0.1, every point resolved above the rounding and integrator floors)."""
+@pytest.mark.parametrize("name, hs, orders", [
+    ("rmsprop-momentum-l2", ["1/64", "1/128", "1/256", "1/512"], (0, 1)),
+    ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),
+    ("sgd-dampened", ["1/16", "1/32", "1/64", "1/128"], (2,)),
+    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1))])
+def test_order_studies_have_slopes_r_plus_1(name, hs, orders):
+    """The optimizer's own iterates (mpmath, 20 digits) against the flows of orders ``r`` on 3
+    batches in a non-cyclic order, T = 1/2: slopes ``r + 1`` (verdict ``pass``: within 0.1,
+    every point resolved above the rounding and integrator floors)."""
     opt = CASES[name]()
     vals = {k: v for k, v in _values(opt).items() if k != "h"}
     res = order_study(opt, STUDY_BATCHES, [x, y], [1, sp.Rational(1, 2)], T=sp.Rational(1, 2),
-                      hs=hs, orders=(0, 1), dps=20, schedule=NON_CYCLIC, **vals)
-    for r in (0, 1):
+                      hs=hs, orders=orders, dps=20, schedule=NON_CYCLIC, **vals)
+    for r in orders:
         o = res.orders[r]
         assert o.verdict == "pass", (r, o.slope, o.reason)
         assert all(p.resolved for p in o.points)
+
+
+# ------------------------------------------------------------------ the command line
+def test_cli_prints_the_step_indexed_flow_and_refuses_with_exit_2(capsys):
+    """``modeq derive --torch ... --batch mini``: the dampened buffer at order 2 is printed
+    step-indexed (nested sums with distinct index names); RMSprop with momentum at order 2 and
+    ``--batches`` for a flow that is not batch-grouped are refused (exit 2, one line)."""
+    from modeq.proofs.cli import main
+    sgd = "SGD(lr=0.1, momentum=0.5, dampening=0.2)"
+    assert main(["derive", "--torch", sgd, "--batch", "mini", "--order", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "F2 = sum of" in out and "(l, k, n - 1)" in out and "(_k," not in out
+    for argv in (["--torch", "RMSprop(lr=0.1, momentum=0.5)", "--order", "2"],
+                 ["--torch", sgd, "--order", "2", "--batches", "3"]):
+        assert main(["derive", *argv, "--batch", "mini"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("reads another state" in err[0] or "--batches" in err[0])

@@ -45,6 +45,7 @@ def run(args):
     from modeq.symbolic import derive
     from modeq.symbolic.display import flow_latex, flow_text
     from modeq.symbolic.recognize import recognize
+    from modeq.symbolic.pipeline import groupable
     # every option is checked before any work
     values = None
     if args.torch is not None:
@@ -72,7 +73,11 @@ def run(args):
         raise UsageError("--batches is for --batch mini --order 2")
     flow = derive(opt, order=args.order)
     if args.batch == "mini" and args.order == 2 and opt.states:
-        return _grouped(flow, args, values)
+        if groupable(opt):
+            return _grouped(flow, args, values)
+        if args.batches is not None:
+            raise UsageError(f"--batches: {opt.name}'s mini-batch flow is not batch-grouped "
+                             f"(it is printed step-indexed, for any number of batches)")
     if args.format == "latex":
         print(flow_latex(flow, args.batch, args.stationary))
     else:

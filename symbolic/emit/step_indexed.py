@@ -4,7 +4,7 @@ The batch grouping (:mod:`modeq.symbolic.batches`) covers states whose inputs re
 ``theta`` only.  A state reading another state (torch's RMSprop with momentum, AdaBelief),
 torch's momentum buffer that stores its first input (SGD with dampening) and a step that reads
 the step index (NAdam) are evaluated here, from the step-indexed form ``flow.F("mini")``
-(orders 0 and 1): every past step ``k`` enters with the derivatives of its own batch,
+(at order 2 with sums over pairs of past steps): every past step ``k`` enters with the derivatives of its own batch,
 ``Grad(k)``, ``Hess(k)``.  Lowered per component,
 
 * the derivatives of the current step (``Grad(n)``) and of a fixed step (``Grad(0)``, the first
@@ -30,16 +30,11 @@ __all__ = ["StepIndexedField", "needs_step_indexed"]
 
 
 def needs_step_indexed(flow, m):
-    """Whether the mini-batch field of ``flow`` on ``m`` batches is evaluated here (the batch
-    grouping, ``flow.grouped_terms(m)``, does not cover its declaration);
-    ``NotImplementedError`` at order 2, where the step-indexed form has sums over pairs of past
-    steps that are not derived yet for these declarations."""
+    """Whether the mini-batch field of ``flow`` on ``m`` batches is evaluated here: the batch
+    grouping, ``flow.grouped_terms(m)``, does not cover its declaration."""
     try:
         flow.grouped_terms(m)
-    except NotImplementedError as reason:
-        if flow.order >= 2:
-            raise NotImplementedError(f"{reason}; the step-indexed evaluation covers orders 0 "
-                                      f"and 1") from None
+    except NotImplementedError:
         return True
     return False
 
@@ -81,8 +76,7 @@ class _StepLowering:
 
 
 class StepIndexedField:
-    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` of a mini-batch flow of order <= 1 whose
-    declaration the batch grouping does not cover (module docstring); step ``k`` uses
+    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` of a mini-batch flow whose declaration the batch grouping does not cover (module docstring); step ``k`` uses
     ``losses[schedule[k]]`` (cyclic by default).  ``theta`` and the result as for
     :class:`~.minibatch.MiniBatchField`; ``field`` is the compiled
     :class:`~.field.FullBatchField` (its point extended by the named derivatives)."""
