@@ -29,16 +29,19 @@ __all__ = ["torch_iterates", "torch_order_study"]
 FLOAT64_UNIT = 2.0 ** -52
 
 
-def torch_iterates(make_optimizer, loss, params, theta0, lr, steps):
+def torch_iterates(make_optimizer, loss, params, theta0, lr, steps, schedule=None):
     """``[theta^(0), ..., theta^(steps)]`` of ``make_optimizer([w], lr)`` (float64, one flat
-    parameter tensor ``w``) on the SymPy ``loss`` in ``params``."""
-    kernel = Kernel([loss], list(params), "torch", torch.float64)
+    parameter tensor ``w``) on the SymPy ``loss`` in ``params``; a list of losses is mini
+    batch: step ``k`` uses ``loss[schedule[k]]`` (cyclic when ``schedule`` is ``None``)."""
+    losses = list(loss) if isinstance(loss, (list, tuple)) else [loss]
+    kernels = [Kernel([E], list(params), "torch", torch.float64) for E in losses]
     w = torch.tensor([float(t) for t in theta0], dtype=torch.float64, requires_grad=True)
     opt = make_optimizer([w], lr)
     out = [w.detach().clone()]
-    for _ in range(steps):
+    for k in range(steps):
+        b = k % len(losses) if schedule is None else schedule[k]
         opt.zero_grad()
-        E = kernel(*w)[0]
+        E = kernels[b](*w)[0]
         E.backward()
         opt.step()
         out.append(w.detach().clone())
@@ -46,12 +49,14 @@ def torch_iterates(make_optimizer, loss, params, theta0, lr, steps):
 
 
 def torch_order_study(make_optimizer, loss, params, theta0, T=1, hs=None, orders=(0, 1),
-                      dps=30, substeps=2, tol=None):
+                      dps=30, substeps=2, tol=None, schedule=None):
     """``{order: OrderResult}``: torch's iterates against the derived flows.
 
     ``make_optimizer(params, lr)`` builds the configured ``torch.optim`` instance (e.g.
     ``lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.2)``); it must produce float64
-    runs (a float32 parameter is refused: its rounding would hide the orders).
+    runs (a float32 parameter is refused: its rounding would hide the orders).  ``loss`` a
+    list of batch losses: mini batch, step ``k`` on ``loss[schedule[k]]`` (cyclic by default),
+    in torch's run and in the derived flows alike.
     """
     hs = [sp.Rational(1, 2 ** k) for k in (3, 4, 5, 6)] if hs is None else \
         [sp.Rational(h) for h in hs]
@@ -62,13 +67,16 @@ def torch_order_study(make_optimizer, loss, params, theta0, T=1, hs=None, orders
             if p.dtype != torch.float64:
                 raise TypeError(f"check runs need float64 parameters, got {p.dtype}")
     values = {k: v for k, v in values.items() if k != "h"}
-    factory = FieldFactory(decl, loss, params, **values)
+    if schedule is not None and len(schedule) < T / hs[-1]:
+        raise ValueError(f"schedule must have at least T/h = {int(T / hs[-1])} entries for "
+                         f"the smallest h, got {len(schedule)}")
+    factory = FieldFactory(decl, loss, params, schedule=schedule, **values)
     tols = tolerances(tol)
     points = {r: [] for r in orders}
     with mpmath.workdps(dps):
         for h in hs:
             N = int(math.floor(T / h))
-            its = torch_iterates(make_optimizer, loss, params, theta0, float(h), N)
+            its = torch_iterates(make_optimizer, loss, params, theta0, float(h), N, schedule)
             its = [[mpmath.mpf(float(x)) for x in th] for th in its]
             scale = max(1.0, max(abs(float(x)) for th in its for x in th))
             rounding = 4 * FLOAT64_UNIT * N * scale

@@ -126,15 +126,14 @@ def test_order_2_field_of_the_dampened_buffer_equals_every_sum_added_up():
 # ------------------------------------------------------------------ order studies
 C = (x - 1) ** 2 / 2 + y ** 2 / 4 + x * y / 5 + x ** 4 / 24
 STUDY_BATCHES = [C + (x + y) / 4, C - x / 4 + y ** 2 / 8, C - y / 4 + x * y / 8]
-NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 32          # 288 steps >= T / h for h = 1/512
+NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 16          # 144 steps >= T / h for h = 1/256
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, hs, orders", [
-    ("rmsprop-momentum-l2", ["1/64", "1/128", "1/256", "1/512"], (0, 1)),
+@pytest.mark.parametrize("name, hs, orders", [     # RMSprop with momentum: studied against
     ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),
     ("sgd-dampened", ["1/16", "1/32", "1/64", "1/128"], (2,)),
-    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1))])
+    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1))])  # torch's own iterates instead
 def test_order_studies_have_slopes_r_plus_1(name, hs, orders):
     """The optimizer's own iterates (mpmath, 20 digits) against the flows of orders ``r`` on 3
     batches in a non-cyclic order, T = 1/2: slopes ``r + 1`` (verdict ``pass``: within 0.1,

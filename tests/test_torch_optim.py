@@ -155,6 +155,34 @@ def test_order_study_against_torch(name):
         assert o.verdict == "pass", (name, r, o.slope, o.reason)
 
 
+# Mini batch against torch: 3 batches in a non-cyclic order, the same order in torch's run and
+# in the flows.  Adam goes through the batch grouping, SGD's dampened buffer and RMSprop's
+# momentum buffer (it reads v) through the step-indexed form (measured slopes, orders 0 / 1).
+BATCHES = [E + (x + y) / 4, E - x / 4 + y ** 2 / 8, E - y / 4 + x * y / 8]
+NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 32           # 288 steps >= T / h for h = 1/512
+MINI_STUDY = {
+    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), H4, 2),                        # 1.003 / 1.960
+    "adam-l2": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),          # 0.905 / 1.926
+    "rmsprop-momentum-l2": (sp.Rational(1, 2), ["1/64", "1/128", "1/256", "1/512"], 2),  # 0.945 / 1.955
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MINI_STUDY))
+def test_mini_batch_order_study_against_torch(name):
+    T, hs, substeps = MINI_STUDY[name]
+    res = torch_order_study(CONFIGS[name], BATCHES, [x, y], THETA0, T=T, hs=hs, orders=(0, 1),
+                            substeps=substeps, schedule=NON_CYCLIC)
+    for r, o in res.items():
+        assert o.verdict == "pass", (name, r, o.slope, o.reason)
+
+
+def test_a_mini_batch_schedule_too_short_is_refused():
+    with pytest.raises(ValueError, match="schedule must have at least T/h = 8"):
+        torch_order_study(CONFIGS["adamw"], BATCHES, [x, y], THETA0, T=1, hs=["1/4", "1/8"],
+                          orders=(0,), schedule=[0, 1, 2])
+
+
 # Order 2 (full batch, slope 3): torch's float64 iterates leave room for errors ~h^3 down to
 # h = 1/256 on T = 1/2 (rounding ~1e-13, the smallest error 3e-8); larger h are not yet
 # asymptotic (AdamW's rate from h = 1/8 to 1/16 is 1.46).

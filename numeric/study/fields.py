@@ -4,6 +4,7 @@ Convention: ``f(n, theta)`` is the right-hand side on ``[nh, (n+1)h)``, i.e. ``-
 as a list of mpmath numbers, evaluated at the current ``mpmath.mp.dps``.
 """
 from modeq.symbolic.family import Refused
+from modeq.symbolic.emit.step_indexed import needs_step_indexed
 
 from ..iterate import as_losses
 
@@ -53,7 +54,8 @@ class FieldFactory:
     :func:`modeq.symbolic.derive`.
 
     Full batch: :func:`compiled_full_batch_field`, compiled once per order, then bound to each
-    ``h``.  Mini batch: ``flow.lambdify(...)`` as is.
+    ``h``; so is mini batch outside the batch grouping (step-indexed).  Other mini batch:
+    ``flow.lambdify(...)`` per ``h``.
     """
 
     def __init__(self, optimizer, loss_or_losses, params, stationary=False, schedule=None,
@@ -72,9 +74,17 @@ class FieldFactory:
 
     def __call__(self, order, h):
         if self.mini:
-            return self.flow(order).lambdify(self.loss_or_losses, self.params,
-                                             backend="mpmath", stationary=self.stationary,
-                                             schedule=self.schedule, h=h, **self.values)
+            flow = self.flow(order)
+            if order >= 1 and needs_step_indexed(flow, len(self.losses)):
+                if order not in self._compiled:      # compiled once, h bound per step size
+                    values = {k: v for k, v in self.values.items() if k != "h"}
+                    self._compiled[order] = flow.lambdify(
+                        self.loss_or_losses, self.params, backend="mpmath",
+                        schedule=self.schedule, late=("h",), **values)
+                return self._compiled[order].bind(h=h)
+            return flow.lambdify(self.loss_or_losses, self.params, backend="mpmath",
+                                 stationary=self.stationary, schedule=self.schedule, h=h,
+                                 **self.values)
         if order not in self._compiled:
             self._compiled[order] = compiled_full_batch_field(
                 self.flow(order), self.losses[0], self.params, self.stationary, self.values)

@@ -40,7 +40,7 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
 
     ``values``: every hyperparameter by name (``h`` too when the order is >= 1), converted
     exactly; names in ``late`` are left out and given later by ``f.bind(name=value)`` (full
-    batch).  See :mod:`.arrays` for the layout of ``theta`` and the result.
+    batch, and mini batch outside the batch grouping).  See :mod:`.arrays` for the layout of ``theta`` and the result.
     """
     check_backend(backend)
     provider = LossProvider(E_or_losses, params, schedule)
@@ -59,10 +59,12 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     if dtype is not None:
         raise ValueError("dtype= is supported for full-batch flows; the mini-batch evaluator "
                          "works in each backend's default precision")
-    if late:
-        raise ValueError("late= is supported for full-batch flows")
-    if needs_step_indexed(flow, len(provider.losses)):
-        return StepIndexedField(flow, provider, subs, backend, cse)
+    step_indexed = needs_step_indexed(flow, len(provider.losses))
+    if late and not step_indexed:
+        raise ValueError("late= is supported for full-batch flows and step-indexed mini batch")
+    if step_indexed:
+        late_symbols = [s for s in [*flow.optimizer.hyperparameters, h_sym] if str(s) in late]
+        return StepIndexedField(flow, provider, subs, backend, cse, late_symbols)
     return MiniBatchField(flow, provider, subs, backend, cse)
 
 

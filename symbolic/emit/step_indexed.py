@@ -79,9 +79,10 @@ class StepIndexedField:
     """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` of a mini-batch flow whose declaration the batch grouping does not cover (module docstring); step ``k`` uses
     ``losses[schedule[k]]`` (cyclic by default).  ``theta`` and the result as for
     :class:`~.minibatch.MiniBatchField`; ``field`` is the compiled
-    :class:`~.field.FullBatchField` (its point extended by the named derivatives)."""
+    :class:`~.full_batch.FullBatchField` (its point extended by the named derivatives);
+    constants named in ``late`` are given by :meth:`bind`."""
 
-    def __init__(self, flow, provider, subs, backend, cse=True):
+    def __init__(self, flow, provider, subs, backend, cse=True, late=()):
         self.provider, self.backend = provider, backend
         self.params, self.p = list(provider.params), provider.p
         self.dtype = resolve_dtype(backend)
@@ -90,11 +91,20 @@ class StepIndexedField:
         exprs = [(-lower(F, j, lowering, cache)).xreplace(subs) for j in range(self.p)]
         self._named = [(sp.lambdify([n_sym], step, "math"), slot)
                        for (step, slot) in lowering.named]
+        self.late = list(late)
         self.field = FullBatchField(exprs, self.params + list(lowering.named.values()), backend,
-                                    None, cse, step_data=True)
+                                    None, cse, self.late, flow.optimizer.decays, step_data=True)
         self._derivatives = [
             Kernel([provider.loss_derivative(b, idx) for idx in lowering.derivatives],
                    self.params, backend, None, cse) for b in range(len(provider.losses))]
+
+    def bind(self, **values):
+        """A copy with the late-bound constants set (``late``, e.g. ``h`` in an order study:
+        compiled once for every step size); the compiled kernels are shared."""
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out.field = self.field.bind(**values)
+        return out
 
     def __call__(self, n, theta):
         n = check_step(n, True)
