@@ -86,9 +86,22 @@ def _simplified(c):
     roots) gets SymPy's ``simplify`` first."""
     rational = _rational(c)
     if rational is None:
-        return sp.factor(sp.simplify(c))
+        return _factor(sp.simplify(c))
     c, back = rational
-    return sp.factor(sp.cancel(c)).xreplace(back)
+    return _factor(sp.cancel(c)).xreplace(back)
+
+
+def _factor(c):
+    """``sp.factor(c)`` with the random evaluation points of SymPy's multivariate factorisation
+    (Wang's algorithm) drawn from a fixed seed, SymPy's random state restored after: the same
+    form and the same cost on every run (an unlucky draw made one display take minutes)."""
+    from sympy.core import random as sympy_random
+    state = sympy_random.rng.getstate()
+    sympy_random.rng.seed(0)
+    try:
+        return sp.factor(c)
+    finally:
+        sympy_random.rng.setstate(state)
 
 
 def _rational(c):
@@ -162,7 +175,7 @@ def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
         sums = [t for t in sp.Add.make_args(s) if t.has(sp.Sum)]
         closed = sp.Add(*closed)
         if sp.count_ops(closed) <= max_ops:
-            closed = sp.factor(sp.cancel(closed))
+            closed = _factor(sp.cancel(closed))
         s = closed + sp.Add(*sums)
         if s != 0:
             out.append(sp.Mul(s, key, evaluate=False) if key != 1 else s)

@@ -56,6 +56,15 @@ def _private_derivation_cache():
 
 
 @pytest.fixture(autouse=True)
+def _sympy_random_seeded():
+    """SymPy's random state (factorisation's evaluation points, numeric checks) seeded per
+    test: a test costs the same on every run, whatever ran before it in the worker."""
+    from sympy.core.random import seed
+    seed(0)
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _mpmath_precision_restored():
     """Tests that set ``mpmath.mp.dps`` globally leave it as they found it (a doctest that
     counts terms at the default precision must not see the 60 digits of another test)."""

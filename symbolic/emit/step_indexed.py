@@ -113,13 +113,19 @@ class StepIndexedField:
         rows = [list(k(*x, device=device)) for k in self._derivatives]
         batch = self.provider.loss_index
         named = [rows[batch(int(step(n)))][slot] for step, slot in self._named]
-        if self.backend == "mpmath":
-            point = [*x, *named]
+        if self.backend == "mpmath" or not named:
+            point = [*x, *named] if self.backend == "mpmath" else x
+        elif self.backend == "numpy":
+            import numpy as np
+            point = np.concatenate([x, self._stacked(named, x, device)])
         else:
-            extra = stack_components(self.backend, self.dtype, named, tuple(x.shape[1:]), device)
-            point = (__import__("numpy").concatenate if self.backend == "numpy"
-                     else __import__("torch").cat)([x, extra])
+            import torch
+            point = torch.cat([x, self._stacked(named, x, device)])
         return self.field(n, point, data=(rows, batch))
+
+    def _stacked(self, values, x, device):
+        """``values`` (arrays or constants) as one array of shape ``(len, *points)``."""
+        return stack_components(self.backend, self.dtype, values, tuple(x.shape[1:]), device)
 
     def __repr__(self):
         return (f"StepIndexedField(p={self.p}, m={len(self.provider.losses)}, "
