@@ -40,7 +40,8 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
 
     ``values``: every hyperparameter by name (``h`` too when the order is >= 1), converted
     exactly; names in ``late`` are left out and given later by ``f.bind(name=value)`` (full
-    batch, and mini batch outside the batch grouping).  See :mod:`.arrays` for the layout of ``theta`` and the result.
+    batch, and mini batch outside the batch grouping).  See :mod:`.arrays` for the layout of
+    ``theta`` and the result.
     """
     check_backend(backend)
     provider = LossProvider(E_or_losses, params, schedule)

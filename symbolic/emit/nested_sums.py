@@ -29,6 +29,12 @@ Terms are grouped by the factor that left and by the ratio ``r`` (checked symbol
 per argument (memoized).  A sum that does not fit (a limit that is not affine, a factor mixing
 ``j`` and an enclosing index otherwise) keeps its printed nested loops, which are always right.
 The step index ``n`` and the point are constants of one evaluation.
+
+**Per-step data** (a mini-batch flow, :mod:`.step_indexed`): a summand may read
+``_D<slot>(j)``, the derivatives of the batch step ``j`` used; one call gives them as
+``data = (rows, batch)``, ``_D<slot>(j) = rows[batch(j)][slot]``.  They are factors of the index
+like any other (a recurrence's ratio does not see them); a loop that is kept reads them through
+a function argument of the printed code.
 """
 from __future__ import annotations
 
@@ -215,9 +221,9 @@ def _separate(term, J, others, U, n):
 class _Group:
     """Nodes whose tables grow together: one kernel gives their summands on the diagonal
     ``j = U`` (the only ones a recurrence needs; common subexpressions shared), ``apps`` the
-    applications of inner nodes and per-step data as ``(key, argument(n, U, j))``, ``ratios`` the positions
-    of the members' ratios among the per-call values.  A node without a recurrence is a group
-    of its own (``direct``), its summand evaluated at every ``(U, j)``."""
+    applications of inner nodes and per-step data as ``(key, argument(n, U, j))``, ``ratios``
+    the positions of the members' ratios among the per-call values.  A node without a
+    recurrence is a group of its own (``direct``), its summand evaluated at every ``(U, j)``."""
 
     def __init__(self, members, base, apps, ratios, direct):
         self.members, self.base, self.apps = members, base, apps

@@ -3,9 +3,9 @@
 The batch grouping (:mod:`modeq.symbolic.batches`) covers states whose inputs read ``g`` and
 ``theta`` only.  A state reading another state (torch's RMSprop with momentum, AdaBelief),
 torch's momentum buffer that stores its first input (SGD with dampening) and a step that reads
-the step index (NAdam) are evaluated here, from the step-indexed form ``flow.F("mini")``
-(at order 2 with sums over pairs of past steps): every past step ``k`` enters with the derivatives of its own batch,
-``Grad(k)``, ``Hess(k)``.  Lowered per component,
+the step index (NAdam) are evaluated here, from the step-indexed form ``flow.F("mini")`` (at
+order 2 with sums over pairs of past steps, where derived): every past step ``k`` enters with
+the derivatives of its own batch, ``Grad(k)``, ``Hess(k)``.  Lowered per component,
 
 * the derivatives of the current step (``Grad(n)``) and of a fixed step (``Grad(0)``, the first
   input of torch's buffer) are symbols, evaluated per call from the batch that step used;
@@ -76,7 +76,8 @@ class _StepLowering:
 
 
 class StepIndexedField:
-    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` of a mini-batch flow whose declaration the batch grouping does not cover (module docstring); step ``k`` uses
+    """``f(n, theta) -> d theta/dt = -F^(n)(theta)`` of a mini-batch flow whose declaration
+    the batch grouping does not cover (module docstring); step ``k`` uses
     ``losses[schedule[k]]`` (cyclic by default).  ``theta`` and the result as for
     :class:`~.minibatch.MiniBatchField`; ``field`` is the compiled
     :class:`~.full_batch.FullBatchField` (its point extended by the named derivatives);
