@@ -57,6 +57,13 @@ class ModifiedFlow:
         """``F = F0 + h F1 + ...`` as one component expression."""
         return sp.Add(*[h ** r * f for r, f in enumerate(self.terms(batch, stationary))])
 
+    @property
+    def batch_grouped(self):
+        """Whether the batch grouping covers this declaration (:func:`~.pipeline.groupable`):
+        its mini-batch flow is then evaluated from :meth:`grouped_terms`; otherwise (a state
+        reading a state, torch's dampened buffer, a step reading ``n``) step-indexed."""
+        return groupable(self.optimizer)
+
     def grouped_terms(self, m):
         """Mini batch with ``m`` losses: the step terms with the memory sums grouped by batch
         (the stage numeric evaluation starts from; see :func:`~.pipeline.grouped_terms`)."""
@@ -111,7 +118,7 @@ class ModifiedFlow:
         if n is None:
             raise ValueError("mini batch: give the step index n (an integer >= 0)")
         step = _check_step(n)
-        if self.order >= 2 and self.optimizer.states and groupable(self.optimizer):
+        if self.order >= 2 and self.optimizer.states and self.batch_grouped:
             # the h^2 memory sums over pairs of past batches, evaluated exactly for this
             # schedule from the grouped terms (every past step kept)
             from .emit.minibatch_order2 import exact_field

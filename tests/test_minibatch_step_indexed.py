@@ -12,6 +12,7 @@ import pytest
 import sympy as sp
 
 from series_oracle import compare, flow_series
+from test_nested_sums import assert_float_field_agrees
 from test_family_series import VALUES, adabelief, irrational_roots, plain_iterates  # noqa: F401
 from modeq.numeric import order_study
 from modeq.symbolic import derive, h
@@ -81,20 +82,11 @@ def test_compiled_field_equals_every_sum_added_up(name, schedule, N, point):
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_float_backends_equal_mpmath(backend):
     """The same field in float64 on a batch of points (NumPy, torch) agrees with mpmath."""
-    import numpy as np
     opt = CASES["rmsprop-momentum-l2"]()
     flow, vals, schedule = derive(opt, 1), _values(opt), [1, 2, 0, 0, 2, 1, 1]
     exact = flow.lambdify(BATCHES, [x, y], schedule=schedule, **vals)
     fast = flow.lambdify(BATCHES, [x, y], schedule=schedule, backend=backend, **vals)
-    points = np.array([[1.0, 0.5, -0.7], [0.3, -0.4, 0.9]])
-    arg = points if backend == "numpy" else __import__("torch").tensor(points)
-    for N in (0, 3, 6):
-        got = np.asarray(fast(N, arg))
-        assert got.shape == (2, 3)
-        with mpmath.workdps(30):
-            for c in range(3):
-                want = exact(N, [mpmath.mpf(points[0, c]), mpmath.mpf(points[1, c])])
-                assert np.allclose(got[:, c], [float(w) for w in want], rtol=1e-12, atol=0)
+    assert_float_field_agrees(fast, exact, backend, (0, 3, 6))
 
 
 @pytest.mark.parametrize("name, reason", [("rmsprop-momentum-l2", "reads another state"),

@@ -4,7 +4,6 @@ Convention: ``f(n, theta)`` is the right-hand side on ``[nh, (n+1)h)``, i.e. ``-
 as a list of mpmath numbers, evaluated at the current ``mpmath.mp.dps``.
 """
 from modeq.symbolic.family import Refused
-from modeq.symbolic.emit.step_indexed import needs_step_indexed
 
 from ..iterate import as_losses
 
@@ -75,7 +74,7 @@ class FieldFactory:
     def __call__(self, order, h):
         if self.mini:
             flow = self.flow(order)
-            if order >= 1 and needs_step_indexed(flow, len(self.losses)):
+            if order >= 1 and not flow.batch_grouped:
                 if order not in self._compiled:      # compiled once, h bound per step size
                     values = {k: v for k, v in self.values.items() if k != "h"}
                     self._compiled[order] = flow.lambdify(

@@ -45,7 +45,6 @@ def run(args):
     from modeq.symbolic import derive
     from modeq.symbolic.display import flow_latex, flow_text
     from modeq.symbolic.recognize import recognize
-    from modeq.symbolic.pipeline import groupable
     # every option is checked before any work
     values = None
     if args.torch is not None:
@@ -73,7 +72,7 @@ def run(args):
         raise UsageError("--batches is for --batch mini --order 2")
     flow = derive(opt, order=args.order)
     if args.batch == "mini" and args.order == 2 and opt.states:
-        if groupable(opt):
+        if flow.batch_grouped:
             return _grouped(flow, args, values)
         if args.batches is not None:
             raise UsageError(f"--batches: {opt.name}'s mini-batch flow is not batch-grouped "

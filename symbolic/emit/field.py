@@ -27,7 +27,7 @@ from ..family import h as h_sym
 from .arrays import resolve_dtype
 from .full_batch import FullBatchField
 from .minibatch import MiniBatchField
-from .step_indexed import StepIndexedField, needs_step_indexed
+from .step_indexed import StepIndexedField
 from .values import check_backend, resolve_values, resolve_symbols
 
 __all__ = ["lambdify_flow", "FullBatchField", "OneBatchField"]
@@ -46,8 +46,8 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     check_backend(backend)
     provider = LossProvider(E_or_losses, params, schedule)
     subs = resolve_values(flow, values, late)
+    late_symbols = [s for s in [*flow.optimizer.hyperparameters, h_sym] if str(s) in late]
     if provider.full:
-        late_symbols = [s for s in [*flow.optimizer.hyperparameters, h_sym] if str(s) in late]
         if _one_batch_applies(flow, stationary, backend, dtype):
             return OneBatchField(flow, provider, subs, backend, cse, late_symbols)
         F = flow.F("full", stationary)
@@ -60,12 +60,10 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     if dtype is not None:
         raise ValueError("dtype= is supported for full-batch flows; the mini-batch evaluator "
                          "works in each backend's default precision")
-    step_indexed = needs_step_indexed(flow, len(provider.losses))
-    if late and not step_indexed:
-        raise ValueError("late= is supported for full-batch flows and step-indexed mini batch")
-    if step_indexed:
-        late_symbols = [s for s in [*flow.optimizer.hyperparameters, h_sym] if str(s) in late]
+    if not flow.batch_grouped:
         return StepIndexedField(flow, provider, subs, backend, cse, late_symbols)
+    if late:
+        raise ValueError("late= is supported for full-batch flows and step-indexed mini batch")
     return MiniBatchField(flow, provider, subs, backend, cse)
 
 
@@ -77,19 +75,14 @@ def _one_batch_applies(flow, stationary, backend, dtype):
     sums cost ``O(n)`` per call until ``d^l`` is negligible, nested at order 2.  With bias
     correction the sums start at ``h^2`` and the windowed sums are flat in ``n`` and cheaper
     than the one-batch sweep (``O(min(n, 2 tail.start))`` per call at order 2), so they stay.
-    Also required: a declaration the batch grouping covers (``flow.grouped_terms(1)``
-    exists) and the mini-batch evaluator's working precision (mpmath, or float64)."""
+    Also required: a declaration the batch grouping covers (``flow.batch_grouped``) and the mini-batch evaluator's working precision (mpmath, or float64)."""
     terms = flow.terms("full", stationary)
     if stationary or len(terms) < 2 or not terms[1].has(sp.Sum):
         return False
     if dtype is not None and (backend == "mpmath"
                               or resolve_dtype(backend, dtype) != resolve_dtype(backend)):
         return False
-    try:
-        flow.grouped_terms(1)                    # cached: the one-batch field starts from it
-    except NotImplementedError:
-        return False
-    return True
+    return flow.batch_grouped
 
 
 class OneBatchField:

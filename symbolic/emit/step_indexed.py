@@ -26,17 +26,7 @@ from .full_batch import FullBatchField
 from .kernel import Kernel
 from .values import check_step
 
-__all__ = ["StepIndexedField", "needs_step_indexed"]
-
-
-def needs_step_indexed(flow, m):
-    """Whether the mini-batch field of ``flow`` on ``m`` batches is evaluated here: the batch
-    grouping, ``flow.grouped_terms(m)``, does not cover its declaration."""
-    try:
-        flow.grouped_terms(m)
-    except NotImplementedError:
-        return True
-    return False
+__all__ = ["StepIndexedField"]
 
 
 class _StepLowering:
