@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable, List, Sequence
+from typing import List
 
 import torch
 

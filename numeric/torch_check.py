@@ -15,7 +15,6 @@ import mpmath
 import sympy as sp
 import torch
 
-from modeq.symbolic import derive
 from modeq.symbolic.emit import Kernel
 from .integrate import integrate, method_for
 from .study.fields import FieldFactory

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from .family import EMA, Refused, g, n
+from .family import Refused, g, n
 from .memory import closed_sum, simplify_sums
 from .operators import FULL, Grad, collect_fields, lie, linearize
 

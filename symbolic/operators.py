@@ -221,12 +221,9 @@ def _linear_parts(u):
     parts = {}
     for term in sp.Add.make_args(sp.expand_mul(u)):
         c, f = split_scalar(_factor_denominators(term))
-        if f == 1:
-            # a constant vector field (e.g. an eps term) has no point dependence but is a field
-            parts[sp.S.One] = parts.get(sp.S.One, 0) + c
-        else:
-            parts[f] = parts.get(f, 0) + c
-    return parts
+        # a constant vector field (e.g. an eps term) has no point dependence but is a field
+        parts.setdefault(f, []).append(c)
+    return {f: sp.Add(*cs) for f, cs in parts.items()}
 
 
 def linearize(e):
@@ -348,10 +345,10 @@ def collect_fields(e):
     groups = {}
     for term in sp.Add.make_args(sp.expand_mul(sp.sympify(e))):
         c, f = split_scalar(term)
-        groups[f] = groups.get(f, 0) + c
+        groups.setdefault(f, []).append(c)
     out = []
-    for f, c in groups.items():
-        c = coefficient_form(c)
+    for f, cs in groups.items():
+        c = coefficient_form(sp.Add(*cs))
         if c != 0:
             out.append(c * f)
     return sp.Add(*out)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from . import cache
 from .batches import check_groupable, grouped_step_terms
-from .family import n
+from .family import Optimizer, n
 from .expansion import MAX_ORDER, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
 

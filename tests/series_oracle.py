@@ -11,7 +11,6 @@ Square roots must stay rational: choose the loss, point and ``eps`` so that ever
 """
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import mpmath

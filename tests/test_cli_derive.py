@@ -63,7 +63,6 @@ def test_derive_prints_generic_components(capsys):
 import subprocess
 import sys
 
-import pytest
 import sympy as sp
 
 

@@ -1,8 +1,6 @@
 """modeq.numeric.experiments and `modeq experiment`: a reduced sweep end to end, the logged values
 against a hand-written NumPy network and Adam, determinism, the trend verdicts, bad input."""
 import csv
-import io
-import math
 
 import numpy as np
 import pytest

@@ -3,7 +3,7 @@ import mpmath
 import pytest
 import sympy as sp
 
-from modeq.symbolic import beta, derive, eps, h, n, optimizers, rho
+from modeq.symbolic import beta, derive, eps, h, optimizers, rho
 
 x, y = sp.symbols("x y")
 E0 = (x - 1)**2 / 2 + sp.sin(y) * x / 3 + y**2

@@ -7,7 +7,6 @@ repeats, permutations) and the step index.
 """
 import mpmath
 import numpy as np
-import pytest
 import sympy as sp
 import torch
 from hypothesis import HealthCheck, given, settings

@@ -193,7 +193,7 @@ def summary_text(res) -> str:
                 f"below 50%)" + (f"; at {k} ∈ {{{', '.join(f'{v:g}' for v in flat)}}} their "
                                  f"gradient norm ends within 2× of the floor p·√ε, a flat point "
                                  f"where the gradient vanishes" if flat else "")
-                + f". The penalty's one-norm coefficient (h/2)|A| is "
+                + ". The penalty's one-norm coefficient (h/2)|A| is "
                 + ", ".join(f"{c:.3g}" for c in coefs)
                 + " there, not small against the loss: the first-order term it cancels is as "
                   "large, a sign that these settings lie outside the regime where the truncated "

@@ -164,7 +164,7 @@ def _print_spread_expansion(opt, m, order):
     parts = [("(1/2) * " if xi == xk else "") + f"psi_{xi}{xk} * Cov({xi}, {xk})"
              for xi, xk, *_ in pairs]
     print(EXPANSION_NOTE)
-    print(f"F0 = " + " + ".join([f"psi({', '.join(map(str, e.channels))})"] + parts)
+    print("F0 = " + " + ".join([f"psi({', '.join(map(str, e.channels))})"] + parts)
           + "   (at the mean states)")
     print(f"  psi = {sp.sstr(e.step)}")
     for x in e.channels:

@@ -103,7 +103,6 @@ def _losses(args):
 
 def problem_from_args(args, optimizer):
     """``(loss_or_losses, params, theta0, T, values, name)`` from the command line."""
-    import sympy as sp
     from modeq.numeric import problems
     overrides = {k: _number(getattr(args, k), f"--{k}") for k in ("beta", "rho", "eps")
                  if getattr(args, k) is not None}
