@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 
 from modeq.symbolic.emit import MatrixFreeFlow, MatrixFreeFunction, flow_forms
+from modeq.symbolic.memo import Memo
 
 __all__ = ["flow_terms", "flow_field", "flow_correction", "correction_function",
            "AutogradCallbacks"]
@@ -94,21 +95,17 @@ class AutogradCallbacks:
         return function(self.g, self.hvp, self.d3, theta, n).detach()
 
 
-_COMPILED = {}
+_COMPILED = Memo(limit=65)
 
 
 def _compiled(key, build):
-    hit = _COMPILED.get(key)
-    if hit is None or hit[0] is not key[0]:
-        if len(_COMPILED) > 64:
-            _COMPILED.clear()
-        hit = _COMPILED[key] = (key[0], build())
-    return hit[1]
+    flow, key = key
+    return _COMPILED.get(key, build, flow)
 
 
 def _key(flow, stationary, dtype, values, what):
-    return (flow, id(flow), what, bool(stationary), str(dtype),
-            tuple(sorted((k, str(v)) for k, v in values.items())))
+    return flow, (what, bool(stationary), str(dtype),
+                  tuple(sorted((k, str(v)) for k, v in values.items())))
 
 
 def flow_terms(flow, loss, params, stationary=True, n=None, **values):

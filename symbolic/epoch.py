@@ -62,6 +62,7 @@ from .components import LossProvider, check_loss, lower_vector
 from .epoch_adaptive import EXPANSION_NOTE, adaptive_terms
 from .epoch_memory import MAX_MEMORY_ORDER, linear_memory_reason, memory_displacement
 from .family import g, h
+from .memo import Memo
 from .operators import D3, Grad, Hess, collect_fields, lie, linearize
 from .solve import flow_step_coefficients
 
@@ -251,10 +252,11 @@ def epoch_terms(optimizer, m, order, reshuffle=True):
         raise ValueError(f"the number of batches m must be an integer >= 1, got {m!r}")
     if reshuffle and m < 2:
         raise ValueError("reshuffle=True needs at least 2 batches (m >= 2)")
-    key = (id(optimizer), m, order, reshuffle)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is optimizer:
-        return hit[1]
+    return _EPOCH_TERMS.get((m, order, reshuffle),
+                            lambda: _epoch_terms(optimizer, m, order, reshuffle), optimizer)
+
+
+def _epoch_terms(optimizer, m, order, reshuffle):
     if optimizer.uses_n:
         raise NotImplementedError("epoch flows: the step uses the step index n (a schedule "
                                   "inside the epoch); not covered")
@@ -274,11 +276,10 @@ def epoch_terms(optimizer, m, order, reshuffle=True):
                 "its autonomous epoch form is not derived")
         terms = adaptive_terms(optimizer, m, order)
         out = terms, {1: linearize(-m * terms[0])}
-    _CACHE[key] = (optimizer, out)
     return out
 
 
-_CACHE = {}
+_EPOCH_TERMS = Memo()
 
 
 def epoch_flow(modified_flow, losses, params, reshuffle=True):

@@ -57,6 +57,7 @@ from __future__ import annotations
 import sympy as sp
 
 from .family import g, theta
+from .memo import Memo
 from .memory import closed_sum
 from .operators import Grad, Hess
 
@@ -77,18 +78,13 @@ def outside_state_family(optimizer):
     return None
 
 
-_REASONS = {}
+_REASONS = Memo()
 
 
 def linear_memory_reason(optimizer):
     """``None`` when the step and the states are in the linear-memory class (module docstring),
     else why not (a sentence); remembered per optimizer object."""
-    hit = _REASONS.get(id(optimizer))
-    if hit is not None and hit[0] is optimizer:
-        return hit[1]
-    why = _linear_memory_reason(optimizer)
-    _REASONS[id(optimizer)] = (optimizer, why)
-    return why
+    return _REASONS.get((), lambda: _linear_memory_reason(optimizer), optimizer)
 
 
 def _linear_memory_reason(optimizer):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from . import cache
 from .batches import check_groupable, grouped_step_terms
 from .family import Optimizer, n
+from .memo import MISSING, Memo
 from .expansion import MAX_ORDER, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
 
@@ -36,7 +37,7 @@ class Derivation:
     flow_step: dict = field(default_factory=dict)
 
 
-_CACHE = {}
+_DERIVED = Memo()
 
 
 def derivation(optimizer, order, batch="full", stationary=False):
@@ -48,22 +49,17 @@ def derivation(optimizer, order, batch="full", stationary=False):
         raise ValueError("a stationary (n -> oo) flow is defined for full batch only")
     if batch == "mini" and order > 1 and optimizer.states:
         _check_step_indexed_order_2(optimizer)
-    key = (id(optimizer), order, batch, stationary)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is optimizer:
-        return hit[1]
+    key = (order, batch, stationary)
+    d = _DERIVED.peek(key, optimizer)
+    if d is not MISSING:
+        return d
     stored = cache.lookup("derivation", optimizer, order=order, batch=batch,
                           stationary=stationary)
     if stored is not cache.MISS:
-        d = replace(stored, optimizer=optimizer)
-        _CACHE[key] = (optimizer, d)
-        return d
-    lower = None
-    for r in range(order - 1, -1, -1):
-        k2 = (id(optimizer), r, batch, stationary)
-        if k2 in _CACHE and _CACHE[k2][0] is optimizer:
-            lower = _CACHE[k2][1]
-            break
+        return _DERIVED.put(key, replace(stored, optimizer=optimizer), optimizer)
+    lower = next((d for r in range(order - 1, -1, -1)
+                  if (d := _DERIVED.peek((r, batch, stationary), optimizer)) is not MISSING),
+                 None)
     d = Derivation(optimizer, order, batch, stationary)
     start = 0
     if lower is not None:
@@ -75,7 +71,7 @@ def derivation(optimizer, order, batch="full", stationary=False):
         d.psi = step_series(optimizer, d.states, r, batch)
         d.F.append(solve_next(d.psi[r], d.F))
     d.flow_step = flow_step_coefficients(d.F, order + 1)
-    _CACHE[key] = (optimizer, d)
+    _DERIVED.put(key, d, optimizer)
     cache.store("derivation", optimizer, replace(d, optimizer=None), order=order, batch=batch,
                 stationary=stationary)
     return d
@@ -113,14 +109,10 @@ def groupable(optimizer):
     return True
 
 
-_GROUPED = {}
+_GROUPED = Memo()
 
 
 def grouped_terms(optimizer, m, order):
     """The mini-batch stage for numeric evaluation: the step terms of ``m`` batches with the sums
     over past steps grouped by batch (:func:`~.batches.grouped_step_terms`), cached."""
-    key = (id(optimizer), m, order)
-    hit = _GROUPED.get(key)
-    if hit is None or hit[0] is not optimizer:
-        hit = _GROUPED[key] = (optimizer, grouped_step_terms(optimizer, m, order))
-    return hit[1]
+    return _GROUPED.get((m, order), lambda: grouped_step_terms(optimizer, m, order), optimizer)

@@ -13,6 +13,7 @@ from hypothesis import given, settings, strategies as st
 from modeq.symbolic.emit import running_sums
 from modeq.symbolic.emit.kernel import Kernel
 from modeq.symbolic.family import n
+from modeq.symbolic.memo import Memo
 
 l = sp.Symbol("l", integer=True)
 c, d = sp.symbols("c d")
@@ -28,15 +29,12 @@ decays = st.fractions(min_value=0, max_value=Fraction(19, 20), max_denominator=2
 def test_running_sum_equals_the_sum_written_out(r, a, lo, offset, steps, checkpoint):
     """``sum_{l=lo}^{n+offset} r^(n-l) p(l)`` in exact arithmetic (Fractions), steps asked in
     any order (repeats, jumps back past checkpoints): each value is the direct sum."""
-    saved = running_sums.CHECKPOINT, dict(running_sums._TABLES)
-    running_sums.CHECKPOINT = checkpoint
-    running_sums._TABLES.clear()
+    saved = running_sums.CHECKPOINT, running_sums._TABLES
+    running_sums.CHECKPOINT, running_sums._TABLES = checkpoint, Memo(limit=4096)
     try:
         _check_steps(r, a, lo, offset, steps)
     finally:
-        running_sums.CHECKPOINT = saved[0]
-        running_sums._TABLES.clear()
-        running_sums._TABLES.update(saved[1])
+        running_sums.CHECKPOINT, running_sums._TABLES = saved
 
 
 def _check_steps(r, a, lo, offset, steps):

@@ -26,12 +26,13 @@ import sympy as sp
 
 from ..components import lower
 from ..family import n as n_sym
+from ..memo import Memo
 from .cyclic_tail import cyclic_tail
 from .kernel import Kernel
 
 __all__ = ["Order2Sweep", "exact_field"]
 
-_CACHE = {}
+_SWEEPS = Memo(limit=33)
 
 
 def _kernel(args, exprs, backend, cse=True):
@@ -105,14 +106,10 @@ class Order2Sweep:
 
     @classmethod
     def get(cls, flow, provider, subs, backend, cse=True):
-        key = (id(flow.optimizer), tuple(provider.losses), tuple(provider.params),
+        key = (tuple(provider.losses), tuple(provider.params),
                tuple(sorted((str(k), v) for k, v in subs.items() if str(k) != "h")), backend)
-        hit = _CACHE.get(key)
-        if hit is None or hit[0] is not flow.optimizer:
-            if len(_CACHE) > 32:
-                _CACHE.clear()
-            hit = _CACHE[key] = (flow.optimizer, cls(flow, provider, subs, backend, cse))
-        return hit[1]
+        return _SWEEPS.get(key, lambda: cls(flow, provider, subs, backend, cse),
+                           flow.optimizer)
 
     def __init__(self, flow, provider, subs, backend, cse=True):
         opt = flow.optimizer

@@ -10,12 +10,13 @@ the one a direct product gives, bit for bit.
 """
 from __future__ import annotations
 
+from ..memo import Memo
+
 __all__ = ["prefix_product", "NAME"]
 
 #: the name the kernels' printers call (bound in every kernel's namespace)
 NAME = "_prefix_product"
-_TABLES = {}
-_MAX_TABLES = 512
+_TABLES = Memo(limit=512)
 
 
 def _hashable(v):
@@ -50,11 +51,7 @@ def prefix_product(key, factor, lo, hi, values=(), mpmath_prec=False):
     if mpmath_prec:
         import mpmath
         full += (mpmath.mp.prec,)
-    table = _TABLES.get(full)
-    if table is None:
-        if len(_TABLES) >= _MAX_TABLES:
-            _TABLES.clear()
-        table = _TABLES[full] = [1 * factor(lo)]
+    table = _TABLES.get(full, lambda: [1 * factor(lo)])
     while len(table) <= hi - lo:
         table.append(table[-1] * factor(lo + len(table)))
     return table[hi - lo]

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..memo import Memo
+
 __all__ = ["running_sum", "geometric_ratio", "NAME", "CHECKPOINT"]
 
 #: the name the printers call (bound in every kernel's namespace)
 NAME = "_running_sum"
 #: steps between remembered values of one sum
 CHECKPOINT = 256
-_TABLES = {}
-_MAX_TABLES = 4096
+_TABLES = Memo(limit=4096)
 
 
 def geometric_ratio(summand, n, index, upper):
@@ -64,11 +65,7 @@ def running_sum(key, term, lo, offset, ratio, n, values=(), prec=None):
     if n + offset < lo:
         return 0
     full = (key, lo, offset, tuple(values), prec)
-    table = _TABLES.get(full)
-    if table is None:
-        if len(_TABLES) >= _MAX_TABLES:
-            _TABLES.clear()
-        table = _TABLES[full] = {"last": None, "checks": {}}
+    table = _TABLES.get(full, lambda: {"last": None, "checks": {}})
     last = table["last"]
     if last is not None and last[0] <= n:
         start, total = last
