@@ -160,3 +160,24 @@ def test_nadam_stationary_is_the_limit_of_the_schedule():
     gg = Grad(FULL)
     assert sp.simplify(F0 - gg / (sp.sqrt(gg**2) + eps)) == 0
     assert n not in F0.free_symbols
+
+
+def test_nadam_order_2_exact_in_n_is_refused_with_the_reason_at_once(capsys, monkeypatch):
+    """Order 2 exact in ``n`` of a step with a step product would run for an hour and fill
+    the memory: refused before any derivation (API: NotImplementedError; CLI: exit 2, one
+    line); the stationary order-2 flow is still derived."""
+    from modeq.proofs.cli import main
+    from modeq.symbolic import pipeline
+
+    def no_derivation(*args):
+        raise AssertionError("derived before refusing")
+
+    flow = derive(O.torch_nadam("decoupled"), 2)
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "state_series", no_derivation)
+        with pytest.raises(NotImplementedError, match="step product.*stationary=True"):
+            flow.terms()
+    assert n not in flow.terms(stationary=True)[2].free_symbols
+    assert main(["derive", "--torch", "NAdam(lr=1e-3)", "--order", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "step product" in err[0]
