@@ -98,14 +98,11 @@ class AutogradCallbacks:
 _COMPILED = Memo(limit=65)
 
 
-def _compiled(key, build):
-    flow, key = key
+def _compiled(flow, what, stationary, dtype, values, build):
+    """``build()`` once per flow object, kind of function, variant, dtype and values."""
+    key = (what, bool(stationary), str(dtype),
+           tuple(sorted((k, str(v)) for k, v in values.items())))
     return _COMPILED.get(key, build, flow)
-
-
-def _key(flow, stationary, dtype, values, what):
-    return flow, (what, bool(stationary), str(dtype),
-                  tuple(sorted((k, str(v)) for k, v in values.items())))
 
 
 def flow_terms(flow, loss, params, stationary=True, n=None, **values):
@@ -120,7 +117,7 @@ def flow_terms(flow, loss, params, stationary=True, n=None, **values):
                                     if k in {str(s) for s in f.hyperparameters}})
                 for f in flow_forms(flow, stationary)]
 
-    functions = _compiled(_key(flow, stationary, cb.g.dtype, values, "terms"), build)
+    functions = _compiled(flow, "terms", stationary, cb.g.dtype, values, build)
     return [cb.split(cb.evaluate(f, n if f.uses_n else None)) for f in functions]
 
 
@@ -128,7 +125,7 @@ def flow_field(flow, loss, params, stationary=True, n=None, **values):
     """``d theta/dt = -(F0 + h F1 + h^2 F2 ...)`` at the current ``params`` (a list shaped like
     ``params``)."""
     cb = AutogradCallbacks(loss, params)
-    function = _compiled(_key(flow, stationary, cb.g.dtype, values, "field"),
+    function = _compiled(flow, "field", stationary, cb.g.dtype, values,
                          lambda: MatrixFreeFlow(flow, stationary).lambdify(
                              "torch", cb.g.dtype, True, **values))
     return cb.split(cb.evaluate(function, n if function.uses_n else None))
@@ -137,7 +134,7 @@ def flow_field(flow, loss, params, stationary=True, n=None, **values):
 def correction_function(flow, stationary, dtype, **values):
     """The compiled matrix-free ``h F1 + h^2 F2 ...`` of ``flow`` for tensors of ``dtype``
     (cached per flow, variant and values); evaluate it with :meth:`AutogradCallbacks.evaluate`."""
-    return _compiled(_key(flow, stationary, dtype, values, "correction"),
+    return _compiled(flow, "correction", stationary, dtype, values,
                      lambda: MatrixFreeFlow(flow, stationary).correction(
                          "torch", dtype, True, **values))
 
