@@ -205,3 +205,20 @@ def test_single_sums_by_tables_equal_the_windowed_sums_and_every_term():
             assert abs(a - mpmath.mpf(str(brute(e, env).evalf(50)))) <= 1e-28 * abs(a)
         for a, b in zip(tables(300, theta), windowed(300, theta)):
             assert abs(a - b) <= 1e-28 * abs(b)
+
+
+@settings(max_examples=examples(100), deadline=None)
+@given(sums=st.lists(nested_sum(data=True), min_size=1, max_size=3),
+       product=st.booleans())
+def test_memoized_free_symbols_equal_sympys(sums, product):
+    """The emit layer's memoized free symbols (no rebuilding of summands) equal SymPy's, for
+    the generated nested sums (bound variables inside, inner bounds naming outer variables),
+    their products and a Product over one of them."""
+    from modeq.symbolic.emit.prepare import free_symbols
+    e = sp.Mul(*sums) + x * sums[0]
+    if product:
+        i = sp.Dummy("i", integer=True)
+        e = e * sp.Product(sums[-1] + i, (i, 1, n + 1))
+    assert free_symbols(e) == e.free_symbols
+    for s in sums:
+        assert free_symbols(s) == s.free_symbols

@@ -42,7 +42,7 @@ import sympy as sp
 
 from . import mpfr
 from .kernel import Kernel
-from .prepare import fresh_names
+from .prepare import free_symbols, fresh_names
 from .running_sums import geometric_ratio
 
 __all__ = ["NestedSums"]
@@ -155,7 +155,7 @@ class _Lowering:
 
 
 def _depends(e, J, others):
-    fs = e.free_symbols
+    fs = free_symbols(e)
     return J in fs, bool(fs & others)
 
 
@@ -254,7 +254,7 @@ def _hoist_invariants(exprs, varying, names):
     def walk(e):
         if not e.args:
             return e
-        if e.free_symbols and not e.free_symbols & varying:
+        if free_symbols(e) and not free_symbols(e) & varying:
             if e not in table:
                 table[e] = sp.Symbol(next(names))
             return table[e]

@@ -15,6 +15,7 @@ the same steps.
 from __future__ import annotations
 
 import itertools
+from functools import lru_cache
 
 import sympy as sp
 from sympy.codegen.cfunctions import Sqrt
@@ -31,9 +32,28 @@ def is_constant(e):
     return isinstance(e, sp.Expr) and not e.free_symbols and e.is_number
 
 
+@lru_cache(maxsize=1 << 16)
+def free_symbols(e):
+    """``e.free_symbols`` as a frozenset, memoized per subexpression.  SymPy's own, for a
+    ``Sum`` or ``Product``, first rebuilds the whole summand with its variables replaced, at
+    every call and at every level of nesting; here a sum's free symbols are its summand's
+    with each variable removed and its limits' added, limit by limit (innermost first, as
+    SymPy lists them, so an inner bound may name an outer variable)."""
+    if isinstance(e, (sp.Sum, sp.Product)) and all(lim[0].is_Symbol for lim in e.limits):
+        out = set(free_symbols(e.function))
+        for v, *bounds in e.limits:
+            out.discard(v)
+            for b in bounds:
+                out |= free_symbols(b)
+        return frozenset(out)
+    if not e.args or type(e).free_symbols is not sp.Basic.free_symbols:
+        return frozenset(e.free_symbols)
+    return frozenset().union(*[free_symbols(a) for a in e.args])
+
+
 def fresh_names(prefix, exprs, extra=()):
     """Symbol names ``prefix0, prefix1, ...`` that no expression of ``exprs`` uses."""
-    taken = {str(s) for e in exprs for s in e.free_symbols} | set(extra)
+    taken = {str(s) for e in exprs for s in free_symbols(sp.sympify(e))} | set(extra)
     return (nm for nm in (f"{prefix}{k}" for k in itertools.count()) if nm not in taken)
 
 
@@ -123,7 +143,7 @@ def hoist_coefficients(exprs, point, step):
     names = fresh_names("_m", exprs)
 
     def hoist(e):
-        fs = e.free_symbols
+        fs = free_symbols(e)
         if (fs & outer and not fs & point and not e.is_Symbol
                 and not e.atoms(sp.core.function.AppliedUndef)):
             if e not in table:
