@@ -75,7 +75,8 @@ def _one_batch_applies(flow, stationary, backend, dtype):
     sums cost ``O(n)`` per call until ``d^l`` is negligible, nested at order 2.  With bias
     correction the sums start at ``h^2`` and the windowed sums are flat in ``n`` and cheaper
     than the one-batch sweep (``O(min(n, 2 tail.start))`` per call at order 2), so they stay.
-    Also required: a declaration the batch grouping covers (``flow.batch_grouped``) and the mini-batch evaluator's working precision (mpmath, or float64)."""
+    Also required: a declaration the batch grouping covers (``flow.batch_grouped``) and the
+    mini-batch evaluator's working precision (mpmath, or float64)."""
     terms = flow.terms("full", stationary)
     if stationary or len(terms) < 2 or not terms[1].has(sp.Sum):
         return False

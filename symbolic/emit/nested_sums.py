@@ -254,7 +254,8 @@ def _hoist_invariants(exprs, varying, names):
     def walk(e):
         if not e.args:
             return e
-        if free_symbols(e) and not free_symbols(e) & varying:
+        fs = free_symbols(e)
+        if fs and not fs & varying:
             if e not in table:
                 table[e] = sp.Symbol(next(names))
             return table[e]

@@ -104,8 +104,10 @@ class StepIndexedField:
         rows = [list(k(*x, device=device)) for k in self._derivatives]
         batch = self.provider.loss_index
         named = [rows[batch(int(step(n)))][slot] for step, slot in self._named]
-        if self.backend == "mpmath" or not named:
-            point = [*x, *named] if self.backend == "mpmath" else x
+        if self.backend == "mpmath":
+            point = [*x, *named]
+        elif not named:
+            point = x
         elif self.backend == "numpy":
             import numpy as np
             point = np.concatenate([x, self._stacked(named, x, device)])
