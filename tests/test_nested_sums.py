@@ -41,10 +41,13 @@ D0, D1 = sp.Function("_D0"), sp.Function("_D1")
 @st.composite
 def nested_sum(draw, scope=(), depth=0, data=False):
     """A sum over ``j`` with limits from the enclosing indices ``scope`` (and ``n``), its summand
-    a product of a function of ``j``, geometric weights and up to two inner sums; ``data``:
+    a product of a function of ``j``, geometric weights and up to two inner sums (sometimes over
+    the enclosing index's own symbol, which it then shadows); ``data``:
     also per-step data ``_D0(j)``, ``_D1(j)`` (a mini-batch flow's derivatives of step ``j``),
     alone or mixed with an enclosing index (a loop then reads them)."""
     j = sp.Dummy(f"j{depth}", integer=True)
+    if scope and draw(st.integers(0, 4)) == 0:
+        j = scope[-1]              # the enclosing index reused, shadowed inside this sum
     outer = list(scope) + [n]
     lo = draw(st.sampled_from([sp.Integer(0), sp.Integer(1)] + [v for v in scope]
                               + [v + 1 for v in scope]))

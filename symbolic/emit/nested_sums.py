@@ -121,10 +121,14 @@ class _Lowering:
         return sp.Function(f"_P{self._ids[key]}")
 
     def _lower_sum(self, f, j, lo, hi, scope):
-        J = sp.Dummy("j", integer=True)
-        inner_scope = scope + [(J, lo, hi)]
-        f = self.lower(f.xreplace({j: J}), inner_scope)
         others = {v for v, _, _ in scope}
+        J = j
+        if j in others or j == self.n:
+            # the index shadows an enclosing one: renamed (SymPy rebuilds and re-evaluates the
+            # whole summand, so only where it must be)
+            J = sp.Dummy("j", integer=True)
+            f = f.xreplace({j: J})
+        f = self.lower(f, scope + [(J, lo, hi)])
         base = _least(lo, scope, self.n)
         if base is None or _affine(hi, list(others) + [self.n]) is None:
             return None
