@@ -12,8 +12,11 @@ asks them, so that each call at a new ``n`` pays for its step-index coefficients
 ``n = 20`` against near ``n = 3000`` (its memory sums by their recurrence in ``n``).
 
 ``--nested``: torch's RMSprop with momentum (order 1, full batch), whose memory sums nest
-(:mod:`modeq.symbolic.emit.nested_sums`, linear in ``n``): one call at ``n = 10``, ``10**3``,
-``10**4`` and ``10**5``.
+(:mod:`modeq.symbolic.emit.nested_sums`, linear in ``n``) until the stationary field takes over
+(:mod:`modeq.symbolic.emit.stationary_limit`): one call at ``n = 10``, ``10**3``, ``10**4`` and
+``10**5``, beside the same field with every step by the node tables; then the same for its
+mini-batch field (3 batches, cyclic; periodic past its transient,
+:mod:`modeq.symbolic.emit.step_indexed`).
 """
 from __future__ import annotations
 
@@ -125,13 +128,32 @@ def sequential(limit=600, last=3000):
 NESTED = SETUP + r"""
 f = derive(optimizers.torch_rmsprop(momentum=True), 1).lambdify(
     E, [x, y], mu=sp.Rational(3, 10), **{{k: v for k, v in values.items() if k != "beta"}})
+tables = object.__new__(type(f))
+tables.__dict__.update(f.__dict__)
+tables.limit = None                          # every step by the node tables
 mpmath.mp.dps = 30
-for n in (10, 10**3, 10**4, 10**5):
-    f(n, th)
+print("start", f.limit_start(), flush=True)
+
+
+def cost(g, n):
+    g(n, th)
     t = time.process_time(); reps = 0
     while reps < 2 or time.process_time() - t < 0.5:
-        f(n, [th[0] + (reps + 1) * mpmath.mpf('1e-9'), th[1]]); reps += 1
-    print(n, (time.process_time() - t) / reps, flush=True)
+        g(n, [th[0] + (reps + 1) * mpmath.mpf('1e-9'), th[1]]); reps += 1
+    return (time.process_time() - t) / reps
+
+
+for n in (10, 10**3, 10**4, 10**5):
+    print(n, cost(f, n), cost(tables, n), flush=True)
+
+mini = derive(optimizers.torch_rmsprop(momentum=True), 1).lambdify(
+    losses, [x, y], mu=sp.Rational(3, 10), **{{k: v for k, v in values.items() if k != "beta"}})
+every = object.__new__(type(mini))
+every.__dict__.update(mini.__dict__)
+every.limit = None                           # every step by the node tables
+print("mini", mini.periodic_start(), flush=True)
+for n in (10, 10**3, 10**4, 10**5):
+    print(n, cost(mini, n), cost(every, n), flush=True)
 """
 
 
@@ -148,11 +170,19 @@ def nested(limit=600):
     if r is not None and r.returncode != 0:
         print("torch RMSprop momentum order 1:", r.stderr.strip().splitlines()[-1])
         return
-    rows = [line.split() for line in out.splitlines() if line.strip()]
-    first = float(rows[0][1]) if rows else None
-    for n, t in rows:
-        print(f"torch RMSprop momentum order 1, n = {int(n):>6}: {float(t) * 1e3:9.2f} ms  "
-              f"ratio to n = 10: {float(t) / first:8.1f}x")
+    first = None
+    for row in (line.split() for line in out.splitlines() if line.strip()):
+        if row[0] == "start":
+            print(f"torch RMSprop momentum order 1 (rho = 0.99, mu = 0.3, dps 30), full batch: "
+                  f"the stationary field from n = {row[1]}")
+        elif row[0] == "mini":
+            print(f"same, mini batch (3 batches, cyclic): periodic from n = {row[1]} (a call at "
+                  f"n is the call at its residue there)")
+        else:
+            n, t, every = int(row[0]), float(row[1]), float(row[2])
+            first = t if n == 10 else first
+            print(f"  n = {n:>6}: {t * 1e3:9.2f} ms  ratio to n = 10: {t / first:7.1f}x   "
+                  f"(every step by the node tables: {every * 1e3:9.2f} ms)")
     if r is None:
         print(f"(stopped after {limit} s)")
 

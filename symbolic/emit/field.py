@@ -16,7 +16,9 @@ closed form — the cost per call stops growing with ``n``.  Where the sums star
 (Adam with bias correction), the grouping does not cover the declaration (a state reading
 another state, a step using ``n``) or a non-default ``dtype`` is asked for, the sums stay in
 the compiled field and are evaluated by :class:`~.past_sums.PastSums` (node tables, windowed
-sums or every term, by backend and ``n``).
+sums or every term, by backend and ``n``); where they nest (node tables, ``O(n)`` per call),
+the steps past the transient are evaluated by the stationary field, equal there at the working
+precision (:mod:`.stationary_limit`).
 """
 from __future__ import annotations
 
@@ -24,9 +26,11 @@ import sympy as sp
 
 from ..components import LossProvider, lower
 from ..family import h as h_sym
+from ..family import n as n_sym
 from .arrays import resolve_dtype
 from .full_batch import FullBatchField
 from .minibatch import MiniBatchField
+from .stationary_limit import StationaryLimit, sum_depth
 from .step_indexed import StepIndexedField
 from .values import check_backend, resolve_values, resolve_symbols
 
@@ -50,21 +54,37 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     if provider.full:
         if _one_batch_applies(flow, stationary, backend, dtype):
             return OneBatchField(flow, provider, subs, backend, cse, late_symbols)
-        F = flow.F("full", stationary)
-        cache = {}
-        exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
-        return FullBatchField(exprs, provider.params, backend, dtype, cse, late_symbols,
-                              flow.optimizer.decays)
+        def build(stationary):
+            F = flow.F("full", stationary)
+            cache = {}
+            exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
+            return FullBatchField(exprs, provider.params, backend, dtype, cse, late_symbols,
+                                  flow.optimizer.decays)
+
+        field = build(stationary)
+        if not stationary and field.sums.nested and not _reads_n(flow.optimizer):
+            decays = {d: subs.get(d) for d in flow.optimizer.decays}
+            field.limit = StationaryLimit(lambda: build(True), decays,
+                                          max(sum_depth(e) for e in field.expressions))
+        return field
     if stationary:
         raise ValueError("stationary=True is for full batch; give a single loss")
     if dtype is not None:
         raise ValueError("dtype= is supported for full-batch flows; the mini-batch evaluator "
                          "works in each backend's default precision")
     if not flow.batch_grouped:
-        return StepIndexedField(flow, provider, subs, backend, cse, late_symbols)
+        return StepIndexedField(flow, provider, subs, backend, cse, late_symbols,
+                                periodic=not _reads_n(flow.optimizer))
     if late:
         raise ValueError("late= is supported for full-batch flows and step-indexed mini batch")
     return MiniBatchField(flow, provider, subs, backend, cse)
+
+
+def _reads_n(optimizer):
+    """Whether the step or a state's input reads the step index itself (a schedule in ``n``,
+    not a memory transient)."""
+    return any(n_sym in e.free_symbols for e in [optimizer.step, *(s.of for s in
+                                                                    optimizer.states)])
 
 
 def _one_batch_applies(flow, stationary, backend, dtype):

@@ -9,9 +9,13 @@ to the working arithmetic: their closed forms cancel badly in float64 for decays
 symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that an order
 study compiles each flow once for all its step sizes.  The sums over past steps with no closed
 form in ``n`` are evaluated by :class:`~.past_sums.PastSums` (node tables, windowed sums or
-every term, by backend and ``n``).
+every term, by backend and ``n``).  Where those sums nest (their node tables cost ``O(n)`` per
+call), :attr:`FullBatchField.limit` (:class:`~.stationary_limit.StationaryLimit`) hands the
+steps past the transient to the stationary field, equal at the working precision.
 """
 from __future__ import annotations
+
+import math
 
 from ..family import n as n_sym
 from .arrays import as_points, to_mpf
@@ -32,13 +36,15 @@ class FullBatchField:
     exact), ``source`` (the printed code), ``backend``, ``dtype``, ``p``, ``late`` (symbols
     still to be bound), ``sums`` (the sums over past steps, :class:`~.past_sums.PastSums`).
     ``step_data=True``: the sums read per-step data, given per call as ``data``
-    (:class:`~.step_indexed.StepIndexedField` builds such fields).
+    (:class:`~.step_indexed.StepIndexedField` builds such fields).  ``limit``: a
+    :class:`~.stationary_limit.StationaryLimit` (or ``None``); from its :meth:`limit_start` on,
+    a call evaluates the stationary field instead (module docstring).
     """
 
     _MEMO_SIZE = 4096
 
     def __init__(self, exprs, params, backend, dtype=None, cse=True, late=(), decays=(),
-                 step_data=False):
+                 step_data=False, limit=None):
         self.expressions = list(exprs)
         self.params = list(params)
         self.p = len(self.params)
@@ -60,6 +66,8 @@ class FullBatchField:
         self._bound = None if self.late else []
         self._exact_late = []
         self._memo = {}
+        self.limit = limit
+        self._limit_field = None
 
     def bind(self, **values):
         """A copy with the late-bound constants set (exact conversion, ranges checked); the
@@ -70,6 +78,7 @@ class FullBatchField:
         out._exact_late = [exact[s] for s in self.late]
         out._bound = [self._in_arithmetic(v) for v in out._exact_late]
         out._memo = {}
+        out._limit_field = None
         return out
 
     @property
@@ -123,6 +132,9 @@ class FullBatchField:
             raise ValueError(f"this field has late-bound constants {[str(s) for s in self.late]}"
                              f": call .bind({self.late[0]}=...) first")
         n = check_step(n, self.uses_n)
+        start = self.limit_start() if data is None else None
+        if start is not None and n >= start:
+            return self._stationary()(None, theta)
         x = as_points(theta, self.p, self.backend, self.dtype)
         if self._fast is not None:
             import mpmath
@@ -138,6 +150,39 @@ class FullBatchField:
         if self.backend == "mpmath":
             return list(outs)
         return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
+
+    def limit_start(self):
+        """The first step evaluated by the stationary field at the current working precision
+        (``None`` without a :attr:`limit` or while a decay is unbound)."""
+        if self.limit is None:
+            return None
+        return self.limit.start(self.precision, self.bound_values)
+
+    @property
+    def bound_values(self):
+        """``{symbol: exact value}`` of the late-bound constants (empty until bound)."""
+        return dict(zip(self.late, self._exact_late))
+
+    @property
+    def precision(self):
+        """The working precision in bits (mpmath's, or the mantissa of the float dtype)."""
+        if self.backend == "mpmath":
+            import mpmath
+            return mpmath.mp.prec
+        if self.backend == "numpy":
+            import numpy as np
+            return np.finfo(self.dtype).nmant + 1
+        import torch
+        return int(round(-math.log2(torch.finfo(self.dtype).eps))) + 1
+
+    def _stationary(self):
+        """The stationary field, bound to this field's late-bound values."""
+        if self._limit_field is None:
+            field = self.limit.field
+            if self.late:
+                field = field.bind(**{str(s): v for s, v in self.bound_values.items()})
+            self._limit_field = field
+        return self._limit_field
 
     def fixed(self, n, values, bits, out_bits):
         """The field in fixed point, for an integrator that works in it: ``values[j]`` is

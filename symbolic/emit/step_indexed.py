@@ -14,6 +14,14 @@ the derivatives of its own batch, ``Grad(k)``, ``Hess(k)``.  Lowered per compone
 The sums over past steps then go to node tables (:mod:`.nested_sums`, one forward pass over
 the steps, linear in ``n``), whose summand at step ``k`` reads the derivatives of the batch
 ``schedule[k]``; each batch's derivatives are evaluated once per call.
+
+With the default cyclic schedule of period ``m`` the field is periodic in ``n`` past its
+transient: from ``N = start + m`` (``start`` of :mod:`.stationary_limit`, the ``+ m`` for the
+periodic weights' slower approach, as in :mod:`.cyclic_tail`) the weights of every step since
+the transient equal their periodic limits and the steps before it are below the working
+precision, so ``F^(n)`` equals ``F^(N + (n - N) mod m)`` there: a call at any ``n`` costs at
+most a call at ``N + m``.  A schedule given as a list is not assumed periodic, and a step that
+reads ``n`` has transients of its own: both are evaluated at ``n`` itself.
 """
 from __future__ import annotations
 
@@ -24,6 +32,7 @@ from ..family import n as n_sym
 from .arrays import as_points, resolve_dtype, stack_components
 from .full_batch import FullBatchField
 from .kernel import Kernel
+from .stationary_limit import StationaryLimit, sum_depth
 from .values import check_step
 
 __all__ = ["StepIndexedField"]
@@ -71,9 +80,11 @@ class StepIndexedField:
     ``losses[schedule[k]]`` (cyclic by default).  ``theta`` and the result as for
     :class:`~.minibatch.MiniBatchField`; ``field`` is the compiled
     :class:`~.full_batch.FullBatchField` (its point extended by the named derivatives);
-    constants named in ``late`` are given by :meth:`bind`."""
+    constants named in ``late`` are given by :meth:`bind`.  ``periodic``: the schedule is the
+    default cyclic one and the step does not read ``n`` (the representative step of the module
+    docstring applies)."""
 
-    def __init__(self, flow, provider, subs, backend, cse=True, late=()):
+    def __init__(self, flow, provider, subs, backend, cse=True, late=(), periodic=False):
         self.provider, self.backend = provider, backend
         self.params, self.p = list(provider.params), provider.p
         self.dtype = resolve_dtype(backend)
@@ -88,6 +99,10 @@ class StepIndexedField:
         self._derivatives = [
             Kernel([provider.loss_derivative(b, idx) for idx in lowering.derivatives],
                    self.params, backend, None, cse) for b in range(len(provider.losses))]
+        self.limit = None
+        if periodic and provider.schedule is None and self.field.sums:
+            self.limit = StationaryLimit(None, {d: subs.get(d) for d in flow.optimizer.decays},
+                                         max(sum_depth(e) for e in exprs))
 
     def bind(self, **values):
         """A copy with the late-bound constants set (``late``, e.g. ``h`` in an order study:
@@ -97,8 +112,22 @@ class StepIndexedField:
         out.field = self.field.bind(**values)
         return out
 
+    def periodic_start(self):
+        """``N`` of the module docstring at the current working precision (``None`` where the
+        field is not periodic)."""
+        start = None if self.limit is None else self.limit.start(self.field.precision,
+                                                                   self.field.bound_values)
+        return None if start is None else start + self.m
+
+    @property
+    def m(self):
+        return len(self.provider.losses)
+
     def __call__(self, n, theta):
         n = check_step(n, True)
+        start = self.periodic_start()
+        if start is not None and n >= start:
+            n = start + (n - start) % self.m
         x = as_points(theta, self.p, self.backend, self.dtype)
         device = getattr(x, "device", None)
         rows = [list(k(*x, device=device)) for k in self._derivatives]
@@ -121,5 +150,5 @@ class StepIndexedField:
         return stack_components(self.backend, self.dtype, values, tuple(x.shape[1:]), device)
 
     def __repr__(self):
-        return (f"StepIndexedField(p={self.p}, m={len(self.provider.losses)}, "
+        return (f"StepIndexedField(p={self.p}, m={self.m}, "
                 f"backend={self.backend!r})")

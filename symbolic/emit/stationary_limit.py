@@ -1,0 +1,105 @@
+"""Past its transient, an exact-in-``n`` full-batch field equals its stationary limit.
+
+A full-batch flow's ``F^(n)(theta)`` depends on the step index only through its memory: the
+weights of past inputs (``d^(n-k)``, bias corrections ``1/(1 - d^(n+1))``) and the past steps'
+own terms ``F0^(l)``, ``F1^(l)``, which depend on ``l`` the same way.  Each decay ``d`` in
+``[0, 1)`` makes these transients decay like ``d^l``; with ``tol = 2^-(prec+GUARD)``:
+
+* from the step ``T`` with ``3 d^(T+1) <= tol (1-d)^3`` for every decay (the tail start of
+  :mod:`.cyclic_tail` with period 1), every weight and every past step's term equals its
+  limit to ``tol`` relative;
+* the steps before ``T`` enter a sum over past steps, nested at most ``depth`` deep, with a
+  weight at most ``(n+1)^depth d^(n-T)``: from the least ``N >= T`` with
+  ``3 (n+1)^depth d^(n-T) <= tol (1-d)^3`` they are below ``tol`` too.
+
+From :meth:`StationaryLimit.start` on, the field is therefore the stationary field
+(``stationary=True``: the ``n -> oo`` limit of the same derivation) at the working precision,
+``O(1)`` per call where the exact field's node tables (:mod:`.nested_sums`) cost ``O(n)``.  The
+exact arithmetic (``flow.field``) never takes this path; a step that reads ``n`` itself (NAdam's
+momentum schedule) has transients of its own and is not given a limit.
+"""
+from __future__ import annotations
+
+import math
+
+import mpmath
+import sympy as sp
+
+from .arrays import to_mpf
+from .cyclic_tail import GUARD
+
+__all__ = ["StationaryLimit", "limit_start", "sum_depth"]
+
+
+def sum_depth(e, _memo=None):
+    """An upper bound on the polynomial growth in ``n`` of the sums over past steps in ``e``:
+    one per ``Sum``, added over the factors of a product (``P(n)^2`` grows like ``n^2``)."""
+    memo = {} if _memo is None else _memo
+    if e not in memo:
+        if isinstance(e, sp.Sum):
+            memo[e] = len(e.limits) + sum_depth(e.function, memo)
+        elif not e.args:
+            memo[e] = 0
+        elif e.is_Mul:
+            memo[e] = sum(sum_depth(a, memo) for a in e.args)
+        elif e.is_Pow and e.exp.is_Integer and e.exp > 0:
+            memo[e] = int(e.exp) * sum_depth(e.base, memo)
+        else:
+            memo[e] = max(sum_depth(a, memo) for a in e.args)
+    return memo[e]
+
+
+def limit_start(decays, prec, depth):
+    """The least step ``N`` of the module docstring for the decay values ``decays`` (numbers in
+    ``[0, 1)``), the working precision ``prec`` in bits and the nesting ``depth`` of the sums
+    over past steps."""
+    tol = mpmath.mpf(2) ** -(prec + GUARD)
+    start = 0
+    with mpmath.workprec(64):
+        for d in (to_mpf(v) for v in decays):
+            if not 0 < d < 1:
+                continue
+            margin = mpmath.log(tol) + 3 * mpmath.log(1 - d) - mpmath.log(3)
+            T = max(0, int(math.ceil(margin / mpmath.log(d))) - 1)
+            lag = max(1, int(math.ceil(margin / mpmath.log(d))))
+            while depth * mpmath.log(T + lag + 1) + lag * mpmath.log(d) > margin:
+                lag += max(1, lag // 8)
+            start = max(start, T + lag)
+    return start
+
+
+class StationaryLimit:
+    """The stationary field of an exact-in-``n`` one and the step from which it replaces it.
+
+    ``build()`` returns the stationary field (built at first use, with the same late-bound
+    symbols as the exact one; ``None`` where only the start is asked, as for the periodic
+    mini-batch field of :mod:`.step_indexed`); ``decays`` maps each decay symbol to its exact value, or to
+    ``None`` where it is late-bound (its value then comes from :meth:`start`'s ``late``);
+    ``depth`` is the nesting depth of the exact field's sums over past steps.
+    """
+
+    def __init__(self, build, decays, depth):
+        self._build, self.decays, self.depth = build, dict(decays), depth
+        self._field = None
+        self._starts = {}
+
+    @property
+    def field(self):
+        """The stationary field (unbound where the exact one has late-bound constants)."""
+        if self._field is None:
+            self._field = self._build()
+        return self._field
+
+    def start(self, prec, late=None):
+        """The first step at which the stationary field is used, at ``prec`` bits; ``late``:
+        the late-bound symbols' exact values (``{symbol: value}``); ``None`` while a decay is
+        still unbound."""
+        late = late or {}
+        values = [self.decays[d] if self.decays[d] is not None else late.get(d)
+                  for d in self.decays]
+        if any(v is None for v in values):
+            return None
+        key = (prec, tuple(values))
+        if key not in self._starts:
+            self._starts[key] = limit_start(values, prec, self.depth)
+        return self._starts[key]
