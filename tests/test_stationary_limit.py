@@ -136,6 +136,20 @@ def test_mini_batch_is_periodic_past_the_transient(flow, rho, mu, eps, point, re
         assert field(N + 3 * 10 ** 9, theta) == first
 
 
+def test_no_stationary_limit_no_hand_over(monkeypatch):
+    """Centered RMSprop (with momentum: nested sums) has no stationary flow (``v - a^2 -> 0``
+    under the root; its derivation is refused): full batch keeps the node tables at every
+    step, and its mini-batch field is not taken as periodic."""
+    centered = derive(O.torch_rmsprop(centered=True, momentum=True), 1)
+    vals = dict(rho="3/5", mu="3/10", eps="1/10", h="1/64")
+    field = centered.lambdify(E, [x, y], **vals)
+    assert field.limit is not None and field.limit.field is None
+    monkeypatch.setattr(PastSums, "__call__", refuse)
+    with pytest.raises(AssertionError, match="node tables"):
+        field(10 * field.limit_start(), [mpmath.mpf(1), mpmath.mpf("0.3")])
+    assert centered.lambdify(LOSSES, [x, y], **vals).periodic_start() is None
+
+
 def test_a_schedule_given_as_a_list_is_not_assumed_periodic(flow):
     field = flow.lambdify(LOSSES, [x, y], schedule=[0, 1, 2] * 4, rho="3/5", mu="3/10",
                           eps="1/10", h="1/64")

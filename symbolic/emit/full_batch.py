@@ -133,7 +133,7 @@ class FullBatchField:
                              f": call .bind({self.late[0]}=...) first")
         n = check_step(n, self.uses_n)
         start = self.limit_start() if data is None else None
-        if start is not None and n >= start:
+        if start is not None and n >= start and self.limit.field is not None:
             return self._stationary()(None, theta)
         x = as_points(theta, self.p, self.backend, self.dtype)
         if self._fast is not None:

@@ -16,7 +16,8 @@ From :meth:`StationaryLimit.start` on, the field is therefore the stationary fie
 (``stationary=True``: the ``n -> oo`` limit of the same derivation) at the working precision,
 ``O(1)`` per call where the exact field's node tables (:mod:`.nested_sums`) cost ``O(n)``.  The
 exact arithmetic (``flow.field``) never takes this path; a step that reads ``n`` itself (NAdam's
-momentum schedule) has transients of its own and is not given a limit.
+momentum schedule) has transients of its own and is not given a limit, nor is a flow with no
+stationary limit (its derivation refused: centered RMSprop, whose coefficients grow with ``n``).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ import math
 import mpmath
 import sympy as sp
 
+from ..family import Refused
 from .arrays import to_mpf
 from .cyclic_tail import GUARD
 
@@ -69,25 +71,35 @@ def limit_start(decays, prec, depth):
 
 
 class StationaryLimit:
-    """The stationary field of an exact-in-``n`` one and the step from which it replaces it.
+    """The stationary counterpart of an exact-in-``n`` field and the step from which it stands
+    in for it.
 
     ``build()`` returns the stationary field (built at first use, with the same late-bound
-    symbols as the exact one; ``None`` where only the start is asked, as for the periodic
-    mini-batch field of :mod:`.step_indexed`); ``decays`` maps each decay symbol to its exact value, or to
-    ``None`` where it is late-bound (its value then comes from :meth:`start`'s ``late``);
-    ``depth`` is the nesting depth of the exact field's sums over past steps.
+    symbols as the exact one; for the periodic mini-batch field of :mod:`.step_indexed`, the
+    stationary terms, whose existence is what is asked) or raises
+    :class:`~modeq.symbolic.family.Refused` where the flow has no stationary limit (centered
+    RMSprop: ``v - a^2 -> 0`` under the root, its coefficients grow without bound in ``n``:
+    there is no limit to hand over to, and the exact field keeps every step).  ``decays`` maps
+    each decay symbol to its exact value, or to ``None`` where it is late-bound (its value then
+    comes from :meth:`start`'s ``late``); ``depth`` is the nesting depth of the exact field's
+    sums over past steps.
     """
 
     def __init__(self, build, decays, depth):
         self._build, self.decays, self.depth = build, dict(decays), depth
-        self._field = None
+        self._field, self._built = None, False
         self._starts = {}
 
     @property
     def field(self):
-        """The stationary field (unbound where the exact one has late-bound constants)."""
-        if self._field is None:
-            self._field = self._build()
+        """The stationary counterpart (unbound where the exact field has late-bound
+        constants); ``None`` where the flow has no stationary limit."""
+        if not self._built:
+            try:
+                self._field = self._build()
+            except Refused:
+                self._field = None
+            self._built = True
         return self._field
 
     def start(self, prec, late=None):

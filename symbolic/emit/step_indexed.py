@@ -20,8 +20,10 @@ transient: from ``N = start + m`` (``start`` of :mod:`.stationary_limit`, the ``
 periodic weights' slower approach, as in :mod:`.cyclic_tail`) the weights of every step since
 the transient equal their periodic limits and the steps before it are below the working
 precision, so ``F^(n)`` equals ``F^(N + (n - N) mod m)`` there: a call at any ``n`` costs at
-most a call at ``N + m``.  A schedule given as a list is not assumed periodic, and a step that
-reads ``n`` has transients of its own: both are evaluated at ``n`` itself.
+most a call at ``N + m``.  A schedule given as a list is not assumed periodic, a step that
+reads ``n`` has transients of its own, and a flow without a full-batch stationary limit
+(centered RMSprop, whose ``v - a^2`` may vanish under the root) may have none periodic either:
+all three are evaluated at ``n`` itself.
 """
 from __future__ import annotations
 
@@ -101,7 +103,8 @@ class StepIndexedField:
                    self.params, backend, None, cse) for b in range(len(provider.losses))]
         self.limit = None
         if periodic and provider.schedule is None and self.field.sums:
-            self.limit = StationaryLimit(None, {d: subs.get(d) for d in flow.optimizer.decays},
+            self.limit = StationaryLimit(lambda: flow.terms("full", stationary=True),
+                                         {d: subs.get(d) for d in flow.optimizer.decays},
                                          max(sum_depth(e) for e in exprs))
 
     def bind(self, **values):
@@ -115,8 +118,9 @@ class StepIndexedField:
     def periodic_start(self):
         """``N`` of the module docstring at the current working precision (``None`` where the
         field is not periodic)."""
-        start = None if self.limit is None else self.limit.start(self.field.precision,
-                                                                   self.field.bound_values)
+        if self.limit is None or self.limit.field is None:
+            return None
+        start = self.limit.start(self.field.precision, self.field.bound_values)
         return None if start is None else start + self.m
 
     @property
