@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..components import LossProvider, lower
+from ..components import LossProvider
 from ..family import h as h_sym
 from ..family import n as n_sym
 from .arrays import resolve_dtype
@@ -32,7 +32,7 @@ from .full_batch import FullBatchField
 from .minibatch import MiniBatchField
 from .stationary_limit import StationaryLimit, sum_depth
 from .step_indexed import StepIndexedField
-from .values import check_backend, resolve_values, resolve_symbols
+from .values import check_backend, lowered_with_values, resolve_values, resolve_symbols
 
 __all__ = ["lambdify_flow", "FullBatchField", "OneBatchField"]
 
@@ -55,9 +55,7 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
         if _one_batch_applies(flow, stationary, backend, dtype):
             return OneBatchField(flow, provider, subs, backend, cse, late_symbols)
         def build(stationary):
-            F = flow.F("full", stationary)
-            cache = {}
-            exprs = [(-lower(F, j, provider, cache)).xreplace(subs) for j in range(provider.p)]
+            exprs = lowered_with_values(flow.F("full", stationary), provider.p, provider, subs)
             return FullBatchField(exprs, provider.params, backend, dtype, cse, late_symbols,
                                   flow.optimizer.decays)
 

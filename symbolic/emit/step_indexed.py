@@ -29,13 +29,12 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..components import lower
 from ..family import n as n_sym
 from .arrays import as_points, resolve_dtype, stack_components
 from .full_batch import FullBatchField
 from .kernel import Kernel
 from .stationary_limit import StationaryLimit, sum_depth
-from .values import check_step
+from .values import check_step, lowered_with_values
 
 __all__ = ["StepIndexedField"]
 
@@ -91,8 +90,7 @@ class StepIndexedField:
         self.params, self.p = list(provider.params), provider.p
         self.dtype = resolve_dtype(backend)
         lowering = _StepLowering(self.params, n_sym)
-        F, cache = flow.F("mini"), {}
-        exprs = [(-lower(F, j, lowering, cache)).xreplace(subs) for j in range(self.p)]
+        exprs = lowered_with_values(flow.F("mini"), self.p, lowering, subs)
         self._named = [(sp.lambdify([n_sym], step, "math"), slot)
                        for (step, slot) in lowering.named]
         self.late = list(late)
