@@ -2,20 +2,22 @@
 
 A full-batch flow's ``F^(n)(theta)`` depends on the step index only through its memory: the
 weights of past inputs (``d^(n-k)``, bias corrections ``1/(1 - d^(n+1))``) and the past steps'
-own terms ``F0^(l)``, ``F1^(l)``, which depend on ``l`` the same way.  Each decay ``d`` in
-``[0, 1)`` makes these transients decay like ``d^l``; with ``tol = 2^-(prec+GUARD)``:
+own terms ``F0^(k)``, ``F1^(k)``, which depend on ``k`` the same way.  With ``d`` the largest
+decay in ``[0, 1)``:
 
-* from the step ``T`` with ``3 d^(T+1) <= tol (1-d)^3`` for every decay (the tail start of
-  :mod:`.cyclic_tail` with period 1), every weight and every past step's term equals its
-  limit to ``tol`` relative;
-* the steps before ``T`` enter a sum over past steps, nested at most ``depth`` deep, with a
-  weight at most ``(n+1)^depth d^(n-T)``: from the least ``N >= T`` with
-  ``3 (n+1)^depth d^(n-T) <= tol (1-d)^3`` they are below ``tol`` too.
+* step ``k``'s own weights and terms differ from their limits by ``O(d^(k+1))`` relative (the
+  deviation of an EMA's weights, as in :mod:`.cyclic_tail`; ``1/(1-d)`` per sum of them);
+* step ``k`` enters a sum over past steps at ``n`` with a weight ``O(d^(n-k))`` (a sum without a
+  geometric weight enters as a difference ``sum_{l=k}^{n-1}``, which converges), so its share of
+  ``F^(n) - F^(oo)`` is ``O(d^(n+1))``, whatever ``k``; nested at most ``depth`` deep, there are
+  at most ``(n+1)^(depth+1)`` of them.
 
-From :meth:`StationaryLimit.start` on, the field is therefore the stationary field
-(``stationary=True``: the ``n -> oo`` limit of the same derivation) at the working precision,
-``O(1)`` per call where the exact field's node tables (:mod:`.nested_sums`) cost ``O(n)``.  The
-exact arithmetic (``flow.field``) never takes this path; a step that reads ``n`` itself (NAdam's
+From the least ``N`` with ``3 (N+1)^(depth+1) d^(N+1) <= tol (1-d)^3``, ``tol = 2^-(prec+GUARD)``
+(the ``(1-d)^3`` and the ``3`` as in the tail start of :mod:`.cyclic_tail`), the deviation is
+below ``tol`` relative.  From :meth:`StationaryLimit.start` on, the field is therefore the
+stationary field (``stationary=True``: the ``n -> oo`` limit of the same derivation) at the
+working precision, ``O(1)`` per call where the exact field's node tables (:mod:`.nested_sums`)
+cost ``O(n)``.  The exact arithmetic (``flow.field``) never takes this path; a step that reads ``n`` itself (NAdam's
 momentum schedule) has transients of its own and is not given a limit, nor is a flow with no
 stationary limit (its derivation refused: centered RMSprop, whose coefficients grow with ``n``).
 """
@@ -62,11 +64,20 @@ def limit_start(decays, prec, depth):
             if not 0 < d < 1:
                 continue
             margin = mpmath.log(tol) + 3 * mpmath.log(1 - d) - mpmath.log(3)
-            T = max(0, int(math.ceil(margin / mpmath.log(d))) - 1)
-            lag = max(1, int(math.ceil(margin / mpmath.log(d))))
-            while depth * mpmath.log(T + lag + 1) + lag * mpmath.log(d) > margin:
-                lag += max(1, lag // 8)
-            start = max(start, T + lag)
+            N = max(0, int(math.ceil(margin / mpmath.log(d))) - 1)
+
+            def above(m):
+                return (depth + 1) * mpmath.log(m + 1) + (m + 1) * mpmath.log(d) > margin
+            step = max(1, N // 16)
+            while above(N):                      # coarse steps up, then back to the least
+                N += step
+            while step > 1:
+                step //= 2
+                if not above(N - step):
+                    N -= step
+            while N > 0 and not above(N - 1):
+                N -= 1
+            start = max(start, N)
     return start
 
 
