@@ -148,7 +148,7 @@ class _Lowering:
                 return None
             outside, inside = split
             inside = inside.xreplace({J: self.J})
-            ratio = geometric_ratio(inside, self.U, self.J, self.U)
+            ratio = _ratio(inside, self.U, self.J, self.n)
             groups.setdefault((outside, ratio), []).append(inside)
         out = sp.S.Zero
         for (outside, ratio), insides in groups.items():
@@ -156,6 +156,25 @@ class _Lowering:
             for sign, arg in pieces:
                 out += sign * outside.xreplace({self.U: arg}) * P(arg)
         return out
+
+
+def _ratio(inside, U, J, n):
+    """``inside(U+1, j) / inside(U, j)`` of a separated summand, which depends on ``U`` only
+    through geometric weights ``r^(c U + ...)``: the product of their ``r^c``, read off the
+    factors; :func:`~.running_sums.geometric_ratio` (which divides and simplifies the whole
+    summand) where a factor has another form; ``None`` for a summand that keeps a loop."""
+    if inside.has(sp.Sum):
+        return None
+    ratio = sp.S.One
+    for factor in sp.Mul.make_args(inside):
+        if U not in free_symbols(factor):
+            continue
+        form = (_affine(factor.exp, [U, J, n])
+                if factor.is_Pow and U not in free_symbols(factor.base) else None)
+        if form is None:
+            return geometric_ratio(inside, U, J, U)
+        ratio *= factor.base ** form[0].get(U, 0)
+    return ratio
 
 
 def _depends(e, J, others):
