@@ -30,7 +30,8 @@ def flow():
 
 
 def tables_only(field):
-    """The same field without its stationary limit: every step by the node tables."""
+    """The same field without its stationary limit (full batch) or its periodic start (mini
+    batch): every step by the node tables."""
     out = object.__new__(type(field))
     out.__dict__.update(field.__dict__)
     out.limit = None
@@ -123,9 +124,7 @@ def test_mini_batch_is_periodic_past_the_transient(flow, rho, mu, eps, point, re
                 h=sp.Rational(1, 64))
     field = flow.lambdify(LOSSES, [x, y], **vals)
     assert isinstance(field, StepIndexedField) and field.limit is not None
-    every = object.__new__(type(field))
-    every.__dict__.update(field.__dict__)
-    every.limit = None
+    every = tables_only(field)
     with mpmath.workdps(dps):
         theta = [mpmath.mpf(point[0]) / 10, mpmath.mpf(point[1]) / 10]
         N = field.periodic_start() + residue

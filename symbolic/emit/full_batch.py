@@ -36,15 +36,15 @@ class FullBatchField:
     exact), ``source`` (the printed code), ``backend``, ``dtype``, ``p``, ``late`` (symbols
     still to be bound), ``sums`` (the sums over past steps, :class:`~.past_sums.PastSums`).
     ``step_data=True``: the sums read per-step data, given per call as ``data``
-    (:class:`~.step_indexed.StepIndexedField` builds such fields).  ``limit``: a
-    :class:`~.stationary_limit.StationaryLimit` (or ``None``); from its :meth:`limit_start` on,
-    a call evaluates the stationary field instead (module docstring).
+    (:class:`~.step_indexed.StepIndexedField` builds such fields).  The attribute ``limit``: a
+    :class:`~.stationary_limit.StationaryLimit` set by the builder, or ``None``; from
+    :meth:`limit_start` on, a call evaluates the stationary field instead (module docstring).
     """
 
     _MEMO_SIZE = 4096
 
     def __init__(self, exprs, params, backend, dtype=None, cse=True, late=(), decays=(),
-                 step_data=False, limit=None):
+                 step_data=False):
         self.expressions = list(exprs)
         self.params = list(params)
         self.p = len(self.params)
@@ -66,7 +66,7 @@ class FullBatchField:
         self._bound = None if self.late else []
         self._exact_late = []
         self._memo = {}
-        self.limit = limit
+        self.limit = None
         self._limit_field = None
 
     def bind(self, **values):

@@ -17,9 +17,10 @@ From the least ``N`` with ``3 (N+1)^(depth+1) d^(N+1) <= tol (1-d)^3``, ``tol = 
 below ``tol`` relative.  From :meth:`StationaryLimit.start` on, the field is therefore the
 stationary field (``stationary=True``: the ``n -> oo`` limit of the same derivation) at the
 working precision, ``O(1)`` per call where the exact field's node tables (:mod:`.nested_sums`)
-cost ``O(n)``.  The exact arithmetic (``flow.field``) never takes this path; a step that reads ``n`` itself (NAdam's
-momentum schedule) has transients of its own and is not given a limit, nor is a flow with no
-stationary limit (its derivation refused: centered RMSprop, whose coefficients grow with ``n``).
+cost ``O(n)``.  The exact arithmetic (``flow.field``) never takes this path; a step that reads
+``n`` itself (NAdam's momentum schedule) has transients of its own and is not given a limit,
+nor is a flow with no stationary limit (its derivation refused: centered RMSprop, whose
+coefficients grow with ``n``).
 """
 from __future__ import annotations
 
