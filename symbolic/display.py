@@ -54,9 +54,9 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
                (isinstance(f, sp.Pow) and isinstance(f.base, ATOMS[1:])) or
                isinstance(f, sp.Sum) and is_field(f)]
         key = sp.Mul(*ops)
-        groups[key] = groups.get(key, 0) + term / key
+        groups.setdefault(key, []).append(term / key)
     out, spent = [], 0
-    for k, c in groups.items():
+    for k, c in ((k, sp.Add(*cs)) for k, cs in groups.items()):
         ops = sp.count_ops(c)
         bound = max(max_ops, CANCEL_MAX_OPS) if _rational(c) else max_ops
         if ops <= bound and spent + ops <= max(SIMPLIFY_TOTAL_OPS, bound):
@@ -168,9 +168,9 @@ def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
         for f in sp.Mul.make_args(_pull_common(term)):
             (point if is_field(f) else scal).append(f)
         key = sp.Mul(*point)
-        sub[key] = sub.get(key, 0) + sp.Mul(*scal)
+        sub.setdefault(key, []).append(sp.Mul(*scal))
     out = []
-    for key, s in sub.items():
+    for key, s in ((key, sp.Add(*parts)) for key, parts in sub.items()):
         closed = [t for t in sp.Add.make_args(s) if not t.has(sp.Sum)]
         sums = [t for t in sp.Add.make_args(s) if t.has(sp.Sum)]
         closed = sp.Add(*closed)

@@ -210,9 +210,9 @@ def _average_over_permutations(exprs, slots, m):
         groups = {}
         for term in sp.Add.make_args(sp.expand(e)):
             key = tuple(sorted(term.free_symbols & set(slots), key=slots.index))
-            groups[key] = groups.get(key, 0) + term
+            groups.setdefault(key, []).append(term)
         acc = sp.S.Zero
-        for key, part in groups.items():
+        for key, part in ((key, sp.Add(*terms)) for key, terms in groups.items()):
             tuples = list(permutations(range(m), len(key)))
             acc += sp.Add(*[part.xreplace(dict(zip(key, map(sp.Integer, t))))
                             for t in tuples]) / len(tuples)

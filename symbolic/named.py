@@ -78,7 +78,7 @@ def split_coefficient(c, memory):
         parts = _separate(term, memory)
         if parts is None:
             return None
-        groups[parts[1]] = groups.get(parts[1], 0) + parts[0]
-    terms = tuple((m, sp.factor(K * a)) for m, a in sorted(groups.items(),
-                                                             key=lambda t: sp.default_sort_key(t[0])))
+        groups.setdefault(parts[1], []).append(parts[0])
+    terms = tuple((m, sp.factor(K * sp.Add(*a)))
+                  for m, a in sorted(groups.items(), key=lambda t: sp.default_sort_key(t[0])))
     return SplitCoefficient(sp.Mul(*P), terms)

@@ -308,9 +308,9 @@ def matrix_free(expr, label="F"):
             base = f.base if f.is_Pow else f
             (mono if base in syms and (not f.is_Pow or f.exp.is_Integer) else coeff).append(f)
         key = sp.Mul(*mono)
-        groups[key] = groups.get(key, sp.S.Zero) + sp.Mul(*coeff)
+        groups.setdefault(key, []).append(sp.Mul(*coeff))
     monomials = []
-    for mono, coeff in groups.items():
+    for mono, coeff in ((mono, sp.Add(*parts)) for mono, parts in groups.items()):
         coeff = _simplify_coefficient(coeff)
         if coeff.free_symbols & set(syms):
             raise ValueError(f"{label}: a contraction enters non-polynomially: {coeff}")
