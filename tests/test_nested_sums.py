@@ -6,10 +6,12 @@ same rational exactly, for sums generated at random in the shapes the derivation
 geometric weights in enclosing indices, lower limits at an enclosing index, products of inner
 sums, limits that are not affine or ranges that may run backwards (those keep their loops).
 """
+from fractions import Fraction
+
 import mpmath
 import pytest
 import sympy as sp
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from conftest import examples
 from modeq.symbolic.emit.nested_sums import NestedSums
@@ -80,10 +82,18 @@ def test_node_tables_equal_the_loops_exactly(sums, N, X):
     assert nested(N, X) == [brute(s, {n: sp.Integer(N), x: X}) for s in sums]
 
 
+_J = sp.Dummy("j0", integer=True)
+_F = D0(_J) / (2 + sp.Rational(1, 3) ** _J)
+
+
 @settings(max_examples=examples(40), deadline=None)
 @given(sums=st.lists(nested_sum(data=True), min_size=1, max_size=2), N=st.integers(0, 7),
        schedule=st.lists(st.integers(0, 2), min_size=8, max_size=8),
        X=st.fractions(-2, 2, max_denominator=5))
+# found by the long profile: a loop kept (its range may run backwards) over the symbol of the
+# enclosing sum; its per-step data was read as the enclosing step's
+@example(sums=[sp.Sum(_F * sp.Sum(_F, (_J, _J, n)), (_J, 0, 2 * n))], N=1,
+         schedule=[0, 1, 0, 0, 0, 0, 0, 0], X=Fraction(0))
 def test_node_tables_read_per_step_data_exactly(sums, N, schedule, X):
     """Per-step data (step ``k`` reads ``rows[batch(k)]``, the schedule repeated), in
     recurrences and in the loops that keep them, against every term added up with the data

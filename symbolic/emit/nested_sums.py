@@ -107,6 +107,11 @@ class _Lowering:
             if out is None:            # printed as loops: the nodes of its inner sums unused
                 del self.nodes[mark:]
                 self._ids = {key: i for key, i in self._ids.items() if i < mark}
+                if _shadows(j, scope, self.n):
+                    # its own index, renamed: the enclosing one is renamed to the nodes' common
+                    # index later, and the per-step data it reads must not be taken for its own
+                    D = sp.Dummy("j", integer=True)
+                    return sp.Sum(f.xreplace({j: D}), (D, lo, hi))
                 return e
             return out
         if not e.args or not e.has(sp.Sum):
@@ -123,7 +128,7 @@ class _Lowering:
     def _lower_sum(self, f, j, lo, hi, scope):
         others = {v for v, _, _ in scope}
         J = j
-        if j in others or j == self.n:
+        if _shadows(j, scope, self.n):
             # the index shadows an enclosing one: renamed (SymPy rebuilds and re-evaluates the
             # whole summand, so only where it must be)
             J = sp.Dummy("j", integer=True)
@@ -156,6 +161,11 @@ class _Lowering:
             for sign, arg in pieces:
                 out += sign * outside.xreplace({self.U: arg}) * P(arg)
         return out
+
+
+def _shadows(j, scope, n):
+    """Whether the summation index ``j`` is also an enclosing index (or ``n``)."""
+    return j == n or any(j == v for v, _, _ in scope)
 
 
 def _ratio(inside, U, J, n):
