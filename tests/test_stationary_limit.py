@@ -149,6 +149,18 @@ def test_no_stationary_limit_no_hand_over(monkeypatch):
     assert centered.lambdify(LOSSES, [x, y], **vals).periodic_start() is None
 
 
+def test_below_the_start_the_stationary_flow_is_not_derived(flow):
+    """Full and mini batch: the stationary counterpart (a derivation) is built only once a call
+    reaches the start."""
+    vals = dict(rho="3/5", mu="3/10", eps="1/10", h="1/64")
+    theta = [mpmath.mpf(1), mpmath.mpf("0.3")]
+    for field in (flow.lambdify(E, [x, y], **vals), flow.lambdify(LOSSES, [x, y], **vals)):
+        field(5, theta)
+        assert not field.limit._built
+        field(10 ** 6, theta)
+        assert field.limit._built
+
+
 def test_a_schedule_given_as_a_list_is_not_assumed_periodic(flow):
     field = flow.lambdify(LOSSES, [x, y], schedule=[0, 1, 2] * 4, rho="3/5", mu="3/10",
                           eps="1/10", h="1/64")

@@ -26,7 +26,6 @@ import sympy as sp
 
 from ..components import LossProvider
 from ..family import h as h_sym
-from ..family import n as n_sym
 from .arrays import resolve_dtype
 from .full_batch import FullBatchField
 from .minibatch import MiniBatchField
@@ -60,7 +59,7 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
                                   flow.optimizer.decays)
 
         field = build(stationary)
-        if not stationary and field.sums.nested and not _reads_n(flow.optimizer):
+        if not stationary and field.sums.nested and not flow.optimizer.uses_n:
             decays = {d: subs.get(d) for d in flow.optimizer.decays}
             field.limit = StationaryLimit(lambda: build(True), decays,
                                           max(sum_depth(e) for e in field.expressions))
@@ -72,17 +71,10 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
                          "works in each backend's default precision")
     if not flow.batch_grouped:
         return StepIndexedField(flow, provider, subs, backend, cse, late_symbols,
-                                periodic=not _reads_n(flow.optimizer))
+                                periodic=not flow.optimizer.uses_n)
     if late:
         raise ValueError("late= is supported for full-batch flows and step-indexed mini batch")
     return MiniBatchField(flow, provider, subs, backend, cse)
-
-
-def _reads_n(optimizer):
-    """Whether the step or a state's input reads the step index itself (a schedule in ``n``,
-    not a memory transient)."""
-    return any(n_sym in e.free_symbols for e in [optimizer.step, *(s.of for s in
-                                                                    optimizer.states)])
 
 
 def _one_batch_applies(flow, stationary, backend, dtype):

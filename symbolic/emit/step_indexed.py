@@ -116,7 +116,13 @@ class StepIndexedField:
     def periodic_start(self):
         """``N`` of the module docstring at the current working precision (``None`` where the
         field is not periodic)."""
-        if self.limit is None or self.limit.field is None:
+        start = self._start()
+        return None if start is None or self.limit.field is None else start
+
+    def _start(self):
+        """``N`` before asking whether the flow has a stationary limit (a derivation, made only
+        once a call reaches ``N``)."""
+        if self.limit is None:
             return None
         start = self.limit.start(self.field.precision, self.field.bound_values)
         return None if start is None else start + self.m
@@ -127,8 +133,8 @@ class StepIndexedField:
 
     def __call__(self, n, theta):
         n = check_step(n, True)
-        start = self.periodic_start()
-        if start is not None and n >= start:
+        start = self._start()
+        if start is not None and n >= start and self.limit.field is not None:
             n = start + (n - start) % self.m
         x = as_points(theta, self.p, self.backend, self.dtype)
         device = getattr(x, "device", None)
