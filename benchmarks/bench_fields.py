@@ -177,7 +177,8 @@ def nested(limit=600):
                   f"the stationary field from n = {row[1]}")
         elif row[0] == "mini":
             print(f"same, mini batch (3 batches, cyclic): periodic from n = {row[1]} (a call at "
-                  f"n is the call at its residue there)")
+                  f"n is the call at its residue there, its node tables started there by "
+                  f"their periodic closed form)")
         else:
             n, t, every = int(row[0]), float(row[1]), float(row[2])
             first = t if n == 10 else first

@@ -115,7 +115,8 @@ def test_mini_batch_is_periodic_past_the_transient(flow, rho, mu, eps, point, re
     """Mini batch, cyclic schedule of 3 batches, outside the batch grouping (step-indexed):
     from the periodic start on, the node tables over every past step give the same field
     ``periods`` whole periods later, to a few units of the working precision; a call at any
-    later step is the call at its representative."""
+    later step is the call at its representative (its tables started at the periodic start
+    by their closed form, test_periodic_tables.py)."""
     for loss in LOSSES:
         gradient = [float(sp.diff(loss, v).subs({x: point[0] / 10, y: point[1] / 10}))
                     for v in (x, y)]
@@ -132,7 +133,8 @@ def test_mini_batch_is_periodic_past_the_transient(flow, rho, mu, eps, point, re
         scale = max(abs(v) for v in first)
         for a, b in zip(first, later):
             assert abs(a - b) <= 2 ** (8 - mpmath.mp.prec) * scale
-        assert field(N + 3 * 10 ** 9, theta) == first
+        for a, b in zip(field(N + 3 * 10 ** 9, theta), first):   # tables from N: node_tables
+            assert abs(a - b) <= 2 ** (8 - mpmath.mp.prec) * scale
 
 
 def test_no_stationary_limit_no_hand_over(monkeypatch):

@@ -36,7 +36,8 @@ class FullBatchField:
     exact), ``source`` (the printed code), ``backend``, ``dtype``, ``p``, ``late`` (symbols
     still to be bound), ``sums`` (the sums over past steps, :class:`~.past_sums.PastSums`).
     ``step_data=True``: the sums read per-step data, given per call as ``data``
-    (:class:`~.step_indexed.StepIndexedField` builds such fields).  The attribute ``limit``: a
+    (:class:`~.step_indexed.StepIndexedField` builds such fields, and passes ``period = (N0,
+    m)`` past their periodic start: the node tables start there, :mod:`.node_tables`).  The attribute ``limit``: a
     :class:`~.stationary_limit.StationaryLimit` set by the builder, or ``None``; from
     :meth:`limit_start` on, a call evaluates the stationary field instead (module docstring).
     """
@@ -127,7 +128,7 @@ class FullBatchField:
         self._memo[key] = out
         return out
 
-    def __call__(self, n, theta, data=None):
+    def __call__(self, n, theta, data=None, period=None):
         if self._bound is None:
             raise ValueError(f"this field has late-bound constants {[str(s) for s in self.late]}"
                              f": call .bind({self.late[0]}=...) first")
@@ -146,7 +147,7 @@ class FullBatchField:
                 return outs
         device = getattr(x, "device", None)
         head = [n, *x, *self._late_values(device), *self._coefficient_values(n, device)]
-        outs = self.kernel(*head, *self.sums(head, device, data), device=device)
+        outs = self.kernel(*head, *self.sums(head, device, data, period), device=device)
         if self.backend == "mpmath":
             return list(outs)
         return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)

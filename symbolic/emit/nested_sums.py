@@ -42,6 +42,7 @@ import sympy as sp
 
 from . import mpfr
 from .kernel import Kernel
+from .node_tables import NotFinite, NotPeriodic, PeriodicRun, TableRun
 from .prepare import free_symbols, fresh_names
 from .running_sums import geometric_ratio
 
@@ -388,14 +389,24 @@ class NestedSums:
         out.sort(key=lambda g: g[0])
         return [(members, base, direct) for _, members, base, direct in out]
 
-    def __call__(self, *head, device=None, data=None):
+    def __call__(self, *head, device=None, data=None, period=None):
         """The sums' values; ``data = (rows, batch)``: the per-step data ``_D<slot>(k)`` of the
         summands is ``rows[batch(k)][slot]`` (a mini-batch flow: each past step with the
-        derivatives of its own batch)."""
+        derivatives of its own batch); ``period = (N0, m, bits)``: the tables start at
+        ``N0 - 1`` by the periodic closed form (:class:`~.node_tables.PeriodicRun`) where it
+        applies, else from the first step."""
         head = [*head, *self._reader_values(data)]
         values = list(self._invariants(*head, device=device))
-        run = _Run(self, head, head[self._n], values[:self._inv], values[self._inv:], device,
-                   data=data)
+        run = lambda kind, **extra: kind(self, head, head[self._n], values[:self._inv],
+                                         values[self._inv:], device, data=data, **extra)
+        if period is not None:
+            try:
+                return self._top(run(PeriodicRun, period=period), head, device)
+            except NotPeriodic:
+                pass
+        return self._top(run(TableRun), head, device)
+
+    def _top(self, run, head, device=None):
         values = [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
         return list(self._kernel(*head, *values, device=device))
 
@@ -413,7 +424,7 @@ class NestedSums:
         """Whether :meth:`fast` applies (mpmath kernels, gmpy2 installed)."""
         return self._fast is not None
 
-    def fast(self, prec, *head, data=None):
+    def fast(self, prec, *head, data=None, period=None):
         """The same values in MPFR arithmetic (:mod:`.mpfr`) at ``prec`` bits, inside
         ``with mpfr.context(prec)``, the head values (and ``data``'s rows) ``mpfr`` or ints
         (``n``); ``None`` where a value is not finite (then call the mpmath path)."""
@@ -421,73 +432,19 @@ class NestedSums:
         values = invariants(prec, *head)
         if values is None:
             return None
-        run = _Run(self, head, head[self._n], values[:self._inv], values[self._inv:], None,
-                   (prec, groups), data)
+        run = lambda kind, **extra: kind(self, head, head[self._n], values[:self._inv],
+                                         values[self._inv:], None, (prec, groups), data,
+                                         **extra)
         try:
-            values = [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
-        except _NotFinite:
+            if period is not None:
+                try:
+                    return self._fast_top(run(PeriodicRun, period=period), head, prec, top)
+                except NotPeriodic:
+                    pass
+            return self._fast_top(run(TableRun), head, prec, top)
+        except NotFinite:
             return None
+
+    def _fast_top(self, run, head, prec, top):
+        values = [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
         return top(prec, *head, *values)
-
-
-class _NotFinite(ArithmeticError):
-    """A summand of the MPFR path is not finite."""
-
-
-class _Run:
-    """The node tables of one evaluation."""
-
-    def __init__(self, sums, head, n, invariants, ratios, device, fast=None, data=None):
-        self.groups, self.where, self.index = sums._groups, sums._where, sums._index
-        self.data = data
-        self.fast = fast                         # (prec, the groups' MPFR kernels) or None
-        self.n, self.device = int(n), device
-        self.args = [*head, *invariants]
-        self.ratios = ratios
-        # per group: [P(base - 1) = 0, P(base), ...] per member
-        self.tables = [[[0] for _ in g.members] for g in self.groups]
-        self.direct = [{} for _ in self.groups]
-
-    def value(self, key, U):
-        """A node's table entry ``P(U)`` or the per-step data ``_D<slot>(U)``."""
-        kind, i = key
-        if kind == "P":
-            return self.get(i, U)
-        if self.data is None:
-            raise ValueError("these sums read per-step data: pass data=(rows, batch)")
-        rows, batch = self.data
-        return rows[batch(int(U))][i]
-
-    def summands(self, g, U, j):
-        group = self.groups[g]
-        apps = [self.value(key, arg(self.n, U, j)) for key, arg in group.apps]
-        if self.fast is not None:
-            prec, kernels = self.fast
-            outs = kernels[g](prec, *self.args, U, j, *apps)
-            if outs is None:
-                raise _NotFinite
-            return outs
-        return group.kernel(*self.args, self.index(U), self.index(j), *apps,
-                            device=self.device)
-
-    def get(self, i, U):
-        g, slot = self.where[i]
-        group = self.groups[g]
-        U = int(U)
-        if U < group.base:
-            return 0
-        if group.direct:
-            memo = self.direct[g]
-            if U not in memo:
-                total = 0
-                for j in range(group.base, U + 1):
-                    total = total + self.summands(g, U, j)[0]
-                memo[U] = total
-            return memo[U]
-        tables = self.tables[g]
-        while len(tables[slot]) <= U - group.base + 1:
-            u = group.base - 1 + len(tables[slot])
-            outs = self.summands(g, u, u)
-            for table, r, s in zip(tables, group.ratios, outs):
-                table.append(self.ratios[r] * table[-1] + s)
-        return tables[slot][U - group.base + 1]

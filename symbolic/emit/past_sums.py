@@ -73,11 +73,13 @@ class PastSums:
                                       self._dtype, self._cse)
         return self._tables
 
-    def __call__(self, head, device=None, data=None):
+    def __call__(self, head, device=None, data=None, period=None):
+        """The sums' values; ``period = (N0, m)``: a mini-batch field periodic from ``N0`` with
+        period ``m`` (mpmath: the node tables start there, :mod:`.node_tables`)."""
         n = head[0]
         if self.nested or (self._backend == "mpmath" and n is not None
                            and n <= self.tables_up_to):
-            return self._by_tables(head, device, data)
+            return self._by_tables(head, device, data, period)
         out = []
         for limits, summands, enclosure, count in self._loops:
             lo, hi = (int(v) for v in limits(n))
@@ -92,21 +94,22 @@ class PastSums:
             out += totals
         return out
 
-    def _by_tables(self, head, device, data):
+    def _by_tables(self, head, device, data, period=None):
         tables = self.tables
         if self._backend != "mpmath":
             return tables(*head, device=device, data=data)
         import mpmath
         prec = mpmath.mp.prec
         guarded = prec + GUARD_BITS
+        period = None if period is None else (*period, prec)
         with mpmath.workprec(guarded):
             if tables.has_fast:
                 outs = mpfr.run(guarded, lambda: tables.fast(
-                    guarded, *map(mpfr.from_mpf, head), data=_in_mpfr(data)),
+                    guarded, *map(mpfr.from_mpf, head), data=_in_mpfr(data), period=period),
                     lambda r: mpfr.to_mpf(r, prec))
                 if outs is not None:
                     return outs
-            values = tables(*head, data=data)
+            values = tables(*head, data=data, period=period)
         return [+v for v in values]
 
 

@@ -1,0 +1,178 @@
+"""One evaluation of the node tables of :mod:`.nested_sums`: from the first step, or periodic.
+
+:class:`TableRun` fills each node's table ``P(U) = r P(U-1) + s(U)`` from ``P(base - 1) = 0``
+on, one step at a time, as far as the values asked for need: ``O(n)`` per call.
+
+:class:`PeriodicRun` is for a mini-batch field with the cyclic schedule of period ``m`` past its
+transient (:mod:`.step_indexed`): from a step ``N0`` on, every summand ``s(U)`` repeats with
+the period up to a polynomial in the number of whole periods, ``s(N0 + b m + i) = y_i(b)``
+(a node of ratio ``1``, such as ``sum_{l=k}^{n-1} F0^(l)``, grows by a fixed amount per
+period, and nodes that read it inherit that growth).  The table then starts at ``N0 - 1``:
+
+* ratio ``|r| < 1``: the past before ``N0`` is the same polynomial-periodic input continued
+  backwards (the steps before the transient are below the working precision), so with Newton's
+  differences ``D^d y_i`` over the first ``deg + 1`` periods and ``z = r^m``
+
+      P(N0 - 1) = sum_i r^(m-1-i) sum_{d=0}^{deg} (-1)^d D^d y_i / (1 - z)^(d+1)
+
+  (``sum_{c>=1} z^(c-1) C(c+d-1, d) = (1-z)^-(d+1)``);
+* ratio ``1``: ``P(N0 - 1) = 0``.  Such a table holds a sum over past steps up to a constant,
+  which cancels: the lowering reads it only as differences ``P(hi) - P(lo - 1)`` (a lower
+  limit above its base) or, from the base, under a weight that has decayed below the working
+  precision (torch's first-input term ``(1 - c) d^n``).
+
+Each group's fit is checked on one more period (``y_i(deg + 1)`` predicted to the working
+precision); a summand that is not of that form, a table without a recurrence, a ratio outside
+``(-1, 1]`` or a value asked for before ``N0 - 1`` raise :class:`NotPeriodic`, and the caller
+fills the tables from the first step instead.  The cost is ``O((deg + 3) m)`` summands per node,
+whatever ``n``.
+"""
+from __future__ import annotations
+
+__all__ = ["TableRun", "PeriodicRun", "NotFinite", "NotPeriodic", "DEGREE"]
+
+#: the degree of the polynomials in the number of periods fitted (each node of ratio 1 adds
+#: one to the nodes that read it: two for the products of two such sums at order 2); a summand
+#: of higher degree fails the check and its tables are filled from the first step
+DEGREE = 2
+
+
+class NotFinite(ArithmeticError):
+    """A summand of the MPFR path is not finite."""
+
+
+class NotPeriodic(ValueError):
+    """The periodic closed form does not apply to this evaluation (module docstring)."""
+
+
+class TableRun:
+    """The node tables of one evaluation, filled from the first step."""
+
+    def __init__(self, sums, head, n, invariants, ratios, device, fast=None, data=None):
+        self.groups, self.where, self.index = sums._groups, sums._where, sums._index
+        self.data = data
+        self.fast = fast                         # (prec, the groups' MPFR kernels) or None
+        self.n, self.device = int(n), device
+        self.args = [*head, *invariants]
+        self.ratios = ratios
+        # per group: [P(base - 1) = 0, P(base), ...] per member
+        self.tables = [[[0] for _ in g.members] for g in self.groups]
+        self.direct = [{} for _ in self.groups]
+
+    def value(self, key, U):
+        """A node's table entry ``P(U)`` or the per-step data ``_D<slot>(U)``."""
+        kind, i = key
+        if kind == "P":
+            return self.get(i, U)
+        if self.data is None:
+            raise ValueError("these sums read per-step data: pass data=(rows, batch)")
+        rows, batch = self.data
+        return rows[batch(int(U))][i]
+
+    def summands(self, g, U, j):
+        group = self.groups[g]
+        apps = [self.value(key, arg(self.n, U, j)) for key, arg in group.apps]
+        if self.fast is not None:
+            prec, kernels = self.fast
+            outs = kernels[g](prec, *self.args, U, j, *apps)
+            if outs is None:
+                raise NotFinite
+            return outs
+        return group.kernel(*self.args, self.index(U), self.index(j), *apps,
+                            device=self.device)
+
+    def get(self, i, U):
+        g, slot = self.where[i]
+        group = self.groups[g]
+        U = int(U)
+        if U < group.base:
+            return 0
+        if group.direct:
+            memo = self.direct[g]
+            if U not in memo:
+                total = 0
+                for j in range(group.base, U + 1):
+                    total = total + self.summands(g, U, j)[0]
+                memo[U] = total
+            return memo[U]
+        tables = self.tables[g]
+        while len(tables[slot]) <= U - group.base + 1:
+            u = group.base - 1 + len(tables[slot])
+            outs = self.summands(g, u, u)
+            for table, r, s in zip(tables, group.ratios, outs):
+                table.append(self.ratios[r] * table[-1] + s)
+        return tables[slot][U - group.base + 1]
+
+
+class PeriodicRun(TableRun):
+    """The tables of one evaluation started at ``N0 - 1`` by the closed form of the module
+    docstring; ``period = (N0, m, bits)``, ``bits`` the working precision of the check."""
+
+    def __init__(self, sums, head, n, invariants, ratios, device, fast=None, data=None,
+                 period=None):
+        super().__init__(sums, head, n, invariants, ratios, device, fast, data)
+        self.N0, self.m, bits = period
+        self.tol = 2.0 ** (-bits + 8)
+        self.started = [False] * len(self.groups)
+
+    def get(self, i, U):
+        g, slot = self.where[i]
+        group = self.groups[g]
+        U = int(U)
+        if group.direct or U < self.N0 - 1:
+            raise NotPeriodic(f"node {i} at step {U}")
+        if not self.started[g]:
+            self._start(g)
+        tables = self.tables[g]
+        while len(tables[slot]) <= U - self.N0 + 1:
+            u = self.N0 - 1 + len(tables[slot])
+            outs = self.summands(g, u, u)
+            for table, r, s in zip(tables, group.ratios, outs):
+                table.append(self.ratios[r] * table[-1] + s)
+        return tables[slot][U - self.N0 + 1]
+
+    def _start(self, g):
+        """``P(N0 - 1)`` of every member of group ``g`` (module docstring), and the tables
+        filled over the periods the fit used."""
+        self.started[g] = True
+        group, m, N0 = self.groups[g], self.m, self.N0
+        blocks = DEGREE + 2
+        s = [self.summands(g, u, u) for u in range(N0, N0 + blocks * m)]
+        starts = []
+        for slot, r in enumerate(group.ratios):
+            r = self.ratios[r]
+            series = [[s[b * m + i][slot] for b in range(blocks)] for i in range(m)]
+            diffs = [self._differences(y) for y in series]
+            if r == 1:
+                starts.append(0)
+                continue
+            if not abs(r) < 1:
+                raise NotPeriodic(f"ratio {r}")
+            z = r ** m
+            total = 0
+            for i, D in enumerate(diffs):
+                inner, sign, q = 0, 1, 1 / (1 - z)
+                for d in D:
+                    inner = inner + sign * d * q
+                    sign, q = -sign, q / (1 - z)
+                total = total + r ** (m - 1 - i) * inner
+            starts.append(total)
+        tables = [[p] for p in starts]
+        for outs in s:
+            for table, r, v in zip(tables, group.ratios, outs):
+                table.append(self.ratios[r] * table[-1] + v)
+        self.tables[g] = tables
+
+    def _differences(self, y):
+        """Newton's forward differences ``D^0 y_0 .. D^deg y_0`` of the first ``deg + 1``
+        values; :class:`NotPeriodic` unless they predict the last value to the precision."""
+        deg = len(y) - 2
+        rows, row = [], list(y)
+        while row:
+            rows.append(row[0])
+            row = [b - a for a, b in zip(row, row[1:])]
+        # rows[deg + 1] is the (deg+1)-th difference: zero for a polynomial of degree deg
+        scale = max(abs(v) for v in y)
+        if abs(rows[deg + 1]) > self.tol * (1 + scale) * 2 ** (deg + 1):
+            raise NotPeriodic("the summands are not polynomial-periodic")
+        return rows[:deg + 1]
