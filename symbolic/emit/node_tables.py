@@ -22,10 +22,10 @@ period, and nodes that read it inherit that growth).  The table then starts at `
   precision (torch's first-input term ``(1 - c) d^n``).
 
 Each group's fit is checked on one more period (``y_i(deg + 1)`` predicted to the working
-precision); a summand that is not of that form, a table without a recurrence, a ratio outside
-``(-1, 1]`` or a value asked for before ``N0 - 1`` raise :class:`NotPeriodic`, and the caller
-fills the tables from the first step instead.  The cost is ``O((deg + 3) m)`` summands per node,
-whatever ``n``.
+precision); a summand that is not of that form, a table without a recurrence or starting
+after ``N0``, a ratio outside ``(-1, 1]`` or a value asked for before ``N0 - 1`` raise
+:class:`NotPeriodic`, and the caller fills the tables from the first step instead.  The cost is
+``O((deg + 2) m)`` summands per node, whatever ``n``.
 """
 from __future__ import annotations
 
@@ -111,15 +111,14 @@ class PeriodicRun(TableRun):
     def __init__(self, sums, head, n, invariants, ratios, device, fast=None, data=None,
                  period=None):
         super().__init__(sums, head, n, invariants, ratios, device, fast, data)
-        self.N0, self.m, bits = period
-        self.tol = 2.0 ** (-bits + 8)
+        self.N0, self.m, self.bits = period
         self.started = [False] * len(self.groups)
 
     def get(self, i, U):
         g, slot = self.where[i]
         group = self.groups[g]
         U = int(U)
-        if group.direct or U < self.N0 - 1:
+        if group.direct or U < self.N0 - 1 or group.base > self.N0:
             raise NotPeriodic(f"node {i} at step {U}")
         if not self.started[g]:
             self._start(g)
@@ -173,6 +172,6 @@ class PeriodicRun(TableRun):
             row = [b - a for a, b in zip(row, row[1:])]
         # rows[deg + 1] is the (deg+1)-th difference: zero for a polynomial of degree deg
         scale = max(abs(v) for v in y)
-        if abs(rows[deg + 1]) > self.tol * (1 + scale) * 2 ** (deg + 1):
+        if abs(rows[deg + 1]) * 2 ** (self.bits - 8) > (1 + scale) * 2 ** (deg + 1):
             raise NotPeriodic("the summands are not polynomial-periodic")
         return rows[:deg + 1]
