@@ -108,6 +108,10 @@ class PeriodicRun(TableRun):
     """The tables of one evaluation started at ``N0 - 1`` by the closed form of the module
     docstring; ``period = (N0, m, bits)``, ``bits`` the working precision of the check."""
 
+    #: ``P(N0 - 1)`` of a table of ratio 1: any constant gives the same field (module
+    #: docstring); the tests change it to check that
+    ratio_one_start = 0
+
     def __init__(self, sums, head, n, invariants, ratios, device, fast=None, data=None,
                  period=None):
         super().__init__(sums, head, n, invariants, ratios, device, fast, data)
@@ -143,7 +147,7 @@ class PeriodicRun(TableRun):
             series = [[s[b * m + i][slot] for b in range(blocks)] for i in range(m)]
             diffs = [self._differences(y) for y in series]
             if r == 1:
-                starts.append(0)
+                starts.append(self.ratio_one_start)
                 continue
             if not abs(r) < 1:
                 raise NotPeriodic(f"ratio {r}")
