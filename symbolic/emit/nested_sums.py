@@ -397,18 +397,24 @@ class NestedSums:
         applies, else from the first step."""
         head = [*head, *self._reader_values(data)]
         values = list(self._invariants(*head, device=device))
-        run = lambda kind, **extra: kind(self, head, head[self._n], values[:self._inv],
-                                         values[self._inv:], device, data=data, **extra)
+
+        def run(kind, **extra):
+            return kind(self, head, head[self._n], values[:self._inv], values[self._inv:],
+                        device, data=data, **extra)
+
+        tops = None
         if period is not None:
             try:
-                return self._top(run(PeriodicRun, period=period), head, device)
+                tops = self._tops(run(PeriodicRun, period=period))
             except NotPeriodic:
                 pass
-        return self._top(run(TableRun), head, device)
+        if tops is None:
+            tops = self._tops(run(TableRun))
+        return list(self._kernel(*head, *tops, device=device))
 
-    def _top(self, run, head, device=None):
-        values = [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
-        return list(self._kernel(*head, *values, device=device))
+    def _tops(self, run):
+        """The values of the node applications in the top-level sums, from ``run``'s tables."""
+        return [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
 
     def _reader_values(self, data):
         """The per-step data of the printed loops, as functions of the step."""
@@ -432,19 +438,20 @@ class NestedSums:
         values = invariants(prec, *head)
         if values is None:
             return None
-        run = lambda kind, **extra: kind(self, head, head[self._n], values[:self._inv],
-                                         values[self._inv:], None, (prec, groups), data,
-                                         **extra)
+
+        def run(kind, **extra):
+            return kind(self, head, head[self._n], values[:self._inv], values[self._inv:],
+                        None, (prec, groups), data, **extra)
+
+        tops = None
         try:
             if period is not None:
                 try:
-                    return self._fast_top(run(PeriodicRun, period=period), head, prec, top)
+                    tops = self._tops(run(PeriodicRun, period=period))
                 except NotPeriodic:
                     pass
-            return self._fast_top(run(TableRun), head, prec, top)
+            if tops is None:
+                tops = self._tops(run(TableRun))
         except NotFinite:
             return None
-
-    def _fast_top(self, run, head, prec, top):
-        values = [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
-        return top(prec, *head, *values)
+        return top(prec, *head, *tops)
