@@ -23,7 +23,9 @@ period, and nodes that read it inherit that growth).  The table then starts at `
 
 Each group's fit is checked on one more period (``y_i(deg + 1)`` predicted to the working
 precision); a summand that is not of that form, a table without a recurrence or starting
-after ``N0``, a ratio outside ``(-1, 1]`` or a value asked for before ``N0 - 1`` raise
+after step 1 (the closed form takes its past back to the transient: the steps it adds before
+the table's base are within the start's margin only for a base near 0), a ratio outside
+``(-1, 1]`` or a value asked for before ``N0 - 1`` raise
 :class:`NotPeriodic`, and the caller fills the tables from the first step instead.  The cost is
 ``O((deg + 2) m)`` summands per node, whatever ``n``.
 """
@@ -122,7 +124,7 @@ class PeriodicRun(TableRun):
         g, slot = self.where[i]
         group = self.groups[g]
         U = int(U)
-        if group.direct or U < self.N0 - 1 or group.base > self.N0:
+        if group.direct or U < self.N0 - 1 or group.base > 1:
             raise NotPeriodic(f"node {i} at step {U}")
         if not self.started[g]:
             self._start(g)
