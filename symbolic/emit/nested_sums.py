@@ -402,19 +402,20 @@ class NestedSums:
             return kind(self, head, head[self._n], values[:self._inv], values[self._inv:],
                         device, data=data, **extra)
 
-        tops = None
+        return list(self._kernel(*head, *self._tops(run, period), device=device))
+
+    def _tops(self, run, period):
+        """The values of the node applications in the top-level sums: from tables started at
+        the periodic start (``period``) where the closed form applies, else from step 0;
+        ``run(kind, **extra)`` makes the tables' run."""
         if period is not None:
             try:
-                tops = self._tops(run(PeriodicRun, period=period))
+                tables = run(PeriodicRun, period=period)
+                return [tables.value(key, arg(tables.n, 0, 0)) for key, arg in self._apps]
             except NotPeriodic:
                 pass
-        if tops is None:
-            tops = self._tops(run(TableRun))
-        return list(self._kernel(*head, *tops, device=device))
-
-    def _tops(self, run):
-        """The values of the node applications in the top-level sums, from ``run``'s tables."""
-        return [run.value(key, arg(run.n, 0, 0)) for key, arg in self._apps]
+        tables = run(TableRun)
+        return [tables.value(key, arg(tables.n, 0, 0)) for key, arg in self._apps]
 
     def _reader_values(self, data):
         """The per-step data of the printed loops, as functions of the step."""
@@ -443,15 +444,7 @@ class NestedSums:
             return kind(self, head, head[self._n], values[:self._inv], values[self._inv:],
                         None, (prec, groups), data, **extra)
 
-        tops = None
         try:
-            if period is not None:
-                try:
-                    tops = self._tops(run(PeriodicRun, period=period))
-                except NotPeriodic:
-                    pass
-            if tops is None:
-                tops = self._tops(run(TableRun))
+            return top(prec, *head, *self._tops(run, period))
         except NotFinite:
             return None
-        return top(prec, *head, *tops)

@@ -97,13 +97,18 @@ class TableRun:
                     total = total + self.summands(g, U, j)[0]
                 memo[U] = total
             return memo[U]
-        tables = self.tables[g]
-        while len(tables[slot]) <= U - group.base + 1:
-            u = group.base - 1 + len(tables[slot])
+        return self._filled(g, slot, U, group.base)
+
+    def _filled(self, g, slot, U, first):
+        """``P(U)`` of member ``slot`` of group ``g``, its table (``tables[g]``, entry 0 at step
+        ``first - 1``) extended by the recurrence as far as ``U``."""
+        group, tables = self.groups[g], self.tables[g]
+        while len(tables[slot]) <= U - first + 1:
+            u = first - 1 + len(tables[slot])
             outs = self.summands(g, u, u)
             for table, r, s in zip(tables, group.ratios, outs):
                 table.append(self.ratios[r] * table[-1] + s)
-        return tables[slot][U - group.base + 1]
+        return tables[slot][U - first + 1]
 
 
 class PeriodicRun(TableRun):
@@ -128,13 +133,7 @@ class PeriodicRun(TableRun):
             raise NotPeriodic(f"node {i} at step {U}")
         if not self.started[g]:
             self._start(g)
-        tables = self.tables[g]
-        while len(tables[slot]) <= U - self.N0 + 1:
-            u = self.N0 - 1 + len(tables[slot])
-            outs = self.summands(g, u, u)
-            for table, r, s in zip(tables, group.ratios, outs):
-                table.append(self.ratios[r] * table[-1] + s)
-        return tables[slot][U - self.N0 + 1]
+        return self._filled(g, slot, U, self.N0)
 
     def _start(self, g):
         """``P(N0 - 1)`` of every member of group ``g`` (module docstring), and the tables
