@@ -12,8 +12,10 @@
 * ``NAdam``: the momentum schedule ``mu_t`` and its products exact in the step index,
   weight_decay coupled or ``decoupled_weight_decay``;
 * ``RMSprop``: alpha, eps (outside the root, no bias correction), centered, momentum,
-  weight_decay.  Centered: derived, but order studies refuse it (its expansion in ``h`` is not
-  uniform on a fixed horizon, :func:`modeq.numeric.study.fields.require_uniform_expansion`).
+  weight_decay.  Centered: derived; full-batch order studies refuse it (its expansion in ``h``
+  is not uniform on a fixed horizon, :func:`modeq.numeric.study.fields.require_uniform_expansion`),
+  mini-batch ones hold where the batch gradients differ in every component
+  (:func:`~modeq.numeric.study.fields.require_batch_spread`).
 
 Refused, with the reason (:class:`~modeq.symbolic.family.Refused`): ``amsgrad=True`` and
 ``Adamax`` (a running max), ``RAdam`` (the rectification switches the update on a threshold of

@@ -215,7 +215,8 @@ def torch_rmsprop(centered=False, momentum=False, weight_decay=None, maximize=Fa
                   "flow exists exact in n only (no stationary form), on horizons where rho^n "
                   "is not small; there the memory spans the horizon, so the expansion in h is "
                   "not uniform on a fixed horizon (F2^(n) grows like rho^(-n/2)): right per "
-                  "step (series oracle), refused by order studies")
+                  "step (series oracle), refused by full-batch order studies; in mini batch "
+                  "v - a^2 tends to the batches' variance and the studies hold")
     if momentum:
         b = EMA("b", decay=mu, of=r, normalized=False)
         return Optimizer("torch_rmsprop", states + [b], b, notes=notes)

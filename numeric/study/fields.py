@@ -3,6 +3,8 @@
 Convention: ``f(n, theta)`` is the right-hand side on ``[nh, (n+1)h)``, i.e. ``-F^(n)(theta)``
 as a list of mpmath numbers, evaluated at the current ``mpmath.mp.dps``.
 """
+import sympy as sp
+
 from modeq.symbolic.family import Refused
 
 from ..iterate import as_losses
@@ -37,6 +39,28 @@ def require_uniform_expansion(optimizer):
             from None
 
 
+def require_batch_spread(optimizer, losses, params):
+    """In mini batch, :func:`require_uniform_expansion` with the batches' spread: a step that
+    is not smooth at the states' limiting values of one gradient (centered RMSprop's
+    ``v - a^2 -> 0``) is smooth at those of several batches, where ``v - a^2`` tends to the
+    batches' weighted variance, bounded away from 0 while the batch gradients differ in every
+    component (the expansion in ``h`` is then uniform: order studies pass, see the README).
+    Refused with the full-batch reason when some component of the gradient is the same
+    function for every batch: there the variance vanishes as in full batch."""
+    if not optimizer.states:
+        return
+    grads = [[sp.diff(E, p) for p in params] for E in losses]
+    same = [p for i, p in enumerate(params)
+            if all(sp.expand(G[i] - grads[0][i]) == 0 for G in grads[1:])]
+    if same:
+        try:
+            require_uniform_expansion(optimizer)
+        except Refused as why:
+            raise Refused(f"{why} In mini batch the batches' spread would keep the states "
+                          f"away from that limit, but the gradient component along "
+                          f"{same[0]} is the same for every batch.") from None
+
+
 def compiled_full_batch_field(flow, loss, params, stationary, values):
     """The full-batch field ``flow.field(loss, params, stationary=...)`` with the
     hyperparameter ``values`` (by name) substituted, compiled once in ``n``, ``params`` and
@@ -64,8 +88,11 @@ class FieldFactory:
         self.losses, self.mini = as_losses(loss_or_losses)
         self.stationary, self.schedule, self.values = stationary, schedule, values
         self._compiled = {}
-        if not self.mini and not stationary:
-            require_uniform_expansion(optimizer)
+        if not stationary:
+            if self.mini:
+                require_batch_spread(optimizer, self.losses, self.params)
+            else:
+                require_uniform_expansion(optimizer)
 
     def flow(self, order):
         from modeq.symbolic import derive
