@@ -16,10 +16,11 @@ import sympy as sp
 from ..components import lower
 from ..family import h as h_sym
 from ..family import n as n_sym
+from ..memo import Memo
 from .arrays import as_points, resolve_dtype, stack_components
 from .cyclic_tail import cyclic_tail
 from .kernel import Kernel
-from .minibatch_order2 import Order2Sweep
+from .minibatch_order2 import Order2Sweep, kernel_key
 from .values import check_step
 
 __all__ = ["MiniBatchField"]
@@ -65,6 +66,46 @@ class _KernelProvider:
         return [self.H[b][j][i] for j in range(self.p) for i in range(j, self.p)]
 
 
+_GROUPED_KERNELS = Memo(limit=33)
+
+
+class _GroupedKernels:
+    """The compiled parts of a grouped mini-batch field of order 0 or 1: per residue the ``F0``
+    and ``F1`` kernels, per loss its gradient and Hessian, per state its last weight, decay and
+    limit.  Independent of ``h`` (it enters at call time): cached across the step sizes of an
+    order study (:func:`~.minibatch_order2.kernel_key`)."""
+
+    def __init__(self, flow, provider, subs, modules, cse):
+        m, p, prm = len(provider.losses), provider.p, provider.params
+        opt = flow.optimizer
+        K = _KernelProvider(prm, m)
+        terms = flow.grouped_terms(m)
+        self.W, self.V = terms.W, terms.V
+        args0 = [s for row in terms.W for s in row] + [x for row in K.G for x in row] + list(prm)
+        self.F0, self.F1 = [], []
+        for c in range(m):
+            F0 = [lower(terms.F0[c], j, K).xreplace(subs) for j in range(p)]
+            self.F0.append(_compiled(args0, F0, modules=modules, cse=cse))
+            if flow.order >= 1:
+                vec_names = [v for row in terms.V for v in row]
+                F1 = [lower(terms.F1[c], j, K).xreplace(subs) for j in range(p)]
+                vsyms = [K.vec(v.args[0], j) for v in vec_names for j in range(p)]
+                hsyms = [x for b in range(m) for x in K.hess_symbols(b)]
+                self.F1.append(_compiled(args0 + hsyms + vsyms, F1, modules=modules, cse=cse))
+        # indexed by loss (the weight tables u[i][l][b] sum over the steps that used loss b)
+        self.grad = [_compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(p)],
+                               modules=modules) for b in range(m)]
+        self.hess = [_compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(p)
+                                     for i in range(j, p)], modules=modules) for b in range(m)]
+        # state weights: w(l, l) and decay per state, exact then numeric at call time
+        self.w_last = [_compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
+                                 modules=modules) for s in opt.states]
+        self.decay = [_compiled([], s.decay.xreplace(subs), modules=modules)
+                      for s in opt.states]
+        self.limit = [_compiled([], s.stationary_weight(0).xreplace(subs), modules=modules)
+                      for s in opt.states]
+
+
 class MiniBatchField:
     """``f(n, theta)`` for a mini-batch flow (see the module docstring); order 2 evaluates the
     memory sums of the ``h^2`` term with :class:`~.minibatch_order2.Order2Sweep`."""
@@ -79,43 +120,13 @@ class MiniBatchField:
             self._order2 = Order2Sweep.get(flow, provider, subs, modules, cse)
             self._tables = {}
             return
-        opt = flow.optimizer
-        K = _KernelProvider(provider.params, self.m)
-        terms = flow.grouped_terms(self.m)
-        self.W = terms.W
-        self.states = opt.states
-        args0 = [s for row in terms.W for s in row] + [x for row in K.G for x in row] \
-            + list(provider.params)
-        self._F0 = []
-        self._F1 = []
-        for c in range(self.m):
-            F0 = [lower(terms.F0[c], j, K).xreplace(subs) for j in range(self.p)]
-            self._F0.append(_compiled(args0, F0, modules=modules, cse=cse))
-            if flow.order >= 1:
-                vec_names = [v for row in terms.V for v in row]
-                F1 = [lower(terms.F1[c], j, K).xreplace(subs) for j in range(self.p)]
-                vsyms = [K.vec(v.args[0], j) for v in vec_names for j in range(self.p)]
-                hsyms = [x for b in range(self.m) for x in K.hess_symbols(b)]
-                self._F1.append(_compiled(args0 + hsyms + vsyms, F1, modules=modules,
-                                            cse=cse))
-        self.V = terms.V
-        # per-batch derivatives of the losses
-        prm = provider.params
-        # indexed by loss (the weight tables u[i][l][b] sum over the steps that used loss b)
-        self._grad = [_compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(self.p)],
-                                modules=modules) for b in range(self.m)]
-        self._hess = [_compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(self.p)
-                                      for i in range(j, self.p)], modules=modules)
-                      for b in range(self.m)]
-        # state weights: w(l, l) and decay per state, exact then numeric at call time
-        self._w_last = [_compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
-                                    modules=modules) for s in opt.states]
-        self._decay = [_compiled([], s.decay.xreplace(subs), modules=modules)
-                       for s in opt.states]
-        self._limit = [_compiled([], s.stationary_weight(0).xreplace(subs), modules=modules)
-                       for s in opt.states]
+        k = _GROUPED_KERNELS.get(kernel_key(provider, subs, modules, cse, flow.order),
+                                 lambda: _GroupedKernels(flow, provider, subs, modules, cse),
+                                 flow.optimizer)
+        self.states, self.W, self.V = flow.optimizer.states, k.W, k.V
+        self._F0, self._F1, self._grad, self._hess = k.F0, k.F1, k.grad, k.hess
+        self._w_last, self._decay, self._limit = k.w_last, k.decay, k.limit
         self._tables = {}
-        self._dtype = resolve_dtype(modules)
 
     # scalar tables, independent of theta -------------------------------------------------
     def _u_table(self, n):

@@ -35,6 +35,14 @@ __all__ = ["Order2Sweep", "exact_field"]
 _SWEEPS = Memo(limit=33)
 
 
+def kernel_key(provider, subs, backend, *more):
+    """The key of kernels compiled for the losses, parameters and hyperparameter values
+    ``subs`` of a mini-batch field, ``h`` left out: ``h`` enters at call time, so an order study
+    compiles them once for all its step sizes."""
+    return (tuple(provider.losses), tuple(provider.params),
+            tuple(sorted((str(k), v) for k, v in subs.items() if str(k) != "h")), backend, *more)
+
+
 def _kernel(args, exprs, backend, cse=True):
     k = Kernel(list(exprs), list(args), backend, None, cse)
     return lambda *a: list(k(*a))
@@ -106,10 +114,8 @@ class Order2Sweep:
 
     @classmethod
     def get(cls, flow, provider, subs, backend, cse=True):
-        key = (tuple(provider.losses), tuple(provider.params),
-               tuple(sorted((str(k), v) for k, v in subs.items() if str(k) != "h")), backend)
-        return _SWEEPS.get(key, lambda: cls(flow, provider, subs, backend, cse),
-                           flow.optimizer)
+        return _SWEEPS.get(kernel_key(provider, subs, backend),
+                           lambda: cls(flow, provider, subs, backend, cse), flow.optimizer)
 
     def __init__(self, flow, provider, subs, backend, cse=True):
         opt = flow.optimizer
