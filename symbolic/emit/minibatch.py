@@ -80,17 +80,15 @@ class _GroupedKernels:
         opt = flow.optimizer
         K = _KernelProvider(prm, m)
         terms = flow.grouped_terms(m)
-        self.W, self.V = terms.W, terms.V
         args0 = [s for row in terms.W for s in row] + [x for row in K.G for x in row] + list(prm)
+        hsyms = [x for b in range(m) for x in K.hess_symbols(b)]
+        vsyms = [K.vec(v.args[0], j) for row in terms.V for v in row for j in range(p)]
         self.F0, self.F1 = [], []
         for c in range(m):
             F0 = [lower(terms.F0[c], j, K).xreplace(subs) for j in range(p)]
             self.F0.append(_compiled(args0, F0, modules=modules, cse=cse))
             if flow.order >= 1:
-                vec_names = [v for row in terms.V for v in row]
                 F1 = [lower(terms.F1[c], j, K).xreplace(subs) for j in range(p)]
-                vsyms = [K.vec(v.args[0], j) for v in vec_names for j in range(p)]
-                hsyms = [x for b in range(m) for x in K.hess_symbols(b)]
                 self.F1.append(_compiled(args0 + hsyms + vsyms, F1, modules=modules, cse=cse))
         # indexed by loss (the weight tables u[i][l][b] sum over the steps that used loss b)
         self.grad = [_compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(p)],
@@ -123,7 +121,7 @@ class MiniBatchField:
         k = _GROUPED_KERNELS.get(kernel_key(provider, subs, modules, cse, flow.order),
                                  lambda: _GroupedKernels(flow, provider, subs, modules, cse),
                                  flow.optimizer)
-        self.states, self.W, self.V = flow.optimizer.states, k.W, k.V
+        self.states = flow.optimizer.states
         self._F0, self._F1, self._grad, self._hess = k.F0, k.F1, k.grad, k.hess
         self._w_last, self._decay, self._limit = k.w_last, k.decay, k.limit
         self._tables = {}

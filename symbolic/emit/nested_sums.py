@@ -408,14 +408,15 @@ class NestedSums:
         """The values of the node applications in the top-level sums: from tables started at
         the periodic start (``period``) where the closed form applies, else from step 0;
         ``run(kind, **extra)`` makes the tables' run."""
+        def read(tables):
+            return [tables.value(key, arg(tables.n, 0, 0)) for key, arg in self._apps]
+
         if period is not None:
             try:
-                tables = run(PeriodicRun, period=period)
-                return [tables.value(key, arg(tables.n, 0, 0)) for key, arg in self._apps]
+                return read(run(PeriodicRun, period=period))
             except NotPeriodic:
                 pass
-        tables = run(TableRun)
-        return [tables.value(key, arg(tables.n, 0, 0)) for key, arg in self._apps]
+        return read(run(TableRun))
 
     def _reader_values(self, data):
         """The per-step data of the printed loops, as functions of the step."""
