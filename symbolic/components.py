@@ -96,9 +96,10 @@ class LossProvider:
         self._d = {}
 
     def loss_index(self, b):
-        if b == FULL:
-            return 0
-        b = int(b)
+        if not isinstance(b, int):                # a step index as a SymPy integer, or FULL
+            if b == FULL:
+                return 0
+            b = int(b)
         if self.schedule is None:
             return b % len(self.losses)
         if b >= len(self.schedule):

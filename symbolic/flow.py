@@ -103,7 +103,8 @@ class ModifiedFlow:
         Mini batch (a list of losses): the field on ``[nh, (n+1)h)`` for the given integer
         ``n`` when step ``k`` uses loss ``schedule[k]`` (cyclic over the list by default).
         Hyperparameters stay symbols unless given by name (``beta="1/4", h=...``; exact
-        values, range-checked); giving them makes the mini-batch ``h^2`` sums much cheaper.
+        values, range-checked); giving them makes the finite sums of a given step (full batch)
+        and the mini-batch ``h^2`` sums much cheaper.
         """
         provider = LossProvider(E_or_losses, params, schedule)
         subs = self._exact_values(values)
@@ -111,7 +112,12 @@ class ModifiedFlow:
             F = self.F("full", stationary)
             out = -lower_vector(F, provider)
             if n is not None and not stationary:
-                out = out.xreplace({_n(): _check_step(n)}).doit()
+                out = out.xreplace({_n(): _check_step(n)})
+                if all(v != 0 for v in subs.values()):
+                    # numbers in before the finite sums and products are written out: far
+                    # cheaper; a value 0 waits (beta**n * beta**(-k) would read 0 * zoo)
+                    out = out.xreplace(subs)
+                out = out.doit()
             return out.xreplace(subs)
         if stationary:
             raise ValueError("stationary=True is for full batch; give a single loss")

@@ -74,13 +74,15 @@ def is_zero(d):
     d = powers_of_step(d)
     if d == 0:
         return True
-    roots = {}
+    roots, seen = {}, {}
 
-    def sym(base):
-        base = sp.cancel(sp.together(base))
-        if base not in roots:
-            roots[base] = sp.Dummy("r", positive=True)
-        return roots[base]
+    def sym(raw):
+        if raw not in seen:                       # the same base recurs in many terms
+            base = sp.cancel(sp.together(raw))
+            if base not in roots:
+                roots[base] = sp.Dummy("r", positive=True)
+            seen[raw] = roots[base]
+        return seen[raw]
 
     d = d.replace(lambda e: isinstance(e, sp.Pow) and e.exp.is_Rational and e.exp.q == 2,
                   lambda e: sym(e.base) ** e.exp.p)

@@ -34,25 +34,34 @@ def examples(k):
     return k * SCALE
 
 
-# -- the derivation cache: never the user's ---------------------------------------------------
+# -- the derivation cache: never the user's, shared by the run's workers ---------------------
 # Set at import (derivations during collection included), so the suite never reads or writes
-# the user's cache directory; removed at the end of the session.
+# the user's cache directory.  The first process of a run (pytest itself, or the xdist
+# controller) creates the folder and exports it; xdist's workers and the subprocesses of tests
+# inherit it, so a derivation made by one worker is read by the other (the cache is safe for
+# concurrent processes: whole entries are renamed into place).  The creator removes it at exit.
+import atexit
 import shutil
 import tempfile
 
 import pytest
 
-_CACHE_DIR = tempfile.mkdtemp(prefix="modeq-test-cache-")
-os.environ["MODEQ_CACHE_DIR"] = _CACHE_DIR
+_OWNER = "MODEQ_TEST_CACHE_OWNER"
+if os.environ.get(_OWNER) and os.path.isdir(os.environ.get("MODEQ_CACHE_DIR", "")):
+    _CACHE_DIR = os.environ["MODEQ_CACHE_DIR"]
+else:
+    _CACHE_DIR = tempfile.mkdtemp(prefix="modeq-test-cache-")
+    os.environ["MODEQ_CACHE_DIR"] = _CACHE_DIR
+    os.environ[_OWNER] = str(os.getpid())
+    atexit.register(shutil.rmtree, _CACHE_DIR, True)
 os.environ.pop("MODEQ_NO_CACHE", None)
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_derivation_cache():
-    """Every test (and every subprocess it starts) uses a fresh temporary cache directory."""
+    """Every test (and every subprocess it starts) uses the run's temporary cache directory."""
     os.environ["MODEQ_CACHE_DIR"] = _CACHE_DIR
     yield _CACHE_DIR
-    shutil.rmtree(_CACHE_DIR, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -215,12 +215,14 @@ def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, 
     batch, step ``l`` on ``E[schedule[l]]``."""
     hs = TPS([0, 1], D)
     y = [TPS([_number(t, exact)], D) for t in theta0]
+    named = {str(k): v for k, v in values.items()}
     out = []
     for l in range(steps):
         if isinstance(E, list):
             F = flow.field(E, params, n=l, schedule=schedule)
         else:
-            F = flow.field(E, params, n=None if stationary else l, stationary=stationary)
+            F = flow.field(E, params, n=None if stationary else l, stationary=stationary,
+                           **named)
         F = [e.xreplace(values) for e in F]
         f = _compile([h, *params], F, exact)
         # Taylor coefficients in local time tau: c_{q+1} = [f(theta(tau))]_q / (q+1)

@@ -155,11 +155,11 @@ def flow_series(flow, loss_or_losses, params, theta0, schedule, values, D):
     y = [TPS([num(t)], D) for t in theta0]
     out = []
     for l in range(STEPS):
+        named = {str(k): v for k, v in values.items()}
         if isinstance(loss_or_losses, list):
-            named = {str(k): v for k, v in values.items()}
             F = flow.field(loss_or_losses, params, n=l, schedule=schedule, **named)
         else:
-            F = flow.field(loss_or_losses, params, n=l)
+            F = flow.field(loss_or_losses, params, n=l, **named)
         f = compile_series([H, *params], [e.xreplace(values) for e in F])
         th = [TPS([yj], D, level=1) for yj in y]
         for q in range(D):

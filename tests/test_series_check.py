@@ -67,9 +67,10 @@ def test_a_wrong_flow_fails_the_series_check():
         optimizer = flow.optimizer
         order = 1
 
-        def field(self, E_, params, n=None, stationary=False):
-            F0 = derive(optimizers.adam(), 0).field(E_, params, n=n, stationary=stationary)
-            F1 = flow.field(E_, params, n=n, stationary=stationary)
+        def field(self, E_, params, n=None, stationary=False, **values):
+            F0 = derive(optimizers.adam(), 0).field(E_, params, n=n, stationary=stationary,
+                                                    **values)
+            F1 = flow.field(E_, params, n=n, stationary=stationary, **values)
             return 2 * F0 - F1          # -(F0 - h F1)
 
     vals = {k: v for k, v in VALUES.items() if k in flow.optimizer.hyperparameters}

@@ -59,12 +59,18 @@ class TableRun:
         self.ratios = ratios
         # per group: [P(base - 1) = 0, P(base), ...] per member
         self.tables = [[[0] for _ in g.members] for g in self.groups]
+        self.first = [g.base for g in self.groups]     # entry k of a table: step first - 1 + k
         self.direct = [{} for _ in self.groups]
 
     def value(self, key, U):
         """A node's table entry ``P(U)`` or the per-step data ``_D<slot>(U)``."""
         kind, i = key
         if kind == "P":
+            g, slot = self.where[i]
+            table = self.tables[g][slot]
+            k = int(U) - self.first[g] + 1
+            if 0 < k < len(table):                     # filled already (most reads)
+                return table[k]
             return self.get(i, U)
         if self.data is None:
             raise ValueError("these sums read per-step data: pass data=(rows, batch)")
@@ -123,6 +129,7 @@ class PeriodicRun(TableRun):
                  period=None):
         super().__init__(sums, head, n, invariants, ratios, device, fast, data)
         self.N0, self.m, self.bits = period
+        self.first = [self.N0] * len(self.groups)
         self.started = [False] * len(self.groups)
 
     def get(self, i, U):
