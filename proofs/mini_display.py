@@ -48,6 +48,7 @@ class MiniDisplay:
         self.f = sp.Function("f_0")
         self.names[self.f] = lambda P, X: f"f^{{({P._print(X)})}}{P.sub()}"
         self.F0_display = None
+        self._is_f = {}
         shown = self.transform(F0)
         self.F0_display = None if isinstance(shown, Grad) else shown
 
@@ -183,8 +184,11 @@ class MiniDisplay:
         def is_f(x):
             if not (isinstance(x, sp.Mul) or isinstance(x, Grad) or x.func in heads):
                 return False
-            X = step_of(x)
-            return X is not None and X != FULL and sp.simplify(x - f0.xreplace({n: X})) == 0
+            if (x, f0) not in self._is_f:         # nested sums ask about the same terms again
+                X = step_of(x)
+                self._is_f[x, f0] = (X is not None and X != FULL
+                                     and sp.simplify(x - f0.xreplace({n: X})) == 0)
+            return self._is_f[x, f0]
 
         return e.replace(is_f, lambda x: self.f(step_of(x)))
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sympy.printing.pycode import MpmathPrinter
 
 from conftest import examples
-from series_oracle import TPS
+from series_oracle import TPS, _iszero
 from strategies import X, batches, declarations, losses, points, values_for
 from modeq.symbolic import derive, g as G, h as H, theta as THETA
 
@@ -37,15 +37,18 @@ def _const(x):
 
 
 def _exp(x):
+    """``exp`` of a series: ``exp(c0) * sum_k a_k t^k`` with ``a_0 = 1`` and
+    ``k a_k = sum_{j=1}^{k} j x_j a_{k-j}`` (from ``y' = x' y``)."""
     if not isinstance(x, TPS):
         return mpmath.exp(x)
-    c0 = x.c[0]
-    y = x - c0
-    out, term = TPS([1], x.D, x.level), TPS([1], x.D, x.level)
+    a = [1]
     for k in range(1, x.D + 1):
-        term = term * y * mpmath.mpf(1) / k
-        out = out + term
-    return out * _exp(c0)
+        s = 0
+        for j in range(1, k + 1):
+            if not _iszero(x.c[j]):
+                s = s + x.c[j] * a[k - j] * j
+        a.append(s * (mpmath.mpf(1) / k))
+    return TPS(a, x.D, x.level) * _exp(x.c[0])
 
 
 def _log(x):

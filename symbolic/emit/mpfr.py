@@ -8,8 +8,9 @@ MPFR's numbers are C objects and mpmath's are Python ones.
 
 :func:`fast_kernel` takes a compiled mpmath :class:`~.kernel.Kernel` and returns the same code
 object bound to a namespace of gmpy2 functions (nothing is printed or compiled twice), or
-``None`` when the kernel calls something outside :data:`FUNCTIONS` (finite products, sums,
-``max``): those stay in mpmath.  A non-finite result (a square root of a negative number, where
+``None`` when the kernel calls something outside :data:`FUNCTIONS` and the running products
+of :mod:`.products` (multiplied out in MPFR, in tables of their own; other finite products,
+sums, ``max`` stay in mpmath).  A non-finite result (a square root of a negative number, where
 mpmath would return a complex) is never returned: :class:`FastKernel` gives ``None`` and the
 caller evaluates in mpmath, so that errors and edge cases are mpmath's.
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import re
 import types
+
+from . import products
 
 try:
     import gmpy2
@@ -36,6 +39,13 @@ FUNCTIONS = ("sqrt", "exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", 
 _CALL = re.compile(r"([A-Za-z_][\w.]*)\s*\(")
 _CONTEXTS = {}
 _POWERS = {}
+
+
+def _prefix_product(key, factor, lo, hi, values=(), mpmath_prec=False):
+    """:func:`.products.prefix_product` on ``mpfr`` values: its tables kept apart from the
+    mpmath ones (keyed by the context's precision), the same multiplications in the same order."""
+    return products.prefix_product(("mpfr", gmpy2.get_context().precision, key), factor, lo, hi,
+                                   values)
 
 
 def _pow2(e):
@@ -110,7 +120,7 @@ def fast_kernel(kernel):
         return None
     fn = kernel._fn
     for name in _CALL.findall(kernel.source):
-        if name == fn.__name__:
+        if name in (fn.__name__, products.NAME):
             continue
         module, _, attr = name.rpartition(".")
         if module != "mpmath" or attr not in FUNCTIONS:
@@ -132,7 +142,8 @@ class FastKernel:
         fn = kernel._fn
         self._kernel = kernel
         self._fn = types.FunctionType(fn.__code__, {**fn.__globals__,
-                                                     "mpmath": FastKernel._NAMESPACE},
+                                                     "mpmath": FastKernel._NAMESPACE,
+                                                     products.NAME: _prefix_product},
                                       fn.__name__, fn.__defaults__, fn.__closure__)
         self._constants = {}
 
