@@ -123,16 +123,18 @@ class TPS:
             for _ in range(abs(k)):
                 out = out * base
             return out
+        # Miller's recurrence (from x y' = r x' y): y_0 = x_0^r,
+        # k x_0 y_k = sum_{j=1}^{k} ((r + 1) j - k) x_j y_{k-j}
         c0 = self.c[0]
-        x = self * (1 / c0) - 1            # zero constant term
-        out = TPS([1], self.D, self.level)
-        term = TPS([1], self.D, self.level)
-        coef = Fraction(1)
+        inv0 = 1 / c0
+        y = [_power(c0, r)]
         for k in range(1, self.D + 1):
-            coef = coef * (r - k + 1) / k
-            term = term * x
-            out = out + term * coef
-        return out * _power(c0, r)
+            s = 0
+            for j in range(1, k + 1):
+                if not _iszero(self.c[j]):
+                    s = s + self.c[j] * y[k - j] * ((r + 1) * j - k)
+            y.append(s * inv0 * Fraction(1, k))
+        return TPS(y, self.D, self.level)
 
 
 def _iszero(a):
@@ -219,7 +221,7 @@ def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, 
     out = []
     for l in range(steps):
         if isinstance(E, list):
-            F = flow.field(E, params, n=l, schedule=schedule)
+            F = flow.field(E, params, n=l, schedule=schedule, **named)
         else:
             F = flow.field(E, params, n=None if stationary else l, stationary=stationary,
                            **named)

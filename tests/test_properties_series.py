@@ -68,14 +68,17 @@ def _rpow(x, p, q):
     r = mpmath.mpf(p) / q
     if not isinstance(x, TPS):
         return mpmath.mpf(x) ** r
+    # Miller's recurrence (from x y' = r x' y): k x_0 y_k = sum_{j=1}^{k} ((r + 1) j - k) x_j y_{k-j}
     c0 = x.c[0]
-    u = (x - c0) * (1 / c0)
-    out, term, coef = TPS([1], x.D, x.level), TPS([1], x.D, x.level), mpmath.mpf(1)
+    inv0 = 1 / c0
+    y = [_rpow(c0, p, q)]
     for k in range(1, x.D + 1):
-        coef = coef * (r - k + 1) / k
-        term = term * u
-        out = out + term * coef
-    return out * _rpow(c0, p, q)
+        s = 0
+        for j in range(1, k + 1):
+            if not _iszero(x.c[j]):
+                s = s + x.c[j] * y[k - j] * ((r + 1) * j - k)
+        y.append(s * inv0 * (mpmath.mpf(1) / k))
+    return TPS(y, x.D, x.level)
 
 
 def _sqrt(x):
