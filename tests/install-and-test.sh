@@ -13,5 +13,5 @@ fi
 python -m pip install --quiet torch==2.13.0
 python -m pip install --quiet -e ".[test]"
 export MPLBACKEND=Agg
-# two workers: the machines have two cores
-python -m pytest -n 2 --nbmake tests notebooks "$@"
+# two workers: the machines have two cores; a module marked xdist_group stays on one worker
+python -m pytest -n 2 --dist loadgroup --nbmake tests notebooks "$@"

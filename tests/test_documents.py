@@ -39,6 +39,10 @@ from modeq.symbolic.family import beta, eps, h, n, rho
 
 TEX_DIR = R.TEX_DIR
 
+# one xdist worker runs this module (``--dist loadgroup``): its module fixtures, which build and
+# compile every document, are made once
+pytestmark = pytest.mark.xdist_group("documents")
+
 
 STATED = ("F0", "F1", "F2", "Finf0", "Finf1", "K0", "Kinf")
 
