@@ -18,7 +18,7 @@ import mpmath
 import sympy as sp
 from sympy.printing.pycode import MpmathPrinter
 
-__all__ = ["TPS", "iterate_series", "flow_series", "compare"]
+__all__ = ["TPS", "by_recurrence", "iterate_series", "flow_series", "compare"]
 
 
 def _exact_root(q: Fraction, r: Fraction) -> Fraction:
@@ -123,18 +123,26 @@ class TPS:
             for _ in range(abs(k)):
                 out = out * base
             return out
-        # Miller's recurrence (from x y' = r x' y): y_0 = x_0^r,
-        # k x_0 y_k = sum_{j=1}^{k} ((r + 1) j - k) x_j y_{k-j}
-        c0 = self.c[0]
-        inv0 = 1 / c0
-        y = [_power(c0, r)]
-        for k in range(1, self.D + 1):
-            s = 0
-            for j in range(1, k + 1):
-                if not _iszero(self.c[j]):
-                    s = s + self.c[j] * y[k - j] * ((r + 1) * j - k)
-            y.append(s * inv0 * Fraction(1, k))
+        # Miller's recurrence (from x y' = r x' y): k x_0 y_k = sum_j ((r + 1) j - k) x_j y_{k-j}
+        y = by_recurrence(self.c, _power(self.c[0], r), lambda j, k: (r + 1) * j - k,
+                          scale=self.c[0])
         return TPS(y, self.D, self.level)
+
+
+def by_recurrence(x, y0, weight, scale=None):
+    """Coefficients ``y_0..y_D`` of a series with ``k scale y_k = sum_{j=1}^{k} weight(j, k)
+    x_j y_{k-j}`` (``D = len(x) - 1``): ``exp`` (``weight = j``, no scale, from ``y' = x' y``)
+    and powers ``x^r`` (Miller: ``weight = (r + 1) j - k``, ``scale = x_0``, from
+    ``x y' = r x' y``).  Works on Fractions, mpmath numbers and series alike."""
+    inv = None if scale is None else 1 / scale
+    y = [y0]
+    for k in range(1, len(x)):
+        s = 0
+        for j in range(1, k + 1):
+            if not _iszero(x[j]):
+                s = s + x[j] * y[k - j] * weight(j, k)
+        y.append((s if inv is None else s * inv) / k)
+    return y
 
 
 def _iszero(a):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sympy.printing.pycode import MpmathPrinter
 
 from conftest import examples
-from series_oracle import TPS, _iszero
+from series_oracle import TPS, by_recurrence
 from strategies import X, batches, declarations, losses, points, values_for
 from modeq.symbolic import derive, g as G, h as H, theta as THETA
 
@@ -37,17 +37,10 @@ def _const(x):
 
 
 def _exp(x):
-    """``exp`` of a series: ``exp(c0) * sum_k a_k t^k`` with ``a_0 = 1`` and
-    ``k a_k = sum_{j=1}^{k} j x_j a_{k-j}`` (from ``y' = x' y``)."""
+    """``exp`` of a series: ``exp(c0)`` times the recurrence ``k a_k = sum_j j x_j a_(k-j)``."""
     if not isinstance(x, TPS):
         return mpmath.exp(x)
-    a = [1]
-    for k in range(1, x.D + 1):
-        s = 0
-        for j in range(1, k + 1):
-            if not _iszero(x.c[j]):
-                s = s + x.c[j] * a[k - j] * j
-        a.append(s * (mpmath.mpf(1) / k))
+    a = by_recurrence(x.c, mpmath.mpf(1), lambda j, k: j)
     return TPS(a, x.D, x.level) * _exp(x.c[0])
 
 
@@ -64,20 +57,11 @@ def _log(x):
 
 
 def _rpow(x, p, q):
-    """``x**(p/q)`` for a series (binomial series around the constant term, mpmath)."""
+    """``x**(p/q)`` for a series (Miller's recurrence around the constant term, mpmath)."""
     r = mpmath.mpf(p) / q
     if not isinstance(x, TPS):
         return mpmath.mpf(x) ** r
-    # Miller's recurrence (from x y' = r x' y): k x_0 y_k = sum_{j=1}^{k} ((r + 1) j - k) x_j y_{k-j}
-    c0 = x.c[0]
-    inv0 = 1 / c0
-    y = [_rpow(c0, p, q)]
-    for k in range(1, x.D + 1):
-        s = 0
-        for j in range(1, k + 1):
-            if not _iszero(x.c[j]):
-                s = s + x.c[j] * y[k - j] * ((r + 1) * j - k)
-        y.append(s * inv0 * (mpmath.mpf(1) / k))
+    y = by_recurrence(x.c, _rpow(x.c[0], p, q), lambda j, k: (r + 1) * j - k, scale=x.c[0])
     return TPS(y, x.D, x.level)
 
 
@@ -159,9 +143,9 @@ def flow_series(flow, loss_or_losses, params, theta0, schedule, values, D):
     """theta(h), theta(2h), theta(3h) of the piecewise flow (Taylor method, series in h)."""
     hs = TPS([0, 1], D)
     y = [TPS([num(t)], D) for t in theta0]
+    named = {str(k): v for k, v in values.items()}
     out = []
     for l in range(STEPS):
-        named = {str(k): v for k, v in values.items()}
         if isinstance(loss_or_losses, list):
             F = flow.field(loss_or_losses, params, n=l, schedule=schedule, **named)
         else:
