@@ -11,6 +11,7 @@ import sympy as sp
 from . import cache
 from .family import eps, n
 from .named import memory_symbols, split_coefficient
+from .expand import expand_mul
 from .operators import ATOMS, collect_fields, is_field
 
 __all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "named_terms",
@@ -49,7 +50,7 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
     given in the bounded :func:`structured_coefficient` form (never an unbounded
     simplification: the cost grows with the size of the expression, not beyond)."""
     groups = {}
-    for term in sp.Add.make_args(sp.expand_mul(collect_fields(expr))):
+    for term in sp.Add.make_args(expand_mul(collect_fields(expr))):
         ops = [f for f in sp.Mul.make_args(term) if isinstance(f, ATOMS[1:]) or
                (isinstance(f, sp.Pow) and isinstance(f.base, ATOMS[1:])) or
                isinstance(f, sp.Sum) and is_field(f)]
@@ -163,7 +164,7 @@ def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
     of a point factor are added, and their closed part (the terms without an unevaluated
     ``Sum``) is cancelled and factored when it has at most ``max_ops`` operations.  Exact (the sum equals ``c``), and bounded in cost."""
     sub = {}
-    for term in sp.Add.make_args(sp.expand_mul(c)):
+    for term in sp.Add.make_args(expand_mul(c)):
         scal, point = [], []
         for f in sp.Mul.make_args(_pull_common(term)):
             (point if is_field(f) else scal).append(f)

@@ -63,6 +63,7 @@ from .epoch_adaptive import EXPANSION_NOTE, adaptive_terms
 from .epoch_memory import MAX_MEMORY_ORDER, linear_memory_reason, memory_displacement
 from .family import g, h
 from .memo import Memo
+from .expand import expand_mul
 from .operators import D3, Grad, Hess, collect_fields, lie, linearize
 from .solve import flow_step_coefficients
 
@@ -148,7 +149,7 @@ def slot_symbols(m):
 def _h_coeffs(expr, top):
     """``[c_0, .., c_top]``: the coefficients of ``h^p`` of a component expression polynomial
     in ``h`` (scalar factors pulled out of the operators first)."""
-    e = sp.expand_mul(linearize(sp.sympify(expr)))
+    e = expand_mul(linearize(sp.sympify(expr)))
     out = [[] for _ in range(top + 1)]
     for term in sp.Add.make_args(e):
         c, dep = term.as_independent(h, as_Add=False)

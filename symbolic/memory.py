@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from .expand import expand_mul
 from .operators import (LARGE, D3, Hess, collect_fields, is_field, is_scalar, scalar_simplify,
                         split_scalar)
 
@@ -223,7 +224,7 @@ def _sum_term(term, k, lo, hi, simplify=True):
 def _sum_expr(f, k, lo, hi):
     """``sum_{k=lo}^{hi} f`` term by term; the terms of a large sum are gathered by field
     monomial and each coefficient is simplified once (:func:`operators.collect_fields`)."""
-    terms = sp.Add.make_args(sp.expand_mul(f))
+    terms = sp.Add.make_args(expand_mul(f))
     if len(terms) <= LARGE:
         return sp.Add(*[_sum_term(t, k, lo, hi) for t in terms])
     return collect_fields(sp.Add(*[_sum_term(t, k, lo, hi, simplify=False) for t in terms]))

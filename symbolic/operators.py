@@ -22,6 +22,7 @@ from functools import lru_cache
 import sympy as sp
 from sympy.polys.fields import sfield
 
+from .expand import expand_mul
 from .family import theta
 
 __all__ = ["FULL", "Grad", "Hess", "D3", "Vec", "ATOMS", "is_field", "is_scalar", "lie", "linearize",
@@ -219,7 +220,7 @@ def _factor_denominators(term):
 def _linear_parts(u):
     """Write ``u`` as sum of (scalar coefficient, field) with the fields merged."""
     parts = {}
-    for term in sp.Add.make_args(sp.expand_mul(u)):
+    for term in sp.Add.make_args(expand_mul(u)):
         c, f = split_scalar(_factor_denominators(term))
         # a constant vector field (e.g. an eps term) has no point dependence but is a field
         parts.setdefault(f, []).append(c)
@@ -307,7 +308,7 @@ def index_polynomial(c):
     if c.is_Number or c.has(sp.Sum, sp.Piecewise):
         return scalar_simplify(c)
     groups = {}
-    for term in sp.Add.make_args(sp.expand_mul(sp.expand_power_exp(c))):
+    for term in sp.Add.make_args(expand_mul(sp.expand_power_exp(c))):
         q0, num, den = _normal_factors(term)
         for part in sp.Add.make_args(sp.expand(num)):
             q1, atoms, _ = _normal_factors(part)
@@ -343,7 +344,7 @@ def coefficient_form(c):
 def collect_fields(e):
     """Group ``e`` by distinct field monomials with simplified scalar coefficients."""
     groups = {}
-    for term in sp.Add.make_args(sp.expand_mul(sp.sympify(e))):
+    for term in sp.Add.make_args(expand_mul(e)):
         c, f = split_scalar(term)
         groups.setdefault(f, []).append(c)
     out = []

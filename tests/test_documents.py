@@ -39,8 +39,9 @@ from modeq.symbolic.family import beta, eps, h, n, rho
 
 TEX_DIR = R.TEX_DIR
 
-# one xdist worker runs this module (``--dist loadgroup``): its module fixtures, which build and
-# compile every document, are made once
+# one xdist worker runs this module (``--dist loadgroup``), and its fixtures, which build and
+# compile every document, live for the worker's session: with module scope they were built
+# twice in CI, whenever the worker ran other modules' tests between this module's
 pytestmark = pytest.mark.xdist_group("documents")
 
 
@@ -55,7 +56,7 @@ def _regenerate_one(spec, folder):
     return path, {k: doc.q(k) for k in STATED if k in doc.quantities}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory):
     """All built-in documents regenerated into a temporary folder (two processes):
     ``{file name: (path, stated quantities)}``."""
@@ -67,12 +68,12 @@ def built(tmp_path_factory):
     return {os.path.basename(p): (p, q) for p, q in results}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def regenerated(built):
     return {name: path for name, (path, _) in built.items()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pdf_texts(regenerated, tmp_path_factory):
     """Each regenerated document compiled with pdflatex; ``{name: pdftotext output}``."""
     assert shutil.which("pdflatex"), "pdflatex is required (LaTeX is installed in CI)"
