@@ -39,9 +39,8 @@ from modeq.symbolic.family import beta, eps, h, n, rho
 
 TEX_DIR = R.TEX_DIR
 
-# one xdist worker runs this module (``--dist loadgroup``), and its fixtures, which build and
-# compile every document, live for the worker's session: with module scope they were built
-# twice in CI, whenever the worker ran other modules' tests between this module's
+# this module's tests are one xdist group (``--dist loadgroup``); its fixtures, which build and
+# compile every document, are session-scoped so that a worker builds them at most once
 pytestmark = pytest.mark.xdist_group("documents")
 
 

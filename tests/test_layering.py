@@ -14,7 +14,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = {"symbolic": "modeq.symbolic", "numeric": "modeq.numeric", "proofs": "modeq.proofs"}
 # the symbolic layer, by role (module names relative to modeq.symbolic)
-IR = {"family", "operators", "components", "optimizers"}
+IR = {"family", "operators", "components", "optimizers", "expand"}   # expand: a SymPy helper
 PASSES = {"memory", "expansion", "solve", "batches", "epoch", "epoch_memory"}
 MAX_LINES = 450
 
