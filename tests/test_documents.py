@@ -26,6 +26,7 @@ import subprocess
 
 import pytest
 import sympy as sp
+from run_shared import once_per_run
 
 from modeq.proofs import latex as L
 from modeq.proofs import registry as R
@@ -39,8 +40,8 @@ from modeq.symbolic.family import beta, eps, h, n, rho
 
 TEX_DIR = R.TEX_DIR
 
-# this module's tests are one xdist group (``--dist loadgroup``); its fixtures, which build and
-# compile every document, are session-scoped so that a worker builds them at most once
+# this module's tests are one xdist group (``--dist loadgroup``); the documents are built once
+# per run whichever worker asks first (run_shared.once_per_run), the PDFs once per worker
 pytestmark = pytest.mark.xdist_group("documents")
 
 
@@ -57,14 +58,16 @@ def _regenerate_one(spec, folder):
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
-    """All built-in documents regenerated into a temporary folder (two processes):
-    ``{file name: (path, stated quantities)}``."""
-    folder = str(tmp_path_factory.mktemp("tex"))
-    # slowest first so the two workers finish together
-    specs = sorted(R.BUILTIN_DOCUMENTS, key=lambda s: (s[0] != "adam", -s[1]))
-    with cf.ProcessPoolExecutor(max_workers=2) as pool:
-        results = list(pool.map(_regenerate_one, specs, [folder] * len(specs)))
-    return {os.path.basename(p): (p, q) for p, q in results}
+    """All built-in documents regenerated into a temporary folder (two processes), once per
+    run: ``{file name: (path, stated quantities)}``."""
+    def make():
+        folder = str(tmp_path_factory.mktemp("tex"))
+        # slowest first so the two processes finish together
+        specs = sorted(R.BUILTIN_DOCUMENTS, key=lambda s: (s[0] != "adam", -s[1]))
+        with cf.ProcessPoolExecutor(max_workers=2) as pool:
+            results = list(pool.map(_regenerate_one, specs, [folder] * len(specs)))
+        return {os.path.basename(p): (p, q) for p, q in results}
+    return once_per_run(tmp_path_factory, "documents", make)
 
 
 @pytest.fixture(scope="session")
