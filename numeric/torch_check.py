@@ -16,11 +16,10 @@ import sympy as sp
 import torch
 
 from modeq.symbolic.emit import Kernel
-from .integrate import integrate, method_for
+from .integrate import method_for
 from .study.fields import FieldFactory
 from .study.judge import judge_order, tolerances
-from .study.result import Point
-from .study.run import RESOLUTION
+from .study.run import flow_point
 from .torch_optim import from_torch
 
 __all__ = ["torch_iterates", "torch_order_study"]
@@ -48,14 +47,18 @@ def torch_iterates(make_optimizer, loss, params, theta0, lr, steps, schedule=Non
 
 
 def torch_order_study(make_optimizer, loss, params, theta0, T=1, hs=None, orders=(0, 1),
-                      dps=30, substeps=2, tol=None, schedule=None):
+                      dps=30, substeps=1, tol=None, schedule=None, method="auto", refine=True):
     """``{order: OrderResult}``: torch's iterates against the derived flows.
 
     ``make_optimizer(params, lr)`` builds the configured ``torch.optim`` instance (e.g.
     ``lambda p, lr: torch.optim.AdamW(p, lr=lr, weight_decay=0.2)``); it must produce float64
     runs (a float32 parameter is refused: its rounding would hide the orders).  ``loss`` a
     list of batch losses: mini batch, step ``k`` on ``loss[schedule[k]]`` (cyclic by default),
-    in torch's run and in the derived flows alike.
+    in torch's run and in the derived flows alike.  Each flow is integrated and judged as in
+    :func:`~modeq.numeric.study.order_study` (:func:`~modeq.numeric.study.run.flow_point`:
+    ``method`` per order, ``substeps`` to start with, raised while the integrator's estimate
+    is the floor), the floor's rounding part being torch's (``4 N 2^-52`` times the iterates'
+    scale).
     """
     hs = [sp.Rational(1, 2 ** k) for k in (3, 4, 5, 6)] if hs is None else \
         [sp.Rational(h) for h in hs]
@@ -73,22 +76,16 @@ def torch_order_study(make_optimizer, loss, params, theta0, T=1, hs=None, orders
     tols = tolerances(tol)
     points = {r: [] for r in orders}
     with mpmath.workdps(dps):
+        start = [mpmath.mpf(sp.Rational(t).p) / sp.Rational(t).q for t in theta0]
         for h in hs:
             N = int(math.floor(T / h))
             its = torch_iterates(make_optimizer, loss, params, theta0, float(h), N, schedule)
             its = [[mpmath.mpf(float(x)) for x in th] for th in its]
             scale = max(1.0, max(abs(float(x)) for th in its for x in th))
-            rounding = 4 * FLOAT64_UNIT * N * scale
+
+            def rounding(flow_scale, N=N, scale=scale):
+                return 4 * FLOAT64_UNIT * N * scale, "of torch's float64 iterates"
             for r in orders:
-                run = integrate(factory(r, h), [mpmath.mpf(sp.Rational(t).p) / sp.Rational(t).q
-                                                for t in theta0], h, N, method_for(2), substeps)
-                err = max(max(abs(a - b) for a, b in zip(p, q)) for p, q in zip(its, run.path))
-                floor = run.error_estimate + rounding
-                ok = err > 0 and err >= RESOLUTION * floor
-                reason = "" if ok else (f"torch's float64 rounding {rounding:.1e} or the "
-                                        f"integrator estimate is not {RESOLUTION}x below the "
-                                        f"discrepancy")
-                points[r].append(Point(str(h), N, float(err), float(run.error_estimate),
-                                       rounding, ok, reason, method_for(2), substeps,
-                                       run.evaluations, 0.0))
+                points[r].append(flow_point(factory(r, h), start, h, its,
+                                            method_for(r, method), substeps, refine, rounding))
     return {r: judge_order(r, points[r], tols[r]) for r in orders}

@@ -26,7 +26,7 @@ x, y = sp.symbols("x y")
 def _without_mpfr(field):
     slow = object.__new__(type(field))
     slow.__dict__.update(field.__dict__)
-    slow._fast, slow._memo = None, {}
+    slow._fast, slow._fast_kernel, slow._memo = None, None, {}
     return slow
 
 
@@ -132,19 +132,52 @@ def _nadam_field():
 def test_nadam_running_products_run_in_mpfr_bit_for_bit(n, px, py, dps):
     """The running products (NAdam's mu_1 ... mu_t) no longer send its node tables back to
     mpmath: the MPFR path runs and gives the mpmath path's numbers exactly (the same
-    multiplications in the same order, each correctly rounded at the same precision)."""
+    multiplications in the same order, each correctly rounded at the same precision).  The
+    kernel that combines the sums' values (a long sum printed as one ``sum`` call) runs in
+    MPFR too."""
     px4, py4 = sp.Rational(px, 4), sp.Rational(py, 4)
     gx, gy = px4 - 1 + py4 / 3, px4 / 3 + py4 ** 3
     assume(gx != 0 and gy != 0)                # eps outside the root: |g| is not smooth at 0
     f = _nadam_field()
     tables = f.sums.tables
-    assert tables.has_fast
+    assert tables.has_fast and f._fast_kernel is not None
     with mpmath.workdps(dps):
         theta0 = [mpmath.mpf(px) / 4, mpmath.mpf(py) / 4]
         fast = f(n, theta0)
         saved, tables._fast = tables._fast, None
         try:
-            slow = f(n, theta0)
+            slow = _without_mpfr(f)(n, theta0)
+        finally:
+            tables._fast = saved
+    assert fast == slow
+
+
+_RMS = {}
+
+
+@settings(max_examples=examples(10))
+@given(n=st.integers(0, 12), px=st.integers(-8, 8), py=st.integers(-8, 8),
+       dps=st.integers(15, 50))
+def test_the_kernel_over_past_sums_runs_in_mpfr_bit_for_bit(n, px, py, dps):
+    """torch's RMSprop with momentum, order 1: its field reads sums over past steps (the
+    momentum buffer reads v).  The kernel that combines their values runs in MPFR and gives
+    the all-mpmath path's numbers exactly (+, -, *, / and square roots, each correctly
+    rounded at the same precision in both)."""
+    if not _RMS:
+        flow = derive(optimizers.torch_rmsprop(momentum=True), 1)
+        _RMS["f"] = flow.lambdify((x - 1) ** 2 / 2 + x * y / 3 + y ** 4 / 4, [x, y],
+                                  rho="3/5", eps="1/10", mu="3/10", h="1/32")
+    px4, py4 = sp.Rational(px, 4), sp.Rational(py, 4)
+    assume(px4 - 1 + py4 / 3 != 0 and px4 / 3 + py4 ** 3 != 0)   # eps outside the root
+    f = _RMS["f"]
+    assert f.sums and f._fast_kernel is not None
+    tables = f.sums.tables
+    with mpmath.workdps(dps):
+        theta0 = [mpmath.mpf(px) / 4, mpmath.mpf(py) / 4]
+        fast = f(n, theta0)
+        saved, tables._fast = tables._fast, None
+        try:
+            slow = _without_mpfr(f)(n, theta0)
         finally:
             tables._fast = saved
     assert fast == slow

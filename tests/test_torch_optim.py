@@ -119,7 +119,7 @@ def test_param_groups_each_get_their_hyperparameters():
 
 
 # -- orders against torch's own iterates ------------------------------------------------------
-# name: (T, step sizes, substeps), chosen so the verdict is an honest pass (measured slopes in
+# name: (T, step sizes), chosen so the verdict is an honest pass (measured slopes in
 # the comments, orders 0 / 1).  eps is outside the root in every adaptive optimizer here: the
 # flow is smooth only away from g_j = 0 (g_j + lam theta_j = 0 with L2), so T stops before a
 # component of the gradient fed to the states vanishes on this problem (measured along torch's
@@ -129,28 +129,27 @@ def test_param_groups_each_get_their_hyperparameters():
 # RMSprop, whose step coefficients change in n), so these need small h at a short T.
 H4 = ["1/16", "1/32", "1/64", "1/128"]
 STUDY = {
-    "adamw": (1, H4, 4),                                           # 0.912 / 1.992
-    "adam-decoupled": (1, H4, 4),                                  # 0.912 / 1.992
-    "adam-l2": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),
-    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), H4, 2),
-    "sgd-nesterov-maximize": (sp.Rational(1, 2), H4, 2),
+    "adamw": (1, H4),                                           # 0.912 / 1.992
+    "adam-decoupled": (1, H4),                                  # 0.912 / 1.992
+    "adam-l2": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"]),
+    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), H4),
+    "sgd-nesterov-maximize": (sp.Rational(1, 2), H4),
     # RMSprop without bias correction: F0 depends on n through sqrt(1 - rho^(n+1))
-    "rmsprop-plain": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),  # 0.942 / 1.929
+    "rmsprop-plain": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"]),  # 0.942 / 1.929
     # NAdam: its exact-in-n field sums over past steps (O(n) per call: the summands mix n and
     # theta); with the step products kept as running products the study takes ~30 s (was ~250)
-    "nadam-decoupled": (sp.Rational(1, 4), ["1/64", "1/128", "1/256", "1/512"], 1),  # 0.934 / 1.919
-    "nadam-l2": (sp.Rational(1, 4), ["1/64", "1/128", "1/256", "1/512"], 1),        # 0.939 / 1.925
+    "nadam-decoupled": (sp.Rational(1, 4), ["1/64", "1/128", "1/256", "1/512"]),  # 0.934 / 1.919
+    "nadam-l2": (sp.Rational(1, 4), ["1/64", "1/128", "1/256", "1/512"]),        # 0.939 / 1.925
     # RMSprop with momentum: the momentum buffer reads v, so F1 has sums inside sums (node
     # tables, O(n) per call); rates 0.73/0.87/0.93/0.97 and 1.68/1.86/1.94/1.98 from h = 1/32
-    "rmsprop-momentum-l2": (sp.Rational(1, 2), ["1/64", "1/128", "1/256", "1/512"], 2),  # 0.923 / 1.930
+    "rmsprop-momentum-l2": (sp.Rational(1, 2), ["1/64", "1/128", "1/256", "1/512"]),  # 0.923 / 1.930
 }
 
 
 @pytest.mark.parametrize("name", sorted(STUDY))
 def test_order_study_against_torch(name):
-    T, hs, substeps = STUDY[name]
-    res = torch_order_study(CONFIGS[name], E, [x, y], THETA0, T=T, hs=hs, orders=(0, 1),
-                            substeps=substeps)
+    T, hs = STUDY[name]
+    res = torch_order_study(CONFIGS[name], E, [x, y], THETA0, T=T, hs=hs, orders=(0, 1))
     for r, o in res.items():
         assert o.verdict == "pass", (name, r, o.slope, o.reason)
 
@@ -161,18 +160,18 @@ def test_order_study_against_torch(name):
 BATCHES = [E + (x + y) / 4, E - x / 4 + y ** 2 / 8, E - y / 4 + x * y / 8]
 NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 32           # 288 steps >= T / h for h = 1/512
 MINI_STUDY = {
-    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), H4, 2),                        # 1.003 / 1.960
-    "adam-l2": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),          # 0.905 / 1.926
-    "rmsprop-momentum-l2": (sp.Rational(1, 2), ["1/64", "1/128", "1/256", "1/512"], 2),  # 0.945 / 1.955
+    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), H4),                        # 1.003 / 1.960
+    "adam-l2": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"]),          # 0.905 / 1.926
+    "rmsprop-momentum-l2": (sp.Rational(1, 2), ["1/64", "1/128", "1/256", "1/512"]),  # 0.945 / 1.955
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(MINI_STUDY))
 def test_mini_batch_order_study_against_torch(name):
-    T, hs, substeps = MINI_STUDY[name]
+    T, hs = MINI_STUDY[name]
     res = torch_order_study(CONFIGS[name], BATCHES, [x, y], THETA0, T=T, hs=hs, orders=(0, 1),
-                            substeps=substeps, schedule=NON_CYCLIC)
+                            schedule=NON_CYCLIC)
     for r, o in res.items():
         assert o.verdict == "pass", (name, r, o.slope, o.reason)
 
@@ -191,7 +190,7 @@ def test_centered_rmsprop_mini_batch_order_study_against_torch():
     for orders, hs in (((0,), ["1/64", "1/128", "1/256", "1/512"]),
                        ((1,), ["1/32", "1/64", "1/128", "1/256"])):
         res = torch_order_study(CONFIGS["rmsprop-centered-momentum"], WIDE, [x, y], THETA0,
-                                T=sp.Rational(1, 2), hs=hs, orders=orders, substeps=2,
+                                T=sp.Rational(1, 2), hs=hs, orders=orders,
                                 schedule=NON_CYCLIC * 2)
         for r, o in res.items():
             assert o.verdict == "pass", (r, o.slope, o.reason)
@@ -225,19 +224,18 @@ def test_a_mini_batch_schedule_too_short_is_refused():
 # h = 1/256 on T = 1/2 (rounding ~1e-13, the smallest error 3e-8); larger h are not yet
 # asymptotic (AdamW's rate from h = 1/8 to 1/16 is 1.46).
 STUDY2 = {
-    "adamw": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),          # 2.864
-    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), ["1/8", "1/16", "1/32", "1/64"], 4),  # 2.855
-    "sgd-nesterov-maximize": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),  # 2.901
+    "adamw": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"]),          # 2.864
+    "sgd-momentum-dampening-l2": (sp.Rational(1, 2), ["1/8", "1/16", "1/32", "1/64"]),  # 2.855
+    "sgd-nesterov-maximize": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"]),  # 2.901
     # without bias correction: the order-2 field sums over past steps (rates 2.73/2.89/2.95)
-    "rmsprop-plain": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"], 2),  # 2.920
+    "rmsprop-plain": (sp.Rational(1, 2), ["1/32", "1/64", "1/128", "1/256"]),  # 2.920
 }
 
 
 @pytest.mark.parametrize("name", sorted(STUDY2))
 def test_order_2_against_torch(name):
-    T, hs, substeps = STUDY2[name]
-    res = torch_order_study(CONFIGS[name], E, [x, y], THETA0, T=T, hs=hs, orders=(2,),
-                            substeps=substeps)
+    T, hs = STUDY2[name]
+    res = torch_order_study(CONFIGS[name], E, [x, y], THETA0, T=T, hs=hs, orders=(2,))
     assert res[2].verdict == "pass", (name, res[2].slope, res[2].rates, res[2].reason)
 
 
@@ -248,7 +246,7 @@ def test_a_wrong_convention_fails_against_torch():
     res = torch_order_study(lambda p, lr: (adam(p, lr) if p[0].numel() == 2 and
                                            p[0].abs().sum() == 0 else CONFIGS["adamw"](p, lr)),
                             E, [x, y], THETA0, T=sp.Rational(1, 2),
-                            hs=["1/16", "1/32", "1/64"], orders=(1,), substeps=4)
+                            hs=["1/16", "1/32", "1/64"], orders=(1,))
     assert res[1].verdict != "pass"
 
 

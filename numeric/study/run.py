@@ -109,40 +109,59 @@ def _sup_dist(a, b):
 
 
 def _run_flow(spec, factory, r, h, N, its, u, scale):
-    method = method_for(r, spec["method"])
-    q_hat = TABLEAUX[method].order_hat
-    substeps = spec["substeps"]
+    def rounding(flow_scale):
+        return (ROUNDING_FACTOR * u * N * (scale + flow_scale), f"at dps={spec['dps']}")
     f = factory(r, h)  # the first call per order lowers and compiles the flow (setup time)
+    return flow_point(f, spec["theta0"], h, its, method_for(r, spec["method"]),
+                      spec["substeps"], spec["refine"], rounding)
+
+
+def flow_point(field, theta0, h, its, method, substeps=1, refine=True, rounding=None) -> Point:
+    """The flow ``field(n, theta)`` integrated from ``theta0`` over the ``len(its) - 1``
+    intervals of length ``h`` and measured against the iterates ``its``: a
+    :class:`~.result.Point` with ``error = max_n |its[n] - theta(n h)|``.
+
+    The discrepancy is *resolved* when it is at least ``RESOLUTION`` times the floor: the
+    integrator's error estimate plus ``rounding(flow_scale)[0]``, the iterates' rounding
+    estimate (``rounding`` returns ``(estimate, where it comes from)``, e.g. ``"at dps=30"``;
+    ``None``: no rounding floor).  With ``refine``, an unresolved run is repeated with more
+    substeps per interval (a factor from the method's order ``q_hat`` of its estimate, up to
+    ``MAX_SUBSTEPS``) until it resolves or the rounding alone keeps it below the floor.
+    """
+    rounding = rounding or (lambda flow_scale: (0, ""))
+    q_hat = TABLEAUX[method].order_hat
+    N = len(its) - 1
+    scale = max(1, max(abs(x) for th in its for x in th))
     t0 = time.perf_counter()
     evals = 0
     while True:
-        run = integrate(f, spec["theta0"], h, N, method, substeps)
+        run = integrate(field, theta0, h, N, method, substeps)
         evals += run.evaluations
         err = _sup_dist(its, run.path)
         integ = run.error_estimate
         flow_scale = max(scale, max(abs(x) for th in run.path for x in th))
-        rounding = ROUNDING_FACTOR * u * N * (scale + flow_scale)
-        floor = integ + rounding
+        round_err, source = rounding(flow_scale)
+        floor = integ + round_err
         resolved = err > 0 and err >= RESOLUTION * floor
-        if resolved or not spec["refine"] or substeps >= MAX_SUBSTEPS:
+        if resolved or not refine or substeps >= MAX_SUBSTEPS:
             break
-        if err <= RESOLUTION * rounding * 2:
+        if err <= RESOLUTION * round_err * 2:
             break  # rounding-limited: more substeps cannot help
-        need = RESOLUTION * integ * 4 / (err - RESOLUTION * rounding)
+        need = RESOLUTION * integ * 4 / (err - RESOLUTION * round_err)
         factor = max(2, int(math.ceil(float(need) ** (1.0 / q_hat))))
         substeps = min(MAX_SUBSTEPS, substeps * factor)
     reason = ""
     if not resolved:
         if err == 0:
             reason = "zero discrepancy (the flow is exact here)"
-        elif integ >= rounding:
+        elif integ >= round_err:
             reason = (f"integrator estimate {mpmath.nstr(integ, 2)} is not {RESOLUTION}x below "
                       f"the discrepancy (method {method}, {substeps} substeps)")
         else:
-            reason = (f"rounding estimate {mpmath.nstr(rounding, 2)} at dps={spec['dps']} is "
+            reason = (f"rounding estimate {mpmath.nstr(round_err, 2)} {source} is "
                       f"not {RESOLUTION}x below the discrepancy")
     return Point(h=str(h), steps=N, error=float(err), integrator_error=float(integ),
-                 rounding_error=float(rounding), resolved=bool(resolved), reason=reason,
+                 rounding_error=float(round_err), resolved=bool(resolved), reason=reason,
                  method=method, substeps=substeps, evaluations=evals,
                  seconds=time.perf_counter() - t0, error_digits=mpmath.nstr(err, 15))
 

@@ -62,8 +62,10 @@ class FullBatchField:
         self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
                                     None, cse, running=True) if coeffs else None
         self.dtype = self.kernel.dtype
-        # the same code in MPFR arithmetic (:mod:`.mpfr`), where gmpy2 is installed
-        self._fast = mpfr.fast_kernel(self.kernel) if not self.sums else None
+        # the same code in MPFR arithmetic (:mod:`.mpfr`), where gmpy2 is installed; with past
+        # sums, their values (summed by :class:`.PastSums`) are its last arguments
+        self._fast_kernel = mpfr.fast_kernel(self.kernel)
+        self._fast = self._fast_kernel if not self.sums else None
         self._bound = None if self.late else []
         self._exact_late = []
         self._memo = {}
@@ -147,7 +149,16 @@ class FullBatchField:
                 return outs
         device = getattr(x, "device", None)
         head = [n, *x, *self._late_values(device), *self._coefficient_values(n, device)]
-        outs = self.kernel(*head, *self.sums(head, device, data, period), device=device)
+        sums = self.sums(head, device, data, period)
+        if self._fast_kernel is not None and self.sums:
+            import mpmath
+            prec = mpmath.mp.prec
+            outs = mpfr.run(prec, lambda: self._fast_kernel(
+                prec, n, *map(mpfr.from_mpf, x), *self._fast_head(n, prec),
+                *map(mpfr.from_mpf, sums)), lambda r: mpfr.to_mpf(r, prec))
+            if outs is not None:
+                return outs
+        outs = self.kernel(*head, *sums, device=device)
         if self.backend == "mpmath":
             return list(outs)
         return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)
