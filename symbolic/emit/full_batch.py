@@ -150,7 +150,7 @@ class FullBatchField:
         device = getattr(x, "device", None)
         head = [n, *x, *self._late_values(device), *self._coefficient_values(n, device)]
         sums = self.sums(head, device, data, period)
-        if self._fast_kernel is not None and self.sums:
+        if self._fast_kernel is not None and self.sums and _all_real(sums):
             import mpmath
             prec = mpmath.mp.prec
             outs = mpfr.run(prec, lambda: self._fast_kernel(
@@ -225,3 +225,9 @@ class FullBatchField:
     def __repr__(self):
         return (f"FullBatchField(p={self.p}, backend={self.backend!r}, "
                 f"dtype={self.dtype}, uses_n={self.uses_n})")
+
+
+def _all_real(values):
+    """Whether every value is an ``mpf`` or an integer (an ``mpc`` stays in mpmath)."""
+    import mpmath
+    return all(isinstance(v, (mpmath.mpf, int)) for v in values)
