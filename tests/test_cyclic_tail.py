@@ -15,6 +15,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from counting import Counted
 from conftest import examples
 from modeq.symbolic import derive, optimizers
 from modeq.symbolic.emit.cyclic_tail import period_moments
@@ -146,14 +147,7 @@ def test_a_call_costs_the_same_at_n_fifty_thousand_and_a_hundred_thousand(order)
     f = _field("adam", order, 3, sp.Rational(9, 10), sp.Rational(99, 100), "mpmath")
     kernels = f._order2._F0 if order >= 2 else f._F0
     calls = [0]
-
-    def counting(fn):
-        def inner(*a):
-            calls[0] += 1
-            return fn(*a)
-        return inner
-
-    kernels[:] = [counting(k) for k in kernels]
+    kernels[:] = [Counted(k, calls, 0) for k in kernels]
     with mpmath.workdps(30):
         point = [mpmath.mpf(1) / 3, mpmath.mpf(-1) / 5]
         counts = []

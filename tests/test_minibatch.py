@@ -3,6 +3,7 @@ import mpmath
 import pytest
 import sympy as sp
 
+from counting import Counted
 from modeq.symbolic import beta, derive, eps, h, optimizers, rho
 
 x, y = sp.symbols("x y")
@@ -65,12 +66,7 @@ def test_mini_batch_cost_per_call_does_not_grow_with_n():
     calls = {"grad": 0, "hess": 0}
 
     def counting(fns, key):
-        def wrap(fn):
-            def inner(*a):
-                calls[key] += 1
-                return fn(*a)
-            return inner
-        return [wrap(fn) for fn in fns]
+        return [Counted(fn, calls, key) for fn in fns]
 
     f._grad = counting(f._grad, "grad")
     f._hess = counting(f._hess, "hess")

@@ -181,3 +181,44 @@ def test_the_kernel_over_past_sums_runs_in_mpfr_bit_for_bit(n, px, py, dps):
         finally:
             tables._fast = saved
     assert fast == slow
+
+
+# -- the mini-batch field (orders 0 and 1) in MPFR ------------------------------------------
+BATCHES = [(x - 1) ** 2 / 2 + x * y / 3 + y ** 4 / 4, x ** 2 / 3 + sp.sin(y) / 2 - x * y / 5,
+           (x + y) ** 2 / 4 + y / 3]
+_MINI = {}
+
+
+def _mini_field(order, schedule):
+    key = (order, tuple(schedule))
+    if key not in _MINI:
+        flow = derive(optimizers.adam(), order)
+        vals = dict(beta=sp.Rational(1, 4), rho=sp.Rational(3, 5), eps=sp.Rational(1, 10),
+                    h=sp.Rational(1, 16))
+        _MINI[key] = (flow, vals, flow.lambdify(BATCHES, [x, y], schedule=list(schedule),
+                                                **{str(k): v for k, v in vals.items()}))
+    return _MINI[key]
+
+
+@settings(max_examples=examples(10))
+@given(order=st.sampled_from([0, 1]),
+       schedule=st.lists(st.integers(0, 2), min_size=10, max_size=10),
+       n=st.integers(0, 9), px=st.integers(-6, 6), py=st.integers(-6, 6),
+       dps=st.integers(15, 50))
+def test_mini_batch_field_in_mpfr_equals_the_exact_field(order, schedule, n, px, py, dps):
+    """Adam on three batches in a drawn order: the mpmath field runs in MPFR (every kernel of
+    the point) and equals the exact field (SymPy, every past step added, 60 digits) to a few
+    ulps of the working precision."""
+    flow, vals, f = _mini_field(order, schedule)
+    assert f._fast
+    point = [sp.Rational(px, 4), sp.Rational(py, 4)]
+    exact = [sp.N(e.xreplace({x: point[0], y: point[1]}), 60)
+             for e in flow.field(BATCHES, [x, y], n=n, schedule=list(schedule),
+                                 **{str(k): v for k, v in vals.items()})]
+    with mpmath.workdps(dps):
+        got = f(n, [mpmath.mpf(q.p) / q.q for q in point])
+        scale = max([1] + [abs(mpmath.mpf(str(b))) for b in exact])
+        tol = scale * mpmath.ldexp(1, -mpmath.mp.prec + 16)
+        for a, b in zip(got, exact):
+            assert isinstance(a, mpmath.mpf)
+            assert abs(a - mpmath.mpf(str(b))) <= tol, (a, b)

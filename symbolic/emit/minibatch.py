@@ -17,6 +17,7 @@ from ..components import lower
 from ..family import h as h_sym
 from ..family import n as n_sym
 from ..memo import Memo
+from . import mpfr
 from .arrays import as_points, resolve_dtype, stack_components
 from .cyclic_tail import cyclic_tail
 from .kernel import Kernel
@@ -26,14 +27,57 @@ from .values import check_step
 __all__ = ["MiniBatchField"]
 
 
-def _compiled(args, exprs, modules, cse=True):
+class _Compiled:
     """A callable through :class:`Kernel` (modeq's printers: no torch printer gaps, constants at
-    the working precision); a single expression gives a single value."""
-    single = not isinstance(exprs, (list, tuple))
-    kernel = Kernel([exprs] if single else list(exprs), list(args), modules, None, cse)
-    if single:
-        return lambda *a: kernel(*a)[0]
-    return lambda *a: kernel(*a)
+    the working precision); a single expression gives a single value.  ``fast`` is the same
+    code in MPFR (:func:`.mpfr.fast_kernel`), or ``None``."""
+
+    def __init__(self, args, exprs, modules, cse=True):
+        self.single = not isinstance(exprs, (list, tuple))
+        self.kernel = Kernel([exprs] if self.single else list(exprs), list(args), modules, None,
+                             cse)
+        self.fast = mpfr.fast_kernel(self.kernel)
+
+    def __call__(self, *a):
+        out = self.kernel(*a)
+        return out[0] if self.single else out
+
+
+
+class _Plain:
+    """The backend's own arithmetic (the tables' numbers as they are)."""
+    key = None
+
+    @staticmethod
+    def num(v):
+        return v
+
+    @staticmethod
+    def call(k, *a):
+        return k(*a)
+
+
+class _NotFinite(ArithmeticError):
+    pass
+
+
+class _InMpfr:
+    """MPFR arithmetic at ``prec`` bits (inside ``mpfr.context(prec)``): numbers converted from
+    ``mpf``, kernels run as their :attr:`_Compiled.fast` version."""
+    key = "mpfr"
+
+    def __init__(self, prec):
+        self.prec = prec
+
+    @staticmethod
+    def num(v):
+        return mpfr.from_mpf(v)
+
+    def call(self, k, *a):
+        out = k.fast(self.prec, *a)
+        if out is None:
+            raise _NotFinite
+        return out[0] if k.single else out
 
 
 class _KernelProvider:
@@ -86,21 +130,21 @@ class _GroupedKernels:
         self.F0, self.F1 = [], []
         for c in range(m):
             F0 = [lower(terms.F0[c], j, K).xreplace(subs) for j in range(p)]
-            self.F0.append(_compiled(args0, F0, modules=modules, cse=cse))
+            self.F0.append(_Compiled(args0, F0, modules=modules, cse=cse))
             if flow.order >= 1:
                 F1 = [lower(terms.F1[c], j, K).xreplace(subs) for j in range(p)]
-                self.F1.append(_compiled(args0 + hsyms + vsyms, F1, modules=modules, cse=cse))
+                self.F1.append(_Compiled(args0 + hsyms + vsyms, F1, modules=modules, cse=cse))
         # indexed by loss (the weight tables u[i][l][b] sum over the steps that used loss b)
-        self.grad = [_compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(p)],
+        self.grad = [_Compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(p)],
                                modules=modules) for b in range(m)]
-        self.hess = [_compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(p)
+        self.hess = [_Compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(p)
                                      for i in range(j, p)], modules=modules) for b in range(m)]
         # state weights: w(l, l) and decay per state, exact then numeric at call time
-        self.w_last = [_compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
+        self.w_last = [_Compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
                                  modules=modules) for s in opt.states]
-        self.decay = [_compiled([], s.decay.xreplace(subs), modules=modules)
+        self.decay = [_Compiled([], s.decay.xreplace(subs), modules=modules)
                       for s in opt.states]
-        self.limit = [_compiled([], s.stationary_weight(0).xreplace(subs), modules=modules)
+        self.limit = [_Compiled([], s.stationary_weight(0).xreplace(subs), modules=modules)
                       for s in opt.states]
 
 
@@ -125,16 +169,28 @@ class MiniBatchField:
         self._F0, self._F1, self._grad, self._hess = k.F0, k.F1, k.grad, k.hess
         self._w_last, self._decay, self._limit = k.w_last, k.decay, k.limit
         self._tables = {}
+        # every theta-dependent kernel in MPFR (mpmath backend, gmpy2 installed)
+        self._fast = modules == "mpmath" and all(
+            f.fast is not None for f in (*self._F0, *self._F1, *self._grad, *self._hess))
 
     # scalar tables, independent of theta -------------------------------------------------
-    def _u_table(self, n):
-        """``u[i][l][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` for l <= n (cached, extended)."""
-        key = self._precision_key()
+    def _u_table(self, n, ar=_Plain):
+        """``u[i][l][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` for l <= n (cached, extended), in
+        the arithmetic ``ar`` (the same roundings in MPFR as in mpmath)."""
+        prec = self._precision_key()
+        key = (prec, ar.key)
         tab = self._tables.get(key)
         if tab is None:
-            tab = {"u": [[] for _ in self.states], "d": [d() for d in self._decay]}
-            tab["tail"] = self._cyclic_tail(tab["d"], key)
-            self._tables = {key: tab}
+            decays = [d() for d in self._decay]
+            tab = {"u": [[] for _ in self.states], "d": [ar.num(d) for d in decays],
+                   "w": {}, "pow": [{} for _ in self.states], "tail": None}
+            if ar.key is None:
+                tab["tail"] = self._cyclic_tail(decays, prec)
+            else:
+                tab["tail"] = self._u_table(0)["tail"]
+            if any(k[0] != prec for k in self._tables):
+                self._tables = {}
+            self._tables[key] = tab
         for i, d in enumerate(tab["d"]):
             rows = tab["u"][i]
             while len(rows) <= n:
@@ -164,11 +220,33 @@ class MiniBatchField:
         tail = tab["tail"]
         return tail is not None and l >= tail.start
 
-    def _weights(self, tab, l):
-        if self._stationary(tab, l):
-            return tab["tail"].weights(l)
-        return [self._w_last[i](l) * x for i in range(len(self.states))
-                for x in tab["u"][i][l]]
+    def _weights(self, tab, l, ar=_Plain):
+        """The weights ``w_i(l, l) u_ib(l)`` of step ``l`` (memoized: free of ``theta``)."""
+        w = tab["w"].get(l)
+        if w is None:
+            if self._stationary(tab, l):
+                w = [ar.num(v) for v in tab["tail"].weights(l)]
+            else:
+                w = [ar.num(self._w_last[i](l)) * x for i in range(len(self.states))
+                     for x in tab["u"][i][l]]
+            tab["w"][l] = w
+        return w
+
+    @staticmethod
+    def _power(tab, i, k):
+        """``d_i^k`` (memoized; the same rounding as ``d_i ** k``)."""
+        v = tab["pow"][i].get(k)
+        if v is None:
+            v = tab["pow"][i][k] = tab["d"][i] ** k
+        return v
+
+    @staticmethod
+    def _forget_before(tab, start):
+        """Drop the memoized weights of steps before ``start`` once they outnumber the rest."""
+        w = tab["w"]
+        if len(w) > 64 and min(w) < start and 2 * sum(1 for l in w if l < start) > len(w):
+            for l in [l for l in w if l < start]:
+                del w[l]
 
     def _window(self, tab, n):
         """Earliest past step whose weight can matter at the working precision."""
@@ -209,23 +287,42 @@ class MiniBatchField:
     def _field(self, n, theta):
         if self.flow.order >= 2:
             return self._field2(n, theta)
+        if self._fast:
+            prec = self._precision_key()
+            ar = _InMpfr(prec)
+
+            def compute():
+                try:
+                    return self._terms(n, [mpfr.from_mpf(v) for v in theta], ar)
+                except _NotFinite:
+                    return None
+            outs = mpfr.run(prec, compute, lambda r: mpfr.to_mpf(r, prec))
+            if outs is not None:
+                return outs
+        return self._terms(n, theta, _Plain)
+
+    def _terms(self, n, theta, ar):
+        """``-(F0 + h F1)`` at step ``n`` in the arithmetic ``ar`` (:class:`_Plain` or
+        :class:`_InMpfr`)."""
         tail = self._u_table(0)["tail"]
-        tab = self._u_table(n if tail is None else min(n, tail.start))
-        G = [self._grad[b](*theta) for b in range(self.m)]
+        tab = self._u_table(n if tail is None else min(n, tail.start), ar)
+        G = [ar.call(self._grad[b], *theta) for b in range(self.m)]
         Gflat = [x for row in G for x in row]
         c = self.provider.loss_index(n)
-        F0 = self._F0[c](*self._weights(tab, n), *Gflat, *theta)
+        F0 = ar.call(self._F0[c], *self._weights(tab, n, ar), *Gflat, *theta)
         if self.flow.order == 0:
             return [-x for x in F0]
-        Hflat = [x for b in range(self.m) for x in self._hess[b](*theta)]
+        Hflat = [x for b in range(self.m) for x in ar.call(self._hess[b], *theta)]
         # V[i][b] = w_i(n, n) sum_{l<n} d_i^(n-l) u_ib(l) F0^(l)
         V = [[[0 * x for x in F0] for _ in range(self.m)] for _ in self.states]
         start = self._window(tab, n)
         stop = n if tail is None else min(n, tail.start)
+        self._forget_before(tab, start)
         for l in range(start, stop):
-            F0l = self._F0[self.provider.loss_index(l)](*self._weights(tab, l), *Gflat, *theta)
-            for i, d in enumerate(tab["d"]):
-                scale = d ** (n - l)
+            F0l = ar.call(self._F0[self.provider.loss_index(l)], *self._weights(tab, l, ar),
+                          *Gflat, *theta)
+            for i in range(len(tab["d"])):
+                scale = self._power(tab, i, n - l)
                 for b in range(self.m):
                     coef = scale * tab["u"][i][l][b]
                     if coef:
@@ -233,18 +330,19 @@ class MiniBatchField:
         if tail is not None:
             # steps tail.start <= l < n: one F0 per residue, geometric sums over the periods
             for s, r, T in tail.residues(n, tail.start):
-                F0r = self._F0[self.provider.loss_index(r)](*tail.weights(r), *Gflat, *theta)
+                F0r = ar.call(self._F0[self.provider.loss_index(r)],
+                              *[ar.num(v) for v in tail.weights(r)], *Gflat, *theta)
                 for i in range(len(self.states)):
-                    s0 = tail.lag_sums(i, s, T)[0]
+                    s0 = ar.num(tail.lag_sums(i, s, T)[0])
                     for b, ub in enumerate(tail.u(r)[i]):
-                        coef = s0 * ub
+                        coef = s0 * ar.num(ub)
                         if coef:
                             V[i][b] = [a + coef * f for a, f in zip(V[i][b], F0r)]
-        wn = [self._w_last[i](n) for i in range(len(self.states))]
+        wn = [ar.num(self._w_last[i](n)) for i in range(len(self.states))]
         Vflat = [wn[i] * x for i in range(len(self.states)) for b in range(self.m)
                  for x in V[i][b]]
-        F1 = self._F1[c](*self._weights(tab, n), *Gflat, *theta, *Hflat, *Vflat)
-        h = self._h_value()
+        F1 = ar.call(self._F1[c], *self._weights(tab, n, ar), *Gflat, *theta, *Hflat, *Vflat)
+        h = ar.num(self._h_value())
         return [-(a + h * b) for a, b in zip(F0, F1)]
 
     def _h_value(self):
