@@ -183,11 +183,11 @@ class MiniBatchField:
         if tab is None:
             decays = [d() for d in self._decay]
             tab = {"u": [[] for _ in self.states], "d": [ar.num(d) for d in decays],
-                   "w": {}, "pow": [{} for _ in self.states], "tail": None}
+                   "w": {}, "pow": [{} for _ in self.states]}
             if ar.key is None:
                 tab["tail"] = self._cyclic_tail(decays, prec)
             else:
-                tab["tail"] = self._u_table(0)["tail"]
+                tab["plain"] = self._u_table(0)     # whose tail (mpmath scalars) this one reads
             if any(k[0] != prec for k in self._tables):
                 self._tables = {}
             self._tables[key] = tab
@@ -216,20 +216,23 @@ class MiniBatchField:
         return cyclic_tail(decays, [c() for c in self._limit], self._w_last, self.m,
                            self.provider.loss_index, prec, self.modules)
 
+    @staticmethod
+    def _tail(tab):
+        return tab["plain"]["tail"] if "plain" in tab else tab["tail"]
+
     def _stationary(self, tab, l):
-        tail = tab["tail"]
+        tail = self._tail(tab)
         return tail is not None and l >= tail.start
 
     def _weights(self, tab, l, ar=_Plain):
-        """The weights ``w_i(l, l) u_ib(l)`` of step ``l`` (memoized: free of ``theta``)."""
+        """The weights ``w_i(l, l) u_ib(l)`` of step ``l`` (memoized before the tail: free of
+        ``theta``)."""
+        if self._stationary(tab, l):
+            return [ar.num(v) for v in self._tail(tab).weights(l)]
         w = tab["w"].get(l)
         if w is None:
-            if self._stationary(tab, l):
-                w = [ar.num(v) for v in tab["tail"].weights(l)]
-            else:
-                w = [ar.num(self._w_last[i](l)) * x for i in range(len(self.states))
-                     for x in tab["u"][i][l]]
-            tab["w"][l] = w
+            w = tab["w"][l] = [ar.num(self._w_last[i](l)) * x for i in range(len(self.states))
+                               for x in tab["u"][i][l]]
         return w
 
     @staticmethod
