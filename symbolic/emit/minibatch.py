@@ -43,7 +43,6 @@ class _Compiled:
         return out[0] if self.single else out
 
 
-
 class _Plain:
     """The backend's own arithmetic (the tables' numbers as they are)."""
     key = None
