@@ -126,21 +126,17 @@ def _nadam_field():
     return _NADAM["field"]
 
 
-@settings(max_examples=examples(10))
-@given(n=st.integers(0, 12), px=st.integers(-8, 8), py=st.integers(-8, 8),
-       dps=st.integers(15, 50))
-def test_nadam_running_products_run_in_mpfr_bit_for_bit(n, px, py, dps):
-    """The running products (NAdam's mu_1 ... mu_t) no longer send its node tables back to
-    mpmath: the MPFR path runs and gives the mpmath path's numbers exactly (the same
-    multiplications in the same order, each correctly rounded at the same precision).  The
-    kernel that combines the sums' values (a long sum printed as one ``sum`` call) runs in
-    MPFR too."""
+def _gradient_nonzero(px, py):
+    """Both components of the gradient of ``(x-1)^2/2 + x y/3 + y^4/4`` at ``(px, py)/4`` are
+    nonzero: with eps outside the root, ``|g|`` is not smooth at 0."""
     px4, py4 = sp.Rational(px, 4), sp.Rational(py, 4)
-    gx, gy = px4 - 1 + py4 / 3, px4 / 3 + py4 ** 3
-    assume(gx != 0 and gy != 0)                # eps outside the root: |g| is not smooth at 0
-    f = _nadam_field()
+    return px4 - 1 + py4 / 3 != 0 and px4 / 3 + py4 ** 3 != 0
+
+
+def _both_paths(f, n, px, py, dps):
+    """Whether ``f(n, (px, py)/4)`` at ``dps`` digits is the same in MPFR as with every MPFR
+    kernel (the node tables' and the field's) switched off."""
     tables = f.sums.tables
-    assert tables.has_fast and f._fast_kernel is not None
     with mpmath.workdps(dps):
         theta0 = [mpmath.mpf(px) / 4, mpmath.mpf(py) / 4]
         fast = f(n, theta0)
@@ -149,7 +145,20 @@ def test_nadam_running_products_run_in_mpfr_bit_for_bit(n, px, py, dps):
             slow = _without_mpfr(f)(n, theta0)
         finally:
             tables._fast = saved
-    assert fast == slow
+    return fast == slow
+
+
+@settings(max_examples=examples(10))
+@given(n=st.integers(0, 12), px=st.integers(-8, 8), py=st.integers(-8, 8),
+       dps=st.integers(15, 50))
+def test_nadam_running_products_run_in_mpfr_bit_for_bit(n, px, py, dps):
+    """The running products (NAdam's mu_1 ... mu_t) no longer send its node tables back to
+    mpmath: the MPFR path runs and gives the mpmath path's numbers exactly (the same
+    multiplications in the same order, each correctly rounded at the same precision)."""
+    assume(_gradient_nonzero(px, py))
+    f = _nadam_field()
+    assert f.sums.tables.has_fast and f._fast_kernel is not None
+    assert _both_paths(f, n, px, py, dps)
 
 
 _RMS = {}
@@ -167,20 +176,10 @@ def test_the_kernel_over_past_sums_runs_in_mpfr_bit_for_bit(n, px, py, dps):
         flow = derive(optimizers.torch_rmsprop(momentum=True), 1)
         _RMS["f"] = flow.lambdify((x - 1) ** 2 / 2 + x * y / 3 + y ** 4 / 4, [x, y],
                                   rho="3/5", eps="1/10", mu="3/10", h="1/32")
-    px4, py4 = sp.Rational(px, 4), sp.Rational(py, 4)
-    assume(px4 - 1 + py4 / 3 != 0 and px4 / 3 + py4 ** 3 != 0)   # eps outside the root
+    assume(_gradient_nonzero(px, py))
     f = _RMS["f"]
     assert f.sums and f._fast_kernel is not None
-    tables = f.sums.tables
-    with mpmath.workdps(dps):
-        theta0 = [mpmath.mpf(px) / 4, mpmath.mpf(py) / 4]
-        fast = f(n, theta0)
-        saved, tables._fast = tables._fast, None
-        try:
-            slow = _without_mpfr(f)(n, theta0)
-        finally:
-            tables._fast = saved
-    assert fast == slow
+    assert _both_paths(f, n, px, py, dps)
 
 
 # -- the mini-batch field (orders 0 and 1) in MPFR ------------------------------------------
