@@ -82,6 +82,30 @@ def test_node_tables_equal_the_loops_exactly(sums, N, X):
     assert nested(N, X) == [brute(s, {n: sp.Integer(N), x: X}) for s in sums]
 
 
+def copied(e):
+    """``e`` rebuilt with every symbol a new object, equal to the old one but not the same (as
+    SymPy's cache hands them out once it has evicted a symbol): one leaf, one copy."""
+    if isinstance(e, sp.Dummy):
+        return sp.Dummy(e.name, dummy_index=e.dummy_index, **e.assumptions0)
+    if isinstance(e, sp.Symbol):
+        return sp.Symbol.__xnew__(sp.Symbol, e.name, **e.assumptions0)
+    if not e.args:
+        return e
+    return e.func(*[copied(a) for a in e.args])
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(sums=st.lists(nested_sum(), min_size=1, max_size=2), N=st.integers(0, 7),
+       X=st.fractions(-2, 2, max_denominator=5))
+def test_an_index_is_known_by_equality_not_by_identity(sums, N, X):
+    """Found by CI: a weight ``r^(n-k)`` whose ``k`` was equal to the sum's index but another
+    object was shifted as if it were an enclosing index, leaving ``k`` free in the kernel."""
+    X = sp.Rational(X.numerator, X.denominator)
+    sp.core.cache.clear_cache()
+    nested = NestedSums([copied(s) for s in sums], [n, x], n, "exact")
+    assert nested(N, X) == [brute(s, {n: sp.Integer(N), x: X}) for s in sums]
+
+
 _J = sp.Dummy("j0", integer=True)
 _F = D0(_J) / (2 + sp.Rational(1, 3) ** _J)
 

@@ -240,7 +240,7 @@ def _separate(term, J, others, U, n):
                     return None
                 inside.append(factor)
                 continue
-            shift = sum(c * (v - U) for v, c in form[0].items() if v is not J)
+            shift = sum(c * (v - U) for v, c in form[0].items() if v != J)
             outside.append(factor.base ** shift)
             inside.append(factor.base ** sp.expand(factor.exp - shift))
         elif not has_other:
