@@ -13,6 +13,7 @@ The lowering chain, top to bottom::
     windowed  memory sums at a cost bounded in ``n``, truncated below the working precision
     past_sums the sums over past steps of a field: node tables (``nested_sums``), windowed
     full_batch ``f(n, theta)`` full batch (``FullBatchField``)
+    arithmetic the mini-batch loops' two arithmetics: the backend's numbers, or MPFR
     minibatch ``f(n, theta)`` mini batch by the batch grouping (``MiniBatchField``)
     step_indexed ``f(n, theta)`` mini batch step by step, for declarations outside the grouping
     field     ``lambdify_flow``: the one entry point

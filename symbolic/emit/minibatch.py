@@ -18,65 +18,13 @@ from ..family import h as h_sym
 from ..family import n as n_sym
 from ..memo import Memo
 from . import mpfr
+from .arithmetic import Compiled, InMpfr, NotFinite, Plain
 from .arrays import as_points, resolve_dtype, stack_components
 from .cyclic_tail import cyclic_tail
-from .kernel import Kernel
 from .minibatch_order2 import Order2Sweep, kernel_key
 from .values import check_step
 
 __all__ = ["MiniBatchField"]
-
-
-class _Compiled:
-    """A callable through :class:`Kernel` (modeq's printers: no torch printer gaps, constants at
-    the working precision); a single expression gives a single value.  ``fast`` is the same
-    code in MPFR (:func:`.mpfr.fast_kernel`), or ``None``."""
-
-    def __init__(self, args, exprs, modules, cse=True):
-        self.single = not isinstance(exprs, (list, tuple))
-        self.kernel = Kernel([exprs] if self.single else list(exprs), list(args), modules, None,
-                             cse)
-        self.fast = mpfr.fast_kernel(self.kernel)
-
-    def __call__(self, *a):
-        out = self.kernel(*a)
-        return out[0] if self.single else out
-
-
-class _Plain:
-    """The backend's own arithmetic (the tables' numbers as they are)."""
-    key = None
-
-    @staticmethod
-    def num(v):
-        return v
-
-    @staticmethod
-    def call(k, *a):
-        return k(*a)
-
-
-class _NotFinite(ArithmeticError):
-    pass
-
-
-class _InMpfr:
-    """MPFR arithmetic at ``prec`` bits (inside ``mpfr.context(prec)``): numbers converted from
-    ``mpf``, kernels run as their :attr:`_Compiled.fast` version."""
-    key = "mpfr"
-
-    def __init__(self, prec):
-        self.prec = prec
-
-    @staticmethod
-    def num(v):
-        return mpfr.from_mpf(v)
-
-    def call(self, k, *a):
-        out = k.fast(self.prec, *a)
-        if out is None:
-            raise _NotFinite
-        return out[0] if k.single else out
 
 
 class _KernelProvider:
@@ -129,21 +77,21 @@ class _GroupedKernels:
         self.F0, self.F1 = [], []
         for c in range(m):
             F0 = [lower(terms.F0[c], j, K).xreplace(subs) for j in range(p)]
-            self.F0.append(_Compiled(args0, F0, modules=modules, cse=cse))
+            self.F0.append(Compiled(args0, F0, modules=modules, cse=cse))
             if flow.order >= 1:
                 F1 = [lower(terms.F1[c], j, K).xreplace(subs) for j in range(p)]
-                self.F1.append(_Compiled(args0 + hsyms + vsyms, F1, modules=modules, cse=cse))
+                self.F1.append(Compiled(args0 + hsyms + vsyms, F1, modules=modules, cse=cse))
         # indexed by loss (the weight tables u[i][l][b] sum over the steps that used loss b)
-        self.grad = [_Compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(p)],
+        self.grad = [Compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(p)],
                                modules=modules) for b in range(m)]
-        self.hess = [_Compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(p)
+        self.hess = [Compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(p)
                                      for i in range(j, p)], modules=modules) for b in range(m)]
         # state weights: w(l, l) and decay per state, exact then numeric at call time
-        self.w_last = [_Compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
+        self.w_last = [Compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
                                  modules=modules) for s in opt.states]
-        self.decay = [_Compiled([], s.decay.xreplace(subs), modules=modules)
+        self.decay = [Compiled([], s.decay.xreplace(subs), modules=modules)
                       for s in opt.states]
-        self.limit = [_Compiled([], s.stationary_weight(0).xreplace(subs), modules=modules)
+        self.limit = [Compiled([], s.stationary_weight(0).xreplace(subs), modules=modules)
                       for s in opt.states]
 
 
@@ -173,7 +121,7 @@ class MiniBatchField:
             f.fast is not None for f in (*self._F0, *self._F1, *self._grad, *self._hess))
 
     # scalar tables, independent of theta -------------------------------------------------
-    def _u_table(self, n, ar=_Plain):
+    def _u_table(self, n, ar=Plain):
         """``u[i][l][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` for l <= n (cached, extended), in
         the arithmetic ``ar`` (the same roundings in MPFR as in mpmath)."""
         prec = self._precision_key()
@@ -183,10 +131,9 @@ class MiniBatchField:
             decays = [d() for d in self._decay]
             tab = {"u": [[] for _ in self.states], "d": [ar.num(d) for d in decays],
                    "w": {}, "pow": [{} for _ in self.states]}
-            if ar.key is None:
-                tab["tail"] = self._cyclic_tail(decays, prec)
-            else:
-                tab["plain"] = self._u_table(0)     # whose tail (mpmath scalars) this one reads
+            # the tail in this arithmetic: the plain table's, read through a conversion
+            tab["tail"] = (self._cyclic_tail(decays, prec) if ar.key is None
+                           else ar.tail(self._u_table(0)["tail"]))
             if any(k[0] != prec for k in self._tables):
                 self._tables = {}
             self._tables[key] = tab
@@ -215,19 +162,15 @@ class MiniBatchField:
         return cyclic_tail(decays, [c() for c in self._limit], self._w_last, self.m,
                            self.provider.loss_index, prec, self.modules)
 
-    @staticmethod
-    def _tail(tab):
-        return tab["plain"]["tail"] if "plain" in tab else tab["tail"]
-
     def _stationary(self, tab, l):
-        tail = self._tail(tab)
+        tail = tab["tail"]
         return tail is not None and l >= tail.start
 
-    def _weights(self, tab, l, ar=_Plain):
+    def _weights(self, tab, l, ar=Plain):
         """The weights ``w_i(l, l) u_ib(l)`` of step ``l`` (memoized before the tail: free of
         ``theta``)."""
         if self._stationary(tab, l):
-            return [ar.num(v) for v in self._tail(tab).weights(l)]
+            return tab["tail"].weights(l)
         w = tab["w"].get(l)
         if w is None:
             w = tab["w"][l] = [ar.num(self._w_last[i](l)) * x for i in range(len(self.states))
@@ -276,14 +219,31 @@ class MiniBatchField:
         return stack_components(self.modules, self._dtype, out, tuple(x.shape[1:]), device)
 
     def _field2(self, n, theta):
-        key = self._precision_key()
-        table = self._tables.get(key)
-        if table is None:
-            table = self._tables = {key: self._order2.table(
-                self.provider.loss_index, prec=key, cyclic=self.provider.schedule is None)}
-            table = self._tables[key]
-        F0, F1, F2 = self._order2(n, theta, table, key)
-        h = self._h_value()
+        prec = self._precision_key()
+        if (prec, None) not in self._tables:
+            self._tables = {(prec, None): self._order2.table(
+                self.provider.loss_index, prec=prec, cyclic=self.provider.schedule is None)}
+        if self.modules == "mpmath" and self._order2.fast:
+            ar = InMpfr(prec)
+
+            def compute():
+                table = self._tables.get((prec, ar.key))
+                if table is None:
+                    table = self._tables[prec, ar.key] = self._order2.table_in(
+                        ar, self._tables[prec, None])
+                try:
+                    return self._terms2(n, [ar.num(v) for v in theta], table, prec, ar)
+                except NotFinite:
+                    return None
+            outs = mpfr.run(prec, compute, lambda r: mpfr.to_mpf(r, prec))
+            if outs is not None:
+                return outs
+        return self._terms2(n, theta, self._tables[prec, None], prec, Plain)
+
+    def _terms2(self, n, theta, table, prec, ar):
+        """``-(F0 + h (F1 + h F2))`` at step ``n`` in the arithmetic ``ar``."""
+        F0, F1, F2 = self._order2(n, theta, table, prec, ar=ar)
+        h = ar.num(self._h_value())
         return [-(a + h * (b + h * c)) for a, b, c in zip(F0, F1, F2)]
 
     def _field(self, n, theta):
@@ -291,23 +251,24 @@ class MiniBatchField:
             return self._field2(n, theta)
         if self._fast:
             prec = self._precision_key()
-            ar = _InMpfr(prec)
+            ar = InMpfr(prec)
 
             def compute():
                 try:
                     return self._terms(n, [mpfr.from_mpf(v) for v in theta], ar)
-                except _NotFinite:
+                except NotFinite:
                     return None
             outs = mpfr.run(prec, compute, lambda r: mpfr.to_mpf(r, prec))
             if outs is not None:
                 return outs
-        return self._terms(n, theta, _Plain)
+        return self._terms(n, theta, Plain)
 
     def _terms(self, n, theta, ar):
-        """``-(F0 + h F1)`` at step ``n`` in the arithmetic ``ar`` (:class:`_Plain` or
-        :class:`_InMpfr`)."""
+        """``-(F0 + h F1)`` at step ``n`` in the arithmetic ``ar`` (:class:`Plain` or
+        :class:`InMpfr`)."""
         tail = self._u_table(0)["tail"]
         tab = self._u_table(n if tail is None else min(n, tail.start), ar)
+        tail = tab["tail"]
         G = [ar.call(self._grad[b], *theta) for b in range(self.m)]
         Gflat = [x for row in G for x in row]
         c = self.provider.loss_index(n)
@@ -333,11 +294,11 @@ class MiniBatchField:
             # steps tail.start <= l < n: one F0 per residue, geometric sums over the periods
             for s, r, T in tail.residues(n, tail.start):
                 F0r = ar.call(self._F0[self.provider.loss_index(r)],
-                              *[ar.num(v) for v in tail.weights(r)], *Gflat, *theta)
+                              *tail.weights(r), *Gflat, *theta)
                 for i in range(len(self.states)):
-                    s0 = ar.num(tail.lag_sums(i, s, T)[0])
+                    s0 = tail.lag_sums(i, s, T)[0]
                     for b, ub in enumerate(tail.u(r)[i]):
-                        coef = s0 * ar.num(ub)
+                        coef = s0 * ub
                         if coef:
                             V[i][b] = [a + coef * f for a, f in zip(V[i][b], F0r)]
         wn = [ar.num(self._w_last[i](n)) for i in range(len(self.states))]

@@ -27,6 +27,7 @@ import sympy as sp
 from ..components import lower
 from ..family import n as n_sym
 from ..memo import Memo
+from .arithmetic import Compiled, Plain
 from .cyclic_tail import cyclic_tail
 from .kernel import Kernel
 
@@ -158,21 +159,25 @@ class Order2Sweep:
         known = set(W + G + H + T + V + U + M + J + Q + prm)
         self.extra = sorted(free - known, key=str)          # symbolic values (exact field)
         x = self.extra
-        self._F0 = [_kernel(W + G + prm + x, e, backend, cse) for e in F0]
-        self._J0 = [_kernel(W + G + prm + H + x, e, backend, cse) for e in J0]
-        self._F1 = [_kernel(W + G + prm + H + V + x, e, backend, cse) for e in F1]
-        self._F2 = [_kernel(W + G + prm + H + T + V + U + Q + J + x, e, backend, cse)
+        self._F0 = [Compiled(W + G + prm + x, e, backend, cse) for e in F0]
+        self._J0 = [Compiled(W + G + prm + H + x, e, backend, cse) for e in J0]
+        self._F1 = [Compiled(W + G + prm + H + V + x, e, backend, cse) for e in F1]
+        self._F2 = [Compiled(W + G + prm + H + T + V + U + Q + J + x, e, backend, cse)
                     for e in F2]
-        self._Q = _kernel(G + prm + H + T + M + x, q, backend, cse)
+        self._Q = Compiled(G + prm + H + T + M + x, q, backend, cse)
         loss = lambda b, order: [provider.loss_derivative(b, idx) for idx in _indices(p, order)]
-        self._grad = [_kernel(prm, loss(b, 1), backend) for b in range(m)]
-        self._hess = [_kernel(prm, loss(b, 2), backend) for b in range(m)]
-        self._d3 = [_kernel(prm, loss(b, 3), backend) for b in range(m)]
+        self._grad = [Compiled(prm, loss(b, 1), backend) for b in range(m)]
+        self._hess = [Compiled(prm, loss(b, 2), backend) for b in range(m)]
+        self._d3 = [Compiled(prm, loss(b, 3), backend) for b in range(m)]
         self._decay = _kernel(x, dec, backend) if dec else (lambda *a: [])
         self._w_last = _kernel([n_sym] + x, wl, backend) if wl else (lambda *a: [])
         limits = [s.stationary_weight(0).xreplace(subs) for s in opt.states]
         self._limits = _kernel(x, limits, backend) if limits else (lambda *a: [])
         self._exact_decays = dec
+        #: every kernel of the point has its MPFR code (mpmath backend, numeric values)
+        self.fast = not x and all(
+            k.fast is not None for k in [*self._F0, *self._J0, *self._F1, *self._F2, self._Q,
+                                         *self._grad, *self._hess, *self._d3])
 
     # ----------------------------------------------------------------------------- tables
     def window(self, n, prec):
@@ -196,7 +201,8 @@ class Order2Sweep:
         """The scalar table ``u[l][i][b]`` of a schedule (filled on demand); with ``cyclic``
         (the default schedule) and a working precision ``prec``, also the closed-form
         stationary part of the memory sums (:mod:`.cyclic_tail`) where it applies."""
-        table = _UTable(self._decay(*values), self.m, loss_index)
+        table = _UTable(self._decay(*values), self.m, loss_index,
+                        lambda l: self._w_last(l, *values))
         if cyclic and prec is not None:
             w_last = [lambda l, i=i: self._w_last(l, *values)[i]
                       for i in range(len(self.states))]
@@ -204,9 +210,19 @@ class Order2Sweep:
                                      loss_index, prec, self.backend)
         return table
 
-    def __call__(self, n, theta, table, prec, values=()):
+    @staticmethod
+    def table_in(ar, plain):
+        """The table ``plain`` (from :meth:`table`) in the arithmetic ``ar``: its decays, last
+        weights and tail converted, its rows recomputed there."""
+        table = _UTable([ar.num(d) for d in plain.d], plain.m, plain.batch,
+                        lambda l: [ar.num(w) for w in plain.w_last(l)])
+        table.tail = ar.tail(plain.tail)
+        return table
+
+    def __call__(self, n, theta, table, prec, values=(), ar=Plain):
         """``[F0, F1, F2]`` at step ``n`` for the point ``theta`` (a list of components);
-        ``table`` from :meth:`table` (same values and precision).
+        ``table`` from :meth:`table` (same values and precision), or from :meth:`table_in`
+        for the arithmetic ``ar`` (:mod:`.arithmetic`) the point and the kernels run in.
 
         Steps from ``start`` (the window) on are swept one by one; with a cyclic tail, the
         steps from ``L0`` (where the memory ``a(l)`` of a step is periodic too, two tail starts
@@ -215,9 +231,9 @@ class Order2Sweep:
         m, p, S = self.m, self.p, len(self.states)
         d = table.d
         zero = 0 * theta[0]
-        G = [v for b in range(m) for v in self._grad[b](*theta)]
-        H = [v for b in range(m) for v in self._hess[b](*theta)]
-        T = [v for b in range(m) for v in self._d3[b](*theta)]
+        G = [v for b in range(m) for v in ar.call(self._grad[b], *theta)]
+        H = [v for b in range(m) for v in ar.call(self._hess[b], *theta)]
+        T = [v for b in range(m) for v in ar.call(self._d3[b], *theta)]
         start = self.window(n, prec)
         tail = table.tail
         L0 = n + 1 if tail is None else max(start, 2 * tail.start + m)
@@ -225,13 +241,13 @@ class Order2Sweep:
         past = []
         for l in range(start, min(n + 1, L0)):
             b, u = table.batch(l), table.row(l)
-            wl = self._w_last(l, *x)
+            wl = table.w(l)
             W = [wl[i] * v for i in range(S) for v in u[i]]
-            F0 = self._F0[b](*W, *G, *theta, *x)
+            F0 = ar.call(self._F0[b], *W, *G, *theta, *x)
             V = [wl[i] * a for i in range(S) for row in acc[i] for a in row]
             if l < n:
-                J0 = self._J0[b](*W, *G, *theta, *H, *x)
-                F1 = self._F1[b](*W, *G, *theta, *H, *V, *x)
+                J0 = ar.call(self._J0[b], *W, *G, *theta, *H, *x)
+                F1 = ar.call(self._F1[b], *W, *G, *theta, *H, *V, *x)
                 past.append((b, u, F0, J0, F1))
             else:
                 Wn, Vn, F0n, bn, wn = W, V, F0, b, wl
@@ -243,13 +259,13 @@ class Order2Sweep:
         Mv = [[[zero] * (p * (p + 1) // 2) for _ in range(m)] for _ in range(S)]
         D = [zero] * p                                     # D_{l+1}
         if L0 <= n:
-            wn = self._w_last(n, *x)
+            wn = table.w(n)
             Wn, Vn, F0n, bn, D = self._stationary_part(n, L0, table, wn, acc, Uv, Jv, Mv, G, H,
-                                                       theta, x)
+                                                       theta, x, ar)
             scale = [wn[i] * d[i] ** (n - L0) for i in range(S)]
         else:
             scale = [wn[i] for i in range(S)]
-        F1n = self._F1[bn](*Wn, *G, *theta, *H, *Vn, *x)
+        F1n = ar.call(self._F1[bn], *Wn, *G, *theta, *H, *Vn, *x)
         for b, ul, F0, J0, F1 in reversed(past):
             scale = [scale[i] * d[i] for i in range(S)]
             X = [f / 2 + dd for f, dd in zip(F0, D)]
@@ -265,11 +281,11 @@ class Order2Sweep:
                         Uv[i][c] = [a + cf * e for a, e in zip(Uv[i][c], El)]
                         Jv[i][c] = [a + cf * e for a, e in zip(Jv[i][c], J0)]
         flat = lambda X: [v for i in range(S) for row in X[i] for v in row]
-        Q = self._Q(*G, *theta, *H, *T, *flat(Mv), *x) if S else []
-        F2n = self._F2[bn](*Wn, *G, *theta, *H, *T, *Vn, *flat(Uv), *Q, *flat(Jv), *x)
+        Q = ar.call(self._Q, *G, *theta, *H, *T, *flat(Mv), *x) if S else []
+        F2n = ar.call(self._F2[bn], *Wn, *G, *theta, *H, *T, *Vn, *flat(Uv), *Q, *flat(Jv), *x)
         return F0n, F1n, F2n
 
-    def _stationary_part(self, n, L0, table, wn, acc, Uv, Jv, Mv, G, H, theta, x):
+    def _stationary_part(self, n, L0, table, wn, acc, Uv, Jv, Mv, G, H, theta, x, ar):
         """Add the steps ``L0 <= l < n`` of the cyclic tail to the sums ``U, J, M`` (in place)
         and return the current step's ``W, V, F0``, batch and ``D_{L0}``.
 
@@ -281,7 +297,8 @@ class Order2Sweep:
         m, p, S = self.m, self.p, len(self.states)
         tail = table.tail
         zero = 0 * theta[0]
-        F0s = [self._F0[tail.batch[r]](*tail.weights(r), *G, *theta, *x) for r in range(m)]
+        F0s = [ar.call(self._F0[tail.batch[r]], *tail.weights(r), *G, *theta, *x)
+               for r in range(m)]
         per = []
         for r in range(m):
             a = [[[zero] * p for _ in range(m)] for _ in range(S)]
@@ -293,8 +310,8 @@ class Order2Sweep:
                         a[i][c] = [v + k * uc * f for v, f in zip(a[i][c], F0s[q])]
             V = [tail.limit(i) * v for i in range(S) for row in a[i] for v in row]
             W = tail.weights(r)
-            J0 = self._J0[tail.batch[r]](*W, *G, *theta, *H, *x)
-            F1 = self._F1[tail.batch[r]](*W, *G, *theta, *H, *V, *x)
+            J0 = ar.call(self._J0[tail.batch[r]], *W, *G, *theta, *H, *x)
+            F1 = ar.call(self._F1[tail.batch[r]], *W, *G, *theta, *H, *V, *x)
             per.append((J0, F1))
         P = [sum((F0s[r][j] for r in range(m)), zero) for j in range(p)]
         PP = [P[j] * P[k] for j in range(p) for k in range(j, p)]
@@ -330,11 +347,21 @@ class Order2Sweep:
 
 
 class _UTable:
-    """``u[l][i][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` by the exact recursion from step 0."""
+    """``u[l][i][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` by the exact recursion from step 0,
+    and the newest-input weights ``w_i(l, l)`` (``w_last(l)``, remembered)."""
 
-    def __init__(self, d, m, loss_index):
+    def __init__(self, d, m, loss_index, w_last):
         self.d, self.m, self.batch, self.rows = list(d), m, loss_index, []
+        self.w_last, self._w = w_last, {}
         self.tail = None
+
+    def w(self, l):
+        hit = self._w.get(l)
+        if hit is None:
+            if len(self._w) > 4096:
+                self._w.clear()
+            hit = self._w[l] = list(self.w_last(l))
+        return hit
 
     def row(self, l):
         while len(self.rows) <= l:
