@@ -18,7 +18,7 @@ import mpmath
 import sympy as sp
 from sympy.printing.pycode import MpmathPrinter
 
-__all__ = ["TPS", "by_recurrence", "iterate_series", "flow_series", "compare"]
+__all__ = ["TPS", "by_recurrence", "iterate_series", "flow_series", "taylor_prefix", "compare"]
 
 
 def _exact_root(q: Fraction, r: Fraction) -> Fraction:
@@ -46,7 +46,10 @@ class TPS:
 
     def __init__(self, coeffs, D, level=0):
         c = list(coeffs)[: D + 1]
-        zero = Fraction(0) if level == 0 else TPS([], D, 0)
+        if level == 0:
+            zero = Fraction(0)
+        else:                             # a zero of the coefficients' own degree, or 0
+            zero = next((0 * a for a in c if isinstance(a, TPS)), 0)
         c += [zero] * (D + 1 - len(c))
         self.c, self.D, self.level = c, D, level
 
@@ -119,10 +122,11 @@ class TPS:
         if r.denominator == 1:
             k = r.numerator
             base = self if k >= 0 else self.inverse()
-            out = TPS([1], self.D, self.level)
-            for _ in range(abs(k)):
-                out = out * base
-            return out
+            out = None                        # binary powering: base^|k|
+            for bit in bin(abs(k))[2:]:
+                out = out if out is None else out * out
+                out = (base if out is None else out * base) if bit == "1" else out
+            return TPS([1] if out is None else out.c, self.D, self.level)    # a new series
         # Miller's recurrence (from x y' = r x' y): k x_0 y_k = sum_j ((r + 1) j - k) x_j y_{k-j}
         y = by_recurrence(self.c, _power(self.c[0], r), lambda j, k: (r + 1) * j - k,
                           scale=self.c[0])
@@ -180,7 +184,7 @@ def _compile(args, exprs, exact=True):
     ``exact``); works on :class:`TPS`."""
     ns = _Namespace if exact else _MpNamespace
     return sp.lambdify(args, exprs, modules=[{"mpmath": ns}],
-                       printer=MpmathPrinter({"fully_qualified_modules": True,
+                       printer=MpmathPrinter({"fully_qualified_modules": True, "order": "none",
                                               "user_functions": {}}))
 
 
@@ -217,6 +221,12 @@ def iterate_series(optimizer, E, params, theta0, steps, D, values, h, exact=True
     return out
 
 
+def taylor_prefix(th, q):
+    """The local-time series ``th`` cut to degree ``q``: ``[f(theta(tau))]_q`` reads the
+    coefficients up to ``q`` only (the Taylor method's step ``q`` costs ``q^2``, not ``D^2``)."""
+    return [TPS(t.c[:q + 1], q, level=1) for t in th]
+
+
 def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, exact=True,
                 schedule=None):
     """``theta(h), ..., theta(steps*h)`` of the piecewise flow, as series in ``h``: on step
@@ -238,7 +248,7 @@ def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, 
         # Taylor coefficients in local time tau: c_{q+1} = [f(theta(tau))]_q / (q+1)
         th = [TPS([yj], D, level=1) for yj in y]
         for q in range(D):
-            fv = f(hs, *th)
+            fv = f(hs, *taylor_prefix(th, q))
             for j in range(len(th)):
                 th[j].c[q + 1] = fv[j].c[q] / (q + 1) if isinstance(fv[j], TPS) \
                     else (fv[j] / (q + 1) if q == 0 else 0 * hs)

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from sympy.printing.pycode import MpmathPrinter
 
 from conftest import examples
-from series_oracle import TPS, by_recurrence
+from series_oracle import TPS, by_recurrence, taylor_prefix
 from strategies import X, batches, declarations, losses, points, values_for
 from modeq.symbolic import derive, g as G, h as H, theta as THETA
 
@@ -103,7 +103,8 @@ class _SeriesPrinter(MpmathPrinter):
 
 
 def compile_series(args, exprs):
-    printer = _SeriesPrinter({"fully_qualified_modules": True, "user_functions": {}})
+    printer = _SeriesPrinter({"fully_qualified_modules": True, "order": "none",
+                              "user_functions": {}})
     return sp.lambdify(args, exprs, modules=[{"mpmath": _Series}], printer=printer)
 
 
@@ -153,7 +154,7 @@ def flow_series(flow, loss_or_losses, params, theta0, schedule, values, D):
         f = compile_series([H, *params], [e.xreplace(values) for e in F])
         th = [TPS([yj], D, level=1) for yj in y]
         for q in range(D):
-            fv = f(hs, *th)
+            fv = f(hs, *taylor_prefix(th, q))
             for j in range(len(th)):
                 th[j].c[q + 1] = (fv[j].c[q] / (q + 1) if isinstance(fv[j], TPS)
                                   else (fv[j] * hs ** 0 if q == 0 else 0 * hs))
