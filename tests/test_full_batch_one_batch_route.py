@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
+from sympy.printing.pycode import MpmathPrinter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -54,8 +55,10 @@ def _oracle(flow, values, n, point, dps):
     bases = {p.base for e in exprs for p in e.atoms(sp.Pow)
              if p.base.is_Integer and not p.exp.is_number}
     names.update({b: sp.Symbol(f"base{b}") for b in bases})
+    printer = MpmathPrinter({"fully_qualified_modules": False, "inline": True, "order": "none",
+                             "allow_unknown_functions": True, "user_functions": {}})
     fn = sp.lambdify([n_sym, *(names[b] for b in bases)],
-                     [e.xreplace(names) for e in exprs], modules="mpmath")
+                     [e.xreplace(names) for e in exprs], modules="mpmath", printer=printer)
     with mpmath.workdps(dps):
         return fn(n, *(mpmath.mpf(int(b)) for b in bases))
 
