@@ -9,6 +9,9 @@ a difference is reduced to a rational function and its numerator must expand to 
   shared with :mod:`modeq.symbolic.recognize` (:mod:`modeq.symbolic.prove`): scalars with
   powers ``d**(a n + b)`` of decays and square roots, the operator algebra, and generic
   components ``g_i, H_ij, T_ijk`` for dimension ``p`` (full batch).
+* :func:`equal` — the document's equality: components compared exactly at random rational
+  points (a difference there refutes soundly, before any simplification), then the
+  dimension-free proof :func:`same_canonical`.
 * :func:`same_at_steps` — mini batch: substitute concrete step indices ``n``, unroll every sum,
   lower with one set of generic symbols per batch, compare.
 * :func:`evaluate_sums` — evaluate step-index sums of a *lowered* scalar expression term by term
@@ -27,12 +30,13 @@ from modeq.symbolic.components import lower_vector
 from modeq.symbolic.family import h, n, theta
 from modeq.symbolic.memory import resolve_piecewise
 from modeq.symbolic.operators import Grad, lie, linearize
-from modeq.symbolic.prove import (components_agree, is_zero, powers_of_step,
-                                  same_in_algebra)
+from modeq.symbolic.prove import (FAST_TRIALS, agree_exactly_at_points, components_agree,
+                                  is_zero, powers_of_step, same_in_algebra)
 
 from .notation import FieldSymbol, canonical_terms, find_radicand
 
 __all__ = ["is_zero", "equal", "same_canonical", "same_in_algebra", "same_in_components",
+           "components_at_points", "equal_method",
            "same_at_steps", "BatchSymbols", "evaluate_sums", "taylor_coefficient",
            "lie_series_coefficient", "nice_closed_form", "stationary_value", "infinite_sum"]
 
@@ -163,10 +167,37 @@ def same_canonical(a, b):
     return all(is_zero(c) for c in coeffs.values())
 
 
+def components_at_points(a, b, dims):
+    """``a == b`` component by component for generic ``g_i, H_ij, T_ijk`` in each ``p`` of
+    ``dims``, in exact rational arithmetic at :data:`~modeq.symbolic.prove.FAST_TRIALS`
+    random points (:func:`~modeq.symbolic.prove.agree_exactly_at_points`): ``False`` is a
+    sound refutation; where a side cannot be evaluated exactly the components are proved
+    (:func:`same_in_components`)."""
+    for p in dims:
+        verdict = agree_exactly_at_points(a, b, p, trials=FAST_TRIALS)
+        if verdict is None:
+            verdict = components_agree(a, b, p)
+        if not verdict:
+            return False
+    return True
+
+
 def equal(a, b, dims=()):
-    """The document's equality test: :func:`same_canonical` (any dimension) and, when
-    ``dims`` is given, also component by component for those dimensions."""
-    return same_canonical(a, b) and (not dims or same_in_components(a, b, dims))
+    """The document's equality test.  With ``dims``, the components for those dimensions are
+    compared first at random rational points (:func:`components_at_points`: cheap, and a
+    wrong coefficient ends the check there); then :func:`same_canonical` proves the identity
+    for every dimension."""
+    return components_at_points(a, b, dims) and same_canonical(a, b)
+
+
+def equal_method(dims):
+    """How :func:`equal` decides, as a document states it (LaTeX).
+
+    >>> equal_method((1, 2))
+    'components $p=1,2$ at random rational points, then the canonical form'
+    """
+    return (f"components $p={','.join(map(str, dims))}$ at random rational points, "
+            "then the canonical form")
 
 
 def nice_closed_form(e, step=n):

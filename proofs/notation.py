@@ -19,6 +19,7 @@ know); every displayed equation is checked after the abbreviations are expanded.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import sympy as sp
@@ -324,9 +325,14 @@ def _atom(a, ctx):
 
 def canonical_terms(expr, radicand=None, s=None):
     """``{canonical operator monomial: point coefficient}`` (coefficients not normalised):
-    the operator part of the canonical layout, for equality tests."""
-    ctx = _Ctx(radicand, s, None, None, ())
-    return _terms(canonical_dummies(expr), ctx)
+    the operator part of the canonical layout, for equality tests.  Remembered per
+    ``(expr, radicand, s)``: a document compares the same quantity in several checks."""
+    return dict(_canonical_terms(sp.sympify(expr), radicand, s))
+
+
+@functools.lru_cache(maxsize=256)
+def _canonical_terms(expr, radicand, s):
+    return _terms(canonical_dummies(expr), _Ctx(radicand, s, None, None, ()))
 
 
 _LAYOUT_CACHE = {}

@@ -68,7 +68,7 @@ def paper_correction(ctx):
     doc.add("corr", corr)
     fkey = "Finf1" if ctx.exact else "F1"
     lab2 = doc.check(r"$h\,s_j\,F^\infty_{1,j}$ equals the paper's correction$_j$ "
-                     r"(canonical form, components $p=1,2,3$)",
+                     f"({C.equal_method((1, 2, 3))})",
                      lambda dd: C.equal(h * sp.sqrt(Grad(FULL) ** 2 + eps) * dd.q(fkey), dd.q("corr"),
                                         dims=(1, 2, 3)))
     st.text(r"In the stationary regime this is the correction of Cattaneo, Klusowski and "

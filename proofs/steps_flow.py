@@ -119,8 +119,8 @@ def matching(ctx):
 
         lab1 = doc.check(f"$F_{r} = \\psi_{r}" + (f" + R_{r}$" if r else "$")
                          + " (canonical operator form)", match)
-        lab2 = doc.check(f"$F_{r}$ equals the engine's \\texttt{{derive()}} result (canonical "
-                         f"form, and components for $p=1,2$)",
+        lab2 = doc.check(f"$F_{r}$ equals the engine's \\texttt{{derive()}} result "
+                         f"({C.equal_method((1, 2))})",
                          lambda dd, r=r: C.equal(dd.q(f"F{r}"), ctx.derivation.F[r], dims=(1, 2)))
         eqs.append(Equation(f"F_{{{r},j}}", key=f"F{r}", checks=[lab1, lab2]))
     st2.text(r"Solving in turn:")

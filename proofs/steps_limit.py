@@ -94,7 +94,7 @@ def stationary_limit(ctx):
                              dd.quantities[f"F{r}"].xreplace(
                                  {c.sym: dd.quantities[f"lim:{c.sym.name}"] for c in ctx.coeffs}))))
         lab2 = doc.check(f"$F^\\infty_{r}$ equals the engine's separate stationary derivation "
-                         f"(moments $\\mu_m$; canonical form and components $p=1,2$)",
+                         f"(moments $\\mu_m$; {C.equal_method((1, 2))})",
                          lambda dd, r=r: C.equal(dd.q(f"Finf{r}"),
                                                  ctx.flow.terms("full", True)[r], dims=(1, 2)))
         eqs.append(Equation(f"F^{{\\infty}}_{{{r},j}}", key=f"Finf{r}", checks=[lab1, lab2]))
@@ -130,7 +130,7 @@ def recognized(ctx):
         lhs = f"F^{{\\infty}}_{{{r},j}}" if fkey.startswith("Finf") else f"F_{{{r},j}}"
         dims = (1, 2, 3) if stationary_ else (1, 2)
         lab = doc.check(f"${lhs}$ equals the published form of {text_escape(rec.source)} "
-                        f"(canonical form, and components $p={','.join(map(str, dims))}$)",
+                        f"({C.equal_method(dims)})",
                         lambda dd, key=key, fkey=fkey, dims=dims: C.equal(dd.q(fkey), dd.q(key),
                                                                           dims=dims))
         st.text(r"\textbf{" + text_escape(rec.name) + r"} --- " + text_escape(rec.source)

@@ -18,6 +18,7 @@ The perturbation is nonzero by construction (a nonzero rational times a term of 
 expression, or a monomial that is not identically zero), checked independently by evaluating
 it at a random generic point.  The unperturbed term is proved equal (the checks can pass).
 """
+import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -78,6 +79,13 @@ def nonzero_at_a_point(e):
     return any(sp.N(c.xreplace(pt).doit(), 30) != 0 for c in comps)
 
 
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_the_documents_equality_accepts_the_published_forms(name):
+    _, F, ref = reference(name)
+    assert C.components_at_points(F, ref, (1, 2, 3))
+    assert C.equal(F, ref, dims=(1, 2))
+
+
 @settings(max_examples=examples(20))
 @given(name=st.sampled_from(sorted(CASES)), kind=st.sampled_from(["coefficient", "monomial"]),
        q=st.integers(2, 50).flatmap(lambda q: st.sampled_from([q, -q])), data=st.data())
@@ -95,6 +103,8 @@ def test_a_perturbed_term_is_not_proved(name, kind, q, data):
     assert not any(x.term == f"F{r}" for x in recognize(_Flow(flow, r, wrong), True, dims=(1,)))
     assert not all(ok for _, ok in prove_equal(wrong, ref, dims=(1,)))
     assert not C.equal(wrong, ref, dims=(1,))
+    assert not C.components_at_points(wrong, ref, (1, 2))   # the document's fast stage
+    assert not C.same_canonical(wrong, ref)                  # and its proof, each alone
     P = SymbolProvider(1)
     d = lower_vector(wrong - ref, P)
     assert not all(is_zero(c) for c in d)
