@@ -231,14 +231,22 @@ def _roots_as_symbols(c):
 def _simplify_coefficient(c):
     """The shortest (by operation count) of: ``c`` as collected, ``factor(cancel(c))``, and the
     same with every square root held as an independent symbol (no expansion of ``sqrt(g**2)``
-    against ``g``)."""
+    against ``g``).  The plain ``factor(cancel(c))`` is not tried when a root is the root of a
+    square (``sqrt(g**2)``, i.e. ``|g|``, as with eps outside the root): cancelling it against
+    ``g`` only makes ``c`` longer, at a cost that grows quickly with ``c``."""
     if c.has(sp.Sum) or sp.count_ops(c) > SIMPLIFY_LIMIT:
         return c
-    cands = [c, sp.factor(sp.cancel(c))]
     c2, back = _roots_as_symbols(c)
+    cands = [c]
+    if not any(_is_square(root.base) for root in back.values()):
+        cands.append(sp.factor(sp.cancel(c)))
     if back:
         cands.append(sp.factor(sp.cancel(c2)).xreplace(back))
     return min(cands, key=sp.count_ops)
+
+
+def _is_square(b):
+    return b.is_Pow and b.exp.is_Integer and b.exp.is_even
 
 
 def matrix_free(expr, label="F"):
