@@ -13,9 +13,8 @@ POINT = {x: sp.Rational(1, 2), y: sp.Rational(1, 5)}
 
 
 def _exact(flow, n, values):
-    F = flow.field(E, [x, y], n=n)
-    sub = {s: values[str(s)] for s in F.free_symbols if str(s) in values}
-    return [sp.N(e.xreplace(sub).xreplace(POINT).doit(), 40) for e in F]
+    F = flow.field(E, [x, y], n=n, **values)
+    return [sp.N(e.xreplace(POINT).doit(), 40) for e in F]
 
 
 @pytest.mark.parametrize("n", [1, 4])
