@@ -95,7 +95,7 @@ def test_equal_batches_give_the_full_batch_order_2_field(name):
     point = {x: sp.Rational(1, 2), y: sp.Rational(-1, 3), **values(opt)}
     named = {str(k): v for k, v in values(opt).items()}
     for n in range(3):
-        full = flow.field(E, [x, y], n=n)
+        full = flow.field(E, [x, y], n=n, **named)
         mini = flow.field([E, E, E], [x, y], n=n, schedule=[2, 0, 1], **named)
         for a, b in zip(full, mini):
             assert sp.expand(sp.nsimplify((a - b).xreplace(point))) == 0

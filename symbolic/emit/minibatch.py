@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-import sympy as sp
-
 from ..components import lower
 from ..family import h as h_sym
 from ..family import n as n_sym
@@ -21,40 +19,10 @@ from . import mpfr
 from .arithmetic import Compiled, InMpfr, NotFinite, Plain
 from .arrays import as_points, resolve_dtype, stack_components
 from .cyclic_tail import cyclic_tail
-from .minibatch_order2 import Order2Sweep, kernel_key
+from .minibatch_order2 import KernelProvider, Order2Sweep, kernel_key
 from .values import check_step
 
 __all__ = ["MiniBatchField"]
-
-
-class _KernelProvider:
-    """Symbols for per-batch gradients, Hessians, external vectors and parameters."""
-
-    def __init__(self, params, m):
-        self.params = list(params)
-        self.p = len(params)
-        self.G = [[sp.Symbol(f"g_{b}_{j}") for j in range(self.p)] for b in range(m)]
-        self.H = [[[sp.Symbol(f"H_{b}_{min(i, j)}_{max(i, j)}") for i in range(self.p)]
-                   for j in range(self.p)] for b in range(m)]
-        self.V = {}
-
-    def grad(self, b, j):
-        return self.G[int(b)][j]
-
-    def hess(self, b, j, i):
-        return self.H[int(b)][j][i]
-
-    def theta(self, j):
-        return self.params[j]
-
-    def vec(self, name, j):
-        key = (str(name), j)
-        if key not in self.V:
-            self.V[key] = sp.Symbol(f"{name}_{j}")
-        return self.V[key]
-
-    def hess_symbols(self, b):
-        return [self.H[b][j][i] for j in range(self.p) for i in range(j, self.p)]
 
 
 _GROUPED_KERNELS = Memo(limit=33)
@@ -69,7 +37,7 @@ class _GroupedKernels:
     def __init__(self, flow, provider, subs, modules, cse):
         m, p, prm = len(provider.losses), provider.p, provider.params
         opt = flow.optimizer
-        K = _KernelProvider(prm, m)
+        K = KernelProvider(prm, m)
         terms = flow.grouped_terms(m)
         args0 = [s for row in terms.W for s in row] + [x for row in K.G for x in row] + list(prm)
         hsyms = [x for b in range(m) for x in K.hess_symbols(b)]
@@ -83,12 +51,12 @@ class _GroupedKernels:
                 self.F1.append(Compiled(args0 + hsyms + vsyms, F1, modules=modules, cse=cse))
         # indexed by loss (the weight tables u[i][l][b] sum over the steps that used loss b)
         self.grad = [Compiled(prm, [provider.loss_derivative(b, (j,)) for j in range(p)],
-                               modules=modules) for b in range(m)]
+                              modules=modules) for b in range(m)]
         self.hess = [Compiled(prm, [provider.loss_derivative(b, (j, i)) for j in range(p)
-                                     for i in range(j, p)], modules=modules) for b in range(m)]
+                                    for i in range(j, p)], modules=modules) for b in range(m)]
         # state weights: w(l, l) and decay per state, exact then numeric at call time
         self.w_last = [Compiled([n_sym], s.weight(n_sym, n_sym).xreplace(subs),
-                                 modules=modules) for s in opt.states]
+                                modules=modules) for s in opt.states]
         self.decay = [Compiled([], s.decay.xreplace(subs), modules=modules)
                       for s in opt.states]
         self.limit = [Compiled([], s.stationary_weight(0).xreplace(subs), modules=modules)
@@ -218,56 +186,39 @@ class MiniBatchField:
         device = getattr(x, "device", None)
         return stack_components(self.modules, self._dtype, out, tuple(x.shape[1:]), device)
 
-    def _field2(self, n, theta):
-        prec = self._precision_key()
-        if (prec, None) not in self._tables:
-            self._tables = {(prec, None): self._order2.table(
-                self.provider.loss_index, prec=prec, cyclic=self.provider.schedule is None)}
-        if self.modules == "mpmath" and self._order2.fast:
-            ar = InMpfr(prec)
-
-            def compute():
-                table = self._tables.get((prec, ar.key))
-                if table is None:
-                    table = self._tables[prec, ar.key] = self._order2.table_in(
-                        ar, self._tables[prec, None])
-                try:
-                    return self._terms2(n, [ar.num(v) for v in theta], table, prec, ar)
-                except NotFinite:
-                    return None
-            outs = mpfr.run(prec, compute, lambda r: mpfr.to_mpf(r, prec))
-            if outs is not None:
-                return outs
-        return self._terms2(n, theta, self._tables[prec, None], prec, Plain)
-
-    def _terms2(self, n, theta, table, prec, ar):
-        """``-(F0 + h (F1 + h F2))`` at step ``n`` in the arithmetic ``ar``."""
-        F0, F1, F2 = self._order2(n, theta, table, prec, ar=ar)
-        h = ar.num(self._h_value())
-        return [-(a + h * (b + h * c)) for a, b, c in zip(F0, F1, F2)]
-
     def _field(self, n, theta):
-        if self.flow.order >= 2:
-            return self._field2(n, theta)
-        if self._fast:
+        if self.flow.order < 2:
+            return self._evaluate(n, theta, self._fast, self._direct_table, self._terms)
+        self._order2_table(n)                   # the plain table, outside the MPFR context
+        fast = self.modules == "mpmath" and self._order2.fast
+        return self._evaluate(n, theta, fast, self._order2_table, self._terms2)
+
+    def _evaluate(self, n, theta, fast, table, terms):
+        """``terms(n, theta, table(n, ar), ar)`` in MPFR when ``fast`` (every kernel of the
+        point has its MPFR code), else, or when a value there is not finite, in the backend's
+        own arithmetic."""
+        if fast:
             prec = self._precision_key()
             ar = InMpfr(prec)
 
             def compute():
                 try:
-                    return self._terms(n, [mpfr.from_mpf(v) for v in theta], ar)
+                    return terms(n, [ar.num(v) for v in theta], table(n, ar), ar)
                 except NotFinite:
                     return None
             outs = mpfr.run(prec, compute, lambda r: mpfr.to_mpf(r, prec))
             if outs is not None:
                 return outs
-        return self._terms(n, theta, Plain)
+        return terms(n, theta, table(n, Plain), Plain)
 
-    def _terms(self, n, theta, ar):
-        """``-(F0 + h F1)`` at step ``n`` in the arithmetic ``ar`` (:class:`Plain` or
-        :class:`InMpfr`)."""
+    def _direct_table(self, n, ar):
+        """The order-0/1 table up to step ``n``, or to the tail's start (summed past it)."""
         tail = self._u_table(0)["tail"]
-        tab = self._u_table(n if tail is None else min(n, tail.start), ar)
+        return self._u_table(n if tail is None else min(n, tail.start), ar)
+
+    def _terms(self, n, theta, tab, ar):
+        """``-(F0 + h F1)`` at step ``n`` in the arithmetic ``ar`` (:class:`Plain` or
+        :class:`InMpfr`), ``tab`` from :meth:`_direct_table`."""
         tail = tab["tail"]
         G = [ar.call(self._grad[b], *theta) for b in range(self.m)]
         Gflat = [x for row in G for x in row]
@@ -307,6 +258,26 @@ class MiniBatchField:
         F1 = ar.call(self._F1[c], *self._weights(tab, n, ar), *Gflat, *theta, *Hflat, *Vflat)
         h = ar.num(self._h_value())
         return [-(a + h * b) for a, b in zip(F0, F1)]
+
+    def _order2_table(self, n, ar=Plain):
+        """The order-2 scalar table (:meth:`.Order2Sweep.table`) at the working precision in
+        the arithmetic ``ar``: the plain one made once per precision, the others converted from
+        it once (``n`` unused: every step is filled on demand)."""
+        prec = self._precision_key()
+        key = (prec, ar.key)
+        if key not in self._tables:
+            if ar.key is None:
+                self._tables = {key: self._order2.table(
+                    self.provider.loss_index, prec=prec, cyclic=self.provider.schedule is None)}
+            else:
+                self._tables[key] = self._order2.table_in(ar, self._order2_table(n))
+        return self._tables[key]
+
+    def _terms2(self, n, theta, table, ar):
+        """``-(F0 + h (F1 + h F2))`` at step ``n`` in the arithmetic ``ar``."""
+        F0, F1, F2 = self._order2(n, theta, table, self._precision_key(), ar=ar)
+        h = ar.num(self._h_value())
+        return [-(a + h * (b + h * c)) for a, b, c in zip(F0, F1, F2)]
 
     def _h_value(self):
         if self.modules == "mpmath":

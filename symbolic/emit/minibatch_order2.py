@@ -29,7 +29,6 @@ from ..family import n as n_sym
 from ..memo import Memo
 from .arithmetic import Compiled, Plain
 from .cyclic_tail import cyclic_tail
-from .kernel import Kernel
 
 __all__ = ["Order2Sweep", "exact_field"]
 
@@ -44,16 +43,12 @@ def kernel_key(provider, subs, backend, *more):
             tuple(sorted((str(k), v) for k, v in subs.items() if str(k) != "h")), backend, *more)
 
 
-def _kernel(args, exprs, backend, cse=True):
-    k = Kernel(list(exprs), list(args), backend, None, cse)
-    return lambda *a: list(k(*a))
+class KernelProvider:
+    """The symbols a grouped term is lowered to (:func:`~modeq.symbolic.components.lower`):
+    per-batch ``g``, symmetric ``H`` and ``T``, external vectors, the Jacobians of the tagged
+    batches (``Hess(J, u) -> sum_i J_ji u_i``; no tags below order 2) and the parameters."""
 
-
-class _Provider:
-    """Kernel symbols: per-batch g, symmetric H and T, external vectors, the Jacobians of the
-    tagged batches (``Hess(J, u) -> sum_i J_ji u_i``) and the parameters."""
-
-    def __init__(self, params, m, tags):
+    def __init__(self, params, m, tags=()):
         self.params, self.p, self.tags = list(params), len(params), set(tags)
         p = self.p
         self.G = [[sp.Symbol(f"g_{b}_{j}") for j in range(p)] for b in range(m)]
@@ -124,7 +119,7 @@ class Order2Sweep:
         self.m, self.p = len(provider.losses), provider.p
         terms = flow.grouped_terms(self.m)
         tags = [t for row in terms.J for t in row]
-        P = _Provider(provider.params, self.m, tags)
+        P = KernelProvider(provider.params, self.m, tags)
         m, p, prm = self.m, self.p, list(provider.params)
         W = [w for row in terms.W for w in row]
         G = [x for row in P.G for x in row]
@@ -169,10 +164,10 @@ class Order2Sweep:
         self._grad = [Compiled(prm, loss(b, 1), backend) for b in range(m)]
         self._hess = [Compiled(prm, loss(b, 2), backend) for b in range(m)]
         self._d3 = [Compiled(prm, loss(b, 3), backend) for b in range(m)]
-        self._decay = _kernel(x, dec, backend) if dec else (lambda *a: [])
-        self._w_last = _kernel([n_sym] + x, wl, backend) if wl else (lambda *a: [])
         limits = [s.stationary_weight(0).xreplace(subs) for s in opt.states]
-        self._limits = _kernel(x, limits, backend) if limits else (lambda *a: [])
+        self._decay = Compiled(x, dec, backend)
+        self._w_last = Compiled([n_sym] + x, wl, backend)
+        self._limits = Compiled(x, limits, backend)
         self._exact_decays = dec
         #: every kernel of the point has its MPFR code (mpmath backend, numeric values)
         self.fast = not x and all(
