@@ -21,7 +21,7 @@ from .family import check_smooth, theta
 from .operators import D3, FULL, Grad, Hess, Vec
 
 __all__ = ["LossProvider", "SymbolProvider", "lower", "lower_vector", "check_loss",
-           "check_schedule_entries"]
+           "check_schedule_entries", "check_point"]
 
 
 def check_loss(E, params, what="loss"):
@@ -42,6 +42,43 @@ def check_loss(E, params, what="loss"):
         raise ValueError(f"{what} has symbol(s) {sorted(map(str, extra))} that are not in "
                          f"params {[str(p) for p in params]}")
     return E
+
+
+def check_point(at, params):
+    """``{parameter: exact value}`` for a point ``at`` given as one value per parameter:
+    integers, ``Rational``, strings such as ``"1/3"``, or floats (taken exactly as the binary
+    numbers they are).  ``ValueError`` naming ``at`` for a wrong length or a value that is not
+    a finite rational number (``inf``, ``nan``, ``True``, ``"x"``, ``sqrt(2)``)."""
+    params = list(params)
+    values = list(at) if hasattr(at, "__iter__") and not isinstance(at, str) else None
+    if values is None or len(values) != len(params):
+        raise ValueError(f"at must give one value per parameter ({len(params)}: "
+                         f"{[str(p) for p in params]}), got {at!r}")
+    point = {p: _exact_real(v) for p, v in zip(params, values)}
+    bad = [(p, v) for (p, x), v in zip(point.items(), values) if x is None]
+    if bad:
+        raise ValueError(f"at: the value {bad[0][1]!r} of {bad[0][0]} is not a finite rational "
+                         "number (an integer, Rational, 'p/q' or float)")
+    return point
+
+
+def _exact_real(v):
+    """``v`` as an exact ``Rational``, or ``None`` (not a finite rational number)."""
+    import math
+    import numbers
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, numbers.Integral):
+        return sp.Integer(int(v))
+    if isinstance(v, numbers.Real) and not isinstance(v, sp.Basic):
+        return sp.Rational(float(v)) if math.isfinite(float(v)) else None
+    try:
+        x = sp.sympify(v, strict=not isinstance(v, str))
+    except (sp.SympifyError, TypeError, ValueError):
+        return None
+    if x.is_Float:
+        return sp.Rational(x) if x.is_finite else None
+    return x if x.is_Rational else None
 
 
 def check_schedule_entries(schedule, n_losses):
@@ -77,9 +114,11 @@ def check_schedule_entries(schedule, n_losses):
 
 class LossProvider:
     """Derivatives of concrete losses.  ``losses`` is one expression (full batch) or a list
-    (mini batch, step ``k`` uses ``losses[schedule(k)]``, cyclic by default)."""
+    (mini batch, step ``k`` uses ``losses[schedule(k)]``, cyclic by default).  With a point
+    ``at`` (one exact value per parameter, :func:`check_point`) every derivative and ``theta``
+    are its values there."""
 
-    def __init__(self, losses, params, schedule=None):
+    def __init__(self, losses, params, schedule=None, at=None):
         self.params = list(params)
         if isinstance(losses, (list, tuple)):
             if not losses:
@@ -94,6 +133,7 @@ class LossProvider:
         self.schedule = schedule
         self.p = len(self.params)
         self._d = {}
+        self._at = check_point(at, self.params) if at is not None else {}
 
     def loss_index(self, b):
         if not isinstance(b, int):                # a step index as a SymPy integer, or FULL
@@ -113,7 +153,8 @@ class LossProvider:
         """Derivative of ``losses[loss]`` (a loss index, not a step) in the parameters ``idx``."""
         key = (int(loss), tuple(sorted(idx)))
         if key not in self._d:
-            self._d[key] = sp.diff(self.losses[key[0]], *[self.params[i] for i in key[1]])
+            d = sp.diff(self.losses[key[0]], *[self.params[i] for i in key[1]])
+            self._d[key] = d.xreplace(self._at)
         return self._d[key]
 
     def grad(self, b, j):
@@ -126,7 +167,7 @@ class LossProvider:
         return self._deriv(b, (j, i, k))
 
     def theta(self, j):
-        return self.params[j]
+        return self._at.get(self.params[j], self.params[j])
 
 
 class SymbolProvider:

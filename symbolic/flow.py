@@ -95,7 +95,8 @@ class ModifiedFlow:
         return self.terms("full", stationary)[1]
 
     # -- lowerings ------------------------------------------------------------------------
-    def field(self, E_or_losses, params, n=None, stationary=False, schedule=None, **values):
+    def field(self, E_or_losses, params, n=None, stationary=False, schedule=None, at=None,
+              **values):
         """``d theta/dt = -F(theta)`` as a SymPy column ``Matrix`` for a concrete loss.
 
         Full batch (``E_or_losses`` an expression): exact in the step index, which stays the
@@ -104,9 +105,12 @@ class ModifiedFlow:
         ``n`` when step ``k`` uses loss ``schedule[k]`` (cyclic over the list by default).
         Hyperparameters stay symbols unless given by name (``beta="1/4", h=...``; exact
         values, range-checked); giving them makes the finite sums of a given step (full batch)
-        and the mini-batch ``h^2`` sums much cheaper.
+        and the mini-batch ``h^2`` sums much cheaper.  ``at`` (one exact value per parameter,
+        e.g. ``at=["1/2", -1]``): the field's value at that point, the loss's derivatives taken
+        there before any sum is written out -- far cheaper than the field as an expression in
+        the parameters evaluated afterwards.
         """
-        provider = LossProvider(E_or_losses, params, schedule)
+        provider = LossProvider(E_or_losses, params, schedule, at)
         subs = self._exact_values(values)
         if provider.full:
             F = self.F("full", stationary)

@@ -1,0 +1,71 @@
+"""``flow.field(..., at=point)``: the field's value at a point, the loss's derivatives taken
+there before any sum is written out, equals the field as an expression in the parameters
+evaluated at the point afterwards (50 digits)."""
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import examples
+from modeq.symbolic import derive, optimizers
+
+x, y = sp.symbols("x y")
+E = (x - 1) ** 2 / 2 + sp.sin(y) * x / 3 + y ** 2 + x * y ** 3 / 7
+BATCHES = [E + (x + y) / 4, E - x / 4 + y ** 2 / 8, E - y / 4 + x * y / 8]
+VALUES = {"h": "1/16", "beta": "3/4", "rho": "9/10", "eps": "1/50", "lr": "1/2"}
+FLOWS = {
+    "gd-2": lambda: derive(optimizers.gd(), 2),
+    "heavy_ball-1": lambda: derive(optimizers.heavy_ball(), 1),
+    "adam-1": lambda: derive(optimizers.adam(), 1),
+    "adam-2": lambda: derive(optimizers.adam(), 2),
+    "rmsprop-1": lambda: derive(optimizers.rmsprop(), 1),
+}
+_MADE = {}
+
+
+def _flow(name):
+    if name not in _MADE:
+        _MADE[name] = FLOWS[name]()
+    return _MADE[name]
+
+
+def _values(flow):
+    names = {str(s) for s in flow.optimizer.hyperparameters} | {"h"}
+    return {k: v for k, v in VALUES.items() if k in names}
+
+
+coordinate = st.fractions(min_value=-3, max_value=3, max_denominator=12)
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(name=st.sampled_from(sorted(FLOWS)), mini=st.booleans(), n=st.integers(0, 4),
+       point=st.tuples(coordinate, coordinate), as_text=st.booleans())
+def test_the_field_at_a_point_is_the_field_evaluated_there(name, mini, n, point, as_text):
+    flow = _flow(name)
+    if mini and flow.order >= 2 and flow.optimizer.states:
+        n = min(n, 2)                  # the exact order-2 mini-batch sums grow fast with n
+    losses = BATCHES if mini else E
+    values = _values(flow)
+    at = [f"{p.numerator}/{p.denominator}" if as_text else sp.Rational(p.numerator, p.denominator)
+          for p in point]
+    got = flow.field(losses, [x, y], n=n, at=at, **values)
+    pt = {x: sp.Rational(point[0].numerator, point[0].denominator),
+          y: sp.Rational(point[1].numerator, point[1].denominator)}
+    want = flow.field(losses, [x, y], n=n, **values).xreplace(pt)
+    assert not any(e.free_symbols for e in got)
+    for a, b in zip(got, want):
+        assert abs(sp.N(a - b, 50)) <= sp.Float(10) ** -40 * (1 + abs(sp.N(b, 50)))
+
+
+@pytest.mark.parametrize("at, message", [
+    ([1], "one value per parameter"),
+    (3, "one value per parameter"),
+    ([1, float("inf")], "not a finite rational"),
+    ([1, float("nan")], "not a finite rational"),
+    ([True, 1], "not a finite rational"),
+    ([1, "x"], "not a finite rational"),
+    ([1, sp.sqrt(2)], "not a finite rational"),
+])
+def test_a_bad_point_is_refused_naming_at(at, message):
+    with pytest.raises(ValueError, match=f"at.*{message}"):
+        derive(optimizers.gd(), 1).field(E, [x, y], at=at)
