@@ -115,8 +115,9 @@ def check_schedule_entries(schedule, n_losses):
 class LossProvider:
     """Derivatives of concrete losses.  ``losses`` is one expression (full batch) or a list
     (mini batch, step ``k`` uses ``losses[schedule(k)]``, cyclic by default).  With a point
-    ``at`` (one exact value per parameter, :func:`check_point`) every derivative and ``theta``
-    are its values there."""
+    ``at`` (one exact value per parameter, :func:`check_point`) the lowering's derivatives
+    (:meth:`grad`, :meth:`hess`, :meth:`d3`) and ``theta`` are their values there;
+    :meth:`loss_derivative` stays an expression in the parameters."""
 
     def __init__(self, losses, params, schedule=None, at=None):
         self.params = list(params)
@@ -147,14 +148,16 @@ class LossProvider:
         return self.schedule[b]
 
     def _deriv(self, b, idx):
-        return self.loss_derivative(self.loss_index(b), idx)
+        d = self.loss_derivative(self.loss_index(b), idx)
+        return d.xreplace(self._at) if self._at else d
 
     def loss_derivative(self, loss, idx):
-        """Derivative of ``losses[loss]`` (a loss index, not a step) in the parameters ``idx``."""
+        """Derivative of ``losses[loss]`` (a loss index, not a step) in the parameters ``idx``,
+        as an expression in the parameters (also with a point ``at``: compiled kernels take
+        it)."""
         key = (int(loss), tuple(sorted(idx)))
         if key not in self._d:
-            d = sp.diff(self.losses[key[0]], *[self.params[i] for i in key[1]])
-            self._d[key] = d.xreplace(self._at)
+            self._d[key] = sp.diff(self.losses[key[0]], *[self.params[i] for i in key[1]])
         return self._d[key]
 
     def grad(self, b, j):

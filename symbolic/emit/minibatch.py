@@ -187,6 +187,7 @@ class MiniBatchField:
         return stack_components(self.modules, self._dtype, out, tuple(x.shape[1:]), device)
 
     def _field(self, n, theta):
+        """The components of ``-(F0 + h F1 + h^2 F2)`` (up to the flow's order) at step ``n``."""
         if self.flow.order < 2:
             return self._evaluate(n, theta, self._fast, self._direct_table, self._terms)
         self._order2_table(n)                   # the plain table, outside the MPFR context

@@ -386,13 +386,14 @@ def _indices(p, order):
 
 
 def exact_field(flow, provider, n, subs=None):
-    """``-(F0 + h F1 + h^2 F2)`` on step ``n`` as a SymPy ``Matrix`` in the parameters, with
-    the hyperparameters as symbols unless ``subs`` gives them exact values (exact arithmetic,
-    every past step kept)."""
+    """``-(F0 + h F1 + h^2 F2)`` on step ``n`` as a SymPy ``Matrix`` in the parameters (at the
+    provider's point ``at`` if it has one), with the hyperparameters as symbols unless ``subs``
+    gives them exact values (exact arithmetic, every past step kept)."""
     from ..family import h as h_sym
     subs = dict(subs or {})
     hv = subs.pop(h_sym, h_sym)
     sweep = Order2Sweep.get(flow, provider, subs, "exact")
     table = sweep.table(provider.loss_index, sweep.extra)
-    F0, F1, F2 = sweep(n, list(provider.params), table, None, sweep.extra)
+    point = [provider.theta(j) for j in range(provider.p)]
+    F0, F1, F2 = sweep(n, point, table, None, sweep.extra)
     return sp.Matrix([-(a + hv * b + hv ** 2 * c) for a, b, c in zip(F0, F1, F2)])
