@@ -14,6 +14,8 @@ lowered inside the sum (full batch, where it carries no batch index).
 from __future__ import annotations
 
 import itertools
+import math
+import numbers
 
 import sympy as sp
 
@@ -64,8 +66,6 @@ def check_point(at, params):
 
 def _exact_real(v):
     """``v`` as an exact ``Rational``, or ``None`` (not a finite rational number)."""
-    import math
-    import numbers
     if isinstance(v, bool):
         return None
     if isinstance(v, numbers.Integral):
