@@ -94,6 +94,49 @@ def test_periodic_start_equals_the_tables_over_every_step(flows, name, rho, mu, 
                 assert abs(a - b) <= 2 ** (8 - mpmath.mp.prec) * scale, (a, b)
 
 
+@settings(max_examples=examples(5), deadline=None)
+@given(pattern=st.lists(st.integers(0, 2), min_size=1, max_size=5), rho=st.integers(20, 60),
+       point=st.tuples(st.integers(-20, 20), st.integers(-20, 20)), residue=st.integers(0, 2),
+       extra=st.integers(0, 3))
+def test_a_list_repeating_a_pattern_is_periodic(flows, pattern, rho, point, residue, extra):
+    """A schedule given as a list that repeats a pattern (any order, batches repeated or left
+    out) is periodic with the pattern's least period: from the periodic start the closed form
+    equals the tables over every step, no table filled from the first step.  A list one step
+    too short for the closed form's fit, or broken by one entry, is evaluated step by step."""
+    for loss in LOSSES:
+        gradient = [float(sp.diff(loss, v).subs({x: point[0] / 10, y: point[1] / 10}))
+                    for v in (x, y)]
+        assume(min(abs(g) for g in gradient) > 0.05)
+    m = next(d for d in range(1, len(pattern) + 1)
+             if all(b == pattern[(i + d) % len(pattern)] for i, b in enumerate(pattern)))
+    values = dict(rho=sp.Rational(rho, 100), mu=sp.Rational(3, 10), eps=sp.Rational(1, 10),
+                  h=sp.Rational(1, 64))
+    flow = flows["rmsprop-momentum"]
+    probe = flow.lambdify(LOSSES, [x, y], schedule=pattern * 400, **values)
+    theta = [mpmath.mpf(point[0]) / 10, mpmath.mpf(point[1]) / 10]
+    with mpmath.workdps(15):
+        start = probe.periodic_start()
+        assert probe.m == m and start is not None
+        need = start + (DEGREE + 2) * m           # the fit reads the steps start .. need - 1
+        schedule = (pattern * (need // len(pattern) + 2))[:need + extra]
+        field = flow.lambdify(LOSSES, [x, y], schedule=schedule, **values)
+        N = start + residue                       # < need - 1: every list below has step N
+        every = tables_only(field)(N, theta)
+        scale = max(abs(v) for v in every)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(nested_sums, "TableRun", Counted)
+            Counted.runs = 0
+            got = field(N, theta)
+            assert Counted.runs == 0 and field.periodic_start() == start
+        for a, b in zip(got, every):
+            assert abs(a - b) <= 2 ** (8 - mpmath.mp.prec) * scale, (a, b)
+        short = flow.lambdify(LOSSES, [x, y], schedule=schedule[:need - 1], **values)
+        broken = schedule[:-1] + [(schedule[-1] + 1) % 3]
+        for other in (short, flow.lambdify(LOSSES, [x, y], schedule=broken, **values)):
+            assert other.periodic_start() is None
+            assert other(N, theta) == every
+
+
 def test_the_cost_does_not_grow_with_the_start(flows, monkeypatch):
     """The closed form evaluates the same number of summands for a start of ~100 steps and of
     ~14,000 (rho = 0.99): ``O(m)`` per node, not ``O(start)``."""

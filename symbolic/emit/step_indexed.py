@@ -22,10 +22,11 @@ the transient equal their periodic limits and the steps before it are below the 
 precision, so ``F^(n)`` equals ``F^(N + (n - N) mod m)`` there: a call at any ``n`` costs at
 most a call at ``N + m``, and in mpmath the node tables start at ``N`` by their periodic
 closed form (:class:`~.node_tables.PeriodicRun`), so that call costs ``O(m)`` summands per
-node instead of ``O(N)``.  A schedule given as a list is not assumed periodic, a step that
-reads ``n`` has transients of its own, and a flow without a full-batch stationary limit
-(centered RMSprop, whose ``v - a^2`` may vanish under the root) may have none periodic either:
-all three are evaluated at ``n`` itself.
+node instead of ``O(N)``.  A schedule given as a list is periodic in the same sense where the
+list repeats a pattern of ``m`` steps throughout (``[2, 0, 1, 1, 0, 2] * 40``: ``m = 6``) and
+is long enough for the closed form's fit (``N + (DEGREE + 2) m`` entries); any other list, a
+step that reads ``n`` (transients of its own) and a flow without a full-batch stationary limit
+(centered RMSprop, whose ``v - a^2`` may vanish under the root) are evaluated at ``n`` itself.
 """
 from __future__ import annotations
 
@@ -35,10 +36,27 @@ from ..family import n as n_sym
 from .arrays import as_points, resolve_dtype, stack_components
 from .full_batch import FullBatchField
 from .kernel import Kernel
+from .node_tables import DEGREE
 from .stationary_limit import StationaryLimit, sum_depth
 from .values import check_step, lowered_with_values
 
-__all__ = ["StepIndexedField"]
+__all__ = ["StepIndexedField", "schedule_period"]
+
+
+def schedule_period(schedule):
+    """The smallest ``m`` with ``schedule[k] == schedule[k - m]`` for every ``k >= m`` (the
+    length itself for a list that does not repeat), by the prefix function of the list.
+
+    >>> schedule_period([2, 0, 1, 1, 0, 2] * 3), schedule_period([0, 1, 0]), schedule_period([1])
+    (6, 2, 1)
+    """
+    border = [0] * len(schedule)
+    for i in range(1, len(schedule)):
+        b = border[i - 1]
+        while b and schedule[i] != schedule[b]:
+            b = border[b - 1]
+        border[i] = b + 1 if schedule[i] == schedule[b] else 0
+    return len(schedule) - border[-1]
 
 
 class _StepLowering:
@@ -83,9 +101,9 @@ class StepIndexedField:
     ``losses[schedule[k]]`` (cyclic by default).  ``theta`` and the result as for
     :class:`~.minibatch.MiniBatchField`; ``field`` is the compiled
     :class:`~.full_batch.FullBatchField` (its point extended by the named derivatives);
-    constants named in ``late`` are given by :meth:`bind`.  ``periodic``: the schedule is the
-    default cyclic one and the step does not read ``n`` (the representative step of the module
-    docstring applies)."""
+    constants named in ``late`` are given by :meth:`bind`.  ``periodic``: the step does not
+    read ``n``, so that a periodic schedule (the default cyclic one, or a list repeating a
+    pattern) has the representative step of the module docstring; ``m`` is its period."""
 
     def __init__(self, flow, provider, subs, backend, cse=True, late=(), periodic=False):
         self.provider, self.backend = provider, backend
@@ -102,7 +120,9 @@ class StepIndexedField:
             Kernel([provider.loss_derivative(b, idx) for idx in lowering.derivatives],
                    self.params, backend, None, cse) for b in range(len(provider.losses))]
         self.limit = None
-        if periodic and provider.schedule is None and self.field.sums:
+        schedule = provider.schedule
+        self.m = len(provider.losses) if schedule is None else schedule_period(schedule)
+        if periodic and self.field.sums and (schedule is None or self.m < len(schedule)):
             self.limit = StationaryLimit(lambda: flow.terms("full", stationary=True),
                                          {d: subs.get(d) for d in flow.optimizer.decays},
                                          max(sum_depth(e) for e in exprs))
@@ -127,11 +147,12 @@ class StepIndexedField:
         if self.limit is None:
             return None
         start = self.limit.start(self.field.precision, self.field.bound_values)
-        return None if start is None else start + self.m
-
-    @property
-    def m(self):
-        return len(self.provider.losses)
+        if start is None:
+            return None
+        schedule = self.provider.schedule
+        if schedule is not None and start + self.m + (DEGREE + 2) * self.m > len(schedule):
+            return None                    # too short a list for the closed form's fit
+        return start + self.m
 
     def __call__(self, n, theta):
         n = check_step(n, True)
