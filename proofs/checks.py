@@ -29,7 +29,7 @@ import sympy as sp
 from modeq.symbolic.components import lower_vector
 from modeq.symbolic.family import h, n, theta
 from modeq.symbolic.memory import resolve_piecewise
-from modeq.symbolic.operators import Grad, lie, linearize
+from modeq.symbolic.operators import Grad, factored, lie, linearize
 from modeq.symbolic.prove import (FAST_TRIALS, agree_exactly_at_points, components_agree,
                                   is_zero, powers_of_step, same_in_algebra)
 
@@ -204,7 +204,7 @@ def nice_closed_form(e, step=n):
     """A factored form of an expression in ``d**step`` and ``step``: rational in the powers
     ``P_d = d**step``, cancelled and factored, then ``P_d`` written back as ``d**step``."""
     e = sp.sympify(e)
-    return _restore_powers(sp.factor(sp.cancel(powers_of_step(e, step))), e, step)
+    return _restore_powers(factored(powers_of_step(e, step)), e, step)
 
 
 def _restore_powers(f, original, step):
@@ -235,7 +235,7 @@ def stationary_value(e, step=n):
     den0 = sp.expand(den).xreplace({p: 0 for p in ps})
     if den0 == 0:
         raise ValueError(f"no stationary limit of {e}: the denominator vanishes as {step} -> oo")
-    lim = sp.factor(sp.cancel(num0 / den0))
+    lim = factored(num0 / den0)
     if step in lim.free_symbols:
         raise ValueError(f"no stationary limit of {e}: it grows with {step}")
     return lim

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from modeq.symbolic.family import eps, g as g_sym, n
-from modeq.symbolic.operators import D3, FULL, Grad, Hess
+from modeq.symbolic.operators import D3, FULL, Grad, Hess, factored
 
 from .notation import canonical_dummies
 
@@ -77,7 +77,7 @@ class MiniDisplay:
         e = canonical_dummies(sp.sympify(e))
         e = self._states(e)
         e = e.replace(lambda x: isinstance(x, sp.Pow) and x.exp.is_Rational and x.exp.q == 2,
-                      lambda x: sp.Pow(sp.factor(sp.cancel(x.base)), x.exp))
+                      lambda x: sp.Pow(factored(x.base), x.exp))
         if self.sigma is not None:
             Ev, _ = self.ema["v"]
             e = e.replace(
@@ -227,7 +227,7 @@ def _cancel(c):
 
     c = c.replace(lambda x: isinstance(x, sp.Sum), atom)
     c = c.replace(lambda x: isinstance(x, sp.Function) and not isinstance(x, sp.Dummy), atom)
-    out = sp.factor(sp.cancel(sp.expand_power_exp(c)))
+    out = factored(sp.expand_power_exp(c))
     back = {v: k for k, v in rep.items()}
     for _ in range(3):
         out = out.xreplace(back)

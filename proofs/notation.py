@@ -335,14 +335,16 @@ def _canonical_terms(expr, radicand, s):
     return _terms(canonical_dummies(expr), _Ctx(radicand, s, None, None, ()))
 
 
-_LAYOUT_CACHE = {}
-
-
 def layout(expr, radicand=None, s=None, u_value=None, u=None, scalars=()):
-    key = (sp.sympify(expr), radicand, s, u_value, u, tuple(scalars))
-    if key not in _LAYOUT_CACHE:
-        _LAYOUT_CACHE[key] = _layout(*key)
-    return [Row(r.monomial, list(r.pieces)) for r in _LAYOUT_CACHE[key]]
+    """Canonical display rows of a field expression (module docstring); remembered per
+    argument (LRU 256), a copy returned."""
+    rows = _remembered_layout(sp.sympify(expr), radicand, s, u_value, u, tuple(scalars))
+    return [Row(r.monomial, list(r.pieces)) for r in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _remembered_layout(*key):
+    return _layout(*key)
 
 
 def _layout(expr, radicand=None, s=None, u_value=None, u=None, scalars=()):

@@ -59,7 +59,7 @@ import sympy as sp
 from .family import g, theta
 from .memo import Memo
 from .memory import closed_sum
-from .operators import Grad, Hess
+from .operators import Grad, Hess, factored
 
 __all__ = ["memory_displacement", "linear_kernel", "linear_memory_reason", "outside_state_family",
            "kernel_sums", "MAX_MEMORY_ORDER"]
@@ -181,8 +181,7 @@ def kernel_sums(kernel, m):
             S_same += _infinite(first_past * second, E)
             if q == p:
                 S_diag += _infinite(-first_past * _tail(kernel, m * E - q), E)
-    simp = lambda x: sp.factor(sp.cancel(x))  # noqa: E731
-    return simp(kappa), simp(S_all), simp(S_same), simp(S_diag)
+    return factored(kappa), factored(S_all), factored(S_same), factored(S_diag)
 
 
 def memory_displacement(optimizer, m, order, reshuffle):
@@ -203,4 +202,4 @@ def memory_displacement(optimizer, m, order, reshuffle):
     A = sp.Add(*[Hess(b, Grad(b)) for b in range(m)]) / m
     B = sp.Add(*[Hess(a, Grad(b)) for a in range(m) for b in range(m)]) / m ** 2
     return [sp.S.Zero, -m * kappa * gbar,
-            S_all * B + (A - B) * sp.factor(sp.cancel((m * S_diag - S_same) / (m - 1)))]
+            S_all * B + (A - B) * factored((m * S_diag - S_same) / (m - 1))]

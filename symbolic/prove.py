@@ -23,7 +23,7 @@ import sympy as sp
 
 from .components import SymbolProvider, lower_vector
 from .family import n
-from .operators import D3, Hess, linearize
+from .operators import D3, Hess, factored, linearize
 
 __all__ = ["powers_of_step", "is_zero", "is_zero_linear", "operator_symbols",
            "same_in_algebra", "components_agree", "prove_equal", "agree_at_random_points",
@@ -145,7 +145,7 @@ def operator_symbols(exprs):
         e = linearize(e)
         rep = {}
         for a in sorted(e.atoms(Hess, D3), key=sp.default_sort_key):
-            key = a.func(a.args[0], *[sp.factor(sp.cancel(x)) for x in a.args[1:]])
+            key = a.func(a.args[0], *[factored(x) for x in a.args[1:]])
             table.setdefault(key, sp.Dummy("op"))
             rep[a] = table[key]
         out.append(e.xreplace(rep))

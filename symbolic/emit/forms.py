@@ -37,7 +37,7 @@ from ..components import SymbolProvider, lower_vector
 from ..family import n as n_sym
 from ..family import theta as theta_sym
 from ..family import h as h_sym
-from ..operators import D3, FULL, Grad, Hess, Vec, linearize
+from ..operators import D3, FULL, Grad, Hess, Vec, factored, linearize
 from ..prove import agree_at_random_points, is_zero_linear, prove_equal
 from .matrixfree import G, ArrayFunction, MatrixFreeFunction
 
@@ -206,7 +206,7 @@ def _canonical(u):
     """Canonical form of a contraction argument (merges equal arguments written differently)."""
     if u.has(sp.Sum) or sp.count_ops(u) > SIMPLIFY_LIMIT:
         return u
-    return sp.factor(sp.cancel(u))
+    return factored(u)
 
 
 def _split_constant(u, point):
@@ -239,9 +239,9 @@ def _simplify_coefficient(c):
     c2, back = _roots_as_symbols(c)
     cands = [c]
     if not any(_is_square(root.base) for root in back.values()):
-        cands.append(sp.factor(sp.cancel(c)))
+        cands.append(factored(c))
     if back:
-        cands.append(sp.factor(sp.cancel(c2)).xreplace(back))
+        cands.append(factored(c2).xreplace(back))
     return min(cands, key=sp.count_ops)
 
 
