@@ -13,5 +13,8 @@ fi
 python -m pip install --quiet torch==2.13.0
 python -m pip install --quiet -e ".[test]"
 export MPLBACKEND=Agg
+# SymPy's expression cache (LRU, 1000 entries by default) holds a derivation's repeated
+# sub-results; at 100000 entries the derivations run ~15% faster (memory ~1 GB per worker)
+export SYMPY_CACHE_SIZE="${SYMPY_CACHE_SIZE:-100000}"
 # two workers: the machines have two cores; a module marked xdist_group stays on one worker
 python -m pytest -n 2 --dist loadgroup --nbmake tests notebooks "$@"
