@@ -30,8 +30,8 @@ from modeq.symbolic.components import lower_vector
 from modeq.symbolic.family import h, n, theta
 from modeq.symbolic.memory import resolve_piecewise
 from modeq.symbolic.operators import Grad, factored, lie, linearize
-from modeq.symbolic.prove import (FAST_TRIALS, agree_exactly_at_points, components_agree,
-                                  is_zero, powers_of_step, same_in_algebra)
+from modeq.symbolic.prove import (component_verdict, components_agree, is_zero, powers_of_step,
+                                  same_in_algebra)
 
 from .notation import FieldSymbol, canonical_terms, find_radicand
 
@@ -170,16 +170,10 @@ def same_canonical(a, b):
 def components_at_points(a, b, dims):
     """``a == b`` component by component for generic ``g_i, H_ij, T_ijk`` in each ``p`` of
     ``dims``, in exact rational arithmetic at :data:`~modeq.symbolic.prove.FAST_TRIALS`
-    random points (:func:`~modeq.symbolic.prove.agree_exactly_at_points`): ``False`` is a
-    sound refutation; where a side cannot be evaluated exactly the components are proved
-    (:func:`same_in_components`)."""
-    for p in dims:
-        verdict = agree_exactly_at_points(a, b, p, trials=FAST_TRIALS)
-        if verdict is None:
-            verdict = components_agree(a, b, p)
-        if not verdict:
-            return False
-    return True
+    random points (:func:`~modeq.symbolic.prove.component_verdict`): ``False`` is a sound
+    refutation; where a side cannot be evaluated exactly the components are proved
+    (:func:`~modeq.symbolic.prove.components_agree`)."""
+    return all(component_verdict(a, b, p, components_agree)[0] for p in dims)
 
 
 def equal(a, b, dims=()):

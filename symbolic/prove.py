@@ -27,7 +27,7 @@ from .operators import D3, Hess, factored, linearize
 
 __all__ = ["powers_of_step", "is_zero", "is_zero_linear", "operator_symbols",
            "same_in_algebra", "components_agree", "prove_equal", "agree_at_random_points",
-           "agree_exactly_at_points", "Check"]
+           "agree_exactly_at_points", "component_verdict", "Check"]
 
 
 def powers_of_step(e, step=n):
@@ -231,13 +231,10 @@ def prove_equal(a, b, dims=(1, 2, 3, 4), components="fast"):
             checks.append(Check(f"components agree for p = {p} (generic g_i, H_ij, T_ijk)",
                                 components_agree(a, b, p)))
             continue
-        ok = early if p == first else agree_exactly_at_points(a, b, p, trials=FAST_TRIALS)
-        if ok is None:                        # not exactly evaluable: 60 significant digits
-            P = SymbolProvider(p)
-            ok = agree_at_random_points(list(lower_vector(a, P)), list(lower_vector(b, P)))
-            how = "at random points to 60 digits"
-        else:
-            how = f"exactly at {FAST_TRIALS} random rational points"
+        ok, exact = component_verdict(a, b, p, _agree_to_60_digits,
+                                      known=early if p == first else None)
+        how = (f"exactly at {FAST_TRIALS} random rational points" if exact
+               else "at random points to 60 digits")
         checks.append(Check(f"components agree {how} for p = {p} (generic g_i, H_ij, T_ijk)",
                             ok, "evidence"))
     return checks
@@ -245,6 +242,22 @@ def prove_equal(a, b, dims=(1, 2, 3, 4), components="fast"):
 
 #: random rational points per dimension in the fast component checks
 FAST_TRIALS = 2
+
+
+def component_verdict(a, b, p, otherwise, known=None):
+    """``(verdict, exact)``: the components of ``a`` and ``b`` for dimension ``p`` compared in
+    exact arithmetic at :data:`FAST_TRIALS` random rational points
+    (:func:`agree_exactly_at_points`; ``known``: its verdict, already computed), or, where a
+    side is not exactly evaluable, by ``otherwise(a, b, p)`` (``exact`` is then ``False``)."""
+    ok = agree_exactly_at_points(a, b, p, trials=FAST_TRIALS) if known is None else known
+    if ok is None:
+        return otherwise(a, b, p), False
+    return ok, True
+
+
+def _agree_to_60_digits(a, b, p):
+    P = SymbolProvider(p)
+    return agree_at_random_points(list(lower_vector(a, P)), list(lower_vector(b, P)))
 
 
 def agree_exactly_at_points(a, b, p, trials=2, seed=0):
