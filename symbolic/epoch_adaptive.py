@@ -55,7 +55,7 @@ import sympy as sp
 
 from .epoch_memory import outside_state_family
 from .family import g
-from .operators import D3, FULL, Grad, Hess, collect_fields, linearize
+from .operators import D3, FULL, Grad, Hess, collect_fields, factored, linearize
 from .pipeline import derivation
 
 __all__ = ["adaptive_terms", "channels", "covariance_coefficient", "spread_expansion",
@@ -104,7 +104,7 @@ def covariance_coefficient(ki, kk, m):
                         * (d * d2) ** (p + 1) / (1 - (d * d2) ** m)
                         for c, d in pi for c2, d2 in pk])
         total += m * P - _epoch_weight(ki, p) * _epoch_weight(kk, p) - past
-    return sp.factor(sp.cancel(total / (m * (m - 1))))
+    return factored(total / (m * (m - 1)))
 
 
 @dataclass
