@@ -70,7 +70,7 @@ def _tail_of(f):
         table = next(iter(f._tables.values()))
         return table.tail, lambda t: setattr(table, "tail", t)
     tab = f._u_table(0)
-    return tab["tail"], lambda t: tab.__setitem__("tail", t)
+    return tab.tail, lambda t: setattr(tab, "tail", t)
 
 
 def _point(px, py, backend):
@@ -164,4 +164,4 @@ def test_an_explicit_schedule_adds_every_step_of_its_window():
                                   h=sp.Rational(1, 16), beta=sp.Rational(1, 2),
                                   rho=sp.Rational(1, 2), eps=sp.Rational(1, 100))
     f(1000, [mpmath.mpf(1) / 3, mpmath.mpf(-1) / 5])
-    assert f._u_table(0)["tail"] is None
+    assert f._u_table(0).tail is None

@@ -69,7 +69,7 @@ def _tail_start(f, order):
     if order >= 2:
         table = next(iter(field._tables.values()))
         return 2 * table.tail.start + 1
-    return field._u_table(0)["tail"].start
+    return field._u_table(0).tail.start
 
 
 def _check(name, order, beta, rho, px, py, past, dps):

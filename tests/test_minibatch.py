@@ -86,6 +86,6 @@ def test_memory_window_drops_only_weights_below_precision():
     assert f._window(f._u_table(N), N) > 0            # the window is really cut here
     cut = f(N, th)
     f._window = lambda tab, n: 0                       # keep every past step,
-    f._u_table(0)["tail"] = None                       # one by one (no closed-form tail)
+    f._u_table(0).tail = None                         # one by one (no closed-form tail)
     full = f(N, th)
     assert max(abs(a - b) for a, b in zip(cut, full)) < mpmath.mpf(10) ** -29

@@ -18,6 +18,7 @@ from ..memo import Memo
 from . import mpfr
 from .arithmetic import Compiled, InMpfr, NotFinite, Plain
 from .arrays import as_points, resolve_dtype, stack_components
+from .batch_weights import BatchWeights
 from .cyclic_tail import cyclic_tail
 from .minibatch_order2 import KernelProvider, Order2Sweep, kernel_key
 from .values import check_step
@@ -90,30 +91,23 @@ class MiniBatchField:
 
     # scalar tables, independent of theta -------------------------------------------------
     def _u_table(self, n, ar=Plain):
-        """``u[i][l][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` for l <= n (cached, extended), in
-        the arithmetic ``ar`` (the same roundings in MPFR as in mpmath)."""
+        """The weight table (:class:`~.batch_weights.BatchWeights`) filled up to step ``n``,
+        in the arithmetic ``ar`` (the same roundings in MPFR as in mpmath); one per precision
+        and arithmetic, kept and extended."""
         prec = self._precision_key()
         key = (prec, ar.key)
         tab = self._tables.get(key)
         if tab is None:
             decays = [d() for d in self._decay]
-            tab = {"u": [[] for _ in self.states], "d": [ar.num(d) for d in decays],
-                   "w": {}, "pow": [{} for _ in self.states]}
+            tab = BatchWeights([ar.num(d) for d in decays], self.m, self.provider.loss_index,
+                               lambda l: [ar.num(w(l)) for w in self._w_last])
             # the tail in this arithmetic: the plain table's, read through a conversion
-            tab["tail"] = (self._cyclic_tail(decays, prec) if ar.key is None
-                           else ar.tail(self._u_table(0)["tail"]))
+            tab.tail = (self._cyclic_tail(decays, prec) if ar.key is None
+                        else ar.tail(self._u_table(0).tail))
             if any(k[0] != prec for k in self._tables):
                 self._tables = {}
             self._tables[key] = tab
-        for i, d in enumerate(tab["d"]):
-            rows = tab["u"][i]
-            while len(rows) <= n:
-                l = len(rows)
-                prev = rows[-1] if rows else [0 * d] * self.m
-                row = [d * x for x in prev]
-                b = self.provider.loss_index(l)
-                row[b] = row[b] + 1
-                rows.append(row)
+        tab.row(n)
         return tab
 
     def _precision_key(self):
@@ -130,42 +124,19 @@ class MiniBatchField:
         return cyclic_tail(decays, [c() for c in self._limit], self._w_last, self.m,
                            self.provider.loss_index, prec, self.modules)
 
-    def _stationary(self, tab, l):
-        tail = tab["tail"]
-        return tail is not None and l >= tail.start
-
-    def _weights(self, tab, l, ar=Plain):
-        """The weights ``w_i(l, l) u_ib(l)`` of step ``l`` (memoized before the tail: free of
-        ``theta``)."""
-        if self._stationary(tab, l):
-            return tab["tail"].weights(l)
-        w = tab["w"].get(l)
-        if w is None:
-            w = tab["w"][l] = [ar.num(self._w_last[i](l)) * x for i in range(len(self.states))
-                               for x in tab["u"][i][l]]
-        return w
-
     @staticmethod
-    def _power(tab, i, k):
-        """``d_i^k`` (memoized; the same rounding as ``d_i ** k``)."""
-        v = tab["pow"][i].get(k)
-        if v is None:
-            v = tab["pow"][i][k] = tab["d"][i] ** k
-        return v
-
-    @staticmethod
-    def _forget_before(tab, start):
-        """Drop the memoized weights of steps before ``start`` once they outnumber the rest."""
-        w = tab["w"]
-        if len(w) > 64 and min(w) < start and 2 * sum(1 for l in w if l < start) > len(w):
-            for l in [l for l in w if l < start]:
-                del w[l]
+    def _weights(tab, l):
+        """The weights ``w_i(l, l) u_ib(l)`` of step ``l`` (the tail's past its start)."""
+        tail = tab.tail
+        if tail is not None and l >= tail.start:
+            return tail.weights(l)
+        return tab.products(l)
 
     def _window(self, tab, n):
         """Earliest past step whose weight can matter at the working precision."""
         tol = 2.0 ** (-self._precision_key() - 8)
         lo = n
-        for i, d in enumerate(tab["d"]):
+        for d in tab.d:
             dv = float(d)
             if dv <= 0.0:
                 continue
@@ -214,17 +185,17 @@ class MiniBatchField:
 
     def _direct_table(self, n, ar):
         """The order-0/1 table up to step ``n``, or to the tail's start (summed past it)."""
-        tail = self._u_table(0)["tail"]
+        tail = self._u_table(0).tail
         return self._u_table(n if tail is None else min(n, tail.start), ar)
 
     def _terms(self, n, theta, tab, ar):
         """``-(F0 + h F1)`` at step ``n`` in the arithmetic ``ar`` (:class:`Plain` or
         :class:`InMpfr`), ``tab`` from :meth:`_direct_table`."""
-        tail = tab["tail"]
+        tail = tab.tail
         G = [ar.call(self._grad[b], *theta) for b in range(self.m)]
         Gflat = [x for row in G for x in row]
         c = self.provider.loss_index(n)
-        F0 = ar.call(self._F0[c], *self._weights(tab, n, ar), *Gflat, *theta)
+        F0 = ar.call(self._F0[c], *self._weights(tab, n), *Gflat, *theta)
         if self.flow.order == 0:
             return [-x for x in F0]
         Hflat = [x for b in range(self.m) for x in ar.call(self._hess[b], *theta)]
@@ -232,14 +203,14 @@ class MiniBatchField:
         V = [[[0 * x for x in F0] for _ in range(self.m)] for _ in self.states]
         start = self._window(tab, n)
         stop = n if tail is None else min(n, tail.start)
-        self._forget_before(tab, start)
+        tab.forget_before(start)
         for l in range(start, stop):
-            F0l = ar.call(self._F0[self.provider.loss_index(l)], *self._weights(tab, l, ar),
+            F0l = ar.call(self._F0[self.provider.loss_index(l)], *self._weights(tab, l),
                           *Gflat, *theta)
-            for i in range(len(tab["d"])):
-                scale = self._power(tab, i, n - l)
+            for i, row in enumerate(tab.row(l)):
+                scale = tab.power(i, n - l)
                 for b in range(self.m):
-                    coef = scale * tab["u"][i][l][b]
+                    coef = scale * row[b]
                     if coef:
                         V[i][b] = [a + coef * f for a, f in zip(V[i][b], F0l)]
         if tail is not None:
@@ -256,7 +227,7 @@ class MiniBatchField:
         wn = [ar.num(self._w_last[i](n)) for i in range(len(self.states))]
         Vflat = [wn[i] * x for i in range(len(self.states)) for b in range(self.m)
                  for x in V[i][b]]
-        F1 = ar.call(self._F1[c], *self._weights(tab, n, ar), *Gflat, *theta, *Hflat, *Vflat)
+        F1 = ar.call(self._F1[c], *self._weights(tab, n), *Gflat, *theta, *Hflat, *Vflat)
         h = ar.num(self._h_value())
         return [-(a + h * b) for a, b in zip(F0, F1)]
 

@@ -28,6 +28,7 @@ from ..components import lower
 from ..family import n as n_sym
 from ..memo import Memo
 from .arithmetic import Compiled, Plain
+from .batch_weights import BatchWeights
 from .cyclic_tail import cyclic_tail
 
 __all__ = ["Order2Sweep", "exact_field"]
@@ -196,7 +197,7 @@ class Order2Sweep:
         """The scalar table ``u[l][i][b]`` of a schedule (filled on demand); with ``cyclic``
         (the default schedule) and a working precision ``prec``, also the closed-form
         stationary part of the memory sums (:mod:`.cyclic_tail`) where it applies."""
-        table = _UTable(self._decay(*values), self.m, loss_index,
+        table = BatchWeights(self._decay(*values), self.m, loss_index,
                         lambda l: self._w_last(l, *values))
         if cyclic and prec is not None:
             w_last = [lambda l, i=i: self._w_last(l, *values)[i]
@@ -209,7 +210,7 @@ class Order2Sweep:
     def table_in(ar, plain):
         """The table ``plain`` (from :meth:`table`) in the arithmetic ``ar``: its decays, last
         weights and tail converted, its rows recomputed there."""
-        table = _UTable([ar.num(d) for d in plain.d], plain.m, plain.batch,
+        table = BatchWeights([ar.num(d) for d in plain.d], plain.m, plain.batch,
                         lambda l: [ar.num(w) for w in plain.w_last(l)])
         table.tail = ar.tail(plain.tail)
         return table
@@ -339,35 +340,6 @@ class Order2Sweep:
         rn = n % m
         Vn = [wn[i] * v for i in range(S) for row in accn[i] for v in row]
         return tail.weights(rn), Vn, F0s[rn], tail.batch[rn], D
-
-
-class _UTable:
-    """``u[l][i][b] = sum_{k<=l, batch(k)=b} d_i^(l-k)`` by the exact recursion from step 0,
-    and the newest-input weights ``w_i(l, l)`` (``w_last(l)``, remembered)."""
-
-    def __init__(self, d, m, loss_index, w_last):
-        self.d, self.m, self.batch, self.rows = list(d), m, loss_index, []
-        self.w_last, self._w = w_last, {}
-        self.tail = None
-
-    def w(self, l):
-        hit = self._w.get(l)
-        if hit is None:
-            if len(self._w) > 4096:
-                self._w.clear()
-            hit = self._w[l] = list(self.w_last(l))
-        return hit
-
-    def row(self, l):
-        while len(self.rows) <= l:
-            k = len(self.rows)
-            prev = self.rows[-1] if self.rows else [[0] * self.m for _ in self.d]
-            b = self.batch(k)
-            new = [[di * v for v in r] for di, r in zip(self.d, prev)]
-            for r in new:
-                r[b] = r[b] + 1
-            self.rows.append(new)
-        return self.rows[l]
 
 
 def _nonzero(c):
