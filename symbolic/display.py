@@ -12,7 +12,7 @@ from . import cache
 from .family import eps, n
 from .named import memory_symbols, split_coefficient
 from .expand import expand_mul
-from .operators import ATOMS, collect_fields, is_field
+from .operators import ATOMS, collect_fields, factored, is_field
 
 __all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "named_terms",
            "NamedTerms", "formula_lines", "simplified_coefficient", "NOTATION", "S_SYMBOL"]
@@ -89,18 +89,19 @@ def _simplified(c):
     if rational is None:
         return _factor(sp.simplify(c))
     c, back = rational
-    return _factor(sp.cancel(c)).xreplace(back)
+    return _factor(c, factored).xreplace(back)
 
 
-def _factor(c):
-    """``sp.factor(c)`` with the random evaluation points of SymPy's multivariate factorisation
-    (Wang's algorithm) drawn from a fixed seed, SymPy's random state restored after: the same
-    form and the same cost on every run (an unlucky draw made one display take minutes)."""
+def _factor(c, how=sp.factor):
+    """``how(c)`` (``sp.factor`` or :func:`~.operators.factored`) with the random evaluation
+    points of SymPy's multivariate factorisation (Wang's algorithm) drawn from a fixed seed,
+    SymPy's random state restored after: the same form and the same cost on every run (an
+    unlucky draw made one display take minutes)."""
     from sympy.core import random as sympy_random
     state = sympy_random.rng.getstate()
     sympy_random.rng.seed(0)
     try:
-        return sp.factor(c)
+        return how(c)
     finally:
         sympy_random.rng.setstate(state)
 
@@ -176,7 +177,7 @@ def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
         sums = [t for t in sp.Add.make_args(s) if t.has(sp.Sum)]
         closed = sp.Add(*closed)
         if sp.count_ops(closed) <= max_ops:
-            closed = _factor(sp.cancel(closed))
+            closed = _factor(closed, factored)
         s = closed + sp.Add(*sums)
         if s != 0:
             out.append(sp.Mul(s, key, evaluate=False) if key != 1 else s)
