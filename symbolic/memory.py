@@ -165,9 +165,10 @@ def closed_sum(c, k, lo, hi):
 
 
 def _pull_inner_sum(scal, inner, k, lo, hi):
-    """``sum_{k=lo}^{hi} scal(k) * sum_{l=a}^{b} X`` with the inner sum brought outside:
-    a triangular domain ``a = k + s`` becomes ``sum_{l=lo+s}^{b} sum_{k=lo}^{l-s}``, a
-    rectangular one is interchanged.  ``None`` if the limits have another shape."""
+    """``sum_{k=lo}^{hi} scal(k) * sum_{l=a}^{b} X`` evaluated with the inner sum brought
+    outside: a triangular domain ``a = k + s`` becomes ``sum_{l=lo+s}^{b} sum_{k=lo}^{l-s}``, a
+    rectangular one is interchanged (:func:`_interchanged`).  ``None`` if the limits have
+    another shape."""
     if len(inner.limits) != 1:
         return None
     (l, a, b) = inner.limits[0]
@@ -175,11 +176,26 @@ def _pull_inner_sum(scal, inner, k, lo, hi):
         return None
     X = inner.function
     if k not in a.free_symbols:
-        return sp.Sum(sp.Sum(scal * X, (k, lo, hi)), (l, a, b))
+        return _interchanged(scal * X, (k, lo, hi), (l, a, b))
     shift = sp.expand(a - k)
     if k in shift.free_symbols or not shift.is_integer:
         return None
-    return sp.Sum(sp.Sum(scal * X, (k, lo, l - shift)), (l, lo + shift, b))
+    return simplify_sums(sp.Sum(sp.Sum(scal * X, (k, lo, l - shift)), (l, lo + shift, b)))
+
+
+def _interchanged(Y, inner, outer):
+    """``sum_outer sum_inner Y`` (a rectangular domain), the inner sum first.  Terms whose
+    inner sum stays open are left as double sums in this order: summed over the outer index,
+    they would be interchanged back, and so on without end (neither order has a closed
+    form; the finite double sum is exact)."""
+    k = inner[0]
+    summed = _sum_expr(_simplify_sums(Y), *inner)
+    closed, open_ = [], []
+    for t in sp.Add.make_args(summed):
+        (open_ if any(lim[0] == k for s in t.atoms(sp.Sum) for lim in s.limits)
+         else closed).append(t)
+    out = _sum_expr(sp.Add(*closed), *outer) if closed else sp.S.Zero
+    return out + sp.Add(*[sp.Sum(t, outer) for t in open_])
 
 
 def _sum_term(term, k, lo, hi, simplify=True):
@@ -194,7 +210,7 @@ def _sum_term(term, k, lo, hi, simplify=True):
         rest = sp.Mul(*[f for f in factors if f is not sums[0]])
         pulled = _pull_inner_sum(rest, sums[0], k, lo, hi)
         if pulled is not None:
-            return indep * simplify_sums(pulled)
+            return indep * pulled
     if is_scalar(dep):
         s = closed_sum(dep, k, lo, hi)
         if s is None:
