@@ -83,22 +83,21 @@ def derivation(optimizer, order, batch="full", stationary=False):
 
 def _check_step_indexed_order_2(optimizer):
     """``NotImplementedError`` unless the step-indexed mini-batch form of order 2 is derived
-    for ``optimizer``: it is, where the batch grouping does not apply only because a state
-    stores its first input (torch's dampened buffer)."""
+    for ``optimizer``: it is where the batch grouping does not apply because a state stores its
+    first input (torch's dampened buffer) or reads another state (torch's RMSprop with
+    momentum), not where the step reads the step index (NAdam's products ``mu_1 ... mu_t``)."""
     if groupable(optimizer):
         raise NotImplementedError(
             "mini batch with memory has no step-indexed form at order 2: the memory sums of "
             "the h^2 term run over pairs of past batches with no closed form; "
             "flow.grouped_terms(m) gives the exact batch-grouped form (modeq derive ... "
             "--batch mini --order 2 prints it), flow.field / flow.lambdify evaluate it")
-    reads = [s.name for s in optimizer.states if s.reads]
-    if reads or n in optimizer.step.free_symbols:
-        what = (f"state {reads[0]!r} reads another state" if reads
-                else "the step reads the step index n")
+    if n in optimizer.step.free_symbols:
         raise NotImplementedError(
-            f"mini batch, order 2: {what}, and neither the batch grouping nor the step-indexed "
-            f"form (its h^2 sums over pairs of past steps nest too deep for the symbolic "
-            f"simplification) covers it yet; orders 0 and 1 are derived and evaluated")
+            "mini batch, order 2: the step reads the step index n, and neither the batch "
+            "grouping nor the step-indexed form covers it yet (the h^2 coefficients of its "
+            "step products are too large to simplify); orders 0 and 1 are derived and "
+            "evaluated")
 
 
 def _check_step_product_order_2(optimizer):

@@ -15,7 +15,7 @@ from series_oracle import compare, flow_series
 from test_nested_sums import assert_float_field_agrees
 from test_family_series import VALUES, adabelief, irrational_roots, plain_iterates  # noqa: F401
 from modeq.numeric import order_study
-from modeq.symbolic import derive, h
+from modeq.symbolic import EMA, Optimizer, derive, eps, g, h, rho
 from modeq.symbolic import optimizers as O
 
 x, y = sp.symbols("x y")
@@ -33,6 +33,23 @@ CASES = {
 }
 
 
+def rms_momentum_inside():
+    """A user declaration reading a state: momentum of ``g/sqrt(v + eps)`` (eps inside)."""
+    v = EMA("v", decay=rho, of=g ** 2, normalized=True)
+    b = EMA("b", decay=O.mu, of=g / sp.sqrt(v + eps), normalized=False)
+    return Optimizer("rms_momentum_inside", [v, b], b)
+
+
+# order 2 of states reading states: torch's RMSprop with momentum (eps outside) and a user
+# declaration; batches with one cross term keep the oracle's exact fields small
+ORDER_2 = {"rmsprop-momentum": lambda: O.torch_rmsprop(momentum=True),
+           "user-momentum-of-normalized": rms_momentum_inside}
+ORDER_2_BATCHES = [
+    sp.Rational(3, 4) * x + x ** 2 / 2 + x ** 3 / 7 + y / 2 + y ** 2 / 2,
+    x / 3 + x ** 3 / 5 + x ** 2 / 2 - y / 3 + y ** 2 / 2 + x * y / 5,
+    (x - 1) ** 2 / 2 + x ** 4 / 4 + y + y ** 2 / 2]
+
+
 @pytest.mark.parametrize("name, order", [(name, order) for name in sorted(CASES)
                                          for order in (0, 1)] + [("sgd-dampened", 2)])
 def test_series_oracle_on_three_batches(name, order, irrational_roots):
@@ -44,6 +61,19 @@ def test_series_oracle_on_three_batches(name, order, irrational_roots):
     fs = flow_series(derive(opt, order), BATCHES, [x, y], [0, 0], 3, D, vals, h, exact=False,
                      schedule=SCHEDULE)
     assert compare(it, fs, tol=mpmath.mpf(10) ** -45) == order + 2
+
+
+@pytest.mark.parametrize("name", sorted(ORDER_2))
+def test_order_2_of_states_reading_states_against_the_series_oracle(name, irrational_roots):
+    """The ``h^2`` term of a state reading a state on a 3-batch schedule: the recursion and
+    the flow agree through ``h^3`` and differ at ``h^4``."""
+    opt = ORDER_2[name]()
+    mpmath.mp.dps = 60
+    vals = {k: v for k, v in VALUES.items() if k in opt.hyperparameters}
+    it = plain_iterates(opt, 3, 4, vals, False, ORDER_2_BATCHES, SCHEDULE)
+    fs = flow_series(derive(opt, 2), ORDER_2_BATCHES, [x, y], [0, 0], 3, 4, vals, h,
+                     exact=False, schedule=SCHEDULE)
+    assert compare(it, fs, tol=mpmath.mpf(10) ** -45) == 4
 
 
 # ------------------------------------------------------------------ the compiled field
@@ -89,13 +119,13 @@ def test_float_backends_equal_mpmath(backend):
     assert_float_field_agrees(fast, exact, backend, (0, 3, 6))
 
 
-@pytest.mark.parametrize("name, reason", [("rmsprop-momentum-l2", "reads another state"),
-                                          ("nadam", "reads the step index")])
-def test_order_2_is_refused_with_the_reason(name, reason):
-    """Order 2 is derived in the step-indexed form only where the grouping fails because of
-    the dampened buffer's first input; elsewhere a clear refusal, not a RecursionError."""
-    opt = CASES[name]()
-    with pytest.raises(NotImplementedError, match=f"order 2: .*{reason}.*orders 0 and 1"):
+def test_order_2_is_refused_with_the_reason_where_the_step_reads_n():
+    """Order 2 is derived in the step-indexed form where the grouping fails because of the
+    dampened buffer's first input or a state reading a state; a step reading ``n`` (NAdam)
+    gets a clear refusal, not a RecursionError."""
+    opt = CASES["nadam"]()
+    with pytest.raises(NotImplementedError,
+                       match="order 2: .*reads the step index.*orders 0 and 1"):
         derive(opt, 2).lambdify(BATCHES, [x, y], schedule=[0, 1, 2], **_values(opt))
 
 
@@ -115,25 +145,45 @@ def test_order_2_field_of_the_dampened_buffer_equals_every_sum_added_up():
                 assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (N, a, want)
 
 
+@settings(max_examples=examples(2), deadline=None)
+@given(schedule=st.lists(st.integers(0, 2), min_size=5, max_size=5),
+       N=st.integers(0, 4), point=st.tuples(st.integers(-4, 4), st.integers(-4, 4)))
+def test_order_2_field_of_a_state_reading_a_state_equals_every_sum_added_up(schedule, N,
+                                                                             point):
+    """torch's RMSprop with momentum, order 2 (sums nested up to eight deep, node tables)
+    against the exact field with every sum added up by SymPy, for random schedules."""
+    opt = ORDER_2["rmsprop-momentum"]()
+    flow, vals = derive(opt, 2), _values(opt)
+    field = flow.lambdify(BATCHES, [x, y], schedule=schedule, **vals)
+    th = [sp.Rational(point[0] + 9, 8), sp.Rational(point[1] - 9, 8)]   # no vanishing gradient
+    exact = flow.field(BATCHES, [x, y], n=N, schedule=schedule, at=th, **vals)
+    with mpmath.workdps(40):
+        got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
+        for a, e in zip(got, exact):
+            want = mpmath.mpf(str(sp.N(e, 50)))
+            assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (N, a, want)
+
+
 # ------------------------------------------------------------------ order studies
 C = (x - 1) ** 2 / 2 + y ** 2 / 4 + x * y / 5 + x ** 4 / 24
 STUDY_BATCHES = [C + (x + y) / 4, C - x / 4 + y ** 2 / 8, C - y / 4 + x * y / 8]
-NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 16          # 144 steps >= T / h for h = 1/256
+NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 16          # 144 steps; twice: T / h for h = 1/512
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, hs, orders", [     # RMSprop with momentum: studied against
-    ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),
+@pytest.mark.parametrize("name, hs, orders", [     # RMSprop with momentum at orders 0, 1:
+    ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),  # against torch's iterates
     ("sgd-dampened", ["1/16", "1/32", "1/64", "1/128"], (2,)),
-    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1))])  # torch's own iterates instead
+    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),
+    ("rmsprop-momentum", ["1/64", "1/128", "1/256", "1/512"], (2,))])
 def test_order_studies_have_slopes_r_plus_1(name, hs, orders):
     """The optimizer's own iterates (mpmath, 20 digits) against the flows of orders ``r`` on 3
     batches in a non-cyclic order, T = 1/2: slopes ``r + 1`` (verdict ``pass``: within 0.1,
     every point resolved above the rounding and integrator floors)."""
-    opt = CASES[name]()
+    opt = (CASES.get(name) or ORDER_2[name])()
     vals = {k: v for k, v in _values(opt).items() if k != "h"}
     res = order_study(opt, STUDY_BATCHES, [x, y], [1, sp.Rational(1, 2)], T=sp.Rational(1, 2),
-                      hs=hs, orders=orders, dps=20, schedule=NON_CYCLIC, **vals)
+                      hs=hs, orders=orders, dps=20, schedule=NON_CYCLIC * 2, **vals)
     for r in orders:
         o = res.orders[r]
         assert o.verdict == "pass", (r, o.slope, o.reason)
@@ -143,15 +193,15 @@ def test_order_studies_have_slopes_r_plus_1(name, hs, orders):
 # ------------------------------------------------------------------ the command line
 def test_cli_prints_the_step_indexed_flow_and_refuses_with_exit_2(capsys):
     """``modeq derive --torch ... --batch mini``: the dampened buffer at order 2 is printed
-    step-indexed (nested sums with distinct index names); RMSprop with momentum at order 2 and
-    ``--batches`` for a flow that is not batch-grouped are refused (exit 2, one line)."""
+    step-indexed (nested sums with distinct index names); NAdam at order 2 (its step reads ``n``)
+    and ``--batches`` for a flow that is not batch-grouped are refused (exit 2, one line)."""
     from modeq.proofs.cli import main
     sgd = "SGD(lr=0.1, momentum=0.5, dampening=0.2)"
     assert main(["derive", "--torch", sgd, "--batch", "mini", "--order", "2"]) == 0
     out = capsys.readouterr().out
     assert "F2 = sum of" in out and "(l, k, n - 1)" in out and "(_k," not in out
-    for argv in (["--torch", "RMSprop(lr=0.1, momentum=0.5)", "--order", "2"],
+    for argv in (["--torch", "NAdam(lr=0.1)", "--order", "2"],
                  ["--torch", sgd, "--order", "2", "--batches", "3"]):
         assert main(["derive", *argv, "--batch", "mini"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and ("reads another state" in err[0] or "--batches" in err[0])
+        assert len(err) == 1 and ("reads the step index" in err[0] or "--batches" in err[0])
