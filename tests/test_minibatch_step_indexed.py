@@ -119,13 +119,15 @@ def test_float_backends_equal_mpmath(backend):
     assert_float_field_agrees(fast, exact, backend, (0, 3, 6))
 
 
-def test_order_2_is_refused_with_the_reason_where_the_step_reads_n():
+@pytest.mark.parametrize("name, reason", [("nadam", "reads the step index"),
+                                          ("adabelief", "bias-corrected")])
+def test_order_2_is_refused_with_the_reason(name, reason):
     """Order 2 is derived in the step-indexed form where the grouping fails because of the
-    dampened buffer's first input or a state reading a state; a step reading ``n`` (NAdam)
-    gets a clear refusal, not a RecursionError."""
-    opt = CASES["nadam"]()
-    with pytest.raises(NotImplementedError,
-                       match="order 2: .*reads the step index.*orders 0 and 1"):
+    dampened buffer's first input or a state reading a state; a step reading ``n`` (NAdam) and
+    a state reading bias-corrected states (AdaBelief) get a clear refusal, not a
+    RecursionError or a derivation without end."""
+    opt = CASES[name]()
+    with pytest.raises(NotImplementedError, match=f"order 2: .*{reason}.*orders 0 and 1"):
         derive(opt, 2).lambdify(BATCHES, [x, y], schedule=[0, 1, 2], **_values(opt))
 
 
