@@ -68,6 +68,9 @@ class BatchWeights:
         """Drop the remembered products of steps before ``start`` once they outnumber the
         rest (a field called at increasing ``n`` then keeps only its window)."""
         memo = self._products
-        if len(memo) > 64 and min(memo) < start and 2 * sum(1 for l in memo if l < start) > len(memo):
-            for l in [l for l in memo if l < start]:
+        if len(memo) <= 64:
+            return
+        old = [l for l in memo if l < start]
+        if 2 * len(old) > len(memo):
+            for l in old:
                 del memo[l]
