@@ -224,7 +224,7 @@ class MiniBatchField:
                         coef = s0 * ub
                         if coef:
                             V[i][b] = [a + coef * f for a, f in zip(V[i][b], F0r)]
-        wn = [ar.num(self._w_last[i](n)) for i in range(len(self.states))]
+        wn = tab.w(n)
         Vflat = [wn[i] * x for i in range(len(self.states)) for b in range(self.m)
                  for x in V[i][b]]
         F1 = ar.call(self._F1[c], *self._weights(tab, n), *Gflat, *theta, *Hflat, *Vflat)

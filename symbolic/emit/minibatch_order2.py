@@ -198,7 +198,7 @@ class Order2Sweep:
         (the default schedule) and a working precision ``prec``, also the closed-form
         stationary part of the memory sums (:mod:`.cyclic_tail`) where it applies."""
         table = BatchWeights(self._decay(*values), self.m, loss_index,
-                        lambda l: self._w_last(l, *values))
+                             lambda l: self._w_last(l, *values))
         if cyclic and prec is not None:
             w_last = [lambda l, i=i: self._w_last(l, *values)[i]
                       for i in range(len(self.states))]
@@ -211,7 +211,7 @@ class Order2Sweep:
         """The table ``plain`` (from :meth:`table`) in the arithmetic ``ar``: its decays, last
         weights and tail converted, its rows recomputed there."""
         table = BatchWeights([ar.num(d) for d in plain.d], plain.m, plain.batch,
-                        lambda l: [ar.num(w) for w in plain.w_last(l)])
+                             lambda l: [ar.num(w) for w in plain.w_last(l)])
         table.tail = ar.tail(plain.tail)
         return table
 
