@@ -34,7 +34,7 @@ from .memory import closed_sum, simplify_sums
 from .operators import FULL, Grad, collect_fields, lie, linearize
 
 __all__ = ["StateSeries", "state_series", "step_series", "weight_moment", "MAX_ORDER",
-           "stationary_step", "compose"]
+           "stationary_step", "compose", "require_smooth"]
 
 MAX_ORDER = 2
 
@@ -48,9 +48,12 @@ def batch_of(step, batch):
     return FULL if batch == "full" else step
 
 
+_MOMENT_INDEX = sp.Dummy("j", integer=True, nonnegative=True)
+
+
 def weight_moment(state, m):
     """``mu_m = sum_{j>=0} w_j j^m`` for the stationary weights of ``state`` (closed form)."""
-    j = sp.Dummy("j", integer=True, nonnegative=True)
+    j = _MOMENT_INDEX    # one summation index, so that closed_sum's cache serves every call
     mu = closed_sum(state.stationary_weight(j) * j ** m, j, 0, sp.oo)
     if mu is None:
         raise ValueError(f"no closed form for the moment {m} of the weights of {state.name}")
@@ -88,6 +91,17 @@ def compose(expr, series, order):
                           f"variance that vanishes for a constant gradient): no modified flow "
                           f"of this form")
     return out
+
+
+def require_smooth(optimizer, series, order):
+    """:class:`~.family.Refused` where :func:`compose` refuses: the inputs of the states that
+    read states, and the step, composed with the ``series`` (state -> ``[S0, S1, ...]``,
+    stationary: the step's coefficients at ``n -> oo``) through ``h^order``."""
+    for state in optimizer.states:
+        if state.reads:
+            compose(state.of.xreplace({g: Grad(FULL)}), {e: series[e] for e in state.reads},
+                    order)
+    compose(stationary_step(optimizer.step.xreplace({g: Grad(FULL)})), series, order)
 
 
 _SERIES = {}

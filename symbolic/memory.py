@@ -122,19 +122,25 @@ def _geometric_sum(dep, k, lo, hi):
 
 
 def _polynomial_geometric_sum(r, rest, k, lo, hi):
-    """``sum_{k=lo}^{hi} rest(k) r^k`` for a polynomial ``rest`` and ``r != 1``: the moments
-    ``sum k^j z^k = (z d/dz)^j (z^lo - z^(hi+1)) / (1 - z)`` at ``z = r`` (Karr's convention
-    for ``hi < lo - 1``, as SymPy's ``summation``); ``hi = oo``: ``z^(hi+1)`` is dropped
-    (``|r| < 1``, the caller's check).  The case ``r = 1`` is the caller's too."""
-    z = sp.Dummy("z")
-    tail = 0 if hi == sp.oo else z ** (hi + 1)
-    moment, moments = (z ** lo - tail) / (1 - z), []
-    poly = sp.Poly(rest, k)
-    for j in range(poly.degree() + 1):
-        moments.append(moment)
-        moment = z * sp.diff(moment, z)
-    total = sp.Add(*[c * moments[j] for (j,), c in poly.terms()])
-    return total.subs(z, r)
+    """``sum_{k=lo}^{hi} rest(k) r^k`` for a polynomial ``rest`` and ``r != 1``, by its
+    antidifference ``Q(k) r^k``: ``Q`` is the polynomial of the degree of ``rest`` with
+    ``r Q(k+1) - Q(k) = rest(k)`` (solved from the top coefficient down, exactly), and the sum
+    is ``Q(hi+1) r^(hi+1) - Q(lo) r^lo`` (Karr's convention for ``hi < lo - 1``, as SymPy's
+    ``summation``); ``hi = oo``: ``-Q(lo) r^lo`` (``|r| < 1``, the caller's check).  The case
+    ``r = 1`` is the caller's too."""
+    z = sp.Dummy("z")      # no assumptions: the arithmetic below asks SymPy nothing
+    p = sp.Poly(rest, k).all_coeffs()[::-1]          # p[i]: the coefficient of k^i
+    q = [sp.S.Zero] * len(p)
+    for i in range(len(p) - 1, -1, -1):
+        carried = sp.Add(*[q[j] * sp.binomial(j, i) for j in range(i + 1, len(p))])
+        q[i] = sp.cancel((p[i] - z * carried) / (z - 1))
+
+    def Q(x):
+        return sp.Add(*[c * x ** i if i else c for i, c in enumerate(q) if c != 0])
+
+    head = Q(lo) * z ** lo
+    total = -head if hi == sp.oo else Q(hi + 1) * z ** (hi + 1) - head
+    return total.xreplace({z: r})
 
 
 @lru_cache(maxsize=None)

@@ -15,10 +15,11 @@ from . import cache
 from .batches import check_groupable, grouped_step_terms
 from .family import Optimizer, n
 from .memo import MISSING, Memo
-from .expansion import MAX_ORDER, state_series, step_series
+from .expansion import MAX_ORDER, require_smooth, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
 
-__all__ = ["derivation", "Derivation", "grouped_terms", "groupable", "MAX_ORDER"]
+__all__ = ["derivation", "Derivation", "grouped_terms", "groupable", "MAX_ORDER",
+           "require_stationary_flow"]
 
 
 @dataclass
@@ -79,6 +80,17 @@ def derivation(optimizer, order, batch="full", stationary=False):
     cache.store("derivation", optimizer, replace(d, optimizer=None), order=order, batch=batch,
                 stationary=stationary)
     return d
+
+
+def require_stationary_flow(optimizer, order=1):
+    """:class:`~.family.Refused`, with the derivation's reason, unless the stationary
+    (``n -> oo``) flow of ``order`` exists, without deriving it: the step and the inputs of
+    the states that read states are smooth through ``h^order`` at the states' limiting values
+    (the stationary ``S0`` of order 0; the terms ``S1, S2`` enter the composition linearly,
+    so placeholders stand for them)."""
+    d = derivation(optimizer, 0, "full", stationary=True)
+    series = {s.state: [s.terms[0], *(sp.Dummy() for _ in range(order))] for s in d.states}
+    require_smooth(optimizer, series, order)
 
 
 def _check_step_indexed_order_2(optimizer):

@@ -33,10 +33,13 @@ def _rates(points):
 
 
 def _fit(points):
-    import numpy as np
-    x = np.log([p.hf for p in points])
-    y = np.log([p.error for p in points])
-    return float(np.polyfit(x, y, 1)[0])
+    """The least-squares slope of ``log error`` against ``log h`` (a line fitted to the
+    points)."""
+    x = [math.log(p.hf) for p in points]
+    y = [math.log(p.error) for p in points]
+    xm, ym = sum(x) / len(x), sum(y) / len(y)
+    return (sum((a - xm) * (b - ym) for a, b in zip(x, y))
+            / sum((a - xm) ** 2 for a in x))
 
 
 def judge_order(order, points, tol, min_points=3) -> OrderResult:
