@@ -26,6 +26,7 @@ limits in the stationary form (:func:`stationary_step`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import sympy as sp
 
@@ -39,6 +40,7 @@ __all__ = ["StateSeries", "state_series", "step_series", "weight_moment", "MAX_O
 MAX_ORDER = 2
 
 
+@lru_cache(maxsize=1024)
 def _clean(e):
     return collect_fields(simplify_sums(linearize(e)))
 
@@ -135,36 +137,54 @@ def state_series(state, F, order, batch="full", stationary=False):
             raw.append(mus[0] * Phi[2] + mus[1] * (lie(Phi[1], F[0]) + lie(Phi[0], F[1]))
                        + mus[2] / 2 * lie(lie(Phi[0], F[0]), F[0]))
         return StateSeries(state, [collect_fields(linearize(r)) for r in raw], raw, True)
-    k = sp.Dummy("k", integer=True, nonnegative=True)
-    l1 = sp.Dummy("l", integer=True, nonnegative=True)
-    l2 = sp.Dummy("l'", integer=True, nonnegative=True)
-    w = state.weight(n, k)
-    extra = state.first_weight_extra(n)
+    raw = [_raw_term(state, t, F, earlier, batch) for t in range(order + 1)]
+    return StateSeries(state, [_clean(r) for r in raw], raw)
+
+
+_INDICES = {}
+
+
+def _indices(state, t):
+    """The summation indices ``(k, l, l')`` of the ``h^t`` term of ``state``'s series.  Fixed
+    per state and term, so that the term met again (every order re-derives the lower ones) is
+    the same expression, simplified once (:func:`_clean`'s cache); distinct per state and
+    term, so that a term of ``F``, which carries the indices of lower terms bound in its sums,
+    never meets its own indices inside another term's sums."""
+    if (state, t) not in _INDICES:
+        _INDICES[state, t] = (sp.Dummy("k", integer=True, nonnegative=True),
+                              sp.Dummy("l", integer=True, nonnegative=True),
+                              sp.Dummy("l'", integer=True, nonnegative=True))
+    return _INDICES[state, t]
+
+
+def _raw_term(state, t, F, earlier, batch):
+    """The ``h^t`` term of ``state`` after step ``n``, its memory sums unevaluated:
+    ``sum_k w(n, k) I_t(k)`` with ``I_t`` the ``h^t`` term of the input of step ``k``
+    carried to step ``n`` by the flow (the past iterates' expansion, docs/conventions.md)."""
+    k, l1, l2 = _indices(state, t)
     of = state.of.xreplace({g: Grad(batch_of(k, batch))})
     if earlier:
-        Phi = compose(of, {e: [t.xreplace({n: k}) for t in ts] for e, ts in earlier.items()},
-                      order)
+        Phi = compose(of, {e: [s.xreplace({n: k}) for s in ts] for e, ts in earlier.items()}, t)
     else:
-        Phi = [of] + [sp.S.Zero] * order
+        Phi = [of] + [sp.S.Zero] * t
     F0 = [f.xreplace({n: l1}) for f in F]
-    F0b = [f.xreplace({n: l2}) for f in F]
-    inner = [Phi[0]]
-    if order >= 1:
-        inner.append(Phi[1] + sp.Sum(lie(Phi[0], F0[0]), (l1, k, n - 1)))
-    if order >= 2:
-        inner.append(
-            Phi[2] + sp.Sum(lie(Phi[1], F0[0]) + lie(Phi[0], F0[1])
-                            + lie(lie(Phi[0], F0[0]), F0[0]) / 2, (l1, k, n - 1))
-            + sp.Sum(sp.Sum(lie(lie(Phi[0], F0[0]), F0b[0]), (l2, l1 + 1, n - 1)),
-                     (l1, k, n - 1)))
-    raw = []
-    for t in inner:
-        # decay 0 keeps only the current input: SymPy's summation drops 0**(n - k) at k = n.
-        r = (w * t).xreplace({k: n}).doit() if state.decay == 0 else sp.Sum(w * t, (k, 0, n))
-        if extra != 0:
-            r = r + extra * t.xreplace({k: sp.S.Zero})
-        raw.append(r)
-    return StateSeries(state, [_clean(r) for r in raw], raw)
+    if t == 0:
+        inner = Phi[0]
+    elif t == 1:
+        inner = Phi[1] + sp.Sum(lie(Phi[0], F0[0]), (l1, k, n - 1))
+    else:
+        F0b = [f.xreplace({n: l2}) for f in F]
+        inner = (Phi[2] + sp.Sum(lie(Phi[1], F0[0]) + lie(Phi[0], F0[1])
+                                 + lie(lie(Phi[0], F0[0]), F0[0]) / 2, (l1, k, n - 1))
+                 + sp.Sum(sp.Sum(lie(lie(Phi[0], F0[0]), F0b[0]), (l2, l1 + 1, n - 1)),
+                          (l1, k, n - 1)))
+    w = state.weight(n, k)
+    # decay 0 keeps only the current input: SymPy's summation drops 0**(n - k) at k = n.
+    r = (w * inner).xreplace({k: n}).doit() if state.decay == 0 else sp.Sum(w * inner, (k, 0, n))
+    extra = state.first_weight_extra(n)
+    if extra != 0:
+        r = r + extra * inner.xreplace({k: sp.S.Zero})
+    return r
 
 
 def stationary_step(expr):
