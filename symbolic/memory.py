@@ -15,6 +15,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from .dag import contains, make_sum, split_independent, sum_variables
 from .expand import expand_mul
 from .operators import (LARGE, D3, Hess, collect_fields, is_field, is_scalar, scalar_simplify,
                         split_scalar)
@@ -186,7 +187,7 @@ def _pull_inner_sum(scal, inner, k, lo, hi):
     shift = sp.expand(a - k)
     if k in shift.free_symbols or not shift.is_integer:
         return None
-    return simplify_sums(sp.Sum(sp.Sum(scal * X, (k, lo, l - shift)), (l, lo + shift, b)))
+    return simplify_sums(make_sum(make_sum(scal * X, (k, lo, l - shift)), (l, lo + shift, b)))
 
 
 def _interchanged(Y, inner, outer):
@@ -198,16 +199,15 @@ def _interchanged(Y, inner, outer):
     summed = _sum_expr(_simplify_sums(Y), *inner)
     closed, open_ = [], []
     for t in sp.Add.make_args(summed):
-        (open_ if any(lim[0] == k for s in t.atoms(sp.Sum) for lim in s.limits)
-         else closed).append(t)
+        (open_ if k in sum_variables(t) else closed).append(t)
     out = _sum_expr(sp.Add(*closed), *outer) if closed else sp.S.Zero
-    return out + sp.Add(*[sp.Sum(t, outer) for t in open_])
+    return out + sp.Add(*[make_sum(t, outer) for t in open_])
 
 
 def _sum_term(term, k, lo, hi, simplify=True):
     """Sum one product term over ``k`` (``hi`` finite); a closed form is left unsimplified
     when ``simplify`` is false (the caller gathers terms first)."""
-    indep, dep = term.as_independent(k, as_Add=False)
+    indep, dep = split_independent(term, k)
     if dep == 1:
         return indep * (hi - lo + 1)
     factors = sp.Mul.make_args(dep)
@@ -220,7 +220,7 @@ def _sum_term(term, k, lo, hi, simplify=True):
     if is_scalar(dep):
         s = closed_sum(dep, k, lo, hi)
         if s is None:
-            return indep * sp.Sum(dep, (k, lo, hi))
+            return indep * make_sum(dep, (k, lo, hi))
         if not simplify:
             return indep * s
         c, f = split_scalar(indep)
@@ -230,7 +230,7 @@ def _sum_term(term, k, lo, hi, simplify=True):
         (fld if is_field(f) else scal).append(f)
     scal = sp.Mul(*scal)
     if len(fld) == 1 and isinstance(fld[0], (Hess, D3)) and k in fld[0].args[0].free_symbols:
-        return indep * sp.Sum(dep, (k, lo, hi))
+        return indep * make_sum(dep, (k, lo, hi))
     if len(fld) == 1 and isinstance(fld[0], Hess):
         b, u = fld[0].args
         return indep * Hess(b, _sum_expr(scal * u, k, lo, hi))
@@ -240,7 +240,7 @@ def _sum_term(term, k, lo, hi, simplify=True):
             return indep * D3(b, _sum_expr(scal * u, k, lo, hi), w)
         if k not in u.free_symbols:
             return indep * D3(b, u, _sum_expr(scal * w, k, lo, hi))
-    return indep * sp.Sum(dep, (k, lo, hi))
+    return indep * make_sum(dep, (k, lo, hi))
 
 
 def _sum_expr(f, k, lo, hi):
@@ -259,7 +259,7 @@ def simplify_sums(e):
 
 @lru_cache(maxsize=None)
 def _simplify_sums(e):
-    if not e.args or not e.has(sp.Sum):
+    if not e.args or not contains(e, sp.Sum):
         return e
     if isinstance(e, sp.Sum):
         f = _simplify_sums(e.function)

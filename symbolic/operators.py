@@ -22,6 +22,7 @@ from functools import lru_cache
 import sympy as sp
 from sympy.polys.fields import sfield
 
+from .dag import make_sum
 from .expand import expand_mul
 from .family import theta
 
@@ -122,7 +123,12 @@ ATOMS = (Grad, Hess, D3, Vec)
 
 def is_field(e) -> bool:
     """True if ``e`` depends on the point (has a gradient, operator or theta)."""
-    return isinstance(e, sp.Basic) and (e.has(*ATOMS) or e.has(theta))
+    return isinstance(e, sp.Basic) and _reads_point(e)
+
+
+@lru_cache(maxsize=1 << 16)
+def _reads_point(e):
+    return isinstance(e, ATOMS) or e == theta or any(_reads_point(a) for a in e.args)
 
 
 def is_scalar(e) -> bool:
@@ -211,10 +217,15 @@ def split_scalar(term):
 def _factor_denominators(term):
     """Factor sums in denominators so that scalar factors can be split off
     (``beta*s - s -> (beta - 1)*s``)."""
-    return sp.Mul(*[sp.Pow(sp.factor(f.base), f.exp)
+    return sp.Mul(*[sp.Pow(_factored_field(f.base), f.exp)
                     if isinstance(f, sp.Pow) and f.exp.is_negative and isinstance(f.base, sp.Add)
                     and is_field(f.base) else f
                     for f in sp.Mul.make_args(term)])
+
+
+@lru_cache(maxsize=4096)
+def _factored_field(e):
+    return sp.factor(e)
 
 
 def _linear_parts(u):
@@ -248,7 +259,7 @@ def _linearize(e):
         return sp.Add(*[cu * cw * D3(b, fu, fw) for fu, cu in pu.items() for fw, cw in pw.items()
                         if cu != 0 and cw != 0])
     if isinstance(e, sp.Sum):
-        return sp.Sum(_linearize(e.function), *e.limits)
+        return make_sum(_linearize(e.function), *e.limits)
     return e.func(*[_linearize(a) for a in e.args])
 
 

@@ -14,7 +14,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGES = {"symbolic": "modeq.symbolic", "numeric": "modeq.numeric", "proofs": "modeq.proofs"}
 # the symbolic layer, by role (module names relative to modeq.symbolic)
-IR = {"family", "operators", "components", "optimizers", "expand"}   # expand: a SymPy helper
+# expand, dag: SymPy helpers (expansion, cached queries on expressions)
+IR = {"family", "operators", "components", "optimizers", "expand", "dag"}
 PASSES = {"memory", "expansion", "solve", "batches", "epoch", "epoch_memory"}
 MAX_LINES = 450
 

@@ -1,0 +1,73 @@
+"""Queries on expressions, cached per distinct subexpression.
+
+SymPy's ``free_symbols`` and ``as_independent`` walk the expression as a tree.  The
+derivation's expressions are DAGs that share subtrees heavily (the same memory sum recurs in
+many terms), so a tree walk repeats the same subexpressions many times over; these functions
+answer once per distinct subexpression (a cache keyed by the subexpression).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+from sympy.concrete.expr_with_limits import ExprWithLimits
+
+__all__ = ["free_symbols", "split_independent", "contains", "sum_variables", "make_sum"]
+
+
+@lru_cache(maxsize=1 << 16)
+def free_symbols(e):
+    """``e.free_symbols`` as a frozenset: the symbols bound by a ``Sum`` or ``Product`` (its
+    variables) are not free in it, those of its limits are (SymPy's convention: the limits
+    are read innermost first, a variable bound by an inner limit may appear in an outer
+    one's bounds)."""
+    if e.is_Symbol:
+        return frozenset((e,))
+    if isinstance(e, ExprWithLimits):
+        out = set(free_symbols(e.function))
+        for v, *bounds in e.limits:
+            out.discard(v)
+            for b in bounds:
+                out |= free_symbols(b)
+        return frozenset(out)
+    if not e.args:
+        return frozenset(e.free_symbols)
+    return frozenset().union(*[free_symbols(a) for a in e.args])
+
+
+def split_independent(term, x):
+    """``(independent, dependent)`` factors of the product ``term`` with respect to the
+    symbol ``x`` (``term.as_independent(x, as_Add=False)``)."""
+    indep, dep = [], []
+    for f in sp.Mul.make_args(term):
+        (dep if x in free_symbols(f) else indep).append(f)
+    return sp.Mul(*indep), sp.Mul(*dep)
+
+
+@lru_cache(maxsize=1 << 16)
+def contains(e, kind):
+    """Whether ``e`` has a subexpression of the class ``kind`` (``e.has(kind)``)."""
+    return isinstance(e, kind) or any(contains(a, kind) for a in e.args)
+
+
+@lru_cache(maxsize=1 << 16)
+def sum_variables(e):
+    """The variables of every ``Sum`` in ``e`` (a frozenset)."""
+    own = {lim[0] for lim in e.limits} if isinstance(e, sp.Sum) else set()
+    return frozenset(own).union(*[sum_variables(a) for a in e.args])
+
+
+def make_sum(f, *limits):
+    """``sp.Sum(f, *limits)`` for limits ``(k, lo, hi)`` with ``k`` a symbol.  SymPy's
+    constructor also folds every ``Piecewise`` of ``f`` that reads a variable, and merges a
+    summand that is itself a ``Sum`` into one ``Sum`` with more limits; it walks ``f`` as a
+    tree to find them.  Here the question is cached (:func:`contains`) and SymPy's constructor
+    runs only where it has something to do."""
+    f = sp.sympify(f)
+    if (isinstance(f, sp.Sum) or f is sp.nan or contains(f, sp.Piecewise)
+            or any(len(lim) != 3 or not isinstance(lim[0], sp.Symbol) for lim in limits)):
+        return sp.Sum(f, *limits)
+    obj = sp.Expr.__new__(sp.Sum)
+    obj._args = (f, *[sp.Tuple(*[sp.sympify(x) for x in lim]) for lim in limits])
+    obj.is_commutative = f.is_commutative
+    return obj
