@@ -19,8 +19,9 @@ import numbers
 
 import sympy as sp
 
+from . import dag
 from .family import check_smooth, theta
-from .operators import D3, FULL, Grad, Hess, Vec
+from .operators import D3, FULL, Grad, Hess, Vec, is_field
 
 __all__ = ["LossProvider", "SymbolProvider", "lower", "lower_vector", "check_loss",
            "check_schedule_entries", "check_point"]
@@ -238,7 +239,7 @@ def _lower(e, j, P, cache):
                        for i, k in itertools.product(range(P.p), repeat=2)])
     elif isinstance(e, sp.Sum):
         out = _lower_sum(e, j, P, cache)
-    elif not e.args or not (e.has(Grad, Hess, D3, Vec) or e.has(theta)):
+    elif not e.args or not is_field(e):
         out = e
     else:
         out = e.func(*[_lower(a, j, P, cache) for a in e.args])
@@ -252,7 +253,7 @@ def _lower_sum(e, j, P, cache):
     k, lo, hi = limits[-1]
     inner = sp.Sum(f, *limits[:-1]) if len(limits) > 1 else f
     if lo.is_Integer and hi.is_Integer:
-        return sp.Add(*[_lower(inner.xreplace({k: sp.Integer(i)}), j, P, cache)
+        return sp.Add(*[_lower(dag.xreplace(inner, {k: sp.Integer(i)}), j, P, cache)
                         for i in range(int(lo), int(hi) + 1)])
     return sp.Sum(_lower(inner, j, P, cache), (k, lo, hi))
 

@@ -12,7 +12,8 @@ from functools import lru_cache
 import sympy as sp
 from sympy.concrete.expr_with_limits import ExprWithLimits
 
-__all__ = ["free_symbols", "split_independent", "contains", "sum_variables", "make_sum"]
+__all__ = ["free_symbols", "split_independent", "contains", "sum_variables", "make_sum",
+           "xreplace", "doit"]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -71,3 +72,44 @@ def make_sum(f, *limits):
     obj._args = (f, *[sp.Tuple(*[sp.sympify(x) for x in lim]) for lim in limits])
     obj.is_commutative = f.is_commutative
     return obj
+
+
+def _rebuild(e, args):
+    if all(a is b for a, b in zip(args, e.args)):
+        return e
+    if isinstance(e, sp.Sum):
+        return make_sum(*args)
+    return e.func(*args)
+
+
+def xreplace(e, rule):
+    """``e.xreplace(rule)``, each distinct subexpression replaced once."""
+    done = {}
+
+    def walk(x):
+        if x in rule:
+            return rule[x]
+        if x not in done:
+            done[x] = _rebuild(x, [walk(a) for a in x.args]) if x.args else x
+        return done[x]
+
+    return walk(sp.sympify(e))
+
+
+def doit(e):
+    """``e.doit()``, each distinct subexpression evaluated once: the arguments first, then
+    the node itself (sums, products, derivatives and piecewise by their own ``doit`` one level
+    deep, whose result is evaluated in turn; other nodes evaluate as they are rebuilt)."""
+    done = {}
+
+    def walk(x):
+        if x not in done:
+            done[x] = x                      # a result that contains x itself stops there
+            y = _rebuild(x, [walk(a) for a in x.args]) if x.args else x
+            if isinstance(y, (ExprWithLimits, sp.Derivative, sp.Piecewise)):
+                z = y.doit(deep=False)
+                y = walk(z) if z != y else z
+            done[x] = y
+        return done[x]
+
+    return walk(sp.sympify(e))

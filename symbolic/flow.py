@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from . import dag
 from .components import LossProvider, SymbolProvider, lower_vector
 from .epoch import epoch_flow
 from .family import Optimizer, h, n
@@ -137,8 +138,9 @@ class ModifiedFlow:
         # weights merged first: beta**n * beta**(-k) would read 0 * zoo, not 0**(n-k)
         zero = {s: v for s, v in subs.items() if v == 0}
         rest = {s: v for s, v in subs.items() if v != 0}
-        F = gather_powers_into_sums(self.F("mini").xreplace({_n(): step}), zero).xreplace(rest)
-        return -lower_vector(F, provider).applyfunc(lambda e: e.doit().xreplace(zero))
+        F = dag.xreplace(gather_powers_into_sums(dag.xreplace(self.F("mini"), {_n(): step}),
+                                                 zero), rest)
+        return -lower_vector(F, provider).applyfunc(lambda e: dag.xreplace(dag.doit(e), zero))
 
     def _exact_values(self, values):
         """``{symbol: exact value}`` for hyperparameters given by name (a subset may be given)."""

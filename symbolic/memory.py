@@ -295,12 +295,19 @@ def gather_powers_into_sums(expr, bases):
     >>> gather_powers_into_sums(b**n * sp.Sum(b**(-k) * k, (k, 0, n)), [b])
     Sum(beta**(-k + n)*k, (k, 0, n))
     """
-    bases = set(bases)
+    bases, done = set(bases), {}
+    if not bases:
+        return sp.sympify(expr)
 
     def is_power(f):
         return (f.base if f.is_Pow else f) in bases
 
     def walk(e):
+        if e not in done:
+            done[e] = merged(e)
+        return done[e]
+
+    def merged(e):
         if not e.args:
             return e
         e = e.func(*[walk(a) for a in e.args])
