@@ -73,8 +73,7 @@ def hide(step):
 def reveal(expr, definitions):
     """``expr`` with every ``c_i(x)`` of ``definitions`` replaced by its definition at
     ``n = x`` (``x`` a step index: ``n``, a summation variable, ``l + 1``, ...)."""
-    if not definitions:
-        return expr
-    return sp.sympify(expr).replace(
-        lambda e: isinstance(e, sp.core.function.AppliedUndef) and e.func in definitions,
-        lambda e: definitions[e.func].xreplace({n: e.args[0]}))
+    expr = sp.sympify(expr)
+    values = {c: definitions[c.func].xreplace({n: c.args[0]})
+              for c in expr.atoms(sp.core.function.AppliedUndef) if c.func in definitions}
+    return expr.xreplace(values) if values else expr
