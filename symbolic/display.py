@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import cache
+from .coefficients import reads_step_index
 from .family import eps, n
 from .named import memory_symbols, split_coefficient
 from .expand import expand_mul
@@ -198,8 +199,25 @@ def _variant(batch, stationary):
     return "full batch, stationary (n -> oo)" if stationary else "full batch, exact in n"
 
 
+def check_displayable(flow, batch="full", stationary=False):
+    """``NotImplementedError`` for a display that is not given: full batch exact in ``n`` at
+    order 2 of a step that reads the step index (NAdam's ``mu_1 ... mu_t``).  Its ``F2`` is
+    derived (with the coefficients held opaque, :mod:`.coefficients`) and evaluated, but
+    written out it has about 200,000 operations whose grouping for display runs SymPy's
+    factorisation over the step products (over 10 minutes, not finished)."""
+    if batch == "full" and not stationary and flow.order >= 2 \
+            and reads_step_index(flow.optimizer.step):
+        raise NotImplementedError(
+            "display of full batch exact in n, order 2: the step reads the step index n, and "
+            "its F2 (about 200,000 operations with the step coefficients written out) is too "
+            "large to group for display; it is derived and evaluated (flow.terms(), "
+            "flow.field, flow.lambdify); orders 0 and 1 are displayed exact in n, order 2 in "
+            "the stationary form (n -> oo: --stationary)")
+
+
 def flow_text(flow, batch="full", stationary=False):
     """The flow as text: the recursion, notes, and each ``F_r`` grouped by structure."""
+    check_displayable(flow, batch, stationary)
     return cache.cached("display", flow.optimizer, lambda: _flow_text(flow, batch, stationary),
                         order=flow.order, batch=batch, stationary=bool(stationary),
                         format="text")
@@ -275,6 +293,7 @@ def named_terms(flow, batch="full", stationary=False):
     """:class:`NamedTerms` of ``flow`` (cached on disk per declaration and variant); the
     names are the ones ``modeq derive`` prints, ``flow_latex`` typesets and the generated
     modules use."""
+    check_displayable(flow, batch, stationary)
     return cache.cached("display", flow.optimizer,
                         lambda: _named_terms(flow, batch, stationary), order=flow.order,
                         batch=batch, stationary=bool(stationary), format="named")
@@ -403,6 +422,7 @@ def _latex(factors):
 
 def flow_latex(flow, batch="full", stationary=False):
     """The terms ``F_r`` as a LaTeX ``align*`` block, grouped by structure."""
+    check_displayable(flow, batch, stationary)
     return cache.cached("display", flow.optimizer, lambda: _flow_latex(flow, batch, stationary),
                         order=flow.order, batch=batch, stationary=bool(stationary),
                         format="latex")

@@ -13,6 +13,7 @@ import sympy as sp
 
 from . import cache
 from .batches import check_groupable, grouped_step_terms
+from .coefficients import hide, reads_step_index, reveal
 from .family import Optimizer, n
 from .memo import MISSING, Memo
 from .expansion import MAX_ORDER, require_smooth, state_series, step_series
@@ -52,8 +53,6 @@ def derivation(optimizer, order, batch="full", stationary=False):
         raise ValueError("a stationary (n -> oo) flow is defined for full batch only")
     if batch == "mini" and order > 1 and optimizer.states:
         _check_step_indexed_order_2(optimizer)
-    if batch == "full" and order > 1 and not stationary:
-        _check_step_product_order_2(optimizer)
     key = (order, batch, stationary)
     d = _DERIVED.peek(key, optimizer)
     if d is not MISSING:
@@ -62,23 +61,61 @@ def derivation(optimizer, order, batch="full", stationary=False):
                           stationary=stationary)
     if stored is not cache.MISS:
         return _DERIVED.put(key, replace(stored, optimizer=optimizer), optimizer)
-    lower = next((d for r in range(order - 1, -1, -1)
-                  if (d := _DERIVED.peek((r, batch, stationary), optimizer)) is not MISSING),
-                 None)
-    d = Derivation(optimizer, order, batch, stationary)
-    start = 0
-    if lower is not None:
-        d.F = list(lower.F)
-        d.psi = list(lower.psi)
-        start = lower.order + 1
-    for r in range(start, order + 1):
-        d.states = [state_series(s, d.F, r, batch, stationary) for s in optimizer.states]
-        d.psi = step_series(optimizer, d.states, r, batch)
-        d.F.append(solve_next(d.psi[r], d.F))
+    if _hides_coefficients(optimizer, order, batch, stationary):
+        d = _derived_with_hidden_coefficients(optimizer, order)
+    else:
+        lower = next((d for r in range(order - 1, -1, -1)
+                      if (d := _DERIVED.peek((r, batch, stationary), optimizer)) is not MISSING),
+                     None)
+        d = Derivation(optimizer, order, batch, stationary)
+        if lower is not None:
+            d.F = list(lower.F)
+            d.psi = list(lower.psi)
+        _solve_terms(d, optimizer.step, len(d.F))
     d.flow_step = flow_step_coefficients(d.F, order + 1)
     _DERIVED.put(key, d, optimizer)
     cache.store("derivation", optimizer, replace(d, optimizer=None), order=order, batch=batch,
                 stationary=stationary)
+    return d
+
+
+def _solve_terms(d, step, start):
+    """Extend ``d.F`` from ``F_start`` through ``F_{d.order}`` for the step ``step`` (the
+    declaration's, or with hidden coefficients); ``d.states`` and ``d.psi`` are left at the
+    last order."""
+    opt = d.optimizer
+    if step is not opt.step:
+        opt = Optimizer(opt.name, opt.states, step, hyperparameters=opt.hyperparameters,
+                        notes=opt.notes)
+    for r in range(start, d.order + 1):
+        d.states = [state_series(s, d.F, r, d.batch, d.stationary) for s in opt.states]
+        d.psi = step_series(opt, d.states, r, d.batch)
+        d.F.append(solve_next(d.psi[r], d.F))
+
+
+def _hides_coefficients(optimizer, order, batch, stationary):
+    """Whether ``F_order`` is derived with the step's step-index coefficients held opaque
+    (:mod:`.coefficients`): full batch exact in ``n`` at order 2, where written out they do
+    not simplify; below order 2 the declared coefficients are kept (the published forms)."""
+    return (batch == "full" and not stationary and order >= 2
+            and reads_step_index(optimizer.step))
+
+
+def _derived_with_hidden_coefficients(optimizer, order):
+    """The derivation of ``order`` with ``F_order`` solved from the step whose step-index
+    coefficients are undefined functions ``c_i(n)`` (:func:`.coefficients.hide`), then revealed
+    (``c_i(l)`` -> the definition at ``n = l``).  ``F_0 .. F_{order-1}`` are the lower
+    derivation's (the same functions, in their declared form); the solve restarts from ``F_0``
+    with hidden coefficients, so that the lower terms it composes carry ``c_i`` too."""
+    lower = derivation(optimizer, order - 1, "full", False)
+    step, definitions = hide(optimizer.step)
+    hidden = Derivation(optimizer, order, "full", False)
+    _solve_terms(hidden, step, 0)
+    d = Derivation(optimizer, order, "full", False)
+    d.F = list(lower.F) + [reveal(hidden.F[order], definitions)]
+    d.psi = [reveal(p, definitions) for p in hidden.psi]
+    d.states = [replace(s, terms=[reveal(t, definitions) for t in s.terms],
+                        raw=[reveal(t, definitions) for t in s.raw]) for s in hidden.states]
     return d
 
 
@@ -119,19 +156,6 @@ def _check_step_indexed_order_2(optimizer):
             "grouping nor the step-indexed form covers it yet (the h^2 coefficients of its "
             "step products are too large to simplify); orders 0 and 1 are derived and "
             "evaluated")
-
-
-def _check_step_product_order_2(optimizer):
-    """``NotImplementedError`` for order 2 exact in ``n`` of a step with a step product
-    (NAdam's ``mu_1 ... mu_t``): the coefficients of its ``h^2`` term carry the unevaluated
-    products into SymPy's rational simplification, which did not finish (torch's NAdam: over
-    55 min and 20 GB; left unsimplified, 12 min and an ``F2`` of 7.5 million operations)."""
-    if optimizer.step.has(sp.Product):
-        raise NotImplementedError(
-            "full batch exact in n, order 2: the step has a step product (NAdam's "
-            "mu_1 ... mu_t), and the h^2 coefficients it brings are too large to simplify or "
-            "compile; orders 0 and 1 are derived exact in n, order 2 in the stationary form "
-            "(n -> oo: stationary=True, modeq derive ... --stationary)")
 
 
 def groupable(optimizer):

@@ -93,6 +93,7 @@ CASES = [  # (name, factory, order, exact)
     ("rmsprop-centered-1", lambda: O.torch_rmsprop(centered=True), 1, False),
     ("adamw-1", lambda: O.torch_adam("decoupled"), 1, True),
     ("nadam-decoupled-1", lambda: O.torch_nadam("decoupled"), 1, True),
+    ("nadam-2", O.torch_nadam, 2, True),
     ("user-decay-on-adabelief-1", lambda: O.with_weight_decay(adabelief(), "decoupled"), 1,
      True),
 ]
@@ -162,22 +163,21 @@ def test_nadam_stationary_is_the_limit_of_the_schedule():
     assert n not in F0.free_symbols
 
 
-def test_nadam_order_2_exact_in_n_is_refused_with_the_reason_at_once(capsys, monkeypatch):
-    """Order 2 exact in ``n`` of a step with a step product would run for an hour and fill
-    the memory: refused before any derivation (API: NotImplementedError; CLI: exit 2, one
-    line); the stationary order-2 flow is still derived."""
+def test_nadam_order_2_exact_in_n_is_derived_in_the_declared_terms(capsys):
+    """Order 2 exact in ``n`` of a step with a step product is derived with the step's
+    coefficients held opaque (:mod:`modeq.symbolic.coefficients`) and revealed: ``F2`` reads
+    the products ``mu_1 ... mu_t`` again, no ``c_i`` is left, and ``F0, F1`` are the order-1
+    flow's.  Its display is refused with the reason (CLI: exit 2, one line); the stationary
+    order-2 flow is still displayed."""
     from modeq.proofs.cli import main
-    from modeq.symbolic import pipeline
+    from sympy.core.function import AppliedUndef
 
-    def no_derivation(*args):
-        raise AssertionError("derived before refusing")
-
-    flow = derive(O.torch_nadam("decoupled"), 2)
-    with monkeypatch.context() as m:
-        m.setattr(pipeline, "state_series", no_derivation)
-        with pytest.raises(NotImplementedError, match="step product.*stationary=True"):
-            flow.terms()
-    assert n not in flow.terms(stationary=True)[2].free_symbols
+    opt = O.torch_nadam("decoupled")
+    F = derive(opt, 2).terms()
+    assert F[2].has(sp.Product) and not F[2].atoms(AppliedUndef)
+    assert n in F[2].free_symbols and O.psi in F[2].free_symbols
+    assert F[:2] == derive(opt, 1).terms()
+    assert n not in derive(opt, 2).terms(stationary=True)[2].free_symbols
     assert main(["derive", "--torch", "NAdam(lr=1e-3)", "--order", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "step product" in err[0]
+    assert len(err) == 1 and "display" in err[0] and "step index" in err[0]
