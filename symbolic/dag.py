@@ -18,20 +18,19 @@ __all__ = ["free_symbols", "split_independent", "contains", "sum_variables", "ma
 
 @lru_cache(maxsize=1 << 16)
 def free_symbols(e):
-    """``e.free_symbols`` as a frozenset: the symbols bound by a ``Sum`` or ``Product`` (its
-    variables) are not free in it, those of its limits are (SymPy's convention: the limits
-    are read innermost first, a variable bound by an inner limit may appear in an outer
-    one's bounds)."""
-    if e.is_Symbol:
-        return frozenset((e,))
-    if isinstance(e, ExprWithLimits):
+    """``e.free_symbols`` as a frozenset.  A ``Sum``'s or ``Product``'s are its summand's with
+    each variable removed and its limits' added, limit by limit (innermost first, as SymPy
+    lists them, so an inner bound may name an outer variable); SymPy's own rebuilds the whole
+    summand with its variables replaced, at every call and every level of nesting.  Classes
+    with a ``free_symbols`` of their own (symbols, derivatives, ...) answer themselves."""
+    if isinstance(e, (sp.Sum, sp.Product)) and all(lim[0].is_Symbol for lim in e.limits):
         out = set(free_symbols(e.function))
         for v, *bounds in e.limits:
             out.discard(v)
             for b in bounds:
                 out |= free_symbols(b)
         return frozenset(out)
-    if not e.args:
+    if not e.args or type(e).free_symbols is not sp.Basic.free_symbols:
         return frozenset(e.free_symbols)
     return frozenset().union(*[free_symbols(a) for a in e.args])
 

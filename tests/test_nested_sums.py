@@ -248,10 +248,10 @@ def test_single_sums_by_tables_equal_the_windowed_sums_and_every_term():
 @given(sums=st.lists(nested_sum(data=True), min_size=1, max_size=3),
        product=st.booleans())
 def test_memoized_free_symbols_equal_sympys(sums, product):
-    """The emit layer's memoized free symbols (no rebuilding of summands) equal SymPy's, for
+    """The memoized free symbols (symbolic.dag, no rebuilding of summands) equal SymPy's, for
     the generated nested sums (bound variables inside, inner bounds naming outer variables),
     their products and a Product over one of them."""
-    from modeq.symbolic.emit.prepare import free_symbols
+    from modeq.symbolic.dag import free_symbols
     e = sp.Mul(*sums) + x * sums[0]
     if product:
         i = sp.Dummy("i", integer=True)

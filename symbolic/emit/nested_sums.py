@@ -40,10 +40,11 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..dag import free_symbols
 from . import mpfr
 from .kernel import Kernel
 from .node_tables import NotFinite, NotPeriodic, PeriodicRun, TableRun
-from .prepare import free_symbols, fresh_names
+from .prepare import fresh_names
 from .running_sums import geometric_ratio
 
 __all__ = ["NestedSums"]

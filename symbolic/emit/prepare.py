@@ -15,10 +15,11 @@ the same steps.
 from __future__ import annotations
 
 import itertools
-from functools import lru_cache
 
 import sympy as sp
 from sympy.codegen.cfunctions import Sqrt
+
+from ..dag import contains, free_symbols
 
 __all__ = ["prepare_expressions", "share_square_roots", "hoist_coefficients", "extract_sums",
            "cse_with_opaque_sums", "fresh_names", "is_constant"]
@@ -30,25 +31,6 @@ INT_LITERAL = 2 ** 24
 def is_constant(e):
     """A number-valued expression (no free symbol)."""
     return isinstance(e, sp.Expr) and not e.free_symbols and e.is_number
-
-
-@lru_cache(maxsize=1 << 16)
-def free_symbols(e):
-    """``e.free_symbols`` as a frozenset, memoized per subexpression.  SymPy's own, for a
-    ``Sum`` or ``Product``, first rebuilds the whole summand with its variables replaced, at
-    every call and at every level of nesting; here a sum's free symbols are its summand's
-    with each variable removed and its limits' added, limit by limit (innermost first, as
-    SymPy lists them, so an inner bound may name an outer variable)."""
-    if isinstance(e, (sp.Sum, sp.Product)) and all(lim[0].is_Symbol for lim in e.limits):
-        out = set(free_symbols(e.function))
-        for v, *bounds in e.limits:
-            out.discard(v)
-            for b in bounds:
-                out |= free_symbols(b)
-        return frozenset(out)
-    if not e.args or type(e).free_symbols is not sp.Basic.free_symbols:
-        return frozenset(e.free_symbols)
-    return frozenset().union(*[free_symbols(a) for a in e.args])
 
 
 def fresh_names(prefix, exprs, extra=()):
@@ -142,10 +124,17 @@ def hoist_coefficients(exprs, point, step):
     table = {}
     names = fresh_names("_m", exprs)
 
+    done = {}
+
     def hoist(e):
+        if e not in done:
+            done[e] = hoisted(e)
+        return done[e]
+
+    def hoisted(e):
         fs = free_symbols(e)
         if (fs & outer and not fs & point and not e.is_Symbol
-                and not e.atoms(sp.core.function.AppliedUndef)):
+                and not contains(e, sp.core.function.AppliedUndef)):
             if e not in table:
                 table[e] = sp.Symbol(next(names))
             return table[e]
