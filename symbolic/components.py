@@ -251,11 +251,11 @@ def _lower_sum(e, j, P, cache):
     f = e.function
     limits = list(e.limits)
     k, lo, hi = limits[-1]
-    inner = sp.Sum(f, *limits[:-1]) if len(limits) > 1 else f
+    inner = dag.make_sum(f, *limits[:-1]) if len(limits) > 1 else f
     if lo.is_Integer and hi.is_Integer:
         return sp.Add(*[_lower(dag.xreplace(inner, {k: sp.Integer(i)}), j, P, cache)
                         for i in range(int(lo), int(hi) + 1)])
-    return sp.Sum(_lower(inner, j, P, cache), (k, lo, hi))
+    return dag.make_sum(_lower(inner, j, P, cache), (k, lo, hi))
 
 
 def lower_vector(expr, provider):

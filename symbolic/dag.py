@@ -30,9 +30,18 @@ def free_symbols(e):
             for b in bounds:
                 out |= free_symbols(b)
         return frozenset(out)
-    if not e.args or type(e).free_symbols is not sp.Basic.free_symbols:
+    if not e.args or _answers_itself(type(e)):
         return frozenset(e.free_symbols)
     return frozenset().union(*[free_symbols(a) for a in e.args])
+
+
+@lru_cache(maxsize=None)
+def _answers_itself(cls):
+    """Whether instances of ``cls`` have a ``free_symbols`` other than ``Basic``'s (looked up
+    on the instances' classes, not on the metaclass: a function class such as ``Hess`` has
+    one of its own, its applications do not)."""
+    own = next(vars(c)["free_symbols"] for c in cls.__mro__ if "free_symbols" in vars(c))
+    return own is not vars(sp.Basic)["free_symbols"]
 
 
 def split_independent(term, x):

@@ -147,9 +147,9 @@ def _check_step_indexed_order_2(optimizer):
         raise NotImplementedError(
             f"mini batch, order 2: state {reads[0]!r} reads another state and the states are "
             f"bias-corrected: the h^2 sums nest the corrections 1/(1 - d^(k+1)), which have no "
-            f"closed form, too deep to simplify (AdaBelief's derivation ran 20 minutes without "
-            f"finishing; without bias correction 47 s); orders 0 and 1 are derived and "
-            f"evaluated")
+            f"closed form; the terms derive (AdaBelief: about a minute), but their compiled "
+            f"field is not supported yet (a nested sum whose limit reads an outer summation "
+            f"index); orders 0 and 1 are derived and evaluated")
     if n in optimizer.step.free_symbols:
         raise NotImplementedError(
             "mini batch, order 2: the step reads the step index n, and neither the batch "

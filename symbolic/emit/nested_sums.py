@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .. import dag
 from ..dag import free_symbols
 from . import mpfr
 from .kernel import Kernel
@@ -75,7 +76,7 @@ def _least(e, scope, n):
             return None
         c = form[0].get(v, 0)
         if c:
-            e = sp.expand(e.xreplace({v: lo if c > 0 else hi}))
+            e = sp.expand(dag.xreplace(e, {v: lo if c > 0 else hi}))
     form = _affine(e, [n])
     if form is None or form[0].get(n, 0) < 0:
         return None
@@ -113,7 +114,7 @@ class _Lowering:
                     # its own index, renamed: the enclosing one is renamed to the nodes' common
                     # index later, and the per-step data it reads must not be taken for its own
                     D = sp.Dummy("j", integer=True)
-                    return sp.Sum(f.xreplace({j: D}), (D, lo, hi))
+                    return sp.Sum(dag.xreplace(f, {j: D}), (D, lo, hi))
                 return e
             return out
         if not e.args or not e.has(sp.Sum):
@@ -134,7 +135,7 @@ class _Lowering:
             # the index shadows an enclosing one: renamed (SymPy rebuilds and re-evaluates the
             # whole summand, so only where it must be)
             J = sp.Dummy("j", integer=True)
-            f = f.xreplace({j: J})
+            f = dag.xreplace(f, {j: J})
         f = self.lower(f, scope + [(J, lo, hi)])
         base = _least(lo, scope, self.n)
         if base is None or _affine(hi, list(others) + [self.n]) is None:
@@ -154,14 +155,14 @@ class _Lowering:
             if split is None:
                 return None
             outside, inside = split
-            inside = inside.xreplace({J: self.J})
+            inside = dag.xreplace(inside, {J: self.J})
             ratio = _ratio(inside, self.U, self.J, self.n)
             groups.setdefault((outside, ratio), []).append(inside)
         out = sp.S.Zero
         for (outside, ratio), insides in groups.items():
             P = self._node(sp.Add(*insides), base, ratio)
             for sign, arg in pieces:
-                out += sign * outside.xreplace({self.U: arg}) * P(arg)
+                out += sign * dag.xreplace(outside, {self.U: arg}) * P(arg)
         return out
 
 
@@ -275,7 +276,7 @@ def _applications(expr, n, U, J):
                    and a.args[0].free_symbols <= {n, U, J}}, key=str)    # not inside a loop
     names = fresh_names("_a", [expr])
     symbols = [sp.Symbol(next(names)) for _ in apps]
-    out = expr.xreplace(dict(zip(apps, symbols)))
+    out = dag.xreplace(expr, dict(zip(apps, symbols)))
     table = [((a.func.__name__[1], int(a.func.__name__[2:])),
               sp.lambdify([n, U, J], a.args[0], "math")) for a in apps]
     return out, table, symbols
@@ -336,7 +337,7 @@ class NestedSums:
         for members, base, direct in groups:
             summands = [lowering.nodes[i].summand for i in members]
             if not direct:
-                summands = [e.xreplace({J: U}) for e in summands]
+                summands = [dag.xreplace(e, {J: U}) for e in summands]
             expr, apps, symbols = _applications(sp.Tuple(*summands), n, U, J)
             varying.update(symbols)
             plans.append((members, base, apps, symbols, direct, len(exprs)))

@@ -15,6 +15,7 @@ import operator
 
 import sympy as sp
 
+from .. import dag
 from ..components import lower
 from ..family import check_hyperparameter_values, h as h_sym
 
@@ -159,7 +160,7 @@ def lowered_with_values(F, p, provider, subs):
     at order 2), the zeros after (a decay ``0`` in ``beta**n * beta**(-k)`` must first meet its
     partner power, or it reads ``0 * zoo``)."""
     zeros = {s: v for s, v in subs.items() if v == 0}
-    F = F.xreplace({s: v for s, v in subs.items() if v != 0})
+    F = dag.xreplace(F, {s: v for s, v in subs.items() if v != 0})
     cache = {}
-    return [(-lower(F, j, provider, cache)).xreplace(zeros) for j in range(p)]
+    return [dag.xreplace(-lower(F, j, provider, cache), zeros) for j in range(p)]
 
