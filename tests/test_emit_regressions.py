@@ -116,3 +116,19 @@ def test_a_sum_of_thousands_of_terms_compiles(backend):
     else:
         got = float(kernel(half if backend == "exact" else 0.5)[0])
     assert abs(got - float(e.subs(x, half))) < 1e-14
+
+
+@pytest.mark.parametrize("inner, outer", [("k'", "l'"), ("k", "l'"), ("k'", "l")])
+@pytest.mark.parametrize("shape", ["product", "power", "difference"])
+def test_renamed_outer_index_in_an_inner_limit(inner, outer, shape):
+    """A double sum whose inner limit reads the outer index, the indices named as no Python
+    identifier (``l'``, as the derivation names them): renamed for printing, the outer one
+    was renamed in the summand but not in the inner limit (AdaBelief's order-2 kernel read an
+    unbound ``l'``).  Against SymPy's sum written out, ``n = 0..4``."""
+    n = sp.Symbol("n", integer=True, nonnegative=True)
+    k, l = sp.Dummy(inner, integer=True), sp.Dummy(outer, integer=True)
+    f = {"product": k * l + 1, "power": sp.Rational(1, 2) ** (l - k), "difference": l - k}[shape]
+    e = sp.Sum(f, (k, 0, l - 1), (l, 0, n))
+    kernel = Kernel([e], [n], "exact")
+    for N in range(5):
+        assert kernel(N)[0] == e.xreplace({n: N}).doit(), (N, e)

@@ -19,6 +19,7 @@ import itertools
 import sympy as sp
 from sympy.codegen.cfunctions import Sqrt
 
+from .. import dag
 from ..dag import contains, free_symbols
 
 __all__ = ["prepare_expressions", "share_square_roots", "hoist_coefficients", "extract_sums",
@@ -83,12 +84,15 @@ def prepare_expressions(exprs):
                 nb = const(b) if is_constant(b) else walk(b)
                 out = sp.Pow(nb, walk(x))
         elif isinstance(e, sp.Sum):
-            # bound variables printed as identifiers (a Dummy named ``_l'`` is not one)
+            # bound variables printed as identifiers (a Dummy named ``_l'`` is not one); an
+            # outer variable is renamed in the inner limits' bounds too
             f, limits = e.function, []
             for v, a, b in e.limits:
                 if not str(v).isidentifier():
                     w = sp.Symbol(next(indices), integer=True)
-                    f = f.xreplace({v: w})
+                    f = dag.xreplace(f, {v: w})
+                    limits = [(u, x.xreplace({v: w}), y.xreplace({v: w}))
+                              for u, x, y in limits]
                     v = w
                 limits.append((v, a, b))
             out = sp.Sum(walk(f), *limits)
