@@ -49,3 +49,19 @@ def test_make_sum_builds_sympys_sum(e, v, lo, hi):
     assert built == sympys and built.limits == sympys.limits
     assert built.free_symbols == sympys.free_symbols
     assert built.is_commutative == sympys.is_commutative
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(EXPRS, st.integers(0, 3))
+def test_xreplace_and_doit_answer_as_sympy(e, N):
+    """``dag.xreplace`` builds SymPy's expression; ``dag.doit`` (each distinct subexpression
+    once) has SymPy's value, the symbols left free after the step index is given set last."""
+    from modeq.symbolic.dag import doit, xreplace
+    rule = {n: sp.Integer(N), d: sp.Rational(1, 2), x: sp.Rational(1, 3)}
+    assert xreplace(e, rule) == e.xreplace(rule)
+    e = e.xreplace(rule)
+    ours, sympys = doit(e), e.doit()
+    assert ours.has(sp.Sum, sp.Product) == sympys.has(sp.Sum, sp.Product), (e, ours)
+    at = {k: 2, l: 1}
+    diff = sp.N((ours - sympys).subs(at).doit(), 30)
+    assert diff == 0 or abs(diff) < 1e-25, (e, ours)
