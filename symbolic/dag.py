@@ -104,15 +104,59 @@ def xreplace(e, rule):
     return walk(sp.sympify(e))
 
 
-def doit(e):
-    """``e.doit()``, each distinct subexpression evaluated once: the arguments first, then
-    the node itself (sums, products, derivatives and piecewise by their own ``doit`` one level
-    deep, whose result is evaluated in turn; other nodes evaluate as they are rebuilt)."""
+def _substitute_free(e, var, value):
+    """``e`` with the free occurrences of ``var`` replaced by ``value``; a sum or product that
+    binds ``var`` keeps it (``xreplace`` would replace the bound variable too)."""
     done = {}
+
+    def walk(x):
+        if x == var:
+            return value
+        if var not in free_symbols(x):
+            return x
+        if x not in done:
+            done[x] = (x.subs(var, value) if isinstance(x, ExprWithLimits)
+                       and any(lim[0] == var for lim in x.limits)
+                       else _rebuild(x, [walk(a) for a in x.args]))
+        return done[x]
+
+    return walk(e)
+
+
+def doit(e):
+    """``e.doit()``, each distinct subexpression evaluated once.  A sum or product whose
+    outermost limits are integers is written out term by term, outermost first (an inner sum
+    whose limits read the outer index then has integer limits when it is reached; SymPy's
+    ``doit`` sums the inner one first, symbolically, which for NAdam's products ``mu_1 ... mu_t``
+    runs for minutes).  Limits ``hi < lo - 1`` read as SymPy's (Karr's convention):
+    ``sum_lo^hi = -sum_(hi+1)^(lo-1)``, ``prod_lo^hi = 1 / prod_(hi+1)^(lo-1)``.  Other nodes:
+    the arguments first, then the node (sums, products, derivatives and piecewise by their own
+    ``doit`` one level deep, whose result is evaluated in turn; the rest as they are rebuilt).
+
+    >>> k, l = sp.symbols("k l", integer=True)
+    >>> doit(sp.Sum(sp.Product(k, (k, 1, l)), (l, 0, 3)))
+    10
+    """
+    done = {}
+
+    def written_out(x):
+        *inner, (k, lo, hi) = x.limits
+        body = (make_sum if isinstance(x, sp.Sum) else x.func)(x.function, *inner) \
+            if inner else x.function
+        flip = hi < lo - 1
+        terms = [walk(_substitute_free(body, k, sp.Integer(j)))
+                 for j in (range(hi + 1, lo) if flip else range(lo, hi + 1))]
+        if isinstance(x, sp.Sum):
+            return -sp.Add(*terms) if flip else sp.Add(*terms)
+        return 1 / sp.Mul(*terms) if flip else sp.Mul(*terms)
 
     def walk(x):
         if x not in done:
             done[x] = x                      # a result that contains x itself stops there
+            if isinstance(x, (sp.Sum, sp.Product)) and x.limits[-1][1].is_Integer \
+                    and x.limits[-1][2].is_Integer:
+                done[x] = written_out(x)
+                return done[x]
             y = _rebuild(x, [walk(a) for a in x.args]) if x.args else x
             if isinstance(y, (ExprWithLimits, sp.Derivative, sp.Piecewise)):
                 z = y.doit(deep=False)

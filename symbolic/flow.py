@@ -122,11 +122,9 @@ class ModifiedFlow:
                     # numbers in before the finite sums and products are written out: far
                     # cheaper; a value 0 waits (beta**n * beta**(-k) would read 0 * zoo)
                     out = out.xreplace(subs)
-                # sums over products of the step index (NAdam's mu_1 ... mu_t): SymPy's
-                # doit sums a nested sum's inner sum first, symbolically (telescoping,
-                # solve), which runs for minutes; written out outermost first, every limit
-                # is an integer when it is reached
-                out = out.applyfunc(write_out) if out.has(sp.Product) else out.doit()
+                # sums over products of the step index (NAdam's mu_1 ... mu_t): written out
+                # outermost first (dag.doit), every limit is an integer when it is reached
+                out = out.applyfunc(dag.doit) if out.has(sp.Product) else out.doit()
             return out.xreplace(subs)
         if stationary:
             raise ValueError("stationary=True is for full batch; give a single loss")
@@ -213,35 +211,6 @@ def derive(optimizer, order=1):
         raise NotImplementedError(f"order {order} > {MAX_ORDER} needs fourth derivatives of the "
                                   f"loss; orders 0..{MAX_ORDER} are implemented")
     return ModifiedFlow(optimizer, order)
-
-
-def write_out(e):
-    """``e`` with every finite sum and product whose limits are integers written out term by
-    term, outermost first (so that an inner sum whose limits read the outer index has integer
-    limits when it is reached), then ``doit`` for the rest.  Limits ``hi < lo - 1`` read as
-    SymPy's (Karr's convention): ``sum_lo^hi = -sum_(hi+1)^(lo-1)``,
-    ``prod_lo^hi = 1 / prod_(hi+1)^(lo-1)``.
-
-    >>> k, l, n = sp.symbols("k l n", integer=True)
-    >>> write_out(sp.Sum(sp.Product(k, (k, 1, l)), (l, 0, 3)))
-    10
-    """
-    def walk(e):
-        if isinstance(e, (sp.Sum, sp.Product)):
-            *inner, (k, lo, hi) = e.limits
-            if lo.is_Integer and hi.is_Integer:
-                body = e.func(e.function, *inner) if inner else e.function
-                flip = hi < lo - 1
-                span = range(hi + 1, lo) if flip else range(lo, hi + 1)
-                terms = [walk(body.xreplace({k: sp.Integer(j)})) for j in span]
-                if isinstance(e, sp.Sum):
-                    return -sp.Add(*terms) if flip else sp.Add(*terms)
-                return 1 / sp.Mul(*terms) if flip else sp.Mul(*terms)
-        if not e.args:
-            return e
-        return e.func(*[walk(a) for a in e.args])
-
-    return walk(sp.sympify(e)).doit()
 
 
 def _n():

@@ -22,7 +22,7 @@ from functools import lru_cache
 import sympy as sp
 from sympy.polys.fields import sfield
 
-from .dag import make_sum
+from .dag import contains, free_symbols, make_sum
 from .expand import expand_mul
 from .family import theta
 
@@ -123,12 +123,7 @@ ATOMS = (Grad, Hess, D3, Vec)
 
 def is_field(e) -> bool:
     """True if ``e`` depends on the point (has a gradient, operator or theta)."""
-    return isinstance(e, sp.Basic) and _reads_point(e)
-
-
-@lru_cache(maxsize=1 << 16)
-def _reads_point(e):
-    return isinstance(e, ATOMS) or e == theta or any(_reads_point(a) for a in e.args)
+    return isinstance(e, sp.Basic) and (contains(e, ATOMS) or theta in free_symbols(e))
 
 
 def is_scalar(e) -> bool:

@@ -2,7 +2,8 @@
 (nested, with bound variables that are also free elsewhere), products, piecewise terms and
 shared subexpressions; ``make_sum`` builds the same ``Sum`` as SymPy's constructor."""
 import sympy as sp
-from hypothesis import given, settings
+from sympy.core.facts import InconsistentAssumptions
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from conftest import examples
@@ -60,7 +61,12 @@ def test_xreplace_and_doit_answer_as_sympy(e, N):
     rule = {n: sp.Integer(N), d: sp.Rational(1, 2), x: sp.Rational(1, 3)}
     assert xreplace(e, rule) == e.xreplace(rule)
     e = e.xreplace(rule)
-    ours, sympys = doit(e), e.doit()
+    ours = doit(e)
+    try:
+        sympys = e.doit()
+    except InconsistentAssumptions:
+        reject()        # SymPy's own doit fails where an inner sum shadows the outer index
+
     assert ours.has(sp.Sum, sp.Product) == sympys.has(sp.Sum, sp.Product), (e, ours)
     at = {k: 2, l: 1}
     diff = sp.N((ours - sympys).subs(at).doit(), 30)
