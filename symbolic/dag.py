@@ -12,8 +12,8 @@ from functools import lru_cache
 import sympy as sp
 from sympy.concrete.expr_with_limits import ExprWithLimits
 
-__all__ = ["free_symbols", "split_independent", "contains", "sum_variables", "make_sum",
-           "xreplace", "doit"]
+__all__ = ["free_symbols", "split_independent", "contains", "sums_in", "sum_variables", "make_sum",
+           "xreplace", "substitute_free", "doit"]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -57,6 +57,13 @@ def split_independent(term, x):
 def contains(e, kind):
     """Whether ``e`` has a subexpression of the class ``kind`` (``e.has(kind)``)."""
     return isinstance(e, kind) or any(contains(a, kind) for a in e.args)
+
+
+@lru_cache(maxsize=1 << 16)
+def sums_in(e):
+    """Every ``Sum`` in ``e``, at any depth, ``e`` itself included (a frozenset)."""
+    own = {e} if isinstance(e, sp.Sum) else set()
+    return frozenset(own).union(*[sums_in(a) for a in e.args])
 
 
 @lru_cache(maxsize=1 << 16)
@@ -104,7 +111,7 @@ def xreplace(e, rule):
     return walk(sp.sympify(e))
 
 
-def _substitute_free(e, var, value):
+def substitute_free(e, var, value):
     """``e`` with the free occurrences of ``var`` replaced by ``value``; a sum or product that
     binds ``var`` keeps it (``xreplace`` would replace the bound variable too)."""
     done = {}
@@ -144,7 +151,7 @@ def doit(e):
         body = (make_sum if isinstance(x, sp.Sum) else x.func)(x.function, *inner) \
             if inner else x.function
         flip = hi < lo - 1
-        terms = [walk(_substitute_free(body, k, sp.Integer(j)))
+        terms = [walk(substitute_free(body, k, sp.Integer(j)))
                  for j in (range(hi + 1, lo) if flip else range(lo, hi + 1))]
         if isinstance(x, sp.Sum):
             return -sp.Add(*terms) if flip else sp.Add(*terms)

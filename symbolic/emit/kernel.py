@@ -15,6 +15,7 @@ import inspect
 
 import sympy as sp
 
+from ..dag import free_symbols
 from . import intervals, products, running_sums
 from .arrays import resolve_dtype, stack_components
 from .prepare import cse_with_opaque_sums, prepare_expressions
@@ -43,7 +44,7 @@ class Kernel:
         self.dtype = None if backend in ("exact", "interval") else resolve_dtype(backend, dtype)
         exprs = [sp.sympify(e) for e in exprs]
         args = list(args)
-        free = set().union(*(e.free_symbols for e in exprs)) if exprs else set()
+        free = set().union(*(free_symbols(e) for e in exprs)) if exprs else set()
         extra = free - set(args)
         if extra:
             raise ValueError(f"expression uses symbol(s) {sorted(map(str, extra))} that have "

@@ -38,6 +38,8 @@ a function argument of the printed code.
 """
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from .. import dag
@@ -98,28 +100,53 @@ class _Lowering:
         self.n, self.U, self.J = n, U, J
         self.nodes = []
         self._ids = {}
+        # the same inner sums recur in many sums: each (expression, scope) lowered once;
+        # ``_made`` holds (key, node count before it) to undo with the nodes of a failed sum
+        self._memo, self._made = {}, []
+        self._renamed = {}
 
     def lower(self, e, scope=()):
-        if isinstance(e, sp.Sum):
-            f, limits = e.function, list(e.limits)
-            if len(limits) > 1:               # the outermost limit first, the rest inside it
-                f = sp.Sum(f, *limits[:-1])
-            j, lo, hi = limits[-1]
-            mark = len(self.nodes)
-            out = self._lower_sum(f, j, lo, hi, list(scope))
-            if out is None:            # printed as loops: the nodes of its inner sums unused
-                del self.nodes[mark:]
-                self._ids = {key: i for key, i in self._ids.items() if i < mark}
-                if _shadows(j, scope, self.n):
-                    # its own index, renamed: the enclosing one is renamed to the nodes' common
-                    # index later, and the per-step data it reads must not be taken for its own
-                    D = sp.Dummy("j", integer=True)
-                    return sp.Sum(dag.xreplace(f, {j: D}), (D, lo, hi))
-                return e
-            return out
-        if not e.args or not e.has(sp.Sum):
+        if not e.args or not dag.contains(e, sp.Sum):
             return e
-        return e.func(*[self.lower(a, scope) for a in e.args])
+        key = (e, tuple(scope))
+        if key not in self._memo:
+            mark = len(self.nodes)
+            self._memo[key] = self._lower(e, list(scope))
+            self._made.append((key, mark))
+        return self._memo[key]
+
+    def _lower(self, e, scope):
+        if not isinstance(e, sp.Sum):
+            return e.func(*[self.lower(a, scope) for a in e.args])
+        f, limits = e.function, list(e.limits)
+        if len(limits) > 1:               # the outermost limit first, the rest inside it
+            f = dag.make_sum(f, *limits[:-1])
+        j, lo, hi = limits[-1]
+        mark = len(self.nodes)
+        out = self._lower_sum(f, j, lo, hi, scope)
+        if out is not None:
+            return out
+        if _always_empty(lo, hi):
+            return sp.S.Zero
+        # printed as loops: the nodes of its inner sums are unused
+        del self.nodes[mark:]
+        self._ids = {key: i for key, i in self._ids.items() if i < mark}
+        while self._made and self._made[-1][1] >= mark:
+            del self._memo[self._made.pop()[0]]
+        if _shadows(j, scope, self.n):
+            # its own index, renamed: the enclosing one is renamed to the nodes' common
+            # index later, and the per-step data it reads must not be taken for its own
+            D = self._rename(j, scope)
+            return dag.make_sum(dag.xreplace(f, {j: D}), (D, lo, hi))
+        return e
+
+    def _rename(self, j, scope):
+        """A new index for ``j``, which shadows an enclosing index: one per ``(j, scope)``, so
+        that the same sum in the same scope is lowered to the same expression."""
+        key = (j, tuple(scope))
+        if key not in self._renamed:
+            self._renamed[key] = sp.Dummy("j", integer=True)
+        return self._renamed[key]
 
     def _node(self, summand, base, ratio):
         key = (summand, base, ratio)
@@ -134,8 +161,13 @@ class _Lowering:
         if _shadows(j, scope, self.n):
             # the index shadows an enclosing one: renamed (SymPy rebuilds and re-evaluates the
             # whole summand, so only where it must be)
-            J = sp.Dummy("j", integer=True)
+            J = self._rename(j, scope)
             f = dag.xreplace(f, {j: J})
+        if _peel(f, J, lo, hi, scope, self.n):
+            rest = self._lower_sum(f, J, lo, hi - 1, scope)
+            if rest is None:
+                return None
+            return rest + self.lower(dag.substitute_free(f, J, hi), scope)
         f = self.lower(f, scope + [(J, lo, hi)])
         base = _least(lo, scope, self.n)
         if base is None or _affine(hi, list(others) + [self.n]) is None:
@@ -158,12 +190,39 @@ class _Lowering:
             inside = dag.xreplace(inside, {J: self.J})
             ratio = _ratio(inside, self.U, self.J, self.n)
             groups.setdefault((outside, ratio), []).append(inside)
-        out = sp.S.Zero
+        out = []
         for (outside, ratio), insides in groups.items():
             P = self._node(sp.Add(*insides), base, ratio)
-            for sign, arg in pieces:
-                out += sign * dag.xreplace(outside, {self.U: arg}) * P(arg)
-        return out
+            out += [sign * dag.xreplace(outside, {self.U: arg}) * P(arg) for sign, arg in pieces]
+        return sp.Add(*out)
+
+
+def _always_empty(lo, hi):
+    """Whether ``sum_{lo}^{hi}`` has no term for any index values (``hi - lo + 1`` a constant
+    ``<= 0``): a loop gives 0."""
+    width = sp.expand(hi - lo + 1)
+    return width.is_Integer and width <= 0
+
+
+def _peel(f, J, lo, hi, scope, n):
+    """Whether ``sum_{J=lo}^{hi} f`` should be written ``sum_{J=lo}^{hi-1} f + f(hi)``: it has
+    at least one term everywhere, and an inner sum of ``f`` whose limits may cross
+    (``hi' < lo' - 1``, which the node tables cannot follow; a loop gives 0 there) only at
+    ``J = hi`` (``sum_{l=k+1}^{n-1}`` inside ``sum_{k=0}^{n}``).  The last term then has an
+    inner sum without terms."""
+    least = _least(hi - lo, scope, n)
+    if least is None or least < 0:
+        return False
+    names = {v for v, _, _ in scope} | {J, n}
+    whole, shorter = [*scope, (J, lo, hi)], [*scope, (J, lo, hi - 1)]
+    for inner in dag.sums_in(f):
+        for _, a, b in inner.limits:
+            if not free_symbols(a) | free_symbols(b) <= names:
+                continue
+            width, after = _least(b - a + 1, whole, n), _least(b - a + 1, shorter, n)
+            if width is not None and after is not None and width < 0 <= after:
+                return True
+    return False
 
 
 def _shadows(j, scope, n):
@@ -230,8 +289,10 @@ def _separate(term, J, others, U, n):
     ``None`` where a factor mixes ``J`` and an enclosing index otherwise.  A geometric weight
     in ``n - J`` is shifted like one in an enclosing index (``mu^(n-J) = mu^(n-U) mu^(U-J)``):
     the table then has the ratio ``mu`` and stays bounded."""
-    outside, inside = [], []
-    for factor in _factors(term):
+    outside, inside, tried = [], [], set()
+    pending = _factors(term)
+    while pending:
+        factor = pending.pop()
         has_j, has_other = _depends(factor, J, others)
         geometric = (factor.is_Pow and has_j and factor.exp.has(J)
                      and not factor.base.free_symbols & (others | {J, n}))
@@ -250,8 +311,24 @@ def _separate(term, J, others, U, n):
         elif not has_j:
             outside.append(factor)
         else:
-            return None
+            factored = None if factor in tried else _factored(factor)
+            if factored is None:
+                return None
+            tried.add(factor)
+            pending += _factors(factored)
     return sp.Mul(*outside), sp.Mul(*inside)
+
+
+@functools.lru_cache(maxsize=4096)
+def _factored(factor):
+    """``factor`` written as a product of more factors (common factors of a sum taken out,
+    else a rational function factored), or ``None`` if it stays one factor: a bias
+    correction's ``a(k)^2 (b(l) - 1)`` arrives multiplied out, mixing ``k`` and ``l``."""
+    for way in (sp.factor_terms, sp.factor):
+        out = way(factor)
+        if len(_factors(out)) > 1:
+            return out
+    return None
 
 
 class _Group:
@@ -398,6 +475,8 @@ class NestedSums:
         ``N0 - 1`` by the periodic closed form (:class:`~.node_tables.PeriodicRun`) where it
         applies, else from the first step."""
         head = [*head, *self._reader_values(data)]
+        # a peeled last term reads n outside the limits (``1/(n + 3)``): exact in "exact"
+        head[self._n] = self._index(head[self._n])
         values = list(self._invariants(*head, device=device))
 
         def run(kind, **extra):

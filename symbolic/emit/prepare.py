@@ -31,7 +31,7 @@ INT_LITERAL = 2 ** 24
 
 def is_constant(e):
     """A number-valued expression (no free symbol)."""
-    return isinstance(e, sp.Expr) and not e.free_symbols and e.is_number
+    return isinstance(e, sp.Expr) and not free_symbols(e) and e.is_number
 
 
 def fresh_names(prefix, exprs, extra=()):
