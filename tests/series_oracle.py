@@ -183,7 +183,7 @@ def _compile(args, exprs, exact=True):
     """A callable evaluating ``exprs`` with exact rationals (or mpmath numbers when not
     ``exact``); works on :class:`TPS`."""
     ns = _Namespace if exact else _MpNamespace
-    return sp.lambdify(args, exprs, modules=[{"mpmath": ns}],
+    return sp.lambdify(args, exprs, modules=[{"mpmath": ns}], cse=True,
                        printer=MpmathPrinter({"fully_qualified_modules": True, "order": "none",
                                               "user_functions": {}}))
 
@@ -237,6 +237,8 @@ def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, 
     y = [TPS([_number(t, exact)], D) for t in theta0]
     named = {str(k): v for k, v in values.items()}
     out = []
+    # y = sum_q c_q h^q (tau = h) to degree D in h reads c_q only to degree D - q in h: the
+    # step q of the Taylor method, which gives c_{q+1}, runs on series in h cut to D - q - 1
     for l in range(steps):
         if isinstance(E, list):
             F = flow.field(E, params, n=l, schedule=schedule, **named)
@@ -248,13 +250,21 @@ def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, 
         # Taylor coefficients in local time tau: c_{q+1} = [f(theta(tau))]_q / (q+1)
         th = [TPS([yj], D, level=1) for yj in y]
         for q in range(D):
-            fv = f(hs, *taylor_prefix(th, q))
+            cut = D - q - 1
+            fv = f(_cut(hs, cut), *[TPS([_cut(a, cut) for a in t.c], q, level=1)
+                                    for t in taylor_prefix(th, q)])
             for j in range(len(th)):
-                th[j].c[q + 1] = fv[j].c[q] / (q + 1) if isinstance(fv[j], TPS) \
+                c = fv[j].c[q] / (q + 1) if isinstance(fv[j], TPS) \
                     else (fv[j] / (q + 1) if q == 0 else 0 * hs)
+                th[j].c[q + 1] = TPS(_cut(c, cut).c, D)        # zeros above D - q - 1
         y = [sum((th[j].c[q] * hs ** q for q in range(D + 1)), 0 * hs) for j in range(len(th))]
         out.append(y)
     return out
+
+
+def _cut(a, degree):
+    """The series in ``h`` ``a`` (a number: constant) to ``degree``."""
+    return TPS(a.c[:degree + 1] if isinstance(a, TPS) else [a], degree)
 
 
 def compare(a, b, tol=0):
