@@ -134,23 +134,14 @@ def _check_step_indexed_order_2(optimizer):
     """``NotImplementedError`` unless the step-indexed mini-batch form of order 2 is derived
     for ``optimizer``: it is where the batch grouping does not apply because a state stores its
     first input (torch's dampened buffer) or reads another state (torch's RMSprop with
-    momentum), not where the step reads the step index (NAdam's products ``mu_1 ... mu_t``) or a
-    state reading a state meets bias corrections (AdaBelief)."""
+    momentum, AdaBelief with its bias corrections), not where the step reads the step index
+    (NAdam's products ``mu_1 ... mu_t``)."""
     if groupable(optimizer):
         raise NotImplementedError(
             "mini batch with memory has no step-indexed form at order 2: the memory sums of "
             "the h^2 term run over pairs of past batches with no closed form; "
             "flow.grouped_terms(m) gives the exact batch-grouped form (modeq derive ... "
             "--batch mini --order 2 prints it), flow.field / flow.lambdify evaluate it")
-    reads = [s.name for s in optimizer.states if s.reads]
-    if reads and any(s.bias_correction for s in optimizer.states):
-        raise NotImplementedError(
-            f"mini batch, order 2: state {reads[0]!r} reads another state and the states are "
-            f"bias-corrected: the h^2 sums nest the corrections 1/(1 - d^(k+1)), which have no "
-            f"closed form; the terms derive (AdaBelief: about a minute; they agree with the "
-            f"recursion through h^3), but their compiled field, about 1,200 nested sums, takes "
-            f"minutes per first call and is not yet checked by the test suite; orders 0 and 1 "
-            f"are derived and evaluated")
     if n in optimizer.step.free_symbols:
         raise NotImplementedError(
             "mini batch, order 2: the step reads the step index n, and neither the batch "

@@ -204,6 +204,28 @@ def test_crossing_ranges_and_multiplied_out_factors_are_lowered_too():
         assert len(calls) <= (N + 2) * len(nested._groups)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "mpmath"])
+def test_a_weight_growing_in_the_index_gives_a_bounded_table(backend):
+    """``rho^l sum_{k<=l} rho^(-k) c_k`` (how the derivation writes ``rho^(l-k)`` when a bias
+    correction splits it): the table's terms are ``rho^(U-k) c_k`` (ratio ``rho``), not
+    ``rho^(-k) c_k``, which overflow float64 after about 440 steps for ``rho = 1/5`` (and have
+    no periodic closed form).  Against the double loop in Python floats at ``n = 500``."""
+    k, l = sp.Dummy("k", integer=True), sp.Dummy("l", integer=True)
+    rho, mu = sp.Rational(1, 5), sp.Rational(1, 2)
+    total = sp.Sum(mu ** (n - l) * rho ** l * D1(l)
+                   * sp.Sum(rho ** (-k) * D0(k) ** 2, (k, 0, l)), (l, 0, n))
+    rows = [[0.5, -1.25], [1.5, 0.75], [-0.25, 2.0]]
+
+    def batch(i):
+        return (7 * i) % 3
+    N = 500
+    want = sum(0.5 ** (N - L) * rows[batch(L)][1]
+               * sum(0.2 ** (L - K) * rows[batch(K)][0] ** 2 for K in range(L + 1))
+               for L in range(N + 1))
+    got = NestedSums([total], [n], n, backend)(N, data=(rows, batch))
+    assert abs(float(got[0]) - want) <= 1e-12 * abs(want)
+
+
 @pytest.mark.parametrize("arithmetic", ["mpfr", "mpmath"])
 def test_rmsprop_momentum_field_equals_its_sums_added_up(arithmetic):
     """torch's RMSprop with momentum, order 1: the compiled field (node tables in MPFR, or in

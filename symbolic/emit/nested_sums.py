@@ -22,7 +22,11 @@ one evaluation of the summand per step.  Lowering one ``sum_{j=lo}^{hi} f`` (inn
 3. **Geometric weights.**  A factor ``r^(alpha j + beta.v + gamma)`` (``v`` the enclosing
    indices) is written ``r^(beta.(v - U)) * r^(alpha j + |beta| U + gamma)``, ``U`` the node's
    argument: the first factor leaves the sum, the second makes the summand geometric in ``U``
-   (and keeps the table bounded: ``mu^(U-j)``, not ``mu^(-j)``).
+   (and keeps the table bounded: ``mu^(U-j)``, not ``mu^(-j)``).  A weight of ``j`` alone that
+   grows with ``j`` (``rho^(-j)``, where the derivation wrote ``rho^l sum_j rho^(-j) c_j``) is
+   written ``rho^(-U) rho^(U-j)`` the same way.  A factor that mixes ``j`` and an enclosing
+   index otherwise is factored first (a bias correction arrives multiplied out); a sum whose
+   inner range would run backwards only at its last index has that term peeled off.
 
 Terms are grouped by the factor that left and by the ratio ``r`` (checked symbolically,
 :func:`~.running_sums.geometric_ratio`); a summand that is not geometric in ``U`` is summed out
@@ -306,6 +310,13 @@ def _separate(term, J, others, U, n):
             shift = sum(c * (v - U) for v, c in form[0].items() if v != J)
             outside.append(factor.base ** shift)
             inside.append(factor.base ** sp.expand(factor.exp - shift))
+        elif geometric and _grows(factor, J):
+            # r^(a J) growing in J (rho^(-k), as in rho^l sum_k rho^(-k) c_k): written
+            # r^(a U) r^(a (J - U)), the table's terms at most 1 and its ratio r^(-a); the
+            # enclosing r^l then meets r^(a U) at U = l and cancels
+            a = _affine(factor.exp, [J])[0][J]
+            outside.append(factor.base ** (a * U))
+            inside.append(factor.base ** sp.expand(factor.exp - a * U))
         elif not has_other:
             inside.append(factor)
         elif not has_j:
@@ -317,6 +328,14 @@ def _separate(term, J, others, U, n):
             tried.add(factor)
             pending += _factors(factored)
     return sp.Mul(*outside), sp.Mul(*inside)
+
+
+def _grows(factor, J):
+    """Whether ``factor = r^(a J + c)`` (``r`` a number) grows with ``J``: ``|r^a| > 1``."""
+    form = _affine(factor.exp, [J])
+    if form is None or not factor.base.is_number or not form[0].get(J):
+        return False
+    return bool(abs(factor.base ** form[0][J]) > 1)
 
 
 @functools.lru_cache(maxsize=4096)
