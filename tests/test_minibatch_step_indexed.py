@@ -126,6 +126,28 @@ def test_float_backends_equal_mpmath(backend):
     assert_float_field_agrees(fast, exact, backend, (0, 3, 6))
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_float_tables_that_overflow_say_so(backend):
+    """AdaBelief in mini batch: its bias corrections leave summands growing like ``beta^(-k)``
+    against weights that shrink, so float64 tables overflow after a few hundred steps.  The
+    field says so and names the mpmath backend, which gives finite values there; a point where
+    the loss itself is not finite still gives ``nan``, without the error."""
+    import numpy as np
+    opt = CASES["adabelief"]()
+    flow, vals = derive(opt, 1), _values(opt)
+    fast = flow.lambdify(ORDER_2_BATCHES, [x, y], backend=backend, **vals)
+    exact = flow.lambdify(ORDER_2_BATCHES, [x, y], **vals)
+    point = [1.25, -0.75]
+    assert np.isfinite(np.asarray(fast(10, np.array(point)))).all()
+    with pytest.raises(FloatingPointError, match="overflowed.*backend='mpmath'"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            fast(400, np.array(point))
+    with mpmath.workdps(30):
+        assert all(mpmath.isfinite(v) for v in exact(400, [mpmath.mpf(p) for p in point]))
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.asarray(fast(400, np.array([np.nan, -0.75])))).all()
+
+
 @pytest.mark.parametrize("name, reason", [("nadam", "reads the step index")])
 def test_order_2_is_refused_with_the_reason(name, reason):
     """Order 2 is derived in the step-indexed form where the grouping fails because of the

@@ -17,7 +17,8 @@ import sympy as sp
 
 from .values import check_backend
 
-__all__ = ["resolve_dtype", "as_points", "as_array", "stack_components", "to_mpf", "to_number"]
+__all__ = ["resolve_dtype", "as_points", "as_array", "stack_components", "to_mpf", "to_number",
+           "all_finite"]
 
 
 def resolve_dtype(backend, dtype=None):
@@ -166,3 +167,20 @@ def stack_components(backend, dtype, outs, batch_shape, device=None):
         return torch.stack([torch.broadcast_to(
             torch.as_tensor(o, dtype=dtype, device=device), tuple(batch_shape)) for o in outs])
     return list(outs)
+
+
+def all_finite(values):
+    """Whether every entry of ``values`` (numbers, NumPy arrays, torch tensors, nested lists of
+    them) is finite."""
+    import numpy as np
+    for v in values:
+        if isinstance(v, (list, tuple)):
+            if not all_finite(v):
+                return False
+        elif type(v).__module__.startswith("torch"):
+            import torch
+            if not bool(torch.isfinite(v).all()):
+                return False
+        elif not np.isfinite(np.asarray(v, dtype=float)).all():
+            return False
+    return True

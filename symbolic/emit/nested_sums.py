@@ -49,6 +49,7 @@ import sympy as sp
 from .. import dag
 from ..dag import free_symbols
 from . import mpfr
+from .arrays import all_finite
 from .kernel import Kernel
 from .node_tables import NotFinite, NotPeriodic, PeriodicRun, TableRun
 from .prepare import fresh_names
@@ -343,11 +344,37 @@ def _factored(factor):
     """``factor`` written as a product of more factors (common factors of a sum taken out,
     else a rational function factored), or ``None`` if it stays one factor: a bias
     correction's ``a(k)^2 (b(l) - 1)`` arrives multiplied out, mixing ``k`` and ``l``."""
-    for way in (sp.factor_terms, sp.factor):
+    for way in (_common_factors, sp.factor):
         out = way(factor)
-        if len(_factors(out)) > 1:
+        if out is not None and len(_factors(out)) > 1:
             return out
     return None
+
+
+def _common_factors(e):
+    """The sum ``e`` (or an integer power of one) with the powers common to all its terms
+    taken out, ``a^2 b - a^2 = a^2 (b - 1)``; ``None`` if there are none.  (SymPy's
+    ``factor_terms`` does this too, but walks every term's subexpressions.)"""
+    if e.is_Pow and e.exp.is_Integer:
+        inner = _common_factors(e.base)
+        return None if inner is None else inner ** e.exp
+    if not e.is_Add:
+        return None
+    powers = [t.as_powers_dict() for t in e.args]
+    common = {}
+    for base, x in powers[0].items():
+        xs = [p.get(base, 0) for p in powers]
+        if base.is_number or not all(v.is_Integer for v in xs):
+            continue
+        if all(v > 0 for v in xs):
+            common[base] = min(xs)
+        elif all(v < 0 for v in xs):
+            common[base] = max(xs)
+    if not common:
+        return None
+    out = [b ** x for b, x in common.items()]
+    c = sp.Mul(*out)
+    return sp.Mul(*out, sp.Add(*[t / c for t in e.args]), evaluate=False)
 
 
 class _Group:
@@ -462,6 +489,7 @@ class NestedSums:
         self._kernel = Kernel(list(top), head + symbols, backend, dtype, cse)
         # exact arithmetic: indices as SymPy integers (``1/(j + 3)`` is not a float)
         self._index = sp.Integer if backend == "exact" else int
+        self._backend = backend
         fast = [mpfr.fast_kernel(k) for k in
                 [self._invariants, self._kernel] + [g.kernel for g in self._groups]]
         self._fast = fast if all(f is not None for f in fast) else None
@@ -502,7 +530,15 @@ class NestedSums:
             return kind(self, head, head[self._n], values[:self._inv], values[self._inv:],
                         device, data=data, **extra)
 
-        return list(self._kernel(*head, *self._tops(run, period), device=device))
+        out = list(self._kernel(*head, *self._tops(run, period), device=device))
+        if self._backend in ("numpy", "torch") and not all_finite(out) \
+                and all_finite(values) and all_finite([] if data is None else data[0]):
+            raise FloatingPointError(
+                f"the sums over past steps overflowed {self._invariants.dtype} while summing "
+                f"up to step {head[self._n]} (a summand grows like r^k over the steps, as AdaBelief's "
+                f"bias corrections 1/(1 - d^(k+1)) do in mini batch) although every value at "
+                f"the point is finite: evaluate with backend='mpmath'")
+        return out
 
     def _tops(self, run, period):
         """The values of the node applications in the top-level sums: from tables started at
