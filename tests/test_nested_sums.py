@@ -90,6 +90,11 @@ _J = sp.Dummy("j0", integer=True)
 # in exact arithmetic when n came as a Python int
 @example(sums=[sp.Sum(1 / (_K + 3) + x * sp.Sum(1 / (2 + sp.Rational(1, 3) ** _J), (_J, _K, n - 2)),
                       (_K, 0, n))], N=0, X=Fraction(0))
+# a sum mixing j and an enclosing index whose terms share a power in all but one term (no
+# common factor: factoring must give up, not fail) and one where all share it
+@example(sums=[sp.Sum(sp.Sum(x / ((2 + _J) ** 2 * (2 + _K) + _K)
+                             + x / ((2 + _J) ** 2 * sp.Rational(1, 2) ** _K + (2 + _J) ** 2),
+                             (_J, 0, _K)), (_K, 0, n))], N=4, X=Fraction(1, 2))
 def test_node_tables_equal_the_loops_exactly(sums, N, X):
     X = sp.Rational(X.numerator, X.denominator)
     nested = NestedSums(sums, [n, x], n, "exact")

@@ -109,12 +109,12 @@ class Lowering:
         if len(limits) > 1:               # the outermost limit first, the rest inside it
             f = dag.make_sum(f, *limits[:-1])
         j, lo, hi = limits[-1]
+        if _always_empty(lo, hi):
+            return sp.S.Zero
         mark = len(self.nodes)
         out = self._lower_sum(f, j, lo, hi, scope)
         if out is not None:
             return out
-        if _always_empty(lo, hi):
-            return sp.S.Zero
         # printed as loops: the nodes of its inner sums are unused
         del self.nodes[mark:]
         self._ids = {key: i for key, i in self._ids.items() if i < mark}
@@ -345,7 +345,7 @@ def _common_factors(e):
     powers = [t.as_powers_dict() for t in e.args]
     common = {}
     for base, x in powers[0].items():
-        xs = [p.get(base, 0) for p in powers]
+        xs = [sp.sympify(p.get(base, 0)) for p in powers]
         if base.is_number or not all(v.is_Integer for v in xs):
             continue
         if all(v > 0 for v in xs):
