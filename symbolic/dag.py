@@ -69,8 +69,7 @@ def sums_in(e):
 @lru_cache(maxsize=1 << 16)
 def sum_variables(e):
     """The variables of every ``Sum`` in ``e`` (a frozenset)."""
-    own = {lim[0] for lim in e.limits} if isinstance(e, sp.Sum) else set()
-    return frozenset(own).union(*[sum_variables(a) for a in e.args])
+    return frozenset(lim[0] for s in sums_in(e) for lim in s.limits)
 
 
 def make_sum(f, *limits):

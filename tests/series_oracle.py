@@ -221,10 +221,13 @@ def iterate_series(optimizer, E, params, theta0, steps, D, values, h, exact=True
     return out
 
 
-def taylor_prefix(th, q):
+def taylor_prefix(th, q, cut=None):
     """The local-time series ``th`` cut to degree ``q``: ``[f(theta(tau))]_q`` reads the
-    coefficients up to ``q`` only (the Taylor method's step ``q`` costs ``q^2``, not ``D^2``)."""
-    return [TPS(t.c[:q + 1], q, level=1) for t in th]
+    coefficients up to ``q`` only (the Taylor method's step ``q`` costs ``q^2``, not ``D^2``);
+    ``cut``: their coefficients, series in ``h``, cut to that degree too."""
+    if cut is None:
+        return [TPS(t.c[:q + 1], q, level=1) for t in th]
+    return [TPS([_cut(a, cut) for a in t.c[:q + 1]], q, level=1) for t in th]
 
 
 def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, exact=True,
@@ -251,8 +254,7 @@ def flow_series(flow, E, params, theta0, steps, D, values, h, stationary=False, 
         th = [TPS([yj], D, level=1) for yj in y]
         for q in range(D):
             cut = D - q - 1
-            fv = f(_cut(hs, cut), *[TPS([_cut(a, cut) for a in t.c], q, level=1)
-                                    for t in taylor_prefix(th, q)])
+            fv = f(_cut(hs, cut), *taylor_prefix(th, q, cut))
             for j in range(len(th)):
                 c = fv[j].c[q] / (q + 1) if isinstance(fv[j], TPS) \
                     else (fv[j] / (q + 1) if q == 0 else 0 * hs)

@@ -97,6 +97,17 @@ def _values(opt):
     return {k: v for k, v in FIELD_VALUES.items() if k in names}
 
 
+def assert_equals_the_exact_field(field, flow, batches, schedule, N, th, vals):
+    """``field(N, th)`` at 40 digits against ``flow.field`` at ``th`` with every sum added up
+    by SymPy (50 digits), to 1e-35 relative."""
+    exact = flow.field(batches, [x, y], n=N, schedule=schedule, at=th, **vals)
+    with mpmath.workdps(40):
+        got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
+        for a, e in zip(got, exact):
+            want = mpmath.mpf(str(sp.N(e, 50)))
+            assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (N, a, want)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 @settings(max_examples=examples(2), deadline=None)
 @given(schedule=st.lists(st.integers(0, 2), min_size=8, max_size=8),
@@ -108,12 +119,7 @@ def test_compiled_field_equals_every_sum_added_up(name, schedule, N, point):
     flow, vals = derive(opt, 1), _values(opt)
     th = [sp.Rational(point[0] + 9, 8), sp.Rational(point[1] - 9, 8)]   # no vanishing gradient
     field = flow.lambdify(BATCHES, [x, y], schedule=schedule, **vals)
-    exact = flow.field(BATCHES, [x, y], n=N, schedule=schedule, at=th, **vals)
-    with mpmath.workdps(40):
-        got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
-        for a, e in zip(got, exact):
-            want = mpmath.mpf(str(sp.N(e, 50)))
-            assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (a, want)
+    assert_equals_the_exact_field(field, flow, BATCHES, schedule, N, th, vals)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
@@ -165,13 +171,8 @@ def test_order_2_field_of_the_dampened_buffer_equals_every_sum_added_up():
     flow, vals, schedule = derive(opt, 2), _values(opt), [2, 0, 1, 1, 0, 2, 2, 1]
     field = flow.lambdify(BATCHES, [x, y], schedule=schedule, **vals)
     th = [sp.Rational(5, 4), sp.Rational(-3, 4)]
-    with mpmath.workdps(40):
-        for N in range(len(schedule)):
-            got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
-            exact = flow.field(BATCHES, [x, y], n=N, schedule=schedule, at=th, **vals)
-            for a, e in zip(got, exact):
-                want = mpmath.mpf(str(sp.N(e, 50)))
-                assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (N, a, want)
+    for N in range(len(schedule)):
+        assert_equals_the_exact_field(field, flow, BATCHES, schedule, N, th, vals)
 
 
 @settings(max_examples=examples(2), deadline=None)
@@ -185,12 +186,7 @@ def test_order_2_field_of_a_state_reading_a_state_equals_every_sum_added_up(sche
     flow, vals = derive(opt, 2), _values(opt)
     field = flow.lambdify(BATCHES, [x, y], schedule=schedule, **vals)
     th = [sp.Rational(point[0] + 9, 8), sp.Rational(point[1] - 9, 8)]   # no vanishing gradient
-    exact = flow.field(BATCHES, [x, y], n=N, schedule=schedule, at=th, **vals)
-    with mpmath.workdps(40):
-        got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
-        for a, e in zip(got, exact):
-            want = mpmath.mpf(str(sp.N(e, 50)))
-            assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (N, a, want)
+    assert_equals_the_exact_field(field, flow, BATCHES, schedule, N, th, vals)
 
 
 @ADABELIEF_2
@@ -205,12 +201,7 @@ def test_order_2_field_of_adabelief_equals_every_sum_added_up(schedule, N, point
     flow, vals = derive(opt, 2), _values(opt)
     field = flow.lambdify(ORDER_2_BATCHES, [x, y], schedule=schedule, **vals)
     th = [sp.Rational(point[0] + 9, 8), sp.Rational(point[1] - 9, 8)]
-    exact = flow.field(ORDER_2_BATCHES, [x, y], n=N, schedule=schedule, at=th, **vals)
-    with mpmath.workdps(40):
-        got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
-        for a, e in zip(got, exact):
-            want = mpmath.mpf(str(sp.N(e, 50)))
-            assert abs(a - want) <= mpmath.mpf(10) ** -35 * (1 + abs(want)), (N, a, want)
+    assert_equals_the_exact_field(field, flow, ORDER_2_BATCHES, schedule, N, th, vals)
 
 
 # ------------------------------------------------------------------ order studies

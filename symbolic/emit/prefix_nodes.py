@@ -222,7 +222,7 @@ def _ratio(inside, U, J, n):
     through geometric weights ``r^(c U + ...)``: the product of their ``r^c``, read off the
     factors; :func:`~.running_sums.geometric_ratio` (which divides and simplifies the whole
     summand) where a factor has another form; ``None`` for a summand that keeps a loop."""
-    if inside.has(sp.Sum):
+    if dag.contains(inside, sp.Sum):
         return None
     ratio = sp.S.One
     for factor in sp.Mul.make_args(inside):
@@ -293,11 +293,10 @@ def _separate(term, J, others, U, n):
             shift = sum(c * (v - U) for v, c in form[0].items() if v != J)
             outside.append(factor.base ** shift)
             inside.append(factor.base ** sp.expand(factor.exp - shift))
-        elif geometric and _grows(factor, J):
+        elif geometric and (a := _growth(factor, J)):
             # r^(a J) growing in J (rho^(-k), as in rho^l sum_k rho^(-k) c_k): written
             # r^(a U) r^(a (J - U)), the table's terms at most 1 and its ratio r^(-a); the
             # enclosing r^l then meets r^(a U) at U = l and cancels
-            a = _affine(factor.exp, [J])[0][J]
             outside.append(factor.base ** (a * U))
             inside.append(factor.base ** sp.expand(factor.exp - a * U))
         elif not has_other:
@@ -313,12 +312,14 @@ def _separate(term, J, others, U, n):
     return sp.Mul(*outside), sp.Mul(*inside)
 
 
-def _grows(factor, J):
-    """Whether ``factor = r^(a J + c)`` (``r`` a number) grows with ``J``: ``|r^a| > 1``."""
+def _growth(factor, J):
+    """``a`` if ``factor = r^(a J + c)`` (``r`` a number) grows with ``J`` (``|r^a| > 1``),
+    else 0."""
     form = _affine(factor.exp, [J])
     if form is None or not factor.base.is_number or not form[0].get(J):
-        return False
-    return bool(abs(factor.base ** form[0][J]) > 1)
+        return 0
+    a = form[0][J]
+    return a if abs(factor.base ** a) > 1 else 0
 
 
 @functools.lru_cache(maxsize=4096)
