@@ -13,6 +13,8 @@ at ``h^2`` does not finish (torch's NAdam: over 55 min and 20 GB); held as undef
 ``g`` and ``theta``; the ``n``-dependent factors of one product, or terms of one sum, taken
 together) by ``c_i(n)``; :func:`reveal` puts the definitions back, ``c_i(x)`` -> the definition
 with ``n = x``, so that every result leaves the derivation in the declaration's own terms.
+The displays print that ``F2`` in the ``c_i`` instead (``c1(k)`` at the past steps of its
+sums), each defined once: written out, grouping it for print expands the products again.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from . import cache
-from .coefficients import reads_step_index
+from .coefficients import reveal
 from .family import eps, n
 from .named import memory_symbols, split_coefficient
 from .expand import expand_mul
@@ -199,25 +199,8 @@ def _variant(batch, stationary):
     return "full batch, stationary (n -> oo)" if stationary else "full batch, exact in n"
 
 
-def check_displayable(flow, batch="full", stationary=False):
-    """``NotImplementedError`` for a display that is not given: full batch exact in ``n`` at
-    order 2 of a step that reads the step index (NAdam's ``mu_1 ... mu_t``).  Its ``F2`` is
-    derived (with the coefficients held opaque, :mod:`.coefficients`) and evaluated, but
-    written out it has about 200,000 operations whose grouping for display runs SymPy's
-    factorisation over the step products (over 10 minutes, not finished)."""
-    if batch == "full" and not stationary and flow.order >= 2 \
-            and reads_step_index(flow.optimizer.step):
-        raise NotImplementedError(
-            "display of full batch exact in n, order 2: the step reads the step index n, and "
-            "its F2 (about 200,000 operations with the step coefficients written out) is too "
-            "large to group for display; it is derived and evaluated (flow.terms(), "
-            "flow.field, flow.lambdify); orders 0 and 1 are displayed exact in n, order 2 in "
-            "the stationary form (n -> oo: --stationary)")
-
-
 def flow_text(flow, batch="full", stationary=False):
     """The flow as text: the recursion, notes, and each ``F_r`` grouped by structure."""
-    check_displayable(flow, batch, stationary)
     return cache.cached("display", flow.optimizer, lambda: _flow_text(flow, batch, stationary),
                         order=flow.order, batch=batch, stationary=bool(stationary),
                         format="text")
@@ -256,6 +239,8 @@ def formula_lines(named, indent="  ", orders=None):
             lines.append(f"{indent}F{r} = sum of {len(groups)} terms:")
             lines.extend(f"{indent}    + {g}" for g in groups)
         lines.extend(f"{indent}  {name} = {sp.sstr(a)}" for name, a in named.defined[r])
+    if orders is None or len(named.terms) - 1 in orders:
+        lines.extend(f"{indent}  {c}(n) = {sp.sstr(a)}" for c, a in named.functions)
     return lines
 
 
@@ -269,12 +254,16 @@ class NamedTerms:
     ``terms[r]`` is ``F_r`` in those names; ``coefficients`` the ``[(name, value)]`` in order of
     first use (``defined[r]``: those first used by ``F_r``); ``s`` the value of ``s`` or
     ``None``; ``groups[r]`` the factor lists of ``F_r``'s terms (what the text and LaTeX
-    displays print).  :meth:`substituted` gives back ``flow.terms()`` exactly."""
+    displays print); ``functions`` the ``[(c_i, definition in n)]`` of the step-index
+    coefficients the last term reads opaque, ``c_i(k)`` (where they were held opaque in its
+    derivation, :mod:`.coefficients`: NAdam's at order 2).  :meth:`substituted` gives back
+    ``flow.terms()`` exactly."""
     terms: tuple
     coefficients: tuple
     defined: tuple
     s: object
     groups: tuple
+    functions: tuple = ()
 
     def definitions(self):
         """``{symbol: value}`` of every name, ``s`` included."""
@@ -285,15 +274,14 @@ class NamedTerms:
 
     def substituted(self):
         """``[F_r]`` with every name replaced by its value (equal to ``flow.terms()``)."""
-        values = self.definitions()
-        return [t.xreplace(values) for t in self.terms]
+        values, functions = self.definitions(), dict(self.functions)
+        return [reveal(t.xreplace(values), functions) for t in self.terms]
 
 
 def named_terms(flow, batch="full", stationary=False):
     """:class:`NamedTerms` of ``flow`` (cached on disk per declaration and variant); the
     names are the ones ``modeq derive`` prints, ``flow_latex`` typesets and the generated
     modules use."""
-    check_displayable(flow, batch, stationary)
     return cache.cached("display", flow.optimizer,
                         lambda: _named_terms(flow, batch, stationary), order=flow.order,
                         batch=batch, stationary=bool(stationary), format="named")
@@ -302,14 +290,16 @@ def named_terms(flow, batch="full", stationary=False):
 def _named_terms(flow, batch, stationary):
     names = _Names(flow.optimizer)
     terms, groups, defined = [], [], []
-    for F in flow.terms(batch, stationary):
+    d = flow.derivation(batch, stationary)
+    for F in d.F[:-1] + [d.F[-1] if d.F_opaque is None else d.F_opaque]:
         parts = [names.rewrite(k, c) for k, c in grouped_terms(F)]
         groups.append(tuple(tuple(p) for p in parts))
         terms.append(sp.Add(*[sp.Mul(*p) for p in parts]))
         defined.append(tuple(names.take()))
     coefficients = tuple(x for d in defined for x in d)
     return NamedTerms(tuple(terms), coefficients, tuple(defined),
-                      names.s if names.used_s else None, tuple(groups))
+                      names.s if names.used_s else None, tuple(groups),
+                      tuple(d.coefficients.items()))
 
 
 class _Names:
@@ -422,7 +412,6 @@ def _latex(factors):
 
 def flow_latex(flow, batch="full", stationary=False):
     """The terms ``F_r`` as a LaTeX ``align*`` block, grouped by structure."""
-    check_displayable(flow, batch, stationary)
     return cache.cached("display", flow.optimizer, lambda: _flow_latex(flow, batch, stationary),
                         order=flow.order, batch=batch, stationary=bool(stationary),
                         format="latex")
@@ -436,6 +425,7 @@ def _flow_latex(flow, batch, stationary):
         rows.append(f"F_{{{r}}} &= " + r" \\ &\quad + ".join(parts) if parts
                     else f"F_{{{r}}} &= 0")
         rows.extend(f"{sp.latex(name)} &= {sp.latex(a)}" for name, a in named.defined[r])
+    rows.extend(f"{sp.latex(c(n))} &= {sp.latex(a)}" for c, a in named.functions)
     if named.s is not None:
         rows.append(f"s &= {sp.latex(named.s)}")
     return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"

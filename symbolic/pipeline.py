@@ -14,7 +14,7 @@ import sympy as sp
 from . import cache
 from .batches import check_groupable, grouped_step_terms
 from .coefficients import hide, reads_step_index, reveal
-from .family import Optimizer, n
+from .family import Optimizer
 from .memo import MISSING, Memo
 from .expansion import MAX_ORDER, require_smooth, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
@@ -30,6 +30,9 @@ class Derivation:
     ``states[i].raw[r]`` / ``.terms[r]``: the ``h^r`` term of state ``i`` before / after the
     memory sums are evaluated; ``psi[r]``: the ``h^r`` term of the step; ``flow_step[p]``: the
     ``h^p`` coefficient of the flow's own step (with the solved ``F``); ``F[r]``: the solution.
+    Where the step's step-index coefficients were held opaque (:mod:`.coefficients`),
+    ``coefficients`` maps each ``c_i`` to its definition in ``n`` and ``F_opaque`` is
+    ``F[order]`` in the ``c_i`` (what the displays print: written out it does not group).
     """
     optimizer: Optimizer
     order: int
@@ -39,6 +42,8 @@ class Derivation:
     psi: list = field(default_factory=list)
     F: list = field(default_factory=list)
     flow_step: dict = field(default_factory=dict)
+    coefficients: dict = field(default_factory=dict)
+    F_opaque: object = None
 
 
 _DERIVED = Memo()
@@ -62,7 +67,7 @@ def derivation(optimizer, order, batch="full", stationary=False):
     if stored is not cache.MISS:
         return _DERIVED.put(key, replace(stored, optimizer=optimizer), optimizer)
     if _hides_coefficients(optimizer, order, batch, stationary):
-        d = _derived_with_hidden_coefficients(optimizer, order)
+        d = _derived_with_hidden_coefficients(optimizer, order, batch)
     else:
         lower = next((d for r in range(order - 1, -1, -1)
                       if (d := _DERIVED.peek((r, batch, stationary), optimizer)) is not MISSING),
@@ -95,24 +100,26 @@ def _solve_terms(d, step, start):
 
 def _hides_coefficients(optimizer, order, batch, stationary):
     """Whether ``F_order`` is derived with the step's step-index coefficients held opaque
-    (:mod:`.coefficients`): full batch exact in ``n`` at order 2, where written out they do
-    not simplify; below order 2 the declared coefficients are kept (the published forms)."""
-    return (batch == "full" and not stationary and order >= 2
-            and reads_step_index(optimizer.step))
+    (:mod:`.coefficients`): exact in ``n`` (full batch, or mini batch step-indexed) at order 2,
+    where written out they do not simplify; below order 2 the declared coefficients are kept
+    (the published forms)."""
+    return not stationary and order >= 2 and reads_step_index(optimizer.step)
 
 
-def _derived_with_hidden_coefficients(optimizer, order):
+def _derived_with_hidden_coefficients(optimizer, order, batch):
     """The derivation of ``order`` with ``F_order`` solved from the step whose step-index
     coefficients are undefined functions ``c_i(n)`` (:func:`.coefficients.hide`), then revealed
-    (``c_i(l)`` -> the definition at ``n = l``).  ``F_0 .. F_{order-1}`` are the lower
-    derivation's (the same functions, in their declared form); the solve restarts from ``F_0``
-    with hidden coefficients, so that the lower terms it composes carry ``c_i`` too."""
-    lower = derivation(optimizer, order - 1, "full", False)
+    (``c_i(l)`` -> the definition at ``n = l``, also inside the mini-batch sums over past
+    steps).  ``F_0 .. F_{order-1}`` are the lower derivation's (the same functions, in their
+    declared form); the solve restarts from ``F_0`` with hidden coefficients, so that the lower
+    terms it composes carry ``c_i`` too."""
+    lower = derivation(optimizer, order - 1, batch, False)
     step, definitions = hide(optimizer.step)
-    hidden = Derivation(optimizer, order, "full", False)
+    hidden = Derivation(optimizer, order, batch, False)
     _solve_terms(hidden, step, 0)
-    d = Derivation(optimizer, order, "full", False)
+    d = Derivation(optimizer, order, batch, False)
     d.F = list(lower.F) + [reveal(hidden.F[order], definitions)]
+    d.coefficients, d.F_opaque = definitions, hidden.F[order]
     d.psi = [reveal(p, definitions) for p in hidden.psi]
     d.states = [replace(s, terms=[reveal(t, definitions) for t in s.terms],
                         raw=[reveal(t, definitions) for t in s.raw]) for s in hidden.states]
@@ -133,21 +140,15 @@ def require_stationary_flow(optimizer, order=1):
 def _check_step_indexed_order_2(optimizer):
     """``NotImplementedError`` unless the step-indexed mini-batch form of order 2 is derived
     for ``optimizer``: it is where the batch grouping does not apply because a state stores its
-    first input (torch's dampened buffer) or reads another state (torch's RMSprop with
-    momentum, AdaBelief with its bias corrections), not where the step reads the step index
-    (NAdam's products ``mu_1 ... mu_t``)."""
+    first input (torch's dampened buffer), reads another state (torch's RMSprop with momentum,
+    AdaBelief with its bias corrections) or the step reads the step index (NAdam's products
+    ``mu_1 ... mu_t``, held opaque while the ``h^2`` term is solved)."""
     if groupable(optimizer):
         raise NotImplementedError(
             "mini batch with memory has no step-indexed form at order 2: the memory sums of "
             "the h^2 term run over pairs of past batches with no closed form; "
             "flow.grouped_terms(m) gives the exact batch-grouped form (modeq derive ... "
             "--batch mini --order 2 prints it), flow.field / flow.lambdify evaluate it")
-    if n in optimizer.step.free_symbols:
-        raise NotImplementedError(
-            "mini batch, order 2: the step reads the step index n, and neither the batch "
-            "grouping nor the step-indexed form covers it yet (the h^2 coefficients of its "
-            "step products are too large to simplify); orders 0 and 1 are derived and "
-            "evaluated")
 
 
 def groupable(optimizer):

@@ -198,3 +198,24 @@ def test_generated_module_computes_the_names_modeq_derive_prints(make, stationar
             expr = expr.xreplace({sp.Symbol(k): v for k, v in env.items()})
         point = {beta: sp.Rational(3, 7), rho: sp.Rational(5, 9), n: 4}
         assert sp.simplify((expr - value).xreplace(point)) == 0, (name, expr, value)
+
+
+@pytest.mark.parametrize("batch", ["full", "mini"])
+def test_step_index_coefficients_are_displayed_opaque_and_defined(batch):
+    """NAdam at order 2 (its step reads ``n`` through ``mu_1 ... mu_t``): ``F2`` written out
+    does not group for display, so it is displayed in the opaque coefficients ``c0(k)``,
+    ``c1(k)`` it was solved in, each defined once (text and LaTeX) as the step's own
+    coefficient; :meth:`substituted` puts the definitions back (no ``c_i`` left)."""
+    from sympy.core.function import AppliedUndef
+    opt = optimizers.torch_nadam()
+    flow = derive(opt, 2)
+    named = flow.named_terms(batch)
+    assert [str(c) for c, _ in named.functions] == ["c0", "c1"]
+    assert all(opt.step.has(a) for _, a in named.functions)
+    assert {str(c.func) for c in named.terms[2].atoms(AppliedUndef)} >= {"c1"}
+    back = named.substituted()[2]
+    assert not back.atoms(AppliedUndef) and back.has(sp.Product)
+    text = flow_text(flow, batch)
+    assert "  c0(n) = " in text and "  c1(n) = " in text and "c1(k)" in text
+    if batch == "full":
+        assert r"c_{1}{\left(n \right)} &= " in flow_latex(flow)
