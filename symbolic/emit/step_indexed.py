@@ -33,7 +33,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..family import n as n_sym
-from .arrays import as_points, resolve_dtype, stack_components
+from .arrays import all_finite, as_points, resolve_dtype, stack_components
 from .full_batch import FullBatchField
 from .kernel import Kernel
 from .node_tables import DEGREE
@@ -175,7 +175,15 @@ class StepIndexedField:
         else:
             import torch
             point = torch.cat([x, self._stacked(named, x, device)])
-        return self.field(n, point, data=(rows, batch), period=period)
+        out = self.field(n, point, data=(rows, batch), period=period)
+        if self.backend != "mpmath" and not all_finite(out) and all_finite(x) \
+                and all_finite(rows):
+            raise FloatingPointError(
+                f"the field overflowed {self.dtype} at step {n} although the point and every "
+                f"batch's derivatives there are finite (its weights and step coefficients span "
+                f"more than the float range: AdaBelief's bias corrections, NAdam's step "
+                f"products, after a few hundred steps): evaluate with backend='mpmath'")
+        return out
 
     def _stacked(self, values, x, device):
         """``values`` (arrays or constants) as one array of shape ``(len, *points)``."""
