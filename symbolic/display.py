@@ -290,8 +290,9 @@ def named_terms(flow, batch="full", stationary=False):
 def _named_terms(flow, batch, stationary):
     names = _Names(flow.optimizer)
     terms, groups, defined = [], [], []
-    d = flow.derivation(batch, stationary)
-    for F in d.F[:-1] + [d.F[-1] if d.F_opaque is None else d.F_opaque]:
+    derived = flow.derivation(batch, stationary)
+    last = derived.F[-1] if derived.F_opaque is None else derived.F_opaque
+    for F in derived.F[:-1] + [last]:
         parts = [names.rewrite(k, c) for k, c in grouped_terms(F)]
         groups.append(tuple(tuple(p) for p in parts))
         terms.append(sp.Add(*[sp.Mul(*p) for p in parts]))
@@ -299,7 +300,7 @@ def _named_terms(flow, batch, stationary):
     coefficients = tuple(x for d in defined for x in d)
     return NamedTerms(tuple(terms), coefficients, tuple(defined),
                       names.s if names.used_s else None, tuple(groups),
-                      tuple(d.coefficients.items()))
+                      tuple(derived.coefficients.items()))
 
 
 class _Names:

@@ -290,3 +290,26 @@ def test_float64_exact_n_memory_coefficients_are_well_conditioned():
             a = fn(n, np.array([0.3, -0.2]))
             b = fm(n, [mpmath.mpf(0.3), mpmath.mpf(-0.2)])
             assert max(abs(float(u - v)) / abs(float(v)) for u, v in zip(a, b)) < 1e-14
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_step_coefficients_past_the_float_range_say_so(backend):
+    """NAdam exact in ``n``: its step coefficients, powers such as ``600^(n psi)`` against the
+    products ``mu_1 ... mu_t``, leave the float64 range after some ``10^2 / psi`` steps (at
+    torch's ``momentum_decay=4e-3``, ``psi = 1/250``: from about 18,500; here ``psi = 1/10``).
+    The field then raises, naming the mpmath backend, instead of returning ``nan``; mpmath
+    gives the finite value there."""
+    loss = (x - 1) ** 2 / 2 + y ** 2 / 4 + x * y / 5 + x ** 4 / 24
+    flow = derive(optimizers.torch_nadam(), 1)
+    vals = dict(beta="9/10", rho="999/1000", eps="1/10", psi="1/10", h="1/100")
+    fast = flow.lambdify(loss, [x, y], backend=backend, **vals)
+    exact = flow.lambdify(loss, [x, y], **vals)
+    point = [0.5, -0.5]
+    with mpmath.workdps(30):
+        want = [exact(N, [mpmath.mpf(p) for p in point]) for N in (100, 3000)]
+    assert all(mpmath.isfinite(v) for v in want[1])
+    got = np.asarray(fast(100, np.array(point)), dtype=float)
+    assert np.allclose(got, [float(v) for v in want[0]], rtol=1e-12)
+    with pytest.raises(FloatingPointError, match="overflowed.*backend='mpmath'"):
+        with np.errstate(all="ignore"):
+            fast(3000, np.array(point))
