@@ -436,19 +436,6 @@ def test_adam_order_two_exact_n_has_slope_three_and_stationary_only_two():
     assert o.verdict == "fail" and abs(o.slope - 2) <= 0.1, res.table()
 
 
-@pytest.mark.slow
-def test_nadam_order_two_exact_n_has_slope_three():
-    """torch's NAdam exact in ``n`` at order 2 (its step reads ``n``; the field is the
-    step-indexed flow of one batch, ``O(n)`` per call) on ``logcosh2d``, T = 1/2: slope 3
-    (pass within 0.15, every point resolved)."""
-    res = order_study(optimizers.torch_nadam(), P2.loss, P2.params, P2.theta0,
-                      T=sp.Rational(1, 2), hs=[sp.Rational(1, 2 ** k) for k in range(5, 9)],
-                      orders=(2,), dps=30, beta="1/4", rho="3/5", eps="1/10", psi="1")
-    o = res.orders[2]
-    assert o.verdict == "pass" and abs(o.slope - 3) <= 0.15, res.table()
-    assert all(p.resolved for p in o.points)
-
-
 @pytest.mark.parametrize("name", ["gd", "heavy_ball", "adam", "adamw_like"])
 def test_compiled_field_equals_engine_lambdify(name):
     # The study compiles the engine's exact field itself (factored, constants bound once);

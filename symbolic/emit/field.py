@@ -18,10 +18,7 @@ another state, a step using ``n``) or a non-default ``dtype`` is asked for, the 
 the compiled field and are evaluated by :class:`~.past_sums.PastSums` (node tables, windowed
 sums or every term, by backend and ``n``); where they nest (node tables, ``O(n)`` per call),
 the steps past the transient are evaluated by the stationary field, equal there at the working
-precision (:mod:`.stationary_limit`).  At order 2 of a step that reads ``n`` (NAdam), whose
-full-batch sums nest with every past step's coefficients inside (``O(n^2)`` per call), the
-field is the step-indexed mini-batch flow of ``[E]`` (:class:`~.step_indexed.StepIndexedField`,
-node tables, ``O(n)``).
+precision (:mod:`.stationary_limit`).
 """
 from __future__ import annotations
 
@@ -56,9 +53,6 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     if provider.full:
         if _one_batch_applies(flow, stationary, backend, dtype):
             return OneBatchField(flow, provider, subs, backend, cse, late_symbols)
-        if _one_batch_step_indexed(flow, stationary, dtype):
-            return StepIndexedField(flow, LossProvider([E_or_losses], params), subs, backend,
-                                    cse, late_symbols)
         def build(stationary):
             exprs = lowered_with_values(flow.F("full", stationary), provider.p, provider, subs)
             return FullBatchField(exprs, provider.params, backend, dtype, cse, late_symbols,
@@ -100,17 +94,6 @@ def _one_batch_applies(flow, stationary, backend, dtype):
                               or resolve_dtype(backend, dtype) != resolve_dtype(backend)):
         return False
     return flow.batch_grouped
-
-
-def _one_batch_step_indexed(flow, stationary, dtype):
-    """Whether the full-batch field is evaluated as the step-indexed mini-batch flow of the one
-    loss ``[E]`` (:class:`~.step_indexed.StepIndexedField`): exact in ``n`` at order 2 of a
-    step that reads ``n`` (NAdam).  Its full-batch sums over past steps nest with the step
-    coefficients of every past step inside and cost ``O(n^2)`` per call (12 s at ``n = 100``);
-    one batch is the full batch (as for :class:`OneBatchField`), and the step-indexed form's
-    node tables cost ``O(n)`` (52 ms there, the same field to the working precision)."""
-    return (not stationary and flow.order >= 2 and flow.optimizer.uses_n and dtype is None
-            and not flow.batch_grouped)
 
 
 class OneBatchField:
