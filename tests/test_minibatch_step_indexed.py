@@ -158,6 +158,13 @@ def test_float_fields_that_overflow_say_so(backend, name, far):
         assert np.isnan(np.asarray(fast(10, np.array([np.nan, -0.75])))).all()
 
 
+def test_order_2_of_nadam_with_coupled_weight_decay_is_refused_with_the_reason():
+    """NAdam with coupled weight decay (its states read ``g + lam theta``) at order 2 in mini
+    batch: a clear refusal naming the cause, not a derivation that runs for many minutes."""
+    with pytest.raises(NotImplementedError, match="coupled weight decay.*orders 0 and 1"):
+        derive(O.torch_nadam("coupled"), 2).terms("mini")
+
+
 def test_order_2_field_of_the_dampened_buffer_equals_every_sum_added_up():
     """SGD with dampening, order 2 (sums over pairs of past steps, node tables) against the
     exact field with every sum added up by SymPy, at every step of a non-cyclic schedule."""
