@@ -138,8 +138,8 @@ def test_float_backends_equal_mpmath(backend):
 @pytest.mark.parametrize("name, far", [("adabelief", 400), ("nadam", 300)])
 def test_float_fields_that_overflow_say_so(backend, name, far):
     """AdaBelief in mini batch: its bias corrections leave summands growing like ``beta^(-k)``
-    against weights that shrink; NAdam: its step coefficients (``(25/24)^(n psi)`` against the
-    products ``mu_1 ... mu_t``) span more than the float range.  Float64 overflows after a few
+    against weights that shrink; NAdam: its step coefficients (powers such as ``600^(n psi)``
+    against the products ``mu_1 ... mu_t``) span more than the float range.  Float64 overflows after a few
     hundred steps; the field says so and names the mpmath backend, which gives finite values
     there; a point where the loss itself is not finite gives ``nan``, without the error."""
     import numpy as np
@@ -237,12 +237,15 @@ def test_order_studies_have_slopes_r_plus_1(name, hs, orders):
 def test_cli_prints_the_step_indexed_flow_and_refuses_with_exit_2(capsys):
     """``modeq derive --torch ... --batch mini``: the dampened buffer at order 2 is printed
     step-indexed (nested sums with distinct index names); ``--batches`` for a flow that is not
-    batch-grouped is refused (exit 2, one line)."""
+    batch-grouped and NAdam with coupled weight decay at order 2 are refused (exit 2, one
+    line)."""
     from modeq.proofs.cli import main
     sgd = "SGD(lr=0.1, momentum=0.5, dampening=0.2)"
     assert main(["derive", "--torch", sgd, "--batch", "mini", "--order", "2"]) == 0
     out = capsys.readouterr().out
     assert "F2 = sum of" in out and "(l, k, n - 1)" in out and "(_k," not in out
-    assert main(["derive", "--torch", sgd, "--order", "2", "--batches", "3", "--batch", "mini"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--batches" in err[0]
+    for argv, reason in ((["--torch", sgd, "--batches", "3"], "--batches"),
+                         (["--torch", "NAdam(lr=0.1, weight_decay=0.1)"], "coupled weight decay")):
+        assert main(["derive", *argv, "--order", "2", "--batch", "mini"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and reason in err[0]
