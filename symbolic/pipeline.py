@@ -66,7 +66,7 @@ def derivation(optimizer, order, batch="full", stationary=False):
                           stationary=stationary)
     if stored is not cache.MISS:
         return _DERIVED.put(key, replace(stored, optimizer=optimizer), optimizer)
-    if _hides_coefficients(optimizer, order, batch, stationary):
+    if _hides_coefficients(optimizer, order, stationary):
         d = _derived_with_hidden_coefficients(optimizer, order, batch)
     else:
         lower = next((d for r in range(order - 1, -1, -1)
@@ -98,7 +98,7 @@ def _solve_terms(d, step, start):
         d.F.append(solve_next(d.psi[r], d.F))
 
 
-def _hides_coefficients(optimizer, order, batch, stationary):
+def _hides_coefficients(optimizer, order, stationary):
     """Whether ``F_order`` is derived with the step's step-index coefficients held opaque
     (:mod:`.coefficients`): exact in ``n`` (full batch, or mini batch step-indexed) at order 2,
     where written out they do not simplify; below order 2 the declared coefficients are kept
