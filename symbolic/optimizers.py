@@ -89,7 +89,7 @@ def get(name, eps_placement="inside", bias_correction=True):
 # Parameter terms and torch.optim's update rules, as declarations (docs/conventions.md §2.4)
 # --------------------------------------------------------------------------------------------
 
-def _rebuild(optimizer, name, of_map, step_map, extra_step=0, notes=None):
+def rebuild(optimizer, name, of_map, step_map, extra_step=0, notes=None):
     """A copy of ``optimizer`` with every input and the step rewritten (states rebuilt in
     dependency order, so that a state reading another reads the rebuilt one)."""
     new = {}
@@ -113,10 +113,10 @@ def with_weight_decay(optimizer, kind, lam=lam):
     """
     if kind == "coupled":
         sub = lambda e: e.xreplace({g: g + lam * theta})  # noqa: E731
-        return _rebuild(optimizer, optimizer.name + "_l2", sub, sub)
+        return rebuild(optimizer, optimizer.name + "_l2", sub, sub)
     if kind == "decoupled":
         same = lambda e: e  # noqa: E731
-        return _rebuild(optimizer, optimizer.name + "_decoupled_wd", same, same, lam * theta)
+        return rebuild(optimizer, optimizer.name + "_decoupled_wd", same, same, lam * theta)
     raise ValueError(f"weight decay must be 'coupled' or 'decoupled', got {kind!r}")
 
 

@@ -14,7 +14,8 @@ import sympy as sp
 from . import cache
 from .batches import check_groupable, grouped_step_terms
 from .coefficients import hide, reads_step_index, reveal
-from .family import Optimizer, theta
+from .coupled_decay import plain_of_coupled, shifted_derivation
+from .family import Optimizer
 from .memo import MISSING, Memo
 from .expansion import MAX_ORDER, require_smooth, state_series, step_series
 from .solve import flow_step_coefficients, solve_next
@@ -51,7 +52,8 @@ _DERIVED = Memo()
 
 def derivation(optimizer, order, batch="full", stationary=False):
     """Derive ``F_0..F_order`` for one variant (cached per optimizer object and variant in
-    memory, and on disk by the declaration's content: :mod:`.cache`)."""
+    memory, and on disk by the declaration's content: :mod:`.cache`; a coupled weight decay
+    of a step reading ``n`` from the plain declaration's, :func:`_derived_by_shift`)."""
     if batch not in ("full", "mini"):
         raise ValueError(f"batch must be 'full' or 'mini', got {batch!r}")
     if batch == "mini" and stationary:
@@ -62,6 +64,12 @@ def derivation(optimizer, order, batch="full", stationary=False):
     d = _DERIVED.peek(key, optimizer)
     if d is not MISSING:
         return d
+    coupled = _derived_by_shift(optimizer)
+    if coupled is not None:
+        plain, c = coupled
+        d = shifted_derivation(derivation(plain, order, batch, stationary), optimizer, c)
+        d.flow_step = flow_step_coefficients(d.F, order + 1)
+        return _DERIVED.put(key, d, optimizer)
     stored = cache.lookup("derivation", optimizer, order=order, batch=batch,
                           stationary=stationary)
     if stored is not cache.MISS:
@@ -82,6 +90,16 @@ def derivation(optimizer, order, batch="full", stationary=False):
     cache.store("derivation", optimizer, replace(d, optimizer=None), order=order, batch=batch,
                 stationary=stationary)
     return d
+
+
+def _derived_by_shift(optimizer):
+    """``(plain, c)`` where ``optimizer`` is derived as its plain declaration on the shifted
+    loss ``E + c |theta|^2 / 2`` (:mod:`.coupled_decay`): a step reading the step index with
+    states of ``g + lam theta`` (torch's NAdam with ``weight_decay``), whose direct derivation
+    is slow (order 2: 203 s in full batch, 11 min in mini batch, where the shift takes 8-13 s
+    after the plain derivation); ``None`` elsewhere (the direct derivation keeps the
+    declaration's own grouping of ``lam``)."""
+    return plain_of_coupled(optimizer) if reads_step_index(optimizer.step) else None
 
 
 def _solve_terms(d, step, start):
@@ -142,21 +160,13 @@ def _check_step_indexed_order_2(optimizer):
     for ``optimizer``: it is where the batch grouping does not apply because a state stores its
     first input (torch's dampened buffer), reads another state (torch's RMSprop with momentum,
     AdaBelief with its bias corrections) or the step reads the step index (NAdam's products
-    ``mu_1 ... mu_t``, held opaque while the ``h^2`` term is solved) -- except such a step with
-    states of ``g + lam theta`` (coupled weight decay), whose derivation is refused as too slow."""
+    ``mu_1 ... mu_t``, held opaque while the ``h^2`` term is solved)."""
     if groupable(optimizer):
         raise NotImplementedError(
             "mini batch with memory has no step-indexed form at order 2: the memory sums of "
             "the h^2 term run over pairs of past batches with no closed form; "
             "flow.grouped_terms(m) gives the exact batch-grouped form (modeq derive ... "
             "--batch mini --order 2 prints it), flow.field / flow.lambdify evaluate it")
-    if reads_step_index(optimizer.step) and any(
-            theta in s.of.free_symbols for s in optimizer.states):
-        raise NotImplementedError(
-            "mini batch, order 2: the step reads the step index n and the states' input reads "
-            "theta (coupled weight decay, as torch's NAdam(weight_decay=...)); that derivation "
-            "had not finished after 10 minutes (in full batch 203 s; without weight decay 7.5 s, "
-            "decoupled 27 s), so it is refused; orders 0 and 1 are derived and evaluated")
 
 
 def groupable(optimizer):
