@@ -22,12 +22,55 @@ import sympy as sp
 
 from .family import EMA, g, n, theta
 
-__all__ = ["hide", "reveal", "reads_step_index"]
+__all__ = ["hide", "reveal", "reads_step_index", "transient_rates"]
 
 
 def reads_step_index(step):
     """Whether ``step`` has a coefficient in the step index ``n``."""
     return n in sp.sympify(step).free_symbols
+
+
+def transient_rates(step, index=n):
+    """Rates ``r`` (expressions in the hyperparameters) such that every step-index coefficient
+    of ``step`` is its limit as ``index -> oo`` up to ``O(r^index)``, or ``None`` where the
+    index enters otherwise (a power of it, ``1/(n+1)``: no geometric transient).
+
+    ``index`` enters through powers ``b^(a index + c)`` (rate ``b^a``) and products
+    ``prod_{i=lo}^{index + c} f(i)`` of factors with such transients of their own (rate
+    ``|f(oo)|``, the factors' limit, with the factors' own rates).  The rates are valid where
+    their values lie in ``[0, 1)``; the caller checks that once the hyperparameters have values.
+
+    >>> from modeq.symbolic.optimizers import torch_nadam
+    >>> transient_rates(torch_nadam().step)
+    [(24/25)**psi, beta]
+    >>> transient_rates(n / (n + 1)) is None
+    True
+    """
+    step = sp.sympify(step)
+    rates, atoms = [], {}
+    for e in sp.preorder_traversal(step):
+        if e in atoms or index not in e.free_symbols:
+            continue
+        if e.is_Pow and index not in e.base.free_symbols:
+            a = sp.diff(e.exp, index)
+            if index in a.free_symbols:
+                return None
+            rates.append(sp.Abs(e.base ** a))
+            atoms[e] = sp.Dummy()
+        elif isinstance(e, sp.Product) and len(e.limits) == 1:
+            i, lo, hi = e.limits[0]
+            if index in lo.free_symbols or sp.diff(hi, index) != 1:
+                return None
+            inner = transient_rates(e.function, i)
+            if inner is None:
+                return None
+            limit = e.function.xreplace({p: 0 for p in e.function.atoms(sp.Pow)
+                                         if i in p.exp.free_symbols})
+            rates.extend([*inner, sp.Abs(limit)])
+            atoms[e] = sp.Dummy()
+    if index in step.xreplace(atoms).free_symbols:
+        return None
+    return list(dict.fromkeys(rates))
 
 
 def _is_coefficient(e):

@@ -17,10 +17,14 @@ From the least ``N`` with ``3 (N+1)^(depth+1) d^(N+1) <= tol (1-d)^3``, ``tol = 
 below ``tol`` relative.  From :meth:`StationaryLimit.start` on, the field is therefore the
 stationary field (``stationary=True``: the ``n -> oo`` limit of the same derivation) at the
 working precision, ``O(1)`` per call where the exact field's node tables (:mod:`.nested_sums`)
-cost ``O(n)``.  The exact arithmetic (``flow.field``) never takes this path; a step that reads
-``n`` itself (NAdam's momentum schedule) has transients of its own and is not given a limit,
-nor is a flow with no stationary limit (its derivation refused: centered RMSprop, whose
-coefficients grow with ``n``).
+cost ``O(n)``.  The exact arithmetic (``flow.field``) never takes this path.  A step that reads
+``n`` itself has transients of its own: where they are geometric (NAdam's momentum schedule
+``mu_t = beta (1 - 0.96^(t psi)/2)`` and its products ``P_t``, whose coefficients reach their
+limits like ``0.96^(t psi)`` and ``beta^t``: :func:`~modeq.symbolic.coefficients.transient_rates`)
+their rates join the decays above (step ``k``'s coefficients differ from their limits by
+``O(r^k)``, as its weights do), elsewhere (a coefficient like ``1/(n+1)``) the step is given
+no limit.  Nor is a flow with no stationary limit (its derivation refused: centered RMSprop,
+whose coefficients grow with ``n``).
 """
 from __future__ import annotations
 
@@ -29,11 +33,12 @@ import math
 import mpmath
 import sympy as sp
 
+from ..coefficients import transient_rates
 from ..family import Refused
 from .arrays import to_mpf
 from .cyclic_tail import GUARD
 
-__all__ = ["StationaryLimit", "limit_start", "sum_depth"]
+__all__ = ["StationaryLimit", "limit_decays", "limit_start", "sum_depth"]
 
 
 def sum_depth(e, _memo=None):
@@ -82,6 +87,21 @@ def limit_start(decays, prec, depth):
     return start
 
 
+def limit_decays(optimizer, values):
+    """``{decay or transient rate: its exact value, or None where it reads a constant not in
+    values}`` for :class:`StationaryLimit`: the states' decays and the rates of the step's own
+    transients (module docstring); ``None`` where the step reads ``n`` otherwise (no limit)."""
+    rates = transient_rates(optimizer.step)
+    if rates is None:
+        return None
+    return {d: _value(d, values) for d in (*optimizer.decays, *rates)}
+
+
+def _value(d, values):
+    v = sp.sympify(d).xreplace({sp.sympify(k): v for k, v in values.items()})
+    return v if v.is_number else None
+
+
 class StationaryLimit:
     """The stationary counterpart of an exact-in-``n`` field and the step from which it stands
     in for it.
@@ -92,8 +112,9 @@ class StationaryLimit:
     :class:`~modeq.symbolic.family.Refused` where the flow has no stationary limit (centered
     RMSprop: ``v - a^2 -> 0`` under the root, its coefficients grow without bound in ``n``:
     there is no limit to hand over to, and the exact field keeps every step).  ``decays`` maps
-    each decay symbol to its exact value, or to ``None`` where it is late-bound (its value then
-    comes from :meth:`start`'s ``late``); ``depth`` is the nesting depth of the exact field's
+    each decay symbol (and transient rate of the step: :func:`limit_decays`) to its exact
+    value, or to ``None`` where it reads a late-bound constant (its value then comes from
+    :meth:`start`'s ``late``); ``depth`` is the nesting depth of the exact field's
     sums over past steps.
     """
 
@@ -119,9 +140,9 @@ class StationaryLimit:
         the late-bound symbols' exact values (``{symbol: value}``); ``None`` while a decay is
         still unbound."""
         late = late or {}
-        values = [self.decays[d] if self.decays[d] is not None else late.get(d)
+        values = [self.decays[d] if self.decays[d] is not None else _value(d, late)
                   for d in self.decays]
-        if any(v is None for v in values):
+        if any(v is None or not 0 <= v < 1 for v in values):
             return None
         key = (prec, tuple(values))
         if key not in self._starts:

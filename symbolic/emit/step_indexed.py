@@ -24,9 +24,12 @@ most a call at ``N + m``, and in mpmath the node tables start at ``N`` by their 
 closed form (:class:`~.node_tables.PeriodicRun`), so that call costs ``O(m)`` summands per
 node instead of ``O(N)``.  A schedule given as a list is periodic in the same sense where the
 list repeats a pattern of ``m`` steps throughout (``[2, 0, 1, 1, 0, 2] * 40``: ``m = 6``) and
-is long enough for the closed form's fit (``N + (DEGREE + 2) m`` entries); any other list, a
-step that reads ``n`` (transients of its own) and a flow without a full-batch stationary limit
-(centered RMSprop, whose ``v - a^2`` may vanish under the root) are evaluated at ``n`` itself.
+is long enough for the closed form's fit (``N + (DEGREE + 2) m`` entries).  A step that reads
+``n`` has transients of its own: where they are geometric (NAdam's ``0.96^(t psi)`` and its
+products ``mu_1 ... mu_t``) their rates join the decays that set ``N``
+(:func:`~.stationary_limit.limit_decays`).  Any other list, any other step reading ``n`` and
+a flow without a full-batch stationary limit (centered RMSprop, whose ``v - a^2`` may vanish
+under the root) are evaluated at ``n`` itself.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ from .arrays import all_finite, as_points, resolve_dtype, stack_components
 from .full_batch import FullBatchField
 from .kernel import Kernel
 from .node_tables import DEGREE
-from .stationary_limit import StationaryLimit, sum_depth
+from .stationary_limit import StationaryLimit, limit_decays, sum_depth
 from .values import check_step, lowered_with_values
 
 __all__ = ["StepIndexedField", "schedule_period"]
@@ -101,11 +104,11 @@ class StepIndexedField:
     ``losses[schedule[k]]`` (cyclic by default).  ``theta`` and the result as for
     :class:`~.minibatch.MiniBatchField`; ``field`` is the compiled
     :class:`~.full_batch.FullBatchField` (its point extended by the named derivatives);
-    constants named in ``late`` are given by :meth:`bind`.  ``periodic``: the step does not
-    read ``n``, so that a periodic schedule (the default cyclic one, or a list repeating a
-    pattern) has the representative step of the module docstring; ``m`` is its period."""
+    constants named in ``late`` are given by :meth:`bind`.  A periodic schedule (the default
+    cyclic one, or a list repeating a pattern) has the representative step of the module
+    docstring; ``m`` is its period."""
 
-    def __init__(self, flow, provider, subs, backend, cse=True, late=(), periodic=False):
+    def __init__(self, flow, provider, subs, backend, cse=True, late=()):
         self.provider, self.backend = provider, backend
         self.params, self.p = list(provider.params), provider.p
         self.dtype = resolve_dtype(backend)
@@ -122,9 +125,10 @@ class StepIndexedField:
         self.limit = None
         schedule = provider.schedule
         self.m = len(provider.losses) if schedule is None else schedule_period(schedule)
-        if periodic and self.field.sums and (schedule is None or self.m < len(schedule)):
-            self.limit = StationaryLimit(lambda: flow.terms("full", stationary=True),
-                                         {d: subs.get(d) for d in flow.optimizer.decays},
+        decays = limit_decays(flow.optimizer, subs)
+        if decays is not None and self.field.sums and (
+                schedule is None or self.m < len(schedule)):
+            self.limit = StationaryLimit(lambda: flow.terms("full", stationary=True), decays,
                                          max(sum_depth(e) for e in exprs))
 
     def bind(self, **values):
