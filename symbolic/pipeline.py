@@ -64,17 +64,15 @@ def derivation(optimizer, order, batch="full", stationary=False):
     d = _DERIVED.peek(key, optimizer)
     if d is not MISSING:
         return d
-    coupled = _derived_by_shift(optimizer)
-    if coupled is not None:
-        plain, c = coupled
-        d = shifted_derivation(derivation(plain, order, batch, stationary), optimizer, c)
-        d.flow_step = flow_step_coefficients(d.F, order + 1)
-        return _DERIVED.put(key, d, optimizer)
     stored = cache.lookup("derivation", optimizer, order=order, batch=batch,
                           stationary=stationary)
     if stored is not cache.MISS:
         return _DERIVED.put(key, replace(stored, optimizer=optimizer), optimizer)
-    if _hides_coefficients(optimizer, order, stationary):
+    coupled = _derived_by_shift(optimizer)
+    if coupled is not None:
+        plain, c = coupled
+        d = shifted_derivation(derivation(plain, order, batch, stationary), optimizer, c)
+    elif _hides_coefficients(optimizer, order, stationary):
         d = _derived_with_hidden_coefficients(optimizer, order, batch)
     else:
         lower = next((d for r in range(order - 1, -1, -1)

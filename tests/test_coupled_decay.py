@@ -1,10 +1,10 @@
 """Coupled weight decay as a shifted loss (symbolic/coupled_decay.py).
 
 The pipeline derives NAdam with coupled weight decay as plain NAdam on ``E + lam |theta|^2 / 2``
-(its direct derivation at order 2 takes minutes).  Checked here against two independent
-references: the direct derivation of the coupled declaration (forcing the shift onto
-declarations it is not taken for, whose direct derivations are fast), and the recursion itself
-for NAdam (the series oracles of test_minibatch_step_indexed.py and test_family_series.py).
+(its direct derivation at order 2 takes minutes).  Checked here against the direct derivation
+of the coupled declaration, forcing the shift onto declarations it is not taken for (their
+direct derivations are fast); NAdam's own is checked against its recursion (the order-2 series
+oracle of test_minibatch_step_indexed.py) and against torch's iterates (test_torch_optim.py).
 """
 import mpmath
 import pytest
@@ -12,7 +12,7 @@ import sympy as sp
 from hypothesis import given, settings, strategies as st
 
 from conftest import examples
-from modeq.symbolic import derive, optimizers as O, pipeline
+from modeq.symbolic import cache, derive, optimizers as O, pipeline
 from modeq.symbolic.coupled_decay import plain_of_coupled
 from modeq.symbolic.family import g, theta
 from modeq.symbolic.optimizers import lam
@@ -44,12 +44,19 @@ def test_the_shifted_plain_derivation_is_the_direct_one(name, order, batch, N, p
     derivation shifted to ``E + s lam |theta|^2 / 2`` equals the field of the direct
     derivation (both compiled, mpmath at 40 digits) at a random step and point, in full and
     mini batch."""
-    direct = derive(COUPLED[name](), order)
+    direct, shifted = derive(COUPLED[name](), order), derive(COUPLED[name](), order)
+    lookup, target = cache.lookup, shifted.optimizer
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(pipeline, "_derived_by_shift", plain_of_coupled)
-        shifted = derive(COUPLED[name](), order)
+        # the shift for this declaration, neither read from the disk cache nor stored there
+        taken = []
+        m.setattr(pipeline, "_derived_by_shift",
+                  lambda opt: taken.append(opt) or plain_of_coupled(opt))
+        m.setattr(cache, "lookup", lambda kind, opt, **key: cache.MISS if opt is target
+                  else lookup(kind, opt, **key))
+        m.setattr(cache, "store", lambda *args, **key: None)
         for variant in ("full", "mini"):     # the full-batch field may take the mini one
             shifted.derivation(variant)
+        assert target in taken
     losses = E if batch == "full" else LOSSES
     vals = _values(direct.optimizer)
     with mpmath.workdps(40):
@@ -71,20 +78,3 @@ def test_plain_of_coupled_reads_the_sign_and_refuses_other_theta():
     assert c == -lam and plain.states[0].of == -g
     assert plain_of_coupled(O.torch_nadam("decoupled")) is None
     assert plain_of_coupled(O.torch_nadam()) is None
-
-
-def test_nadam_with_coupled_decay_is_plain_nadam_on_the_shifted_losses():
-    """torch's NAdam(weight_decay=...) at order 2 in mini batch, derived from plain NAdam's
-    derivation (seconds, where the direct one took 11 min; 203 s in full batch): its compiled
-    field equals plain NAdam's on the losses ``E_b + lam |theta|^2 / 2`` (the shift done on the
-    losses, not on the terms) at steps on both sides of the start of the sums, 40 digits."""
-    flow, plain = derive(O.torch_nadam("coupled"), 2), derive(O.torch_nadam(), 2)
-    vals = dict(beta="1/4", rho="3/5", eps="1/10", psi="1", h="1/16")
-    moved = [loss + (x ** 2 + y ** 2) / 10 for loss in LOSSES]
-    with mpmath.workdps(40):
-        got = flow.lambdify(LOSSES, [x, y], lam="1/5", **vals)
-        want = plain.lambdify(moved, [x, y], **vals)
-        theta = [mpmath.mpf(3) / 4, mpmath.mpf(-1) / 2]
-        for n in (0, 1, 5):
-            for a, b in zip(got(n, theta), want(n, theta)):
-                assert abs(a - b) <= mpmath.mpf(10) ** -36 * (1 + abs(b)), (n, a, b)
