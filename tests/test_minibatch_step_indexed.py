@@ -212,8 +212,10 @@ NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 16          # 144 steps; twice: T / h
 @pytest.mark.parametrize("name, hs, orders", [     # RMSprop with momentum at orders 0, 1:
     ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),  # against torch's iterates
     ("sgd-dampened", ["1/16", "1/32", "1/64", "1/128"], (2,)),
-    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1, 2)),
-    ("rmsprop-momentum", ["1/64", "1/128", "1/256", "1/512"], (2,))])
+    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1, 2))])
+# RMSprop with momentum at order 2 (slope 3.039, h = 2^-6..2^-9, 141 s) is left to the study
+# against torch's iterates in test_torch_optim.py: the same declaration, flow and schedule
+# pattern, on batches of the same form around another base loss
 def test_order_studies_have_slopes_r_plus_1(name, hs, orders):
     """The optimizer's own iterates (mpmath, 20 digits) against the flows of orders ``r`` on 3
     batches in a non-cyclic order, T = 1/2: slopes ``r + 1`` (verdict ``pass``: within 0.1,
