@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import sympy as sp
 
-from .dag import contains, make_sum
+from .dag import contains, rebuilt
 from .family import g, theta
 from .operators import ATOMS, D3, Grad, Hess, linearize
 from .optimizers import lam, rebuild
@@ -61,8 +61,7 @@ def shifted(e, c):
             elif isinstance(x, D3):
                 done[x] = D3(x.args[0], walk(x.args[1]), walk(x.args[2]))
             else:
-                args = [walk(a) for a in x.args]
-                done[x] = make_sum(*args) if isinstance(x, sp.Sum) else x.func(*args)
+                done[x] = rebuilt(x, [walk(a) for a in x.args])
         return done[x]
 
     return linearize(walk(sp.sympify(e)))

@@ -13,7 +13,7 @@ import sympy as sp
 from sympy.concrete.expr_with_limits import ExprWithLimits
 
 __all__ = ["free_symbols", "split_independent", "contains", "sums_in", "sum_variables", "make_sum",
-           "xreplace", "substitute_free", "doit"]
+           "xreplace", "substitute_free", "doit", "rebuilt"]
 
 
 @lru_cache(maxsize=1 << 16)
@@ -88,7 +88,9 @@ def make_sum(f, *limits):
     return obj
 
 
-def _rebuild(e, args):
+def rebuilt(e, args):
+    """``e`` with the arguments ``args`` (``e`` itself where they are its own; a ``Sum`` by
+    :func:`make_sum`)."""
     if all(a is b for a, b in zip(args, e.args)):
         return e
     if isinstance(e, sp.Sum):
@@ -104,7 +106,7 @@ def xreplace(e, rule):
         if x in rule:
             return rule[x]
         if x not in done:
-            done[x] = _rebuild(x, [walk(a) for a in x.args]) if x.args else x
+            done[x] = rebuilt(x, [walk(a) for a in x.args]) if x.args else x
         return done[x]
 
     return walk(sp.sympify(e))
@@ -123,7 +125,7 @@ def substitute_free(e, var, value):
         if x not in done:
             done[x] = (x.subs(var, value) if isinstance(x, ExprWithLimits)
                        and any(lim[0] == var for lim in x.limits)
-                       else _rebuild(x, [walk(a) for a in x.args]))
+                       else rebuilt(x, [walk(a) for a in x.args]))
         return done[x]
 
     return walk(e)
@@ -163,7 +165,7 @@ def doit(e):
                     and x.limits[-1][2].is_Integer:
                 done[x] = written_out(x)
                 return done[x]
-            y = _rebuild(x, [walk(a) for a in x.args]) if x.args else x
+            y = rebuilt(x, [walk(a) for a in x.args]) if x.args else x
             if isinstance(y, (ExprWithLimits, sp.Derivative, sp.Piecewise)):
                 z = y.doit(deep=False)
                 y = walk(z) if z != y else z

@@ -14,6 +14,7 @@ import sympy as sp
 from hypothesis import assume, given, settings, strategies as st
 
 from conftest import examples
+from every_step import tables_only
 from modeq.symbolic import derive, optimizers as O
 from modeq.symbolic.emit import nested_sums
 from modeq.symbolic.emit.nested_sums import NestedSums
@@ -22,14 +23,6 @@ from modeq.symbolic.emit.node_tables import DEGREE, PeriodicRun, TableRun
 x, y = sp.symbols("x y")
 E = sp.log(sp.cosh(x)) + (y - x / 2) ** 2 / 2 + x ** 2 / 4
 LOSSES = [E, (x - 1) ** 2 / 2 + sp.log(sp.cosh(y)), x * y / 3 + (y + 1) ** 2 / 2]
-
-
-def tables_only(field):
-    """The same mini-batch field without its periodic start: every step by the tables."""
-    out = object.__new__(type(field))
-    out.__dict__.update(field.__dict__)
-    out.limit = None
-    return out
 
 
 class Counted(TableRun):

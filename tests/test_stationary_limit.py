@@ -15,6 +15,7 @@ import sympy as sp
 from hypothesis import assume, given, settings, strategies as st
 
 from conftest import examples
+from every_step import tables_only
 from modeq.symbolic import derive, optimizers as O
 from modeq.symbolic.emit.past_sums import PastSums
 from modeq.symbolic.emit.stationary_limit import limit_start, sum_depth
@@ -27,15 +28,6 @@ E = sp.log(sp.cosh(x)) + (y - x / 2) ** 2 / 2 + x ** 2 / 4
 @pytest.fixture(scope="module")
 def flow():
     return derive(O.torch_rmsprop(momentum=True), 1)
-
-
-def tables_only(field):
-    """The same field without its stationary limit (full batch) or its periodic start (mini
-    batch): every step by the node tables."""
-    out = object.__new__(type(field))
-    out.__dict__.update(field.__dict__)
-    out.limit = None
-    return out
 
 
 def refuse(*args, **kwargs):

@@ -15,6 +15,7 @@ import sympy as sp
 from hypothesis import assume, given, settings, strategies as st
 
 from conftest import examples
+from every_step import tables_only
 from modeq.symbolic import derive, optimizers as O
 from modeq.symbolic.coefficients import transient_rates
 from modeq.symbolic.emit.step_indexed import StepIndexedField
@@ -24,15 +25,6 @@ from modeq.symbolic.optimizers import psi
 x, y = sp.symbols("x y")
 E = sp.log(sp.cosh(x)) + (y - x / 2) ** 2 / 2 + x ** 2 / 4
 LOSSES = [E + (x + y) / 4, E - x / 4 + y ** 2 / 8, E - y / 4 + x * y / 8]
-
-
-def tables_only(field):
-    """The same field without its stationary limit or periodic start: every step by the node
-    tables."""
-    out = object.__new__(type(field))
-    out.__dict__.update(field.__dict__)
-    out.limit = None
-    return out
 
 
 def close(a, b, scale):

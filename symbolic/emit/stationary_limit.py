@@ -142,9 +142,10 @@ class StationaryLimit:
         late = late or {}
         values = [self.decays[d] if self.decays[d] is not None else _value(d, late)
                   for d in self.decays]
-        if any(v is None or not 0 <= v < 1 for v in values):
+        if any(v is None for v in values):
             return None
         key = (prec, tuple(values))
-        if key not in self._starts:
-            self._starts[key] = limit_start(values, prec, self.depth)
+        if key not in self._starts:        # a rate outside [0, 1): no limit (asked once)
+            self._starts[key] = (limit_start(values, prec, self.depth)
+                                 if all(0 <= v < 1 for v in values) else None)
         return self._starts[key]
