@@ -40,7 +40,7 @@ def plain_of_coupled(optimizer):
         parts = [s.of.xreplace(back) for s in optimizer.states] + [optimizer.step.xreplace(back)]
         if not any(theta in p.free_symbols for p in parts):
             sub = lambda e: e.xreplace(back)  # noqa: E731
-            return rebuild(optimizer, optimizer.name + "_plain", sub, sub), sign * lam
+            return rebuild(optimizer, optimizer.name, sub, sub), sign * lam
     return None
 
 
@@ -69,7 +69,7 @@ def shifted(e, c):
 
 def shifted_derivation(plain, optimizer, c):
     """The :class:`~.pipeline.Derivation` of ``optimizer`` from its plain declaration's
-    (``plain``): every term shifted, the states named as the optimizer's own."""
+    (``plain``): every term shifted, the states named as the optimizer's own, ``shift = c``."""
     own = {s.name: s for s in optimizer.states}
     return replace(
         plain, optimizer=optimizer,
@@ -78,4 +78,4 @@ def shifted_derivation(plain, optimizer, c):
         F_opaque=None if plain.F_opaque is None else shifted(plain.F_opaque, c),
         states=[replace(s, state=own[s.state.name], terms=[shifted(t, c) for t in s.terms],
                         raw=[shifted(t, c) for t in s.raw]) for s in plain.states],
-        flow_step={})
+        flow_step={}, shift=c)

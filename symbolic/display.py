@@ -4,16 +4,18 @@
 (:mod:`.cache`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sympy as sp
 
 from . import cache
 from .coefficients import reveal
-from .family import eps, n
+from .coupled_decay import plain_of_coupled, shifted
+from .family import eps, g, n, theta
 from .named import memory_symbols, split_coefficient
 from .expand import expand_mul
 from .operators import ATOMS, collect_fields, factored, is_field
+from .pipeline import derivation
 
 __all__ = ["flow_text", "flow_latex", "grouped_terms", "structured_coefficient", "named_terms",
            "NamedTerms", "formula_lines", "simplified_coefficient", "NOTATION", "S_SYMBOL"]
@@ -241,6 +243,11 @@ def formula_lines(named, indent="  ", orders=None):
         lines.extend(f"{indent}  {name} = {sp.sstr(a)}" for name, a in named.defined[r])
     if orders is None or len(named.terms) - 1 in orders:
         lines.extend(f"{indent}  {c}(n) = {sp.sstr(a)}" for c, a in named.functions)
+    if named.shift is not None:
+        c, loss = named.shift, sp.Symbol("E") + named.shift * sp.Symbol("|theta|**2") / 2
+        lines.append(f"{indent}every F_r above on the loss {sp.sstr(loss)} (each batch's E_k "
+                     f"alike): g -> {sp.sstr(g + c * theta)}, (H.(u)) -> "
+                     f"{sp.sstr(sp.Symbol('(H.(u))') + c * sp.Symbol('u'))}, T unchanged")
     return lines
 
 
@@ -256,14 +263,17 @@ class NamedTerms:
     ``None``; ``groups[r]`` the factor lists of ``F_r``'s terms (what the text and LaTeX
     displays print); ``functions`` the ``[(c_i, definition in n)]`` of the step-index
     coefficients the last term reads opaque, ``c_i(k)`` (where they were held opaque in its
-    derivation, :mod:`.coefficients`: NAdam's at order 2).  :meth:`substituted` gives back
-    ``flow.terms()`` exactly."""
+    derivation, :mod:`.coefficients`: NAdam's at order 2); ``shift`` the ``c`` of a flow
+    derived on the loss ``E + c |theta|^2 / 2`` (:mod:`.coupled_decay`), whose terms are
+    the plain declaration's read with ``g -> g + c theta``, ``H.u -> H.u + c u``, else
+    ``None``.  :meth:`substituted` gives back ``flow.terms()`` exactly."""
     terms: tuple
     coefficients: tuple
     defined: tuple
     s: object
     groups: tuple
     functions: tuple = ()
+    shift: object = None
 
     def definitions(self):
         """``{symbol: value}`` of every name, ``s`` included."""
@@ -275,22 +285,34 @@ class NamedTerms:
     def substituted(self):
         """``[F_r]`` with every name replaced by its value (equal to ``flow.terms()``)."""
         values, functions = self.definitions(), dict(self.functions)
-        return [reveal(t.xreplace(values), functions) for t in self.terms]
+        terms = [reveal(t.xreplace(values), functions) for t in self.terms]
+        return terms if self.shift is None else [shifted(t, self.shift) for t in terms]
 
 
 def named_terms(flow, batch="full", stationary=False):
     """:class:`NamedTerms` of ``flow`` (cached on disk per declaration and variant); the
     names are the ones ``modeq derive`` prints, ``flow_latex`` typesets and the generated
-    modules use."""
-    return cache.cached("display", flow.optimizer,
-                        lambda: _named_terms(flow, batch, stationary), order=flow.order,
-                        batch=batch, stationary=bool(stationary), format="named")
-
-
-def _named_terms(flow, batch, stationary):
-    names = _Names(flow.optimizer)
-    terms, groups, defined = [], [], []
+    modules use.  A flow derived on a shifted loss (:mod:`.coupled_decay`: NAdam's coupled
+    weight decay) is named as its plain declaration's, with the shift: its own terms,
+    ``lam`` in every coefficient, do not group in any budget worth spending (minutes at
+    order 2)."""
     derived = flow.derivation(batch, stationary)
+    if derived.shift is None:
+        return _cached_named(flow.optimizer, flow.order, batch, stationary)
+    plain, c = plain_of_coupled(flow.optimizer)
+    return replace(_cached_named(plain, flow.order, batch, stationary), shift=c)
+
+
+def _cached_named(optimizer, order, batch, stationary):
+    return cache.cached("display", optimizer,
+                        lambda: _named_terms(optimizer, order, batch, stationary),
+                        order=order, batch=batch, stationary=bool(stationary), format="named")
+
+
+def _named_terms(optimizer, order, batch, stationary):
+    names = _Names(optimizer)
+    terms, groups, defined = [], [], []
+    derived = derivation(optimizer, order, batch, stationary)
     last = derived.F[-1] if derived.F_opaque is None else derived.F_opaque
     for F in derived.F[:-1] + [last]:
         parts = [names.rewrite(k, c) for k, c in grouped_terms(F)]
@@ -427,6 +449,12 @@ def _flow_latex(flow, batch, stationary):
                     else f"F_{{{r}}} &= 0")
         rows.extend(f"{sp.latex(name)} &= {sp.latex(a)}" for name, a in named.defined[r])
     rows.extend(f"{sp.latex(c(n))} &= {sp.latex(a)}" for c, a in named.functions)
+    if named.shift is not None:
+        c = named.shift
+        sign, a = ("-", -c) if c.could_extract_minus_sign() else ("+", c)
+        rows.append(rf"&\text{{on the loss }} E {sign} \tfrac{{{sp.latex(a)}}}{{2}}"
+                    rf"\lVert\theta\rVert^2\text{{: }} g \to {sp.latex(g + c * theta)},\ "
+                    rf"H u \to H u {sign} {sp.latex(a)}\,u")
     if named.s is not None:
         rows.append(f"s &= {sp.latex(named.s)}")
     return "\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}"

@@ -34,6 +34,9 @@ class Derivation:
     Where the step's step-index coefficients were held opaque (:mod:`.coefficients`),
     ``coefficients`` maps each ``c_i`` to its definition in ``n`` and ``F_opaque`` is
     ``F[order]`` in the ``c_i`` (what the displays print: written out it does not group).
+    ``shift``: ``c`` where the terms are the plain declaration's on the loss
+    ``E + c |theta|^2 / 2`` (:mod:`.coupled_decay`; the displays print the plain terms and
+    the substitution), else ``None``.
     """
     optimizer: Optimizer
     order: int
@@ -45,6 +48,7 @@ class Derivation:
     flow_step: dict = field(default_factory=dict)
     coefficients: dict = field(default_factory=dict)
     F_opaque: object = None
+    shift: object = None
 
 
 _DERIVED = Memo()

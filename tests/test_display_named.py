@@ -205,7 +205,9 @@ def test_step_index_coefficients_are_displayed_opaque_and_defined(batch):
     """NAdam at order 2 (its step reads ``n`` through ``mu_1 ... mu_t``): ``F2`` written out
     does not group for display, so it is displayed in the opaque coefficients ``c0(k)``,
     ``c1(k)`` it was solved in, each defined once (text and LaTeX) as the step's own
-    coefficient; :meth:`substituted` puts the definitions back (no ``c_i`` left)."""
+    coefficient; :meth:`substituted` puts the definitions back (no ``c_i`` left).  With
+    coupled weight decay (mini batch; derived on the shifted loss): the same named terms, the
+    shift stated (minutes of grouping its own terms before)."""
     from sympy.core.function import AppliedUndef
     opt = optimizers.torch_nadam()
     flow = derive(opt, 2)
@@ -219,3 +221,52 @@ def test_step_index_coefficients_are_displayed_opaque_and_defined(batch):
     assert "  c0(n) = " in text and "  c1(n) = " in text and "c1(k)" in text
     if batch == "full":
         assert r"c_{1}{\left(n \right)} &= " in flow_latex(flow)
+    else:   # with coupled weight decay: the same display on E + lam |theta|^2 / 2
+        coupled = derive(optimizers.torch_nadam("coupled"), 2)
+        shifted = coupled.named_terms(batch)
+        assert shifted.shift == optimizers.lam
+        assert [len(t) for t in shifted.groups] == [len(t) for t in named.groups]
+        assert "every F_r above on the loss E + lam*|theta|**2/2" in flow_text(coupled, batch)
+
+
+SHIFTED = {   # declarations derived on the loss E + c |theta|^2 / 2, with c
+    "nadam-l2": (lambda: optimizers.torch_nadam("coupled"), "lam"),
+    "sgd-nesterov-maximize-l2": (lambda: optimizers.torch_sgd(True, False, True, "coupled", True),
+                                 "-lam"),
+    "adam-l2": (lambda: optimizers.torch_adam("coupled"), "lam"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIFTED))
+def test_a_flow_derived_on_a_shifted_loss_is_displayed_as_the_plain_one_on_that_loss(name):
+    """A flow derived as its plain declaration on ``E + c |theta|^2 / 2`` (NAdam's coupled
+    weight decay; forced onto SGD with maximize, ``c = -lam``, and Adam L2, whose direct
+    derivations are fast): the named terms are the plain declaration's, the shift ``c`` is
+    stated in text and LaTeX, and the names substituted and the shift applied give back the
+    flow's own terms (components at random points, 50 digits)."""
+    from modeq.symbolic import cache, pipeline
+    from modeq.symbolic.coupled_decay import plain_of_coupled
+    make, c = SHIFTED[name]
+    opt = make()
+    lookup = cache.lookup
+    with pytest.MonkeyPatch.context() as m:
+        # derived by the shift, neither read from the disk cache nor stored there
+        m.setattr(pipeline, "_derived_by_shift", plain_of_coupled)
+        m.setattr(cache, "lookup", lambda kind, o, **key: cache.MISS if o is opt
+                  else lookup(kind, o, **key))
+        m.setattr(cache, "store", lambda *args, **key: None)
+        flow = derive(opt, 1)
+        assert flow.derivation().shift == sp.sympify(c, locals={"lam": optimizers.lam})
+        named, text, latex = flow.named_terms(), flow_text(flow), flow_latex(flow)
+    plain = derive(plain_of_coupled(opt)[0], 1).named_terms()
+    assert [len(t) for t in named.groups] == [len(t) for t in plain.groups]
+    assert [x for x, _ in named.coefficients] == [x for x, _ in plain.coefficients]
+    assert named.shift == sp.sympify(c, locals={"lam": optimizers.lam})
+    sign = "-" if c.startswith("-") else "+"
+    assert f"on the loss E {sign} lam*|theta|**2/2" in text
+    assert f"g -> g {sign} lam*theta, (H.(u)) -> (H.(u)) {sign} lam*u" in text
+    assert rf"E {sign} \tfrac{{lam}}{{2}}\lVert\theta\rVert^2" in latex
+    for want, got in zip(flow.terms(), named.substituted()):
+        for seed in range(2):
+            a, b = _components(want, seed, got), _components(got, seed, want)
+            assert abs(a - b) <= sp.Float(10) ** -40 * max(1, abs(a)), (name, want, got)
