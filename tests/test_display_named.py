@@ -229,8 +229,8 @@ def test_step_index_coefficients_are_displayed_opaque_and_defined(batch):
         assert "every F_r above on the loss E + lam*|theta|**2/2" in flow_text(coupled, batch)
 
 
-SHIFTED = {   # declarations derived on the loss E + c |theta|^2 / 2, with c
-    "nadam-l2": (lambda: optimizers.torch_nadam("coupled"), "lam"),
+SHIFTED = {   # declarations derived on the loss E + c |theta|^2 / 2 (forced), with c; NAdam's
+    # own (taken unforced) at order 2 in test_step_index_coefficients_are_displayed_opaque_...
     "sgd-nesterov-maximize-l2": (lambda: optimizers.torch_sgd(True, False, True, "coupled", True),
                                  "-lam"),
     "adam-l2": (lambda: optimizers.torch_adam("coupled"), "lam"),
@@ -239,9 +239,9 @@ SHIFTED = {   # declarations derived on the loss E + c |theta|^2 / 2, with c
 
 @pytest.mark.parametrize("name", sorted(SHIFTED))
 def test_a_flow_derived_on_a_shifted_loss_is_displayed_as_the_plain_one_on_that_loss(name):
-    """A flow derived as its plain declaration on ``E + c |theta|^2 / 2`` (NAdam's coupled
-    weight decay; forced onto SGD with maximize, ``c = -lam``, and Adam L2, whose direct
-    derivations are fast): the named terms are the plain declaration's, the shift ``c`` is
+    """A flow derived as its plain declaration on ``E + c |theta|^2 / 2`` (the route of NAdam's
+    coupled weight decay, forced onto SGD with maximize, ``c = -lam``, and Adam L2, whose
+    terms are small): the named terms are the plain declaration's, the shift ``c`` is
     stated in text and LaTeX, and the names substituted and the shift applied give back the
     flow's own terms (components at random points, 50 digits)."""
     from modeq.symbolic import cache, pipeline
