@@ -245,8 +245,8 @@ def formula_lines(named, indent="  ", orders=None):
         lines.extend(f"{indent}  {c}(n) = {sp.sstr(a)}" for c, a in named.functions)
     if named.shift is not None:
         c, loss = named.shift, sp.Symbol("E") + named.shift * sp.Symbol("|theta|**2") / 2
-        lines.append(f"{indent}every F_r above on the loss {sp.sstr(loss)} (each batch's E_k "
-                     f"alike): g -> {sp.sstr(g + c * theta)}, (H.(u)) -> "
+        lines.append(f"{indent}every F_r above on the loss {sp.sstr(loss)} (in mini batch each "
+                     f"E_k alike): g -> {sp.sstr(g + c * theta)}, (H.(u)) -> "
                      f"{sp.sstr(sp.Symbol('(H.(u))') + c * sp.Symbol('u'))}, T unchanged")
     return lines
 
