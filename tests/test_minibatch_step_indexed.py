@@ -212,7 +212,9 @@ NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 16          # 144 steps; twice: T / h
 @pytest.mark.parametrize("name, hs, orders", [     # RMSprop with momentum at orders 0, 1:
     ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),  # against torch's iterates
     ("sgd-dampened", ["1/16", "1/32", "1/64", "1/128"], (2,)),
-    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1, 2))])
+    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1, 2)),
+    # AdaBelief (user declaration): 2.977 (rates 2.48, 2.99, 2.96); its derivation is shared
+    pytest.param("adabelief", ["1/16", "1/32", "1/64", "1/128"], (2,), marks=ADABELIEF_2)])
 # RMSprop with momentum at order 2 (slope 3.039, h = 2^-6..2^-9, 141 s) is left to the study
 # against torch's iterates in test_torch_optim.py: the same declaration, flow and schedule
 # pattern, on batches of the same form around another base loss
