@@ -89,7 +89,10 @@ class NestedSums:
     docstring.  ``NestedSums(sums, head, n, backend)``; ``nested(*head_values)`` returns the
     list of the sums' values (``head`` holds ``n`` and every other free symbol).  What depends
     only on the head (the gradient, the Hessian's entries, the ratios) is evaluated once per
-    call, not once per step of a table.
+    call, not once per step of a table.  ``periodic=True``: lowered for the periodic closed
+    form (:class:`~.prefix_nodes.Lowering` ``split_n_weights``), and a call with a ``period``
+    raises :class:`~.node_tables.NotPeriodic` where the form does not apply instead of
+    filling the tables from the first step.
 
     >>> n, k, l = sp.symbols("n k l", integer=True)
     >>> c, x = sp.Rational(1, 2), sp.Symbol("x")
@@ -98,11 +101,12 @@ class NestedSums:
     [49/8]
     """
 
-    def __init__(self, sums, head, n, backend, dtype=None, cse=True):
+    def __init__(self, sums, head, n, backend, dtype=None, cse=True, periodic=False):
         head = list(head)
         names = fresh_names("_ns", list(sums))
         U, J = sp.Symbol(next(names), integer=True), sp.Symbol(next(names), integer=True)
-        lowering = Lowering(n, U, J)
+        self.periodic = periodic
+        lowering = Lowering(n, U, J, split_n_weights=periodic)
         tops = [lowering.lower(s) for s in sums]
         # a sum left as printed loops reads its per-step data by calls: _D<slot> then names a
         # kernel argument, given per call as a function of the step
@@ -173,12 +177,13 @@ class NestedSums:
         out.sort(key=lambda g: g[0])
         return [(members, base, direct) for _, members, base, direct in out]
 
-    def __call__(self, *head, device=None, data=None, period=None):
+    def __call__(self, *head, device=None, data=None, period=None, strict=False):
         """The sums' values; ``data = (rows, batch)``: the per-step data ``_D<slot>(k)`` of the
         summands is ``rows[batch(k)][slot]`` (a mini-batch flow: each past step with the
         derivatives of its own batch); ``period = (N0, m, bits)``: the tables start at
         ``N0 - 1`` by the periodic closed form (:class:`~.node_tables.PeriodicRun`) where it
-        applies, else from the first step."""
+        applies, else from the first step (``strict``, or tables lowered ``periodic``: raise
+        :class:`~.node_tables.NotPeriodic` instead)."""
         head = [*head, *self._reader_values(data)]
         # a peeled last term reads n outside the limits (``1/(n + 3)``): exact in "exact"
         head[self._n] = self._index(head[self._n])
@@ -188,7 +193,7 @@ class NestedSums:
             return kind(self, head, head[self._n], values[:self._inv], values[self._inv:],
                         device, data=data, **extra)
 
-        out = list(self._kernel(*head, *self._tops(run, period), device=device))
+        out = list(self._kernel(*head, *self._tops(run, period, strict), device=device))
         if self._backend in ("numpy", "torch") and not all_finite(out) \
                 and all_finite(values) and all_finite([] if data is None else data[0]):
             raise FloatingPointError(
@@ -198,7 +203,7 @@ class NestedSums:
                 f"the point is finite: evaluate with backend='mpmath'")
         return out
 
-    def _tops(self, run, period):
+    def _tops(self, run, period, strict=False):
         """The values of the node applications in the top-level sums: from tables started at
         the periodic start (``period``) where the closed form applies, else from step 0;
         ``run(kind, **extra)`` makes the tables' run."""
@@ -209,7 +214,8 @@ class NestedSums:
             try:
                 return read(run(PeriodicRun, period=period))
             except NotPeriodic:
-                pass
+                if self.periodic or strict:
+                    raise
         return read(run(TableRun))
 
     def _reader_values(self, data):
@@ -226,7 +232,7 @@ class NestedSums:
         """Whether :meth:`fast` applies (mpmath kernels, gmpy2 installed)."""
         return self._fast is not None
 
-    def fast(self, prec, *head, data=None, period=None):
+    def fast(self, prec, *head, data=None, period=None, strict=False):
         """The same values in MPFR arithmetic (:mod:`.mpfr`) at ``prec`` bits, inside
         ``with mpfr.context(prec)``, the head values (and ``data``'s rows) ``mpfr`` or ints
         (``n``); ``None`` where a value is not finite (then call the mpmath path)."""
@@ -240,6 +246,6 @@ class NestedSums:
                         None, (prec, groups), data, **extra)
 
         try:
-            return top(prec, *head, *self._tops(run, period))
+            return top(prec, *head, *self._tops(run, period, strict))
         except NotFinite:
             return None

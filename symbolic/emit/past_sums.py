@@ -25,6 +25,7 @@ from . import mpfr
 from .intervals import point
 from .kernel import Kernel
 from .nested_sums import NestedSums
+from .node_tables import NotPeriodic
 from .windowed import windowed_sum
 
 __all__ = ["PastSums", "GUARD_BITS"]
@@ -50,7 +51,8 @@ class PastSums:
                                        for _, f in members)
         self._sums = [sp.Sum(f, key) for key, members in groups.items() for _, f in members]
         self._head, self._backend, self._dtype, self._cse = list(head), backend, dtype, cse
-        self._tables = None
+        self._tables = self._split_tables = None
+        self._refused = set()
         self._loops = []           # (limits(n), summand kernel, interval kernel or None, count)
         if self.nested:
             return
@@ -72,6 +74,19 @@ class PastSums:
             self._tables = NestedSums(self._sums, self._head, n_sym, self._backend,
                                       self._dtype, self._cse)
         return self._tables
+
+    def _periodic_tables(self):
+        """The node tables for a call past a periodic start: :attr:`tables` where their
+        closed form applies, else the same sums lowered with every weight in ``n - k`` shifted
+        (``NestedSums(periodic=True)``, compiled at first need: NAdam's order 2), else
+        ``None`` (the tables are filled from the first step).  A refusal is remembered."""
+        for name in ("_tables", "_split_tables"):
+            if name in self._refused:
+                continue
+            if name == "_split_tables" and self._split_tables is None:
+                self._split_tables = NestedSums(self._sums, self._head, n_sym, self._backend,
+                                                self._dtype, self._cse, periodic=True)
+            yield name, self.tables if name == "_tables" else self._split_tables
 
     def __call__(self, head, device=None, data=None, period=None):
         """The sums' values; ``period = (N0, m)``: a mini-batch field periodic from ``N0`` with
@@ -95,22 +110,34 @@ class PastSums:
         return out
 
     def _by_tables(self, head, device, data, period=None):
-        tables = self.tables
         if self._backend != "mpmath":
-            return tables(*head, device=device, data=data)
+            return self.tables(*head, device=device, data=data)
         import mpmath
         prec = mpmath.mp.prec
-        guarded = prec + GUARD_BITS
-        period = None if period is None else (*period, prec)
-        with mpmath.workprec(guarded):
-            if tables.has_fast:
-                outs = mpfr.run(guarded, lambda: tables.fast(
-                    guarded, *map(mpfr.from_mpf, head), data=_in_mpfr(data), period=period),
-                    lambda r: mpfr.to_mpf(r, prec))
-                if outs is not None:
-                    return outs
-            values = tables(*head, data=data, period=period)
-        return [+v for v in values]
+        if period is not None:
+            for name, tables in self._periodic_tables():
+                try:
+                    return _in_mpmath(tables, head, data, (*period, prec), prec)
+                except NotPeriodic:
+                    self._refused.add(name)
+        return _in_mpmath(self.tables, head, data, None, prec)
+
+
+def _in_mpmath(tables, head, data, period, prec):
+    """The values of ``tables`` in MPFR where it is finite, else mpmath, at ``prec`` bits plus
+    :data:`GUARD_BITS`; ``period``: tables started by the closed form (``NotPeriodic`` where
+    it does not apply, from tables lowered for it)."""
+    import mpmath
+    guarded = prec + GUARD_BITS
+    with mpmath.workprec(guarded):
+        if tables.has_fast:
+            outs = mpfr.run(guarded, lambda: tables.fast(
+                guarded, *map(mpfr.from_mpf, head), data=_in_mpfr(data), period=period,
+                strict=True), lambda r: mpfr.to_mpf(r, prec))
+            if outs is not None:
+                return outs
+        values = tables(*head, data=data, period=period, strict=True)
+    return [+v for v in values]
 
 
 def _in_mpfr(data):

@@ -10,8 +10,13 @@ one evaluation of the summand per step.  Lowering one ``sum_{j=lo}^{hi} f`` (inn
    ``hi < lo - 1`` would follow Karr's convention, a loop would give 0: the rewrite is only made
    where the two agree).
 2. **Separation.**  The summand is multiplied out over the factors that depend both on ``j`` and
-   on an enclosing index; each term's factors free of ``j`` but depending on an enclosing index
-   (an inner node's value at an outer index, such as ``P_B(k - 1)``) leave the sum.
+   on an enclosing index, and for the periodic closed form (``split_n_weights``) on ``n``
+   too (a sum of terms each with its own weight ``beta^(n-j)``, ``rho^(n-j)``, as NAdam's
+   order-2 terms arrive, is split so that every weight is shifted by step 3; kept whole, its
+   table has the ratio 1 and summands growing like ``beta^(-j)``, which no periodic closed
+   form fits); each term's factors free of
+   ``j`` but depending on an enclosing index (an inner node's value at an outer index, such
+   as ``P_B(k - 1)``) leave the sum.
 3. **Geometric weights.**  A factor ``r^(alpha j + beta.v + gamma)`` (``v`` the enclosing
    indices) is written ``r^(beta.(v - U)) * r^(alpha j + |beta| U + gamma)``, ``U`` the node's
    argument: the first factor leaves the sum, the second makes the summand geometric in ``U``
@@ -81,10 +86,14 @@ class _Node:
 
 
 class Lowering:
-    """The symbolic rewrite of the module docstring; ``nodes`` inner before outer."""
+    """The symbolic rewrite of the module docstring; ``nodes`` inner before outer.
+    ``split_n_weights``: factors that depend on ``j`` and ``n`` are multiplied out too (step 2),
+    for tables whose periodic closed form needs every weight shifted; it costs more nodes
+    (NAdam's order 2: 1.6x per step), so the tables filled from the first step do without."""
 
-    def __init__(self, n, U, J):
+    def __init__(self, n, U, J, split_n_weights=False):
         self.n, self.U, self.J = n, U, J
+        self.split_n_weights = split_n_weights
         self.nodes = []
         self._ids = {}
         # the same inner sums recur in many sums: each (expression, scope) lowered once;
@@ -167,7 +176,8 @@ class Lowering:
                 return None
             pieces = [(1, hi), (-1, lo - 1)]
         groups = {}
-        for term in _terms(f, J, others):
+        split = others | {self.n} if self.split_n_weights else others
+        for term in _terms(f, J, split):
             if term == 0:
                 continue
             split = _separate(term, J, others, self.U, self.n)
@@ -243,7 +253,8 @@ def _depends(e, J, others):
 
 def _terms(e, J, others):
     """The additive terms of ``e``, multiplied out only over factors that depend both on ``J``
-    and on an enclosing index (the separation of the module docstring)."""
+    and on one of ``others`` (the enclosing indices and ``n``: the separation of the module
+    docstring)."""
     if e.is_Add:
         return [t for a in e.args for t in _terms(a, J, others)]
     if e.is_Mul:
