@@ -205,7 +205,8 @@ class NestedSums:
 
     def _tops(self, run, period, strict=False):
         """The values of the node applications in the top-level sums: from tables started at
-        the periodic start (``period``) where the closed form applies, else from step 0;
+        the periodic start (``period``) where the closed form applies, else from step 0
+        (``strict`` or :attr:`periodic`: :class:`~.node_tables.NotPeriodic` instead);
         ``run(kind, **extra)`` makes the tables' run."""
         def read(tables):
             return [tables.value(key, arg(tables.n, 0, 0)) for key, arg in self._apps]

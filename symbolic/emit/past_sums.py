@@ -76,10 +76,11 @@ class PastSums:
         return self._tables
 
     def _periodic_tables(self):
-        """The node tables for a call past a periodic start: :attr:`tables` where their
-        closed form applies, else the same sums lowered with every weight in ``n - k`` shifted
-        (``NestedSums(periodic=True)``, compiled at first need: NAdam's order 2), else
-        ``None`` (the tables are filled from the first step).  A refusal is remembered."""
+        """``(name, tables)`` to try in turn for a call past a periodic start: :attr:`tables`,
+        then the same sums lowered with every weight in ``n - k`` shifted
+        (``NestedSums(periodic=True)``, compiled at first need: NAdam's order 2); those that
+        refused the closed form once (``name`` in ``_refused``) are skipped.  When none
+        answers, the caller fills :attr:`tables` from the first step."""
         for name in ("_tables", "_split_tables"):
             if name in self._refused:
                 continue

@@ -14,9 +14,8 @@ one evaluation of the summand per step.  Lowering one ``sum_{j=lo}^{hi} f`` (inn
    too (a sum of terms each with its own weight ``beta^(n-j)``, ``rho^(n-j)``, as NAdam's
    order-2 terms arrive, is split so that every weight is shifted by step 3; kept whole, its
    table has the ratio 1 and summands growing like ``beta^(-j)``, which no periodic closed
-   form fits); each term's factors free of
-   ``j`` but depending on an enclosing index (an inner node's value at an outer index, such
-   as ``P_B(k - 1)``) leave the sum.
+   form fits); each term's factors free of ``j`` but depending on an enclosing index (an
+   inner node's value at an outer index, such as ``P_B(k - 1)``) leave the sum.
 3. **Geometric weights.**  A factor ``r^(alpha j + beta.v + gamma)`` (``v`` the enclosing
    indices) is written ``r^(beta.(v - U)) * r^(alpha j + |beta| U + gamma)``, ``U`` the node's
    argument: the first factor leaves the sum, the second makes the summand geometric in ``U``
