@@ -81,13 +81,13 @@ class PastSums:
         (``NestedSums(periodic=True)``, compiled at first need: NAdam's order 2); those that
         refused the closed form once (``name`` in ``_refused``) are skipped.  When none
         answers, the caller fills :attr:`tables` from the first step."""
-        for name in ("_tables", "_split_tables"):
-            if name in self._refused:
-                continue
-            if name == "_split_tables" and self._split_tables is None:
+        if "own" not in self._refused:
+            yield "own", self.tables
+        if "split" not in self._refused:
+            if self._split_tables is None:
                 self._split_tables = NestedSums(self._sums, self._head, n_sym, self._backend,
                                                 self._dtype, self._cse, periodic=True)
-            yield name, self.tables if name == "_tables" else self._split_tables
+            yield "split", self._split_tables
 
     def __call__(self, head, device=None, data=None, period=None):
         """The sums' values; ``period = (N0, m)``: a mini-batch field periodic from ``N0`` with
