@@ -88,7 +88,7 @@ def test_order_2_of_states_reading_states_against_the_series_oracle(name, irrati
 
 
 # ------------------------------------------------------------------ the compiled field
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 
 from conftest import examples  # noqa: E402
 
@@ -137,15 +137,14 @@ def test_float_backends_equal_mpmath(backend):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-@pytest.mark.parametrize("name, far", [("adabelief", 400), ("nadam", 300)])
-def test_float_fields_that_overflow_say_so(backend, name, far):
+def test_float_fields_that_overflow_say_so(backend):
     """AdaBelief in mini batch: its bias corrections leave summands growing like ``beta^(-k)``
-    against weights that shrink; NAdam: its step coefficients (powers such as ``600^(n psi)``
-    against the products ``mu_1 ... mu_t``) span more than the float range.  Float64 overflows after a few
-    hundred steps; the field says so and names the mpmath backend, which gives finite values
-    there; a point where the loss itself is not finite gives ``nan``, without the error."""
+    against weights that shrink, a growth that cancels only across the tables' levels.
+    Float64 overflows after a few hundred steps; the field says so and names the mpmath
+    backend, which gives finite values there; a point where the loss itself is not finite
+    gives ``nan``, without the error."""
     import numpy as np
-    opt = CASES[name]()
+    opt = CASES["adabelief"]()
     flow, vals = derive(opt, 1), _values(opt)
     fast = flow.lambdify(ORDER_2_BATCHES, [x, y], backend=backend, **vals)
     exact = flow.lambdify(ORDER_2_BATCHES, [x, y], **vals)
@@ -153,11 +152,60 @@ def test_float_fields_that_overflow_say_so(backend, name, far):
     assert np.isfinite(np.asarray(fast(10, np.array(point)))).all()
     with pytest.raises(FloatingPointError, match="overflowed.*backend='mpmath'"):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            fast(far, np.array(point))
+            fast(400, np.array(point))
     with mpmath.workdps(30):
-        assert all(mpmath.isfinite(v) for v in exact(far, [mpmath.mpf(p) for p in point]))
+        assert all(mpmath.isfinite(v) for v in exact(400, [mpmath.mpf(p) for p in point]))
     with np.errstate(invalid="ignore"):
         assert np.isnan(np.asarray(fast(10, np.array([np.nan, -0.75])))).all()
+
+
+_NADAM_FIELDS = {}
+
+
+def _nadam_fields(order, backend):
+    """NAdam's mini-batch field (3 batches, cyclic, psi = 1) in ``backend`` and in mpmath,
+    compiled once per test session."""
+    key = (order, backend)
+    if key not in _NADAM_FIELDS:
+        opt = CASES["nadam"]()
+        flow, vals = derive(opt, order), _values(opt)
+        _NADAM_FIELDS[key] = (flow.lambdify(ORDER_2_BATCHES, [x, y], backend=backend, **vals),
+                              flow.lambdify(ORDER_2_BATCHES, [x, y], **vals))
+    return _NADAM_FIELDS[key]
+
+
+def assert_float_equals_mpmath(fast, exact, N, points):
+    """``fast(N)`` at each point of ``points`` (one call, shape ``(2, k)``) equals the mpmath
+    field at 30 digits to 1e-10 of the largest component."""
+    import numpy as np
+    arg = np.array(points).T
+    got = np.asarray(fast(N, arg if fast.backend == "numpy" else __import__("torch").tensor(arg)))
+    with mpmath.workdps(30):
+        for c, point in enumerate(points):
+            want = [float(w) for w in exact(N, [mpmath.mpf(p) for p in point])]
+            assert np.allclose(got[:, c], want, rtol=0, atol=1e-10 * max(map(abs, want))), \
+                (N, point, got[:, c], want)
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(N=st.integers(0, 10 ** 5), backend=st.sampled_from(["numpy", "torch"]))
+@example(N=300, backend="numpy").via("the parts of 24^(l+1)/25^(l+1) past the float range")
+@example(N=10 ** 5, backend="torch").via("past the periodic start")
+def test_nadam_float_fields_past_the_float_range_of_their_parts(N, backend):
+    """NAdam's mini-batch field exact in ``n`` (order 1): the derivation writes
+    ``(24/25)^(l psi)`` as ``24^(l psi)/25^(l psi)`` and clears denominators into powers such
+    as ``600^(n psi)`` and ``25^(l+1)``, whose parts leave the float64 range after about 110
+    steps at ``psi = 1`` (an overflow error before); the float field equals mpmath at any step
+    (:mod:`modeq.symbolic.emit.growth`)."""
+    fast, exact = _nadam_fields(1, backend)
+    assert_float_equals_mpmath(fast, exact, N, [[1.25, -0.75], [0.3, 0.9]])
+
+
+def test_nadam_order_2_float_field_past_the_float_range_of_its_parts():
+    """The same at order 2 (sums over pairs of past steps, ``600^(n psi)`` against the products
+    ``mu_1 ... mu_t`` in the field and in the summands)."""
+    fast, exact = _nadam_fields(2, "numpy")
+    assert_float_equals_mpmath(fast, exact, 3000, [[1.25, -0.75]])
 
 
 def test_order_2_field_of_the_dampened_buffer_equals_every_sum_added_up():

@@ -5,7 +5,9 @@ It hoists every coefficient that depends on the step index ``n`` (and on late-bo
 such as ``h``) but not on the point — memory moments in closed form, bias corrections, finite
 memory sums — and evaluates them once per ``n`` in mpmath with guard digits, then rounds once
 to the working arithmetic: their closed forms cancel badly in float64 for decays near 1
-(``1 - (n+1) rho^n + n rho^(n+1)`` with ``rho = 0.999``).  Constants named in ``late`` stay
+(``1 - (n+1) rho^n + n rho^(n+1)`` with ``rho = 0.999``).  In float arithmetic the growth of
+the field's parts in ``n`` is balanced first (:mod:`.growth`: NAdam's ``600^(n psi)`` against
+``24^(3 n psi)`` as one coefficient of order one).  Constants named in ``late`` stay
 symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that an order
 study compiles each flow once for all its step sizes.  The sums over past steps with no closed
 form in ``n`` are evaluated by :class:`~.past_sums.PastSums` (node tables, windowed sums or
@@ -19,6 +21,7 @@ import math
 
 from ..family import n as n_sym
 from .arrays import all_finite, as_points, to_mpf
+from .growth import balance_growth
 from .kernel import Kernel
 from . import mpfr
 from .past_sums import PastSums
@@ -53,7 +56,10 @@ class FullBatchField:
         self.late = list(late)
         self._decays = list(decays)
         self.uses_n = any(e.has(n_sym) for e in self.expressions)
-        body, coeffs = hoist_coefficients(self.expressions, self.params, {n_sym, *self.late})
+        body = self.expressions
+        if backend in ("numpy", "torch") and self.uses_n:
+            body = balance_growth(body, n_sym)
+        body, coeffs = hoist_coefficients(body, self.params, {n_sym, *self.late})
         body, groups = extract_sums(body)
         self._coefficient_symbols = [s for s, _ in coeffs]
         head = [n_sym, *self.params, *self.late, *self._coefficient_symbols]
@@ -130,9 +136,8 @@ class FullBatchField:
         if not mp_backend and not all_finite(out):
             raise FloatingPointError(
                 f"a step-index coefficient of the field overflowed {self.dtype} at step {n} "
-                f"(exact in n, its powers of the decays and step products grow past the float "
-                f"range, as NAdam's 600^(n psi) and 24^(3 n psi) do after about 18,500 steps "
-                f"at torch's momentum_decay): evaluate with backend='mpmath'")
+                f"(exact in n, it grows past the float range even with the growth of its "
+                f"parts balanced against each other): evaluate with backend='mpmath'")
         self._memo[key] = out
         return out
 

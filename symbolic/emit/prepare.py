@@ -119,7 +119,8 @@ def hoist_coefficients(exprs, point, step):
     the symbols in the set ``step``) but on no symbol of ``point`` by a fresh symbol ``_m0, ...``.
 
     Returns ``(body, [(symbol, coefficient)])``.  Memory coefficients in closed form and finite
-    sums without one are hoisted whole (a ``Sum`` is never entered).  An undefined function's
+    sums without one are hoisted whole (a ``Sum`` is never entered); the step-index factors of
+    one product (terms of one sum) are one coefficient.  An undefined function's
     application (per-step data ``_D<slot>(k)`` of a mini-batch flow) counts as depending on
     the point.
     """
@@ -144,7 +145,19 @@ def hoist_coefficients(exprs, point, step):
             return table[e]
         if not e.args or isinstance(e, sp.Sum):
             return e
+        if isinstance(e, (sp.Mul, sp.Add)):
+            # one coefficient: apart, a scale 600^(n psi) and its ratio 24^(-3 n psi) ...
+            # (:mod:`.growth`) overflow a float that their product fits
+            alone = [a for a in e.args if is_coefficient(a)]
+            if len(alone) > 1:
+                rest = [hoist(a) for a in e.args if not is_coefficient(a)]
+                return e.func(hoist(e.func(*alone)), *rest)
         return e.func(*[hoist(a) for a in e.args])
+
+    def is_coefficient(e):
+        fs = free_symbols(e)
+        return bool(fs & outer) and not fs & point and not contains(
+            e, sp.core.function.AppliedUndef)
 
     body = [hoist(sp.sympify(e)) for e in exprs]
     return body, [(sym, c) for c, sym in table.items()]
