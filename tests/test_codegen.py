@@ -327,3 +327,34 @@ def test_adam_second_order_module_matches_the_exact_field(tmp_path):
     got = mod.flow(g, lambda v: Hm @ v, lambda u, w: np.einsum("ijk,j,k->i", T, u, w),
                    **{k: float(sp.Rational(v)) for k, v in vals.items()})
     assert _rel(got, exact) < 1e-12
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_nadam_module_matches_the_exact_field_and_says_when_it_overflows(tmp_path, backend):
+    """torch's NAdam exact in ``n`` (its products ``mu_1 ... mu_t`` print as ``math.prod``,
+    which the module imports): equal to the exact field at step 6 (SymPy, 30 digits).  At
+    step 400 (psi = 1) its coefficients' parts (``600^(n psi)`` against ``24^(3 n psi)``) are
+    past the float range: the module raises, naming the paths that balance them, instead of
+    returning ``nan``.  (Generated without the symbolic check of its forms, which costs a
+    minute here; the exact field checks the module.)"""
+    from modeq.symbolic.emit.source import module_source
+    opt = optimizers.torch_nadam()
+    out = tmp_path / f"nadam_{backend}.py"
+    out.write_text(module_source(derive(opt, 1), backend, verify_dims=()))
+    mod = _load(str(out))
+    vals = dict(h="1/50", beta="4/5", rho="9/10", eps="1/1000", psi="1")
+    kw = {k: float(sp.Rational(v)) for k, v in vals.items()}
+    g, Hm, T = _derivatives()
+    if backend == "numpy":
+        args = [g, lambda v: Hm @ v]
+    else:
+        args = _torch_callbacks(1)
+
+    def flow(n):
+        got = mod.flow(*args, n=n, **kw)
+        return got if backend == "numpy" else got.detach().numpy()
+
+    assert _rel(flow(6), _exact_field(opt, 1, False, 6, vals)) < 1e-12
+    with pytest.raises(FloatingPointError, match="overflowed.*flow.lambdify"):
+        with np.errstate(all="ignore"):
+            flow(400)

@@ -92,7 +92,7 @@ def nadam_field():
 def test_nadam_coefficients_equal_the_sums_written_out(nadam_field, steps):
     """NAdam's step-index coefficients (memory sums over its momentum schedule, geometric in
     ``n``): the recurrence gives the values the summed-out kernel gives, to the guard digits."""
-    coefficients = nadam_field._coefficients
+    coefficients = nadam_field._coefficients.kernel
     assert running_sums.NAME in coefficients.source
     direct = Kernel(coefficients.exprs, coefficients.args, "mpmath")
     assert running_sums.NAME not in direct.source

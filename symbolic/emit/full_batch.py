@@ -1,13 +1,9 @@
 """The compiled full-batch field ``f(n, theta) -> d theta/dt = -F^(n)(theta)``
 (:class:`FullBatchField`).
 
-It hoists every coefficient that depends on the step index ``n`` (and on late-bound constants
-such as ``h``) but not on the point — memory moments in closed form, bias corrections, finite
-memory sums — and evaluates them once per ``n`` in mpmath with guard digits, then rounds once
-to the working arithmetic: their closed forms cancel badly in float64 for decays near 1
-(``1 - (n+1) rho^n + n rho^(n+1)`` with ``rho = 0.999``).  In float arithmetic the growth of
-the field's parts in ``n`` is balanced first (:mod:`.growth`: NAdam's ``600^(n psi)`` against
-``24^(3 n psi)`` as one coefficient of order one).  Constants named in ``late`` stay
+Its coefficients that depend on the step index ``n`` (and on late-bound constants such as
+``h``) but not on the point are evaluated once per ``n`` in mpmath and rounded once to the
+working arithmetic (:class:`~.step_coefficients.StepCoefficients`).  Constants named in ``late`` stay
 symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that an order
 study compiles each flow once for all its step sizes.  The sums over past steps with no closed
 form in ``n`` are evaluated by :class:`~.past_sums.PastSums` (node tables, windowed sums or
@@ -20,15 +16,17 @@ from __future__ import annotations
 import math
 
 from ..family import n as n_sym
-from .arrays import all_finite, as_points, to_mpf
-from .growth import balance_growth
+from .arrays import as_points, to_mpf
 from .kernel import Kernel
 from . import mpfr
 from .past_sums import PastSums
-from .prepare import extract_sums, hoist_coefficients
+from .prepare import extract_sums
+from .step_coefficients import StepCoefficients
 from .values import check_step, resolve_symbols
 
 __all__ = ["FullBatchField"]
+
+_MEMO_SIZE = 4096
 
 
 class FullBatchField:
@@ -45,8 +43,6 @@ class FullBatchField:
     :meth:`limit_start` on, a call evaluates the stationary field instead (module docstring).
     """
 
-    _MEMO_SIZE = 4096
-
     def __init__(self, exprs, params, backend, dtype=None, cse=True, late=(), decays=(),
                  step_data=False):
         self.expressions = list(exprs)
@@ -56,17 +52,12 @@ class FullBatchField:
         self.late = list(late)
         self._decays = list(decays)
         self.uses_n = any(e.has(n_sym) for e in self.expressions)
-        body = self.expressions
-        if backend in ("numpy", "torch") and self.uses_n:
-            body = balance_growth(body, n_sym)
-        body, coeffs = hoist_coefficients(body, self.params, {n_sym, *self.late})
-        body, groups = extract_sums(body)
-        self._coefficient_symbols = [s for s, _ in coeffs]
-        head = [n_sym, *self.params, *self.late, *self._coefficient_symbols]
+        self._coefficients = StepCoefficients(self.expressions, self.params, backend, dtype,
+                                              cse, self.late)
+        body, groups = extract_sums(self._coefficients.body)
+        head = [n_sym, *self.params, *self.late, *self._coefficients.symbols]
         self.sums = PastSums(groups, head, backend, dtype, cse, step_data)
         self.kernel = Kernel(body, head + self.sums.symbols, backend, dtype, cse)
-        self._coefficients = Kernel([e for _, e in coeffs], [n_sym, *self.late], "mpmath",
-                                    None, cse, running=True) if coeffs else None
         self.dtype = self.kernel.dtype
         # the same code in MPFR arithmetic (:mod:`.mpfr`), where gmpy2 is installed; with past
         # sums, their values (summed by :class:`.PastSums`) are its last arguments
@@ -114,32 +105,7 @@ class FullBatchField:
         return self._bound
 
     def _coefficient_values(self, n, device):
-        if self._coefficients is None:
-            return []
-        import mpmath
-        key = (n, mpmath.mp.prec if self.backend == "mpmath" else str(device))
-        if key in self._memo:
-            return self._memo[key]
-        if len(self._memo) >= self._MEMO_SIZE:
-            self._memo.clear()
-        mp_backend = self.backend == "mpmath"
-        with mpmath.workdps(mpmath.mp.dps + 10 if mp_backend else 30):
-            values = list(self._coefficients(n, *[to_mpf(v) for v in self._exact_late]))
-        if mp_backend:
-            out = [+v for v in values]                   # rounded to the working precision
-        elif self.backend == "numpy":
-            out = [self.dtype.type(str(v)) if self.dtype.itemsize > 8
-                   else self.dtype.type(float(v)) for v in values]
-        else:
-            import torch
-            out = [torch.tensor(float(v), dtype=self.dtype, device=device) for v in values]
-        if not mp_backend and not all_finite(out):
-            raise FloatingPointError(
-                f"a step-index coefficient of the field overflowed {self.dtype} at step {n} "
-                f"(exact in n, it grows past the float range even with the growth of its "
-                f"parts balanced against each other): evaluate with backend='mpmath'")
-        self._memo[key] = out
-        return out
+        return self._coefficients.values(n, self._exact_late, device)
 
     def __call__(self, n, theta, data=None, period=None):
         if self._bound is None:
@@ -229,6 +195,8 @@ class FullBatchField:
         key = ("mpfr", n, prec)
         head = self._memo.get(key)
         if head is None:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
             values = [*self._late_values(None), *self._coefficient_values(n, None)]
             head = self._memo[key] = [mpfr.from_mpf(v) for v in values]
         return head

@@ -42,43 +42,55 @@ class _Symbolic(Exception):
     """A growth rate that is not a number."""
 
 
-def balance_growth(exprs, step):
+def balance_growth(exprs, step, point=None):
     """``exprs`` with the growth in ``step`` (and in the indices of their sums over past
-    steps) balanced (module docstring); unchanged where a rate is not a number."""
+    steps) balanced (module docstring); unchanged where a rate is not a number.  Outside the
+    sums over past steps, a part free of the symbols ``point`` (and of per-step data) is a
+    coefficient: only its scale is taken, its form is kept (it is evaluated in mpmath, where
+    memory sums run by their recurrence in ``n``); ``point=None``: every part is rewritten
+    (nothing is evaluated apart)."""
     try:
-        balance = _Balance({step}, True, {})
+        balance = _Balance({step}, None if point is None else frozenset(point), {})
         return [balance.whole(sp.sympify(e)) for e in exprs]
     except _Symbolic:
         return list(exprs)
 
 
 class _Balance:
-    """The pass over one set of steps; ``split(e) -> (scale {base: exponent}, rate, rest)``."""
+    """The pass over one set of steps; ``split(e) -> (scale {base: exponent}, rate, rest)``.
+    ``point`` is ``None`` inside a sum over past steps (no coefficient evaluated apart)."""
 
-    def __init__(self, steps, products, memo):
+    def __init__(self, steps, point, memo):
         self.steps = frozenset(steps)
-        self.products = products
+        self.point = point
         self.memo = memo                   # shared by the passes over every sum's summand
 
     def inner(self, limits):
-        return _Balance(self.steps | {lim[0] for lim in limits}, False, self.memo)
+        return _Balance(self.steps | {lim[0] for lim in limits}, None, self.memo)
 
     def whole(self, e):
         scale, _, rest = self.split(e)
         return _written(scale, self.steps) * rest
 
     def split(self, e):
-        key = (e, self.steps, self.products)
+        key = (e, self.steps, self.point)
         if key not in self.memo:
             self.memo[key] = self._split(e)
         return self.memo[key]
 
     def _split(self, e):
         free = dag.free_symbols(e)
+        if not free & self.steps and not isinstance(e, sp.Sum) or not e.args:
+            return {}, 0.0, e
+        if self.point is not None and not free & self.point \
+                and not dag.contains(e, sp.core.function.AppliedUndef):
+            scale, rate, _ = self._split_parts(e)
+            return scale, rate, e / _written(scale, self.steps) if scale else e
+        return self._split_parts(e)
+
+    def _split_parts(self, e):
         if isinstance(e, sp.Sum):
             return self._sum(e)
-        if not free & self.steps or not e.args:
-            return {}, 0.0, e
         if e.is_Pow and not dag.free_symbols(e.base):
             return self._power(e)
         if isinstance(e, sp.Product):
@@ -138,7 +150,7 @@ class _Balance:
 
     def _product(self, e):
         (i, lo, hi), f = e.limits[0], e.function
-        if not self.products or len(e.limits) != 1 or lo.free_symbols & self.steps \
+        if self.point is None or len(e.limits) != 1 or lo.free_symbols & self.steps \
                 or not _linear(hi, self.steps):
             return {}, 0.0, e
         limit = f.xreplace({p: 0 for p in f.atoms(sp.Pow) if i in p.exp.free_symbols})

@@ -4,7 +4,9 @@
 array shape), ``hvp(v) = H v`` and, where a form needs it, ``d3(u, w) = T[u, w]``.  The torch
 adapter (:mod:`modeq.numeric.torch_flow`) supplies autograd callbacks; :class:`ArrayFunction`
 supplies explicit arrays ``H``, ``T`` (component first, ``(p, p[, N])``).  Hyperparameters are
-resolved by :func:`~.values.resolve_symbols`, expressions compiled by :class:`~.kernel.Kernel`.
+resolved by :func:`~.values.resolve_symbols`, expressions compiled by :class:`~.kernel.Kernel`;
+coefficients in the step index are evaluated once per ``n`` in mpmath
+(:class:`~.step_coefficients.StepCoefficients`), as a field's are.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from ..family import n as n_sym
 from ..family import theta as theta_sym
 from .arrays import as_array, resolve_dtype
 from .kernel import Kernel
+from .step_coefficients import StepCoefficients
 from .values import check_backend, check_step, resolve_symbols
 
 __all__ = ["G", "MatrixFreeFunction", "ArrayFunction"]
@@ -98,10 +101,18 @@ class MatrixFreeFunction:
                         base, e = (f.base, int(f.exp)) if f.is_Pow else (f, 1)
                         factors += [base] * e
                 self._terms.append((name, factors))
+        allv = [v for _, v, _, _ in self._plan]
+        # step-index coefficients once per n in mpmath (NAdam's products, memory sums)
+        self._steps = StepCoefficients(level0 + [a for _, _, a in nested],
+                                       [G, theta_sym, *allv], backend, self.dtype, cse,
+                                       what="matrix-free function")
+        body = self._steps.body
+        level0, nested = body[:len(level0)], [
+            (lv, nm, a) for (lv, nm, _), a in zip(nested, body[len(level0):])]
+        inputs += self._steps.symbols
         self._kernel0 = Kernel(level0, inputs, backend, dtype, cse)
         self._level0_names = level0_names
         self._nested = {}
-        allv = [v for _, v, _, _ in self._plan]
         for lv in sorted({lv for lv, _, _ in nested}):
             items = [(nm, a) for l2, nm, a in nested if l2 == lv]
             k = Kernel([a for _, a in items], inputs + allv, backend, dtype, cse)
@@ -127,7 +138,8 @@ class MatrixFreeFunction:
         else:
             theta = 0
         device = getattr(g, "device", None)
-        env = dict(zip(self._level0_names, self._kernel0(g, theta, n, device=device)))
+        steps = self._steps.values(n, (), device)
+        env = dict(zip(self._level0_names, self._kernel0(g, theta, n, *steps, device=device)))
         vals = {}
         allv = [v for _, v, _, _ in self._plan]
         done_levels = {0}
@@ -135,7 +147,7 @@ class MatrixFreeFunction:
             if lv not in done_levels:
                 nm, k = self._nested[lv]
                 current = [vals.get(v, 0) for v in allv]
-                env.update(zip(nm, k(g, theta, n, *current, device=device)))
+                env.update(zip(nm, k(g, theta, n, *steps, *current, device=device)))
                 done_levels.add(lv)
             args = [self._full(env[a], shape, device) for a in names]
             out = hvp(args[0]) if kind == "hvp" else d3(args[0], args[1])

@@ -279,6 +279,8 @@ def module_source(flow, backend="numpy", stationary=False, command=None, verify_
            "import numpy" if backend == "numpy" else "import torch"]
     if any(f.expr.has(sp.Sum) for f in forms):
         src.append("import builtins")
+    if any(f.expr.has(sp.Product) for f in forms):
+        src.append("import math")
     src.append("")
     src.append(f"OPTIMIZER = {optimizer.name!r}")
     src.append(f"ORDER = {order}")
@@ -293,7 +295,10 @@ def module_source(flow, backend="numpy", stationary=False, command=None, verify_
         src.append(f"def F{c.r}({_signature(c.positional(), c.keywords())}):")
         src.append(f'    """{_first_line(c)}"""')
         src += _conversions(c.hyper, c.uses_n, c.uses_theta)
-        src += ["    " + ln for ln in c.body()]
+        body = c.body()
+        if c.uses_n:
+            body[-1] = f"return _finite_at_step({body[-1][len('return '):]}, g, n)"
+        src += ["    " + ln for ln in body]
         src.append("")
 
     def call(c):

@@ -11,7 +11,9 @@ __all__ = ["runtime_helpers"]
 
 def runtime_helpers(backend, ranges):
     """Source of the helper functions ``_check``, ``_step``, ``_array``, ``_scalar``,
-    ``_apply`` and ``_full_like`` for ``backend``, with the allowed ``ranges``."""
+    ``_apply``, ``_full_like`` and ``_finite_at_step`` (a field exact in ``n`` that overflows
+    raises, instead of returning ``inf`` or ``nan``) for ``backend``, with the allowed
+    ``ranges``."""
     rng = ",\n".join(f"    {k!r}: {v!r}" for k, v in sorted(ranges.items()))
     common = f'''
 # allowed ranges: name -> (low, high, low included, high included); high None = unbounded
@@ -36,6 +38,12 @@ def _check(name, value):
             where = f">= {{lo}}" if hi is None and lo_in else f"> {{lo}}" if hi is None \\
                 else f"in {{lo_b}}{{lo}}, {{hi}}{{hi_b}}"
             raise ValueError(f"{{name}} must be {{where}}, got {{value!r}}")
+
+
+_OVERFLOW = ("the flow overflowed {{dtype}} at step {{n}} although g is finite: its coefficients "
+             "exact in n have parts past the float range (such as NAdam's 600^(n psi) against "
+             "24^(3 n psi)), which cancel only in a division; modeq's compiled field "
+             "(flow.lambdify) and matrix-free path balance them, or use the stationary flow")
 
 
 def _step(n):
@@ -72,6 +80,12 @@ def _apply(callback, *args, like):
 
 def _full_like(g, value):
     return numpy.full_like(g, value)
+
+
+def _finite_at_step(value, g, n):
+    if numpy.isfinite(g).all() and not numpy.isfinite(value).all():
+        raise FloatingPointError(_OVERFLOW.format(n=n, dtype=g.dtype))
+    return value
 '''
     return common + '''
 
@@ -105,4 +119,10 @@ def _apply(callback, *args, like):
 
 def _full_like(g, value):
     return torch.full_like(g, float(value)) + 0 * g
+
+
+def _finite_at_step(value, g, n):
+    if bool(torch.isfinite(g).all()) and not bool(torch.isfinite(value).all()):
+        raise FloatingPointError(_OVERFLOW.format(n=n, dtype=g.dtype))
+    return value
 '''
