@@ -297,18 +297,18 @@ def test_float64_exact_n_memory_coefficients_are_well_conditioned():
 _NADAM = {}
 
 
-@settings(max_examples=examples(5), deadline=None)
-@given(psi=st.sampled_from(["1/10", "1"]), N=st.integers(0, 3000),
+@settings(max_examples=examples(3), deadline=None)
+@given(psi=st.sampled_from(["1/10", "1"]), N=st.integers(0, 1500),
        backend=st.sampled_from(["numpy", "torch"]))
-@example(psi="1/10", N=3000, backend="numpy").via("600^(n psi) = 10^834")
+@example(psi="1", N=1500, backend="numpy").via("600^(n psi) = 10^4167")
 def test_step_coefficients_past_the_float_range_of_their_parts(psi, N, backend):
     """NAdam exact in ``n``: the derivation writes its coefficients with powers such as
     ``600^(n psi)`` and ``24^(3 n psi)`` against the products ``mu_1 ... mu_t``, which leave
     the float64 range after some ``10^2 / psi`` steps (at torch's ``momentum_decay=4e-3``,
     ``psi = 1/250``: from about 18,500; they raised an overflow error before).  Their growth is
     balanced before the field meets floats (:mod:`modeq.symbolic.emit.growth`): float64
-    equals mpmath at any step (here up to 3,000: a call costs O(n), its memory sums over
-    coefficients with products have no closed form)."""
+    equals mpmath at any step (here up to 1,500: a call costs O(n), its memory sums over
+    coefficients with products have no closed form; measured at psi = 1/250, n = 50,000)."""
     key = (psi, backend)
     if key not in _NADAM:
         loss = (x - 1) ** 2 / 2 + y ** 2 / 4 + x * y / 5 + x ** 4 / 24

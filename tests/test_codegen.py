@@ -329,14 +329,16 @@ def test_adam_second_order_module_matches_the_exact_field(tmp_path):
     assert _rel(got, exact) < 1e-12
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["numpy"])
 def test_nadam_module_matches_the_exact_field_and_says_when_it_overflows(tmp_path, backend):
     """torch's NAdam exact in ``n`` (its products ``mu_1 ... mu_t`` print as ``math.prod``,
     which the module imports): equal to the exact field at step 6 (SymPy, 30 digits).  At
     step 400 (psi = 1) its coefficients' parts (``600^(n psi)`` against ``24^(3 n psi)``) are
     past the float range: the module raises, naming the paths that balance them, instead of
     returning ``nan``.  (Generated without the symbolic check of its forms, which costs a
-    minute here; the exact field checks the module.)"""
+    minute here; the exact field checks the module.  NumPy only, for CI time: the torch
+    module is printed by the same code, and its check runs in every torch module exact in
+    ``n``, as Adam's above.)"""
     from modeq.symbolic.emit.source import module_source
     opt = optimizers.torch_nadam()
     out = tmp_path / f"nadam_{backend}.py"

@@ -187,7 +187,7 @@ def assert_float_equals_mpmath(fast, exact, N, points):
                 (N, point, got[:, c], want)
 
 
-@settings(max_examples=examples(6), deadline=None)
+@settings(max_examples=examples(4), deadline=None)
 @given(N=st.integers(0, 10 ** 5), backend=st.sampled_from(["numpy", "torch"]))
 @example(N=300, backend="numpy").via("the parts of 24^(l+1)/25^(l+1) past the float range")
 @example(N=10 ** 5, backend="torch").via("past the periodic start")

@@ -3,8 +3,8 @@
 
 Its coefficients that depend on the step index ``n`` (and on late-bound constants such as
 ``h``) but not on the point are evaluated once per ``n`` in mpmath and rounded once to the
-working arithmetic (:class:`~.step_coefficients.StepCoefficients`).  Constants named in ``late`` stay
-symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that an order
+working arithmetic (:class:`~.step_coefficients.StepCoefficients`).  Constants named in
+``late`` stay symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that an order
 study compiles each flow once for all its step sizes.  The sums over past steps with no closed
 form in ``n`` are evaluated by :class:`~.past_sums.PastSums` (node tables, windowed sums or
 every term, by backend and ``n``).  Where those sums nest (their node tables cost ``O(n)`` per

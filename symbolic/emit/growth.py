@@ -123,7 +123,7 @@ class _Balance:
             return {}, 0.0, dag.rebuilt(e, [inner.whole(e.function), *e.limits])
         k, lo, hi = e.limits[0]
         scale, _, rest = inner.split(e.function)
-        slope = sum(inner._rate(base, sp.diff(x, k) * k) for base, x in scale.items())
+        slope = sum(inner._rate(base, x, {k}) for base, x in scale.items())
         edge = hi if slope > 0 else lo
         if (edge.free_symbols - self.steps) or not _linear(edge, self.steps):
             return {}, 0.0, dag.rebuilt(e, [inner.whole(e.function), *e.limits])
@@ -133,9 +133,11 @@ class _Balance:
         rate = sum(self._rate(base, x) for base, x in top.items())
         return top, rate, dag.rebuilt(e, [summand, *e.limits])
 
-    def _rate(self, base, exponent):
+    def _rate(self, base, exponent, steps=None):
+        """The growth of ``base^exponent`` per unit of each step (of ``steps``, default all),
+        added up: ``sum_s d(exponent)/ds log|base|``."""
         total = 0.0
-        for s in exponent.free_symbols & self.steps:
+        for s in exponent.free_symbols & (self.steps if steps is None else steps):
             slope = sp.diff(exponent, s)
             value = sp.N(slope * sp.log(sp.Abs(base)), 20)
             if not value.is_number or not value.is_real:
@@ -181,8 +183,10 @@ def _written(scale, steps):
     rational bases merged into one power (module docstring)."""
     groups, out = {}, []
     for base, exponent in scale.items():
-        slopes = {s: sp.diff(exponent, s) for s in sorted(exponent.free_symbols & steps, key=str)}
-        if not (base.is_Rational and base > 0) or not slopes or not all(v.is_Rational for v in slopes.values()):
+        slopes = {s: sp.diff(exponent, s)
+                  for s in sorted(exponent.free_symbols & steps, key=str)}
+        if not (base.is_Rational and base > 0) or not slopes \
+                or not all(v.is_Rational for v in slopes.values()):
             out.append(base ** exponent)
             continue
         lead = next(iter(slopes.values()))
