@@ -17,6 +17,11 @@ asks them, so that each call at a new ``n`` pays for its step-index coefficients
 ``10**5``, beside the same field with every step by the node tables; then the same for its
 mini-batch field (3 batches, cyclic; periodic past its transient,
 :mod:`modeq.symbolic.emit.step_indexed`).
+
+``--float-growth``: torch's NAdam (``psi = 1``), 3 batches cyclic, NumPy float64, with the
+growth of its parts balanced (:mod:`modeq.symbolic.emit.growth`) and without, side by side
+(each in its own process): the compile time and one call at ``n = 10``, ``300``, ``10**5``
+(without the pass, the call past about 100 steps raises an overflow error).
 """
 from __future__ import annotations
 
@@ -188,8 +193,57 @@ def nested(limit=600):
         print(f"(stopped after {limit} s)")
 
 
+GROWTH = SETUP + r"""
+import numpy as np
+from modeq.symbolic.emit import step_coefficients
+if not {balance}:
+    step_coefficients.balance_growth = lambda exprs, step, point: list(exprs)
+flow = derive(optimizers.torch_nadam(), {order})
+vals = dict(h=sp.Rational(1, 64), beta=sp.Rational(1, 4), rho=sp.Rational(3, 5),
+            eps=sp.Rational(1, 10), psi=1)
+t = time.process_time()
+f = flow.lambdify(losses, [x, y], backend="numpy", **vals)
+print("compile", time.process_time() - t, flush=True)
+for n in (10, 300, 10**5):
+    t = time.process_time()
+    try:
+        with np.errstate(all="ignore"):
+            f(n, np.array([0.3, -0.2]))
+        print(n, time.process_time() - t, flush=True)
+    except FloatingPointError:
+        print(n, "overflow", flush=True)
+"""
+
+
+def growth(limit=900, order=1):
+    """NAdam's float64 mini-batch field with and without the growth pass, side by side."""
+    runs = {}
+    for balance in (True, False):
+        try:
+            r = subprocess.run([sys.executable, "-c", GROWTH.format(balance=balance, order=order)],
+                               capture_output=True, text=True, timeout=limit)
+        except subprocess.TimeoutExpired:
+            print(f"NAdam float growth (balance={balance}): > {limit} s")
+            return
+        if r.returncode != 0:
+            print("NAdam float growth:", r.stderr.strip().splitlines()[-1])
+            return
+        runs[balance] = dict(line.split() for line in r.stdout.splitlines())
+    print(f"torch NAdam order {order}, mini batch (3 batches, cyclic, psi = 1), NumPy float64, "
+          f"growth balanced / not:")
+    on, off = runs[True], runs[False]
+    print(f"  compile: {float(on['compile']):.1f} s / {float(off['compile']):.1f} s "
+          f"(ratio {float(on['compile']) / float(off['compile']):.2f}x)")
+    for n in ("10", "300", "100000"):
+        show = [v if v == "overflow" else f"{float(v) * 1e3:.1f} ms" for v in (on[n], off[n])]
+        print(f"  n = {n:>6}: {show[0]} / {show[1]}")
+
+
 if __name__ == "__main__":
     args = sys.argv[1:]
+    if "--float-growth" in args:
+        growth()
+        sys.exit(0)
     if "--sequential" in args:
         sequential()
         sys.exit(0)
