@@ -137,9 +137,7 @@ def hoist_coefficients(exprs, point, step):
         return done[e]
 
     def hoisted(e):
-        fs = free_symbols(e)
-        if (fs & outer and not fs & point and not e.is_Symbol
-                and not contains(e, sp.core.function.AppliedUndef)):
+        if is_coefficient(e) and not e.is_Symbol:
             if e not in table:
                 table[e] = sp.Symbol(next(names))
             return table[e]
