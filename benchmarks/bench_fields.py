@@ -65,6 +65,21 @@ def _label(name, eps, bc):
     return name + (" eps-outside" if eps == "outside" else "") + ("" if bc else " no-bias-corr")
 
 
+def _script(source, label, limit):
+    """The output of ``source`` run in a process of its own, or ``None`` after printing why
+    not (``label: > limit s``, or the last line of its error)."""
+    try:
+        r = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True,
+                           timeout=limit)
+    except subprocess.TimeoutExpired:
+        print(f"{label}: > {limit} s")
+        return None
+    if r.returncode != 0:
+        print(f"{label}:", r.stderr.strip().splitlines()[-1])
+        return None
+    return r.stdout
+
+
 def _one(limit, **case):
     try:
         r = subprocess.run([sys.executable, "-c", CASE.format(**case)], capture_output=True,
@@ -115,16 +130,10 @@ def sequential(limit=600, last=3000):
     """NAdam, order 1, full batch, each step ``n = 0, 1, ..., last`` asked once in turn (as an
     order study asks them): the cost of a call at a new ``n`` near 20 against near ``last``
     (median of 20 steps each; the step-index coefficients included)."""
-    try:
-        r = subprocess.run([sys.executable, "-c", SEQUENTIAL.format(last=last)],
-                           capture_output=True, text=True, timeout=limit)
-    except subprocess.TimeoutExpired:
-        print(f"NAdam order 1, new steps in turn: > {limit} s")
+    out = _script(SEQUENTIAL.format(last=last), "NAdam order 1, new steps in turn", limit)
+    if out is None:
         return
-    if r.returncode != 0:
-        print("NAdam order 1, new steps in turn:", r.stderr.strip().splitlines()[-1])
-        return
-    early, late = (float(v) for v in r.stdout.split())
+    early, late = (float(v) for v in out.split())
     print(f"NAdam order 1, each new step in turn (n = 0 ... {last}): {early * 1e3:.2f} ms near "
           f"n = 20, {late * 1e3:.2f} ms near n = {last}, ratio {late / early:.1f}x "
           f"(goal <= 2x)")
@@ -219,16 +228,11 @@ def growth(limit=900, order=1):
     """NAdam's float64 mini-batch field with and without the growth pass, side by side."""
     runs = {}
     for balance in (True, False):
-        try:
-            r = subprocess.run([sys.executable, "-c", GROWTH.format(balance=balance, order=order)],
-                               capture_output=True, text=True, timeout=limit)
-        except subprocess.TimeoutExpired:
-            print(f"NAdam float growth (balance={balance}): > {limit} s")
+        out = _script(GROWTH.format(balance=balance, order=order),
+                      f"NAdam float growth (balance={balance})", limit)
+        if out is None:
             return
-        if r.returncode != 0:
-            print("NAdam float growth:", r.stderr.strip().splitlines()[-1])
-            return
-        runs[balance] = dict(line.split() for line in r.stdout.splitlines())
+        runs[balance] = dict(line.split() for line in out.splitlines())
     print(f"torch NAdam order {order}, mini batch (3 batches, cyclic, psi = 1), NumPy float64, "
           f"growth balanced / not:")
     on, off = runs[True], runs[False]
