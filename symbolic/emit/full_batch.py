@@ -4,12 +4,13 @@
 Its coefficients that depend on the step index ``n`` (and on late-bound constants such as
 ``h``) but not on the point are evaluated once per ``n`` in mpmath and rounded once to the
 working arithmetic (:class:`~.step_coefficients.StepCoefficients`).  Constants named in
-``late`` stay symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so that an order
-study compiles each flow once for all its step sizes.  The sums over past steps with no closed
-form in ``n`` are evaluated by :class:`~.past_sums.PastSums` (node tables, windowed sums or
-every term, by backend and ``n``).  Where those sums nest (their node tables cost ``O(n)`` per
-call), :attr:`FullBatchField.limit` (:class:`~.stationary_limit.StationaryLimit`) hands the
-steps past the transient to the stationary field, equal at the working precision.
+``late`` stay symbols in the compiled code and are given by :meth:`FullBatchField.bind`, so
+that an order study compiles each flow once for all its step sizes.  The sums over past steps
+with no closed form in ``n`` are evaluated by :class:`~.past_sums.PastSums` (node tables,
+windowed sums or every term, by backend and ``n``).  Where those sums nest (their node
+tables cost ``O(n)`` per call), :attr:`FullBatchField.limit`
+(:class:`~.stationary_limit.StationaryLimit`) hands the steps past the transient to the
+stationary field, equal at the working precision.
 """
 from __future__ import annotations
 
@@ -51,9 +52,9 @@ class FullBatchField:
         self.backend = backend
         self.late = list(late)
         self._decays = list(decays)
-        self.uses_n = any(e.has(n_sym) for e in self.expressions)
         self._coefficients = StepCoefficients(self.expressions, self.params, backend, dtype,
                                               cse, self.late)
+        self.uses_n = self._coefficients.uses_n
         body, groups = extract_sums(self._coefficients.body)
         head = [n_sym, *self.params, *self.late, *self._coefficients.symbols]
         self.sums = PastSums(groups, head, backend, dtype, cse, step_data)

@@ -24,12 +24,12 @@ __all__ = ["StepCoefficients"]
 class StepCoefficients:
     """``exprs`` with their step-index coefficients taken out (module docstring).
 
-    ``body``: the expressions in the coefficient symbols ``symbols`` (each an argument of the
-    kernels compiled from ``body``, after the point's); ``kernel``: the coefficients' mpmath
-    kernel (arguments ``n`` and the late constants; ``None`` without any);
-    ``values(n, late, device)`` gives the
-    coefficients' values at step ``n`` in the working arithmetic, ``late`` the exact values of
-    the late-bound constants ``late`` (memoized per step and values)."""
+    ``uses_n``: whether an expression reads ``n``; ``body``: the expressions in the coefficient
+    symbols ``symbols`` (each an argument of the kernels compiled from ``body``, after the
+    point's); ``kernel``: the coefficients' mpmath kernel (arguments ``n`` and the late
+    constants; ``None`` without any); ``values(n, late, device)`` gives the coefficients'
+    values at step ``n`` in the working arithmetic, ``late`` the exact values of the late-bound
+    constants ``late`` (memoized per step and values)."""
 
     _MEMO_SIZE = 4096
 
@@ -37,8 +37,8 @@ class StepCoefficients:
         exprs = list(exprs)
         self.backend, self.late, self._what = backend, list(late), what
         self.dtype = resolve_dtype(backend, dtype)
-        uses_n = any(e.has(n_sym) for e in exprs)
-        if backend in ("numpy", "torch") and uses_n:
+        self.uses_n = any(e.has(n_sym) for e in exprs)
+        if backend in ("numpy", "torch") and self.uses_n:
             exprs = balance_growth(exprs, n_sym, point)
         self.body, coeffs = hoist_coefficients(exprs, point, {n_sym, *self.late})
         self.symbols = [s for s, _ in coeffs]
