@@ -231,6 +231,50 @@ def test_a_weight_growing_in_the_index_gives_a_bounded_table(backend):
     assert abs(float(got[0]) - want) <= 1e-12 * abs(want)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch", "mpmath"])
+def test_a_bias_correction_multiplied_out_stays_in_the_float_range(backend):
+    """AdaBelief's shape in mini batch: a bias correction ``a(k)^2 (b(l) - 1)`` arrives
+    multiplied out, and factoring it clears denominators: ``4^(2k) (4^(k+1) - 1)^-2`` for
+    ``beta = 1/4``, two factors past float64 from ``k = 256`` whose product is of order one.
+    The lowering balances the factors of each index (:mod:`modeq.symbolic.emit.growth`);
+    against the double loop in Python floats at ``n = 600`` (an overflow before)."""
+    k, l = sp.Dummy("k", integer=True), sp.Dummy("l", integer=True)
+    mu, beta, rho = sp.Rational(1, 2), sp.Rational(1, 4), sp.Rational(1, 5)
+    mixed = 1 / sp.expand((beta ** (k + 1) - 1) ** 2 * (rho ** (l + 1) - 1))
+    total = sp.Sum(mu ** (n - k) * D1(k) * sp.Sum(mixed * D0(l), (l, k, n - 1)), (k, 0, n))
+    rows = [[0.5, -1.25], [1.5, 0.75], [-0.25, 2.0]]
+
+    def batch(i):
+        return (7 * i) % 3
+    N = 600
+    want = sum(0.5 ** (N - K) * rows[batch(K)][1]
+               * sum(rows[batch(L)][0] / ((0.25 ** (K + 1) - 1) ** 2 * (0.2 ** (L + 1) - 1))
+                     for L in range(K, N))
+               for K in range(N + 1))
+    got = NestedSums([total], [n], n, backend)(N, data=(rows, batch))
+    assert abs(float(got[0]) - want) <= 1e-12 * abs(want)
+
+
+def test_a_sum_past_the_float_range_says_so():
+    """A summand that grows in a form the lowering does not balance (``e^k``, a function of
+    the index, not a power of a number) fills a table past float64 after 709 steps: the float
+    evaluation raises an error naming the mpmath backend, which gives the value."""
+    import numpy as np
+    k = sp.Dummy("k", integer=True)
+    total = sp.Sum(sp.exp(k) * sp.exp(-n) * D0(k), (k, 0, n))
+    assert total.function.is_Mul
+    rows = [[0.5], [1.5]]
+    N = 800
+    want = sum(mpmath.exp(K - N) * rows[K % 2][0] for K in range(N + 1))
+    assert NestedSums([total], [n], n, "mpmath")(N, data=(rows, lambda i: i % 2))[0] \
+        == pytest.approx(want, rel=1e-12)
+    assert np.isfinite(float(NestedSums([total], [n], n, "numpy")(
+        700, data=(rows, lambda i: i % 2))[0]))
+    with pytest.raises(FloatingPointError, match="overflowed.*backend='mpmath'"):
+        with np.errstate(over="ignore", invalid="ignore"):
+            NestedSums([total], [n], n, "numpy")(N, data=(rows, lambda i: i % 2))
+
+
 @pytest.mark.parametrize("arithmetic", ["mpfr", "mpmath"])
 def test_rmsprop_momentum_field_equals_its_sums_added_up(arithmetic):
     """torch's RMSprop with momentum, order 1: the compiled field (node tables in MPFR, or in

@@ -43,14 +43,16 @@ class _Symbolic(Exception):
 
 
 def balance_growth(exprs, step, point=None):
-    """``exprs`` with the growth in ``step`` (and in the indices of their sums over past
-    steps) balanced (module docstring); unchanged where a rate is not a number.  Outside the
+    """``exprs`` with the growth in ``step`` (a symbol or a set of them: the steps, and the
+    indices of their sums over past steps) balanced (module docstring); unchanged where a rate
+    is not a number.  Outside the
     sums over past steps, a part free of the symbols ``point`` (and of per-step data) is a
     coefficient: only its scale is taken, its form is kept (it is evaluated in mpmath, where
     memory sums run by their recurrence in ``n``); ``point=None``: every part is rewritten
     (nothing is evaluated apart)."""
     try:
-        balance = _Balance({step}, None if point is None else frozenset(point), {})
+        steps = set(step) if isinstance(step, (set, frozenset)) else {step}
+        balance = _Balance(steps, None if point is None else frozenset(point), {})
         return [balance.whole(sp.sympify(e)) for e in exprs]
     except _Symbolic:
         return list(exprs)

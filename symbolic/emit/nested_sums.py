@@ -198,9 +198,9 @@ class NestedSums:
                 and all_finite(values) and all_finite([] if data is None else data[0]):
             raise FloatingPointError(
                 f"the sums over past steps overflowed {self._invariants.dtype} while summing "
-                f"up to step {head[self._n]} (a summand grows like r^k over the steps, as AdaBelief's "
-                f"bias corrections 1/(1 - d^(k+1)) do in mini batch) although every value at "
-                f"the point is finite: evaluate with backend='mpmath'")
+                f"up to step {head[self._n]} (a summand grows over the steps in a form the "
+                f"lowering does not balance) although every value at the point is finite: "
+                f"evaluate with backend='mpmath'")
         return out
 
     def _tops(self, run, period, strict=False):

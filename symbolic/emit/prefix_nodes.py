@@ -22,8 +22,10 @@ one evaluation of the summand per step.  Lowering one ``sum_{j=lo}^{hi} f`` (inn
    (and keeps the table bounded: ``mu^(U-j)``, not ``mu^(-j)``).  A weight of ``j`` alone that
    grows with ``j`` (``rho^(-j)``, where the derivation wrote ``rho^l sum_j rho^(-j) c_j``) is
    written ``rho^(-U) rho^(U-j)`` the same way.  A factor that mixes ``j`` and an enclosing
-   index otherwise is factored first (a bias correction arrives multiplied out); a sum whose
-   inner range would run backwards only at its last index has that term peeled off.
+   index otherwise is factored first (a bias correction arrives multiplied out), and the
+   factors it gives for each index are balanced against each other (:mod:`.growth`: factoring
+   clears denominators into powers past the float range whose product is of order one); a
+   sum whose inner range would run backwards only at its last index has that term peeled off.
 
 Terms are grouped by the factor that left and by the ratio ``r`` (checked symbolically,
 :func:`~.running_sums.geometric_ratio`); a summand that is not geometric in ``U`` is summed out
@@ -39,6 +41,7 @@ import sympy as sp
 
 from .. import dag
 from ..dag import free_symbols
+from .growth import balance_growth
 from .running_sums import geometric_ratio
 
 __all__ = ["Lowering"]
@@ -318,8 +321,46 @@ def _separate(term, J, others, U, n):
             if factored is None:
                 return None
             tried.add(factor)
-            pending += _factors(factored)
+            pending += _balanced(_factors(factored), J, others)
     return sp.Mul(*outside), sp.Mul(*inside)
+
+
+def _balanced(factors, J, others):
+    """``factors`` of a factored expression with those of ``J`` alone and those of the
+    enclosing indices alone each multiplied together and their growth balanced
+    (:func:`~.growth.balance_growth`), a power ``r^(a J + b k)`` split between the two:
+    factoring clears denominators, and a bias correction ``(1 - beta^(k+1))^-2 (1 -
+    beta^(l+1))`` comes back as ``4^(-2k-l) (4^(k+1) - 1)^2 (4^(l+1) - 1)`` (``beta = 1/4``),
+    factors past the float range from ``k = 256`` whose products per index are of order one."""
+    groups, out = {True: [], False: []}, []
+    for factor in (part for f in factors for part in _split_power(f, J, others)):
+        has_j, has_other = _depends(factor, J, others)
+        if has_j != has_other:
+            groups[has_j].append(factor)
+        else:
+            out.append(factor)
+    for group in groups.values():
+        if len(group) > 1 and any(_grows(f) for f in group):
+            [group] = balance_growth([sp.Mul(*group)], {J, *others})
+            group = _factors(group)
+        out += group
+    return out
+
+
+def _split_power(factor, J, others):
+    """``r^(a J + b.v + c)`` (``r`` a number) as ``[r^(a J), r^(b.v + c)]``; else ``[factor]``."""
+    if not (factor.is_Pow and factor.base.is_number) or not all(_depends(factor, J, others)):
+        return [factor]
+    form = _affine(factor.exp, [J, *others])
+    if form is None:
+        return [factor]
+    a = form[0].get(J, 0)
+    return [factor.base ** (a * J), factor.base ** sp.expand(factor.exp - a * J)]
+
+
+def _grows(factor):
+    """Whether ``factor`` holds a power of a number with a symbolic exponent."""
+    return any(p.base.is_number and not p.exp.is_number for p in factor.atoms(sp.Pow))
 
 
 def _growth(factor, J):

@@ -185,8 +185,7 @@ class StepIndexedField:
             raise FloatingPointError(
                 f"the field overflowed {self.dtype} at step {n} although the point and every "
                 f"batch's derivatives there are finite (its weights and step coefficients span "
-                f"more than the float range, as AdaBelief's bias corrections do after a few "
-                f"hundred steps): evaluate with backend='mpmath'")
+                f"more than the float range): evaluate with backend='mpmath'")
         return out
 
     def _stacked(self, values, x, device):
