@@ -209,6 +209,34 @@ def test_crossing_ranges_and_multiplied_out_factors_are_lowered_too():
         assert len(calls) <= (N + 2) * len(nested._groups)
 
 
+def test_bias_corrections_balanced_for_floats_still_separate():
+    """The float path balances growth before the lowering (:mod:`modeq.symbolic.emit.growth`):
+    a power of one base in two indices, ``4^(-2j-l)`` from AdaBelief's bias corrections
+    multiplied out, keeps its form (written ``16^(-j-l/2)``, it no longer factored against
+    ``4^(-j-l)``: the sum kept its printed loops, ``O(n^3)`` per call).  Every sum becomes a
+    node with a recurrence, and the value equals the loops'."""
+    from modeq.symbolic.emit.growth import balance_growth
+    k, l, j = (sp.Dummy(s, integer=True) for s in "klj")
+    mu, beta = sp.Rational(3, 10), sp.Rational(1, 4)
+    a = lambda i: beta ** (i + 1) - 1
+    mixed = 1 / sp.expand(a(j) ** 2 * beta ** (l + 1) - a(j) ** 2)
+    B = sp.Sum(mu ** (l - j) * D0(j) * mixed, (j, 0, l))
+    total = sp.Sum(mu ** (n - k) * D1(k) * sp.Sum(B, (l, k + 1, n - 1)), (k, 0, n))
+    [balanced] = balance_growth([total], n)
+    nested = NestedSums([balanced], [n], n, "exact")
+    assert not any(group.direct for group in nested._groups)
+    assert not nested._kernel.exprs[0].has(sp.Sum)
+    rows = [[sp.Rational(2, 3), sp.Rational(-1, 2)], [sp.Rational(1, 5), sp.Rational(3, 2)]]
+    schedule = [1, 0, 0, 1, 1, 0, 1, 0]
+
+    def look_up(e):
+        return e.replace(lambda a: isinstance(a, sp.core.function.AppliedUndef),
+                         lambda a: rows[schedule[int(a.args[0])]][int(a.func.__name__[2:])])
+    for N in (0, 1, 7):
+        got = nested(N, data=(rows, lambda i: schedule[i]))
+        assert got == [look_up(brute(total, {n: sp.Integer(N)}))]
+
+
 @pytest.mark.parametrize("backend", ["numpy", "mpmath"])
 def test_a_weight_growing_in_the_index_gives_a_bounded_table(backend):
     """``rho^l sum_{k<=l} rho^(-k) c_k`` (how the derivation writes ``rho^(l-k)`` when a bias

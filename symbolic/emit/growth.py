@@ -191,11 +191,16 @@ def _written(scale, steps):
                 or not all(v.is_Rational for v in slopes.values()):
             out.append(base ** exponent)
             continue
-        lead = next(iter(slopes.values()))
+        values = list(slopes.values())
+        lead = sp.sign(values[0]) * reduce(sp.gcd, [abs(v) for v in values])
         form = tuple((s, v / lead) for s, v in slopes.items())
         offset = sp.expand(exponent - sum(v * s for s, v in slopes.items()))
         groups.setdefault(form, []).append((base, lead, offset))
     for form, members in groups.items():
+        if len(members) == 1:                  # one base: its power as it is
+            base, lead, offset = members[0]
+            out.append(base ** (lead * sum(v * s for s, v in form) + offset))
+            continue
         q = reduce(sp.ilcm, [lead.q for _, lead, _ in members], 1)
         merged = sp.Mul(*[base ** (lead * q) for base, lead, _ in members])
         u = sum(v * s for s, v in form)
