@@ -283,6 +283,30 @@ def test_a_bias_correction_multiplied_out_stays_in_the_float_range(backend):
     assert abs(float(got[0]) - want) <= 1e-12 * abs(want)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch", "mpmath"])
+def test_a_weight_decaying_from_the_lower_limit_gives_a_suffix_table(backend):
+    """``sum_{l=k}^{n-1} beta^(l-k) c_l`` inside ``sum_k`` (AdaBelief's order 2): as a prefix
+    table its terms grow like ``beta^(-U)`` (``4^U``: past float64 after 512 steps, and the sum a
+    difference of two such values); a suffix table filled backwards from ``n - 1`` has terms
+    at most those of the sum.  Against the double loop in Python floats at ``n = 800``."""
+    k, l = sp.Dummy("k", integer=True), sp.Dummy("l", integer=True)
+    mu, beta = sp.Rational(1, 2), sp.Rational(1, 4)
+    total = sp.Sum(mu ** (n - k) * D1(k) * sp.Sum(beta ** (l - k) * D0(l), (l, k, n - 1)),
+                   (k, 0, n))
+    rows = [[0.5, -1.25], [1.5, 0.75], [-0.25, 2.0]]
+
+    def batch(i):
+        return (7 * i) % 3
+    N = 800
+    want = sum(0.5 ** (N - K) * rows[batch(K)][1]
+               * sum(0.25 ** (L - K) * rows[batch(L)][0] for L in range(K, N))
+               for K in range(N + 1))
+    nested = NestedSums([total], [n], n, backend)
+    assert [g.last is not None for g in nested._groups] == [True, False]   # inner first
+    got = nested(N, data=(rows, batch))
+    assert abs(float(got[0]) - want) <= 1e-12 * abs(want)
+
+
 def test_a_sum_past_the_float_range_says_so():
     """A summand that grows in a form the lowering does not balance (``e^k``, a function of
     the index, not a power of a number) fills a table past float64 after 709 steps: the float

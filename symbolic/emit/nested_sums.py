@@ -40,11 +40,12 @@ class _Group:
     ``j = U`` (the only ones a recurrence needs; common subexpressions shared), ``apps`` the
     applications of inner nodes and per-step data as ``(key, argument(n, U, j))``, ``ratios``
     the positions of the members' ratios among the per-call values.  A node without a
-    recurrence is a group of its own (``direct``), its summand evaluated at every ``(U, j)``."""
+    recurrence is a group of its own (``direct``), its summand evaluated at every ``(U, j)``;
+    so is a suffix node (``last``: its upper limit as a function of ``n``, else ``None``)."""
 
-    def __init__(self, members, base, apps, ratios, direct):
+    def __init__(self, members, base, apps, ratios, direct, last=None):
         self.members, self.base, self.apps = members, base, apps
-        self.ratios, self.direct = ratios, direct
+        self.ratios, self.direct, self.last = ratios, direct, last
         self.kernel = None
 
 
@@ -119,13 +120,13 @@ class NestedSums:
         self._n = head.index(n)
         groups = self._group(lowering.nodes, J, U)
         varying, exprs, ratios, plans = {U, J}, [], [], []
-        for members, base, direct in groups:
+        for members, base, direct, last in groups:
             summands = [lowering.nodes[i].summand for i in members]
             if not direct:
                 summands = [dag.xreplace(e, {J: U}) for e in summands]
             expr, apps, symbols = _applications(sp.Tuple(*summands), n, U, J)
             varying.update(symbols)
-            plans.append((members, base, apps, symbols, direct, len(exprs)))
+            plans.append((members, base, apps, symbols, direct, last, len(exprs)))
             exprs += list(expr)
             ratios += [lowering.nodes[i].ratio for i in members if not direct]
         hoisted, invariants = _hoist_invariants(exprs + ratios, varying,
@@ -136,9 +137,10 @@ class NestedSums:
                                   backend, dtype, cse)
         self._groups, self._where = [], {}
         ratio = 0
-        for members, base, apps, symbols, direct, start in plans:
+        for members, base, apps, symbols, direct, last, start in plans:
             group = _Group(members, base, apps,
-                           [] if direct else list(range(ratio, ratio + len(members))), direct)
+                           [] if direct else list(range(ratio, ratio + len(members))), direct,
+                           None if last is None else sp.lambdify([n], last, "math"))
             ratio += 0 if direct else len(members)
             group.kernel = Kernel(hoisted[start:start + len(members)],
                                   [*head, *inv, U, J, *symbols], backend, dtype, cse)
@@ -158,24 +160,25 @@ class NestedSums:
 
     @staticmethod
     def _group(nodes, J, U):
-        """``[(member ids, base, direct)]``: nodes with a recurrence grouped by base and by
-        level (1 + the deepest inner node they read), inner groups first."""
+        """``[(member ids, base, direct, last)]``: nodes with a forward recurrence grouped by
+        base and by level (1 + the deepest inner node they read), inner groups first; a node
+        without one (``direct``) and a suffix node (``last``) each a group of its own."""
         level, out, keyed = {}, [], {}
         for i, node in enumerate(nodes):
             inner = [int(a.func.__name__[2:])
                      for a in node.summand.atoms(sp.core.function.AppliedUndef)
                      if a.func.__name__.startswith("_P")]
             level[i] = 1 + max((level[k] for k in inner), default=-1)
-            if node.ratio is None:
-                out.append((level[i], [i], node.base, True))
+            if node.ratio is None or node.last is not None:
+                out.append((level[i], [i], node.base, node.ratio is None, node.last))
             else:
                 key = (level[i], node.base)
                 if key not in keyed:
-                    keyed[key] = (level[i], [], node.base, False)
+                    keyed[key] = (level[i], [], node.base, False, None)
                     out.append(keyed[key])
                 keyed[key][1].append(i)
         out.sort(key=lambda g: g[0])
-        return [(members, base, direct) for _, members, base, direct in out]
+        return [group[1:] for group in out]
 
     def __call__(self, *head, device=None, data=None, period=None, strict=False):
         """The sums' values; ``data = (rows, batch)``: the per-step data ``_D<slot>(k)`` of the

@@ -24,8 +24,8 @@ period, and nodes that read it inherit that growth).  The table then starts at `
 Each group's fit is checked on one more period (``y_i(deg + 1)`` predicted to the working
 precision); a summand that is not of that form, a table without a recurrence or starting
 after step 1 (the closed form takes its past back to the transient: the steps it adds before
-the table's base are within the start's margin only for a base near 0), a ratio outside
-``(-1, 1]`` or a value asked for before ``N0 - 1`` raise
+the table's base are within the start's margin only for a base near 0), a suffix node, a
+ratio outside ``(-1, 1]`` or a value asked for before ``N0 - 1`` raise
 :class:`NotPeriodic`, and the caller fills the tables from the first step instead.  The cost is
 ``O((deg + 2) m)`` summands per node, whatever ``n``.
 """
@@ -61,6 +61,7 @@ class TableRun:
         self.tables = [[[0] for _ in g.members] for g in self.groups]
         self.first = [g.base for g in self.groups]     # entry k of a table: step first - 1 + k
         self.direct = [{} for _ in self.groups]
+        self.suffixes = {}                       # group: its suffix tables, once filled
 
     def value(self, key, U):
         """A node's table entry ``P(U)`` or the per-step data ``_D<slot>(U)``."""
@@ -103,7 +104,26 @@ class TableRun:
                     total = total + self.summands(g, U, j)[0]
                 memo[U] = total
             return memo[U]
+        if group.last is not None:
+            return self._suffix(g, slot, U)
         return self._filled(g, slot, U, group.base)
+
+    def _suffix(self, g, slot, U):
+        """``S(U)`` of member ``slot`` of the suffix group ``g`` (:mod:`.prefix_nodes`):
+        ``S(last + 1) = 0``, ``S(L) = s(L, L) + S(L + 1) / r`` down to the base, at the first
+        read (entry ``i`` of a table: ``S(last + 1 - i)``)."""
+        group = self.groups[g]
+        last = int(group.last(self.n))
+        if U > last:
+            return 0
+        if g not in self.suffixes:
+            tables = [[0] for _ in group.members]
+            for L in range(last, group.base - 1, -1):
+                outs = self.summands(g, L, L)
+                for table, r, s in zip(tables, group.ratios, outs):
+                    table.append(s + table[-1] / self.ratios[r])
+            self.suffixes[g] = tables
+        return self.suffixes[g][slot][last + 1 - U]
 
     def _filled(self, g, slot, U, first):
         """``P(U)`` of member ``slot`` of group ``g``, its table (``tables[g]``, entry 0 at step
@@ -136,7 +156,7 @@ class PeriodicRun(TableRun):
         g, slot = self.where[i]
         group = self.groups[g]
         U = int(U)
-        if group.direct or U < self.N0 - 1 or group.base > 1:
+        if group.direct or group.last is not None or U < self.N0 - 1 or group.base > 1:
             raise NotPeriodic(f"node {i} at step {U}")
         if not self.started[g]:
             self._start(g)

@@ -29,7 +29,12 @@ one evaluation of the summand per step.  Lowering one ``sum_{j=lo}^{hi} f`` (inn
 
 Terms are grouped by the factor that left and by the ratio ``r`` (checked symbolically,
 :func:`~.running_sums.geometric_ratio`); a summand that is not geometric in ``U`` is summed out
-per argument (memoized).  A sum that does not fit (a limit that is not affine, a factor mixing
+per argument (memoized).  A ratio ``|r| > 1`` comes from a weight that decays away from the
+lower limit, ``sum_{l=k}^{n-1} beta^(l-k) f_l`` (AdaBelief's order 2): its prefix table would
+grow like ``r^U`` (past float64 after ``1024 / log2 r`` steps) and take the sum as a difference
+of two such values; where the upper limit is the same for every enclosing index (``n - 1``)
+it becomes a *suffix node* ``S(L) = sum_{j=L}^{hi} s(L, j) = s(L, L) + S(L+1) / r``, filled
+backwards from ``hi``, of terms at most those of the sum, and read at the lower limit.  A sum that does not fit (a limit that is not affine, a factor mixing
 ``j`` and an enclosing index otherwise) keeps its printed nested loops, which are always right.
 The step index ``n``, the point and per-step data ``_D<slot>(j)`` are factors like any other.
 """
@@ -81,10 +86,11 @@ def _least(e, scope, n):
 
 class _Node:
     """``P(U) = sum_{j=base}^{U} summand(U, j)``; ``ratio``: ``summand(U+1, j) / summand(U, j)``
-    (``None``: summed out per ``U``)."""
+    (``None``: summed out per ``U``).  A suffix node (``last``, an expression in ``n``) is
+    ``S(U) = sum_{j=U}^{last} summand(U, j)``, ``S(U) = summand(U, U) + S(U+1) / ratio``."""
 
-    def __init__(self, summand, base, ratio):
-        self.summand, self.base, self.ratio = summand, base, ratio
+    def __init__(self, summand, base, ratio, last=None):
+        self.summand, self.base, self.ratio, self.last = summand, base, ratio, last
 
 
 class Lowering:
@@ -146,11 +152,11 @@ class Lowering:
             self._renamed[key] = sp.Dummy("j", integer=True)
         return self._renamed[key]
 
-    def _node(self, summand, base, ratio):
-        key = (summand, base, ratio)
+    def _node(self, summand, base, ratio, last=None):
+        key = (summand, base, ratio, last)
         if key not in self._ids:
             self._ids[key] = len(self.nodes)
-            self.nodes.append(_Node(summand, base, ratio))
+            self.nodes.append(_Node(summand, base, ratio, last))
         return sp.Function(f"_P{self._ids[key]}")
 
     def _lower_sum(self, f, j, lo, hi, scope):
@@ -191,6 +197,11 @@ class Lowering:
             groups.setdefault((outside, ratio), []).append(inside)
         out = []
         for (outside, ratio), insides in groups.items():
+            if ratio is not None and ratio.is_number and abs(ratio) > 1 \
+                    and _affine(hi, [self.n]) is not None:
+                S = self._node(sp.Add(*insides), base, ratio, last=hi)
+                out.append(dag.xreplace(outside, {self.U: lo}) * S(lo))
+                continue
             P = self._node(sp.Add(*insides), base, ratio)
             out += [sign * dag.xreplace(outside, {self.U: arg}) * P(arg) for sign, arg in pieces]
         return sp.Add(*out)
