@@ -22,10 +22,12 @@ parts (``600^(n psi)`` at ``n psi > 110``, ``25^l`` at ``l > 220``).
 A scale is kept as exponents per base and written out with the powers of one linear form of the
 steps merged into one power of a rational base: ``24^(l+1) 25^(-l-1)`` becomes
 ``(24/25)^(l+1)``, ``24^(l/250) 25^(-l/250)`` becomes ``(24/25)^(l/250)``; ``r^(n-k)`` stays
-one power.  Outside the sums, the step-index parts (``S_i / S``, ``c / S_c``) are free of the
-point, so :func:`~.prepare.hoist_coefficients` takes them into one coefficient with the other
-step-index factors of their product, evaluated in mpmath.  Rates need numbers: where an exponent
-keeps a symbol (a hyperparameter bound late), the expressions are returned unchanged.
+one power, and a power of one base keeps its form (``4^(-2k-l)``, not ``16^(-k-l/2)``, which
+no longer factors against ``4^(-k-l)``).  Outside the sums, the step-index parts (``S_i /
+S``, ``c / S_c``) are free of the point, so :func:`~.prepare.hoist_coefficients` takes them into
+one coefficient with the other step-index factors of their product, evaluated in mpmath.
+Rates need numbers: where an exponent keeps a symbol (a hyperparameter bound late), the
+expressions are returned unchanged.
 """
 from __future__ import annotations
 
@@ -45,11 +47,10 @@ class _Symbolic(Exception):
 def balance_growth(exprs, step, point=None):
     """``exprs`` with the growth in ``step`` (a symbol or a set of them: the steps, and the
     indices of their sums over past steps) balanced (module docstring); unchanged where a rate
-    is not a number.  Outside the
-    sums over past steps, a part free of the symbols ``point`` (and of per-step data) is a
-    coefficient: only its scale is taken, its form is kept (it is evaluated in mpmath, where
-    memory sums run by their recurrence in ``n``); ``point=None``: every part is rewritten
-    (nothing is evaluated apart)."""
+    is not a number.  Outside the sums over past steps, a part free of the symbols ``point``
+    (and of per-step data) is a coefficient: only its scale is taken, its form is kept (it is
+    evaluated in mpmath, where memory sums run by their recurrence in ``n``); ``point=None``:
+    every part is rewritten (nothing is evaluated apart)."""
     try:
         steps = set(step) if isinstance(step, (set, frozenset)) else {step}
         balance = _Balance(steps, None if point is None else frozenset(point), {})
