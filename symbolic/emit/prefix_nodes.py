@@ -34,10 +34,13 @@ lower limit, ``sum_{l=k}^{n-1} beta^(l-k) f_l`` (AdaBelief's order 2): its prefi
 grow like ``r^U`` (past float64 after ``1024 / log2 r`` steps) and take the sum as a difference
 of two such values; where the upper limit is the same for every enclosing index (``n - 1``)
 it becomes a *suffix node* ``S(L) = sum_{j=L}^{hi} s(L, j) = s(L, L) + S(L+1) / r``, filled
-backwards from ``hi``, of terms at most those of the sum, and read at the lower limit.  A sum
-that does not fit (a limit that is not affine, a factor mixing ``j`` and an enclosing index
-otherwise) keeps its printed nested loops, which are always right.  The step index ``n``, the
-point and per-step data ``_D<slot>(j)`` are factors like any other.
+backwards from ``hi``, of terms at most those of the sum, and read at the lower limit; where
+it reads an enclosing index (``sum_{k'=0}^{k} c_k' sum_{l=k'}^{k-1} beta^(l-k') d_l``), the
+two sums are exchanged first (``sum_{l<k} d_l sum_{k'<=l} beta^(l-k') c_k'``, a table of ratio
+``beta``; :func:`_exchanged`).  A sum that does not fit (a limit that is not affine, a factor
+mixing ``j`` and an enclosing index otherwise) keeps its printed nested loops, which are always
+right.  The step index ``n``, the point and per-step data ``_D<slot>(j)`` are factors like any
+other.
 """
 from __future__ import annotations
 
