@@ -307,49 +307,6 @@ def test_a_weight_decaying_from_the_lower_limit_gives_a_suffix_table(backend):
     assert abs(float(got[0]) - want) <= 1e-12 * abs(want)
 
 
-D2 = sp.Function("_D2")
-
-
-@pytest.mark.parametrize("backend", ["exact", "numpy", "torch", "mpmath"])
-def test_a_weight_decaying_below_an_enclosing_limit_is_summed_in_the_other_order(backend):
-    """``sum_{k'=0}^{k} c_k' sum_{l=k'}^{k-1} beta^(l-k') d_l`` inside ``sum_k`` (AdaBelief's
-    order 2): the upper limit ``k - 1`` reads an enclosing index, so no suffix table serves it,
-    and as a prefix table it grows like ``4^U`` (beta = 1/4).  Summed in the other order,
-    ``sum_{l<k} d_l sum_{k'<=l} beta^(l-k') c_k'``, every table is bounded.  Exact: against every
-    term added up, at n = 0..6; floats: against the inner sums by their backward recurrence in
-    Python floats at n = 600 (past float64 before)."""
-    k, kk, l = (sp.Dummy(s, integer=True) for s in ("k", "kk", "l"))
-    mu, beta = sp.Rational(1, 2), sp.Rational(1, 4)
-    inner = sp.Sum(beta ** (l - kk) * D0(l), (l, kk, k - 1))
-    total = sp.Sum(mu ** (n - k) * D1(k) * sp.Sum(D2(kk) * inner, (kk, 0, k)), (k, 0, n))
-    nested = NestedSums([total], [n], n, backend)
-    assert not any(g.direct for g in nested._groups)
-    if backend == "exact":
-        rows = [[sp.Rational(1, 2), sp.Rational(-5, 4), sp.Rational(2, 3)],
-                [sp.Rational(3, 2), sp.Rational(3, 4), sp.Rational(-1, 5)]]
-
-        def look_up(e):
-            return e.replace(lambda a: isinstance(a, sp.core.function.AppliedUndef),
-                             lambda a: rows[int(a.args[0]) % 2][int(a.func.__name__[2:])])
-        for N in range(7):
-            assert nested(N, data=(rows, lambda i: i % 2)) == \
-                [look_up(brute(total, {n: sp.Integer(N)}))]
-        return
-    rows = [[0.5, -1.25, 0.75], [1.5, 0.75, -0.5], [-0.25, 2.0, 1.25]]
-
-    def batch(i):
-        return (7 * i) % 3
-    N, want = 600, 0.0
-    for K in range(N + 1):
-        suffix, middle = 0.0, 0.0
-        for KK in range(K, -1, -1):          # suffix = sum_{l=KK}^{K-1} beta^(l-KK) d_l
-            suffix = (rows[batch(KK)][0] if KK < K else 0.0) + 0.25 * suffix
-            middle += rows[batch(KK)][2] * suffix
-        want += 0.5 ** (N - K) * rows[batch(K)][1] * middle
-    got = nested(N, data=(rows, batch))
-    assert abs(float(got[0]) - want) <= 1e-12 * abs(want)
-
-
 def test_a_sum_past_the_float_range_says_so():
     """A summand that grows in a form the lowering does not balance (``e^k``, a function of
     the index, not a power of a number) fills a table past float64 after 709 steps: the float

@@ -34,13 +34,10 @@ lower limit, ``sum_{l=k}^{n-1} beta^(l-k) f_l`` (AdaBelief's order 2): its prefi
 grow like ``r^U`` (past float64 after ``1024 / log2 r`` steps) and take the sum as a difference
 of two such values; where the upper limit is the same for every enclosing index (``n - 1``)
 it becomes a *suffix node* ``S(L) = sum_{j=L}^{hi} s(L, j) = s(L, L) + S(L+1) / r``, filled
-backwards from ``hi``, of terms at most those of the sum, and read at the lower limit; where
-it reads an enclosing index (``sum_{k'=0}^{k} c_k' sum_{l=k'}^{k-1} beta^(l-k') d_l``), the
-two sums are exchanged first (``sum_{l<k} d_l sum_{k'<=l} beta^(l-k') c_k'``, a table of ratio
-``beta``; :func:`_exchanged`).  A sum that does not fit (a limit that is not affine, a factor
-mixing ``j`` and an enclosing index otherwise) keeps its printed nested loops, which are always
-right.  The step index ``n``, the point and per-step data ``_D<slot>(j)`` are factors like any
-other.
+backwards from ``hi``, of terms at most those of the sum, and read at the lower limit.  A sum
+that does not fit (a limit that is not affine, a factor mixing ``j`` and an enclosing index
+otherwise) keeps its printed nested loops, which are always right.  The step index ``n``, the
+point and per-step data ``_D<slot>(j)`` are factors like any other.
 """
 from __future__ import annotations
 
@@ -176,13 +173,6 @@ class Lowering:
             if rest is None:
                 return None
             return rest + self.lower(dag.substitute_free(f, J, hi), scope)
-        exchanged = _exchanged(f, J, lo, hi, scope, self.n)
-        if exchanged is not None:
-            rest, sums = exchanged
-            out = self._lower_sum(rest, J, lo, hi, scope) if rest != 0 else sp.S.Zero
-            if out is None:
-                return None
-            return out + sp.Add(*[self.lower(e, scope) for e in sums])
         f = self.lower(f, scope + [(J, lo, hi)])
         base = _least(lo, scope, self.n)
         if base is None or _affine(hi, list(others) + [self.n]) is None:
@@ -216,52 +206,6 @@ class Lowering:
             P = self._node(sp.Add(*insides), base, ratio)
             out += [sign * dag.xreplace(outside, {self.U: arg}) * P(arg) for sign, arg in pieces]
         return sp.Add(*out)
-
-
-def _exchanged(f, J, lo, hi, scope, n):
-    """``(rest, sums)`` with ``sum_{J=lo}^{hi} f = sum_{J=lo}^{hi} rest + sum(sums)``, the terms
-    ``A(J) sum_{l=J+c}^{hi'} w^(l-J) g(l)`` of ``f`` whose weight decays away from the lower
-    limit and whose upper limit ``hi'`` reads an enclosing index (a suffix node cannot serve
-    them) summed in the other order, ``sum_{l=lo+c}^{hi'} sum_{J=lo}^{l-c} A(J) w^(l-J) g(l)``:
-    the inner sum is then a prefix table of ratio ``w``.  The same pairs ``(J, l)`` wherever
-    ``hi' - c <= hi``; ``None`` where no term is such."""
-    rest, sums = [], []
-    for term in sp.Add.make_args(f):
-        factors = sp.Mul.make_args(term)
-        inner = next((a for a in factors if _decays_from_below(a, J, hi, scope, n)), None)
-        if inner is None or factors.count(inner) > 1:
-            rest.append(term)
-            continue
-        l, lo2, hi2 = inner.limits[0]
-        c = sp.expand(lo2 - J)
-        others = sp.Mul(*[a for a in factors if a is not inner])
-        sums.append(dag.make_sum(dag.make_sum(others * inner.function, (J, lo, l - c)),
-                                 (l, lo + c, hi2)))
-    return (sp.Add(*rest), sums) if sums else None
-
-
-def _decays_from_below(e, J, hi, scope, n):
-    """Whether ``e`` is ``sum_{l=J+c}^{hi'} g`` (``c >= 0``) with ``hi'`` free of ``J``, not
-    affine in ``n`` alone, and ``hi' - c <= hi``, whose summand has a factor ``r^(a (l - J) +
-    ...)`` with ``|r^a| < 1`` (:func:`_exchanged`)."""
-    if not isinstance(e, sp.Sum) or len(e.limits) != 1:
-        return False
-    l, lo2, hi2 = e.limits[0]
-    c = sp.expand(lo2 - J)
-    if not (c.is_Integer and c >= 0) or J in free_symbols(hi2) \
-            or _affine(hi2, [n]) is not None:
-        return False
-    room = _least(hi + c - hi2, scope, n)
-    if room is None or room < 0:
-        return False
-    for factor in sp.Mul.make_args(e.function):
-        if factor.is_Pow and factor.base.is_number and factor.base != 0:
-            form = _affine(factor.exp, [l, J, n, *(v for v, _, _ in scope)])
-            if form is not None:
-                a = form[0].get(l, 0)
-                if a and form[0].get(J, 0) == -a and abs(factor.base ** a) < 1:
-                    return True
-    return False
 
 
 def _always_empty(lo, hi):
