@@ -38,6 +38,12 @@ def brute(e, env):
 
 
 D0, D1 = sp.Function("_D0"), sp.Function("_D1")
+# per-step data of the float-table tests: three batches in a fixed non-cyclic order
+FLOAT_ROWS = [[0.5, -1.25], [1.5, 0.75], [-0.25, 2.0]]
+
+
+def float_batch(i):
+    return (7 * i) % 3
 
 
 @st.composite
@@ -247,10 +253,7 @@ def test_a_weight_growing_in_the_index_gives_a_bounded_table(backend):
     rho, mu = sp.Rational(1, 5), sp.Rational(1, 2)
     total = sp.Sum(mu ** (n - l) * rho ** l * D1(l)
                    * sp.Sum(rho ** (-k) * D0(k) ** 2, (k, 0, l)), (l, 0, n))
-    rows = [[0.5, -1.25], [1.5, 0.75], [-0.25, 2.0]]
-
-    def batch(i):
-        return (7 * i) % 3
+    rows, batch = FLOAT_ROWS, float_batch
     N = 500
     want = sum(0.5 ** (N - L) * rows[batch(L)][1]
                * sum(0.2 ** (L - K) * rows[batch(K)][0] ** 2 for K in range(L + 1))
@@ -270,10 +273,7 @@ def test_a_bias_correction_multiplied_out_stays_in_the_float_range(backend):
     mu, beta, rho = sp.Rational(1, 2), sp.Rational(1, 4), sp.Rational(1, 5)
     mixed = 1 / sp.expand((beta ** (k + 1) - 1) ** 2 * (rho ** (l + 1) - 1))
     total = sp.Sum(mu ** (n - k) * D1(k) * sp.Sum(mixed * D0(l), (l, k, n - 1)), (k, 0, n))
-    rows = [[0.5, -1.25], [1.5, 0.75], [-0.25, 2.0]]
-
-    def batch(i):
-        return (7 * i) % 3
+    rows, batch = FLOAT_ROWS, float_batch
     N = 600
     want = sum(0.5 ** (N - K) * rows[batch(K)][1]
                * sum(rows[batch(L)][0] / ((0.25 ** (K + 1) - 1) ** 2 * (0.2 ** (L + 1) - 1))
@@ -293,10 +293,7 @@ def test_a_weight_decaying_from_the_lower_limit_gives_a_suffix_table(backend):
     mu, beta = sp.Rational(1, 2), sp.Rational(1, 4)
     total = sp.Sum(mu ** (n - k) * D1(k) * sp.Sum(beta ** (l - k) * D0(l), (l, k, n - 1)),
                    (k, 0, n))
-    rows = [[0.5, -1.25], [1.5, 0.75], [-0.25, 2.0]]
-
-    def batch(i):
-        return (7 * i) % 3
+    rows, batch = FLOAT_ROWS, float_batch
     N = 800
     want = sum(0.5 ** (N - K) * rows[batch(K)][1]
                * sum(0.25 ** (L - K) * rows[batch(L)][0] for L in range(K, N))

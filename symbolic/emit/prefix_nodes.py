@@ -196,10 +196,9 @@ class Lowering:
             inside = dag.xreplace(inside, {J: self.J})
             ratio = _ratio(inside, self.U, self.J, self.n)
             groups.setdefault((outside, ratio), []).append(inside)
-        out = []
+        out, hi_in_n = [], _affine(hi, [self.n]) is not None
         for (outside, ratio), insides in groups.items():
-            if ratio is not None and ratio.is_number and abs(ratio) > 1 \
-                    and _affine(hi, [self.n]) is not None:
+            if ratio is not None and ratio.is_number and abs(ratio) > 1 and hi_in_n:
                 S = self._node(sp.Add(*insides), base, ratio, last=hi)
                 out.append(dag.xreplace(outside, {self.U: lo}) * S(lo))
                 continue
