@@ -20,9 +20,9 @@ a corrupted, truncated or foreign entry (another version, another key) is ignore
 :class:`CacheWarning` and the result recomputed, never returned.  Payloads are pickles (SymPy
 objects and modeq's ``EMA``, ``Grad``, ``Hess``... unpickle equal); ``Dummy`` symbols are
 re-created fresh on load, so they never collide with the dummies of the loading process; sums
-and products are rebuilt from their stored arguments, not constructed again (SymPy's
-constructor re-examines every summand: 80 s of the 82 s AdaBelief's mini-batch order-2
-derivation took to load).  A pickle runs code when loaded: keep the cache directory private (it is created ``0o700``).
+are rebuilt by :func:`~.dag.make_sum` (SymPy's constructor walks every summand as a tree: 80 s
+of the 82 s AdaBelief's mini-batch order-2 derivation took to load).  A pickle runs code when
+loaded: keep the cache directory private (it is created ``0o700``).
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ import warnings
 import sympy as sp
 
 from .cache_location import OUTPUT_SUFFIX, cache_dir, off_by_environment
+from .dag import make_sum
 
 __all__ = ["cache_dir", "enabled", "disabled", "fingerprint", "declaration_text", "cached",
            "lookup", "store", "clear", "info", "CacheWarning", "MISS"]
@@ -136,21 +137,13 @@ def _fresh_dummy(name, index, assumptions):
     return table[k]
 
 
-def _with_limits(cls, args):
-    """A ``Sum`` or ``Product`` of the arguments of one that SymPy built (so already in its
-    canonical form), as its constructor ends: without examining the summand again."""
-    obj = sp.Expr.__new__(cls, *args)
-    obj.is_commutative = args[0].is_commutative
-    return obj
-
-
 class _Pickler(pickle.Pickler):
     def reducer_override(self, obj):
         if type(obj) is sp.Dummy:
             _, assumptions = obj.__getnewargs_ex__()
             return _fresh_dummy, (obj.name, obj.dummy_index, tuple(sorted(assumptions.items())))
-        if type(obj) in (sp.Sum, sp.Product):
-            return _with_limits, (type(obj), obj.args)
+        if type(obj) is sp.Sum:
+            return make_sum, obj.args
         return NotImplemented
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import sympy as sp
 
+from .dag import rebuilt
+
 __all__ = ["expand_mul"]
 
 # the hints sympy.expand_mul hands to every _eval_expand_mul
@@ -41,7 +43,7 @@ def expand_mul(expr):
                 hit |= a_hit
                 args.append(a)
             if hit:
-                e = e.func(*args)
+                e = rebuilt(e, args)
         out = (e, hit)
         rule = getattr(e, "_eval_expand_mul", None)
         if rule is not None:

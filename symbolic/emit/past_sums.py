@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..dag import make_sum
 from ..family import n as n_sym
 from . import mpfr
 from .intervals import point
@@ -49,7 +50,7 @@ class PastSums:
         self.symbols = [t for members in groups.values() for t, _ in members]
         self.nested = step_data or any(f.has(sp.Sum) for members in groups.values()
                                        for _, f in members)
-        self._sums = [sp.Sum(f, key) for key, members in groups.items() for _, f in members]
+        self._sums = [make_sum(f, key) for key, members in groups.items() for _, f in members]
         self._head, self._backend, self._dtype, self._cse = list(head), backend, dtype, cse
         self._tables = self._split_tables = None
         self._refused = set()
