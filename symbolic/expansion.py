@@ -30,6 +30,7 @@ from functools import lru_cache
 
 import sympy as sp
 
+from . import dag
 from .family import Refused, g, n
 from .memory import closed_sum, simplify_sums
 from .operators import FULL, Grad, collect_fields, lie, linearize
@@ -164,16 +165,16 @@ def _raw_term(state, t, F, earlier, batch):
     k, l1, l2 = _indices(state, t)
     of = state.of.xreplace({g: Grad(batch_of(k, batch))})
     if earlier:
-        Phi = compose(of, {e: [s.xreplace({n: k}) for s in ts] for e, ts in earlier.items()}, t)
+        Phi = compose(of, {e: [dag.xreplace(s, {n: k}) for s in ts] for e, ts in earlier.items()}, t)
     else:
         Phi = [of] + [sp.S.Zero] * t
-    F0 = [f.xreplace({n: l1}) for f in F]
+    F0 = [dag.xreplace(f, {n: l1}) for f in F]
     if t == 0:
         inner = Phi[0]
     elif t == 1:
         inner = Phi[1] + sp.Sum(lie(Phi[0], F0[0]), (l1, k, n - 1))
     else:
-        F0b = [f.xreplace({n: l2}) for f in F]
+        F0b = [dag.xreplace(f, {n: l2}) for f in F]
         inner = (Phi[2] + sp.Sum(lie(Phi[1], F0[0]) + lie(Phi[0], F0[1])
                                  + lie(lie(Phi[0], F0[0]), F0[0]) / 2, (l1, k, n - 1))
                  + sp.Sum(sp.Sum(lie(lie(Phi[0], F0[0]), F0b[0]), (l2, l1 + 1, n - 1)),
@@ -183,7 +184,7 @@ def _raw_term(state, t, F, earlier, batch):
     r = (w * inner).xreplace({k: n}).doit() if state.decay == 0 else sp.Sum(w * inner, (k, 0, n))
     extra = state.first_weight_extra(n)
     if extra != 0:
-        r = r + extra * inner.xreplace({k: sp.S.Zero})
+        r = r + extra * dag.xreplace(inner, {k: sp.S.Zero})
     return r
 
 
