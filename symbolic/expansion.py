@@ -165,7 +165,8 @@ def _raw_term(state, t, F, earlier, batch):
     k, l1, l2 = _indices(state, t)
     of = state.of.xreplace({g: Grad(batch_of(k, batch))})
     if earlier:
-        Phi = compose(of, {e: [dag.xreplace(s, {n: k}) for s in ts] for e, ts in earlier.items()}, t)
+        at_k = {e: [dag.xreplace(s, {n: k}) for s in ts] for e, ts in earlier.items()}
+        Phi = compose(of, at_k, t)
     else:
         Phi = [of] + [sp.S.Zero] * t
     F0 = [dag.xreplace(f, {n: l1}) for f in F]
