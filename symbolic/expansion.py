@@ -182,7 +182,7 @@ def _raw_term(state, t, F, earlier, batch):
                           (l1, k, n - 1)))
     w = state.weight(n, k)
     # decay 0 keeps only the current input: SymPy's summation drops 0**(n - k) at k = n.
-    r = (w * inner).xreplace({k: n}).doit() if state.decay == 0 else sp.Sum(w * inner, (k, 0, n))
+    r = dag.xreplace(w * inner, {k: n}).doit() if state.decay == 0 else sp.Sum(w * inner, (k, 0, n))
     extra = state.first_weight_extra(n)
     if extra != 0:
         r = r + extra * dag.xreplace(inner, {k: sp.S.Zero})
