@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import sympy as sp
 
@@ -87,12 +88,30 @@ def _simplified(c):
     them, at a fraction of the cost); so is one in which the square roots of even powers
     (``sqrt(g**2)``, eps outside the root) are the only other roots, each taken as an atom
     ``r = |g|`` (with ``g**2 = r**2``).  Anything else (sums, products, functions, roots of
-    roots) gets SymPy's ``simplify`` first."""
-    rational = _rational(c)
-    if rational is None:
-        return _factor(sp.simplify(c))
+    roots) gets SymPy's ``simplify`` first.  Any other coefficient is treated the same way
+    with its other parts as atoms (:func:`_opaque_parts`: sums, products, powers with
+    symbolic exponents; SymPy's ``simplify`` of NAdam's mini-batch coefficients, which have
+    all three, ran for minutes)."""
+    rational = _rational(c) or _opaque_parts(c)
     c, back = rational
     return _factor(c, factored).xreplace(back)
+
+
+def _opaque_parts(c):
+    """``(c', back)``: ``c`` with every maximal part that is not :func:`_plain` (a sum, a
+    product, a function, a power with a symbolic exponent other than a symbol, a root of
+    anything but a sum of monomials) written as a symbol; ``c'.xreplace(back) == c``."""
+    back, names = {}, {}
+
+    def walk(e):
+        if _plain(e):
+            return e.func(*[walk(a) for a in e.args]) if e.args else e
+        if e not in names:
+            names[e] = sp.Dummy("o", commutative=e.is_commutative)
+            back[names[e]] = e
+        return names[e]
+
+    return walk(c), back
 
 
 def _factor(c, how=sp.factor):
@@ -190,9 +209,15 @@ def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
 def _pull_common(term):
     """``term`` with the content and common point factors of its sums pulled out
     (``2*b*s - 2*s -> 2*s*(b - 1)``), so that scalar and point factors separate."""
-    return sp.Mul(*[sp.Pow(sp.factor_terms(f.base), f.exp) if isinstance(f, sp.Pow)
+    return sp.Mul(*[sp.Pow(_content_pulled(f.base), f.exp) if isinstance(f, sp.Pow)
                     and isinstance(f.base, sp.Add) and is_field(f.base) else f
                     for f in sp.Mul.make_args(term)])
+
+
+@lru_cache(maxsize=1 << 12)
+def _content_pulled(e):
+    """``factor_terms(e)``, once per distinct sum (the terms of a coefficient share few)."""
+    return sp.factor_terms(e)
 
 
 def _variant(batch, stationary):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .expand import expand
 from .family import eps
 from .operators import is_field
 
@@ -74,7 +75,7 @@ def split_coefficient(c, memory):
     if len(mixed) != 1 or not isinstance(mixed[0], sp.Add):
         return None
     groups = {}
-    for term in sp.Add.make_args(sp.expand(mixed[0])):
+    for term in sp.Add.make_args(expand(mixed[0])):
         parts = _separate(term, memory)
         if parts is None:
             return None

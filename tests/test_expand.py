@@ -1,16 +1,17 @@
-"""The memoised ``expand_mul`` gives SymPy's ``expand_mul``, structurally, on any expression.
+"""The memoised ``expand_mul`` and ``expand`` give SymPy's, structurally, on any expression.
 
-Oracle: ``sympy.expand_mul`` itself (the algorithm the memo replays); equality is checked on
+Oracle: ``sympy.expand_mul`` and ``sympy.expand`` themselves (the algorithm the memo replays); equality is checked on
 ``srepr``, so a different but equal form would fail too.  Expressions are drawn with shared
 subexpressions (the case the memo is for), sums over an index, denominators of products of sums
-(``expand_mul`` multiplies those out) and fractional powers.
+(``expand_mul`` multiplies those out), fractional powers and powers with symbolic
+exponents (``expand`` splits those, in its order of hints).
 """
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import examples
-from modeq.symbolic.expand import expand_mul
+from modeq.symbolic.expand import expand, expand_mul
 
 x, y, z = sp.symbols("x y z")
 k = sp.Symbol("k", integer=True, nonnegative=True)
@@ -29,6 +30,7 @@ def _grow(children):
         children.map(lambda c: sp.Sum(c * (k + x), (k, 0, n))),
         children.map(lambda c: sp.sqrt(1 + c ** 2)),
         pair.map(lambda p: p[0] / (p[1] + 1) * (p[0] + y)),
+        children.map(lambda c: sp.Rational(24, 25) ** (c * (n + 2))),
     )
 
 
@@ -40,3 +42,10 @@ expressions = st.recursive(_leaves, _grow, max_leaves=14)
 def test_equals_sympys_expand_mul_structurally(a, b):
     e = a * (b + x) + sp.Sum(a * b, (k, 0, n)) * (a + b) + a / (b * (b + 1) + 2)
     assert sp.srepr(expand_mul(e)) == sp.srepr(sp.expand_mul(e))
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(a=expressions, b=expressions)
+def test_equals_sympys_expand_structurally(a, b):
+    e = a * (b + x) + sp.Sum(a * b, (k, 0, n)) * (a + y) ** 2 + a / (b * (b + 1) + 2)
+    assert sp.srepr(expand(e)) == sp.srepr(sp.expand(e))
