@@ -93,13 +93,13 @@ def _one_batch_applies(flow, stationary, backend, dtype):
     than the one-batch sweep (``O(min(n, 2 tail.start))`` per call at order 2), so they stay.
     Also required: a declaration the batch grouping covers (``flow.batch_grouped``) and the
     mini-batch evaluator's working precision (mpmath, or float64)."""
-    terms = flow.terms("full", stationary)
-    if stationary or len(terms) < 2 or not terms[1].has(sp.Sum):
+    if stationary or not flow.batch_grouped:
         return False
     if dtype is not None and (backend == "mpmath"
                               or resolve_dtype(backend, dtype) != resolve_dtype(backend)):
         return False
-    return flow.batch_grouped
+    terms = flow.terms("full", stationary)
+    return len(terms) >= 2 and terms[1].has(sp.Sum)
 
 
 def _one_batch_step_indexed(flow, stationary, dtype):
