@@ -30,7 +30,7 @@ S_SYMBOL = sp.Symbol("s", positive=True)
 MINI_NOTATION = ";  g[k], H[k]: the derivatives of the loss E_k of step k"
 
 
-#: Coefficients up to this many operations are simplified in full (``factor(simplify(c))``);
+#: Coefficients up to this many operations are simplified in full (:func:`_simplified`);
 #: larger ones (e.g. Adam's exact-in-``n`` ``F2``, ~3,000 operations) get the bounded
 #: structured form of :func:`structured_coefficient`: a full simplification of those runs for
 #: many CPU-minutes.
@@ -74,8 +74,8 @@ def grouped_terms(expr, max_ops=SIMPLIFY_MAX_OPS):
 
 def simplified_coefficient(c, cheap_only=False):
     """A coefficient of a flow term simplified as the displays simplify it (see
-    :func:`grouped_terms`); ``cheap_only``: ``None`` instead where that needs SymPy's
-    ``simplify`` (anything but a rational function of symbols, powers and roots of sums)."""
+    :func:`grouped_terms`); ``cheap_only``: ``None`` instead for anything but a rational
+    function of symbols, powers and roots of sums (whose other parts would be atoms)."""
     if cheap_only and _rational(c) is None:
         return None
     return _simplified(c)
@@ -87,11 +87,10 @@ def _simplified(c):
     brought to lowest terms and factored (``factor(cancel(c))``: what ``simplify`` returns for
     them, at a fraction of the cost); so is one in which the square roots of even powers
     (``sqrt(g**2)``, eps outside the root) are the only other roots, each taken as an atom
-    ``r = |g|`` (with ``g**2 = r**2``).  Anything else (sums, products, functions, roots of
-    roots) gets SymPy's ``simplify`` first.  Any other coefficient is treated the same way
-    with its other parts as atoms (:func:`_opaque_parts`: sums, products, powers with
-    symbolic exponents; SymPy's ``simplify`` of NAdam's mini-batch coefficients, which have
-    all three, ran for minutes)."""
+    ``r = |g|`` (with ``g**2 = r**2``).  Any other coefficient is treated the same way with
+    its other parts as atoms (:func:`_opaque_parts`: sums, products, functions, powers with
+    symbolic exponents, roots of roots; SymPy's ``simplify``, used for those before, ran for
+    minutes on NAdam's mini-batch coefficients, which have all of them)."""
     rational = _rational(c) or _opaque_parts(c)
     c, back = rational
     return _factor(c, factored).xreplace(back)
