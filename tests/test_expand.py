@@ -44,8 +44,8 @@ def test_equals_sympys_expand_mul_structurally(a, b):
     assert sp.srepr(expand_mul(e)) == sp.srepr(sp.expand_mul(e))
 
 
-@settings(max_examples=examples(60), deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(a=expressions, b=expressions)
 def test_equals_sympys_expand_structurally(a, b):
-    e = a * (b + x) + sp.Sum(a * b, (k, 0, n)) * (a + y) ** 2 + a / (b * (b + 1) + 2)
+    e = a * (b + x) + sp.Sum(a * b, (k, 0, n)) * (a + y) + a / (b * (b + 1) + 2)
     assert sp.srepr(expand(e)) == sp.srepr(sp.expand(e))
