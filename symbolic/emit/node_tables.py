@@ -62,6 +62,10 @@ class TableRun:
         self.first = [g.base for g in self.groups]     # entry k of a table: step first - 1 + k
         self.direct = [{} for _ in self.groups]
         self.suffixes = {}                       # group: its suffix tables, once filled
+        # per group, its reads: (node?, key, the node's group and member, the step read)
+        self.reads = [[(key[0] == "P", key, *(self.where[key[1]] if key[0] == "P"
+                                               else (None, None)), arg)
+                       for key, arg in g.apps] for g in self.groups]
 
     def value(self, key, U):
         """A node's table entry ``P(U)`` or the per-step data ``_D<slot>(U)``."""
@@ -79,8 +83,15 @@ class TableRun:
         return rows[batch(int(U))][i]
 
     def summands(self, g, U, j):
-        group = self.groups[g]
-        apps = [self.value(key, arg(self.n, U, j)) for key, arg in group.apps]
+        group, n, tables, first = self.groups[g], self.n, self.tables, self.first
+        apps = []
+        for node, key, h, slot, arg in self.reads[g]:   # self.value, inlined (most of a call)
+            u = int(arg(n, U, j))
+            if node:
+                table, k = tables[h][slot], u - first[h] + 1
+                apps.append(table[k] if 0 < k < len(table) else self.get(key[1], u))
+            else:
+                apps.append(self.value(key, u))
         if self.fast is not None:
             prec, kernels = self.fast
             outs = kernels[g](prec, *self.args, U, j, *apps)
