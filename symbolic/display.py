@@ -184,7 +184,8 @@ def structured_coefficient(c, max_ops=CANCEL_MAX_OPS):
 
     Each term is split once (common factors pulled out of its denominators); the scalar parts
     of a point factor are added, and their closed part (the terms without an unevaluated
-    ``Sum``) is cancelled and factored when it has at most ``max_ops`` operations.  Exact (the sum equals ``c``), and bounded in cost."""
+    ``Sum``) is cancelled and factored when it has at most ``max_ops`` operations.  Exact (the
+    sum equals ``c``), and bounded in cost."""
     sub = {}
     for term in sp.Add.make_args(expand_mul(c)):
         scal, point = [], []

@@ -3,16 +3,17 @@
 SymPy's deep expansion walks the whole tree on every pass (at least two) and expands a
 subexpression again wherever it recurs -- the memory sums of a derivation recur in many
 terms, and their summands are thousands of operations each.  :func:`expand_mul` and
-:func:`expand` run the same algorithm (the same ``_eval_expand_mul`` calls on the same arguments, so the result is the
-same expression, structurally) with the answer for each distinct subexpression remembered
-for the duration of the call.
+:func:`expand` run the same algorithm (the same ``_eval_expand_<hint>`` calls on the same
+arguments, so the result is the same expression, structurally) with the answer for each
+distinct subexpression remembered for the duration of the call.
 
 >>> import sympy as sp
 >>> x, y, z = sp.symbols("x y z")
 >>> e = x * (y + z) + sp.Sum(x * (y + z), (z, 0, 3)) / (x * (x + 1))
 >>> expand_mul(e) == sp.expand_mul(e)
 True
->>> f = (x + sp.sqrt(y * (z + 1)) ** 3) ** 2 / (x + y) ** 2 + sp.Rational(2, 3) ** (x * (y + 2))
+>>> f = (x + sp.sqrt(y * (z + 1)) ** 3) ** 2 / (x + y) ** 2 + (sp.Rational(2, 3)
+...                                                         ** (x * (y + 2)))
 >>> expand(f) == sp.expand(f)
 True
 """
@@ -42,10 +43,11 @@ def expand(expr):
     once per hint.  As ``Expr.expand``: one pass of each hint, then ``multinomial``, ``mul``
     and ``log`` again until nothing changes."""
     hints = dict.fromkeys(_ALL, True)
+    passes = {name: _Pass(name, hints) for name in _ALL}
     e = sp.sympify(expr)
     for name in _ALL:
-        e = _Pass(name, hints)(e)
-    return _repeated(e, [_Pass(name, hints) for name in ("multinomial", "mul", "log")])
+        e = passes[name](e)
+    return _repeated(e, [passes[name] for name in ("multinomial", "mul", "log")])
 
 
 def _repeated(e, passes):

@@ -1,10 +1,10 @@
 """The memoised ``expand_mul`` and ``expand`` give SymPy's, structurally, on any expression.
 
-Oracle: ``sympy.expand_mul`` and ``sympy.expand`` themselves (the algorithm the memo replays); equality is checked on
-``srepr``, so a different but equal form would fail too.  Expressions are drawn with shared
-subexpressions (the case the memo is for), sums over an index, denominators of products of sums
-(``expand_mul`` multiplies those out), fractional powers and powers with symbolic
-exponents (``expand`` splits those, in its order of hints).
+Oracle: ``sympy.expand_mul`` and ``sympy.expand`` themselves (the algorithm the memo
+replays); equality is checked on ``srepr``, so a different but equal form would fail too.
+Expressions are drawn with shared subexpressions (the case the memo is for), sums over an
+index, denominators of products of sums (``expand_mul`` multiplies those out), fractional
+powers and powers with symbolic exponents (``expand`` splits those, in its order of hints).
 """
 import sympy as sp
 from hypothesis import given, settings
