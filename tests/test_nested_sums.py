@@ -14,7 +14,7 @@ import sympy as sp
 from hypothesis import example, given, settings, strategies as st
 
 from conftest import examples
-from modeq.symbolic.emit.nested_sums import NestedSums
+from modeq.symbolic.emit.nested_sums import NestedSums, _Step
 
 n = sp.Symbol("n", integer=True)
 x = sp.Symbol("x")
@@ -425,3 +425,18 @@ def test_memoized_free_symbols_equal_sympys(sums, product):
     assert free_symbols(e) == e.free_symbols
     for s in sums:
         assert free_symbols(s) == s.free_symbols
+
+
+@settings(max_examples=examples(40), deadline=None)
+@given(coeffs=st.tuples(*[st.integers(-3, 3)] * 4), floor=st.booleans(),
+       at=st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 30)))
+def test_a_step_read_is_its_expression_at_the_indices(coeffs, floor, at):
+    """The step a node application reads, ``a n + b U + c j + d`` by integer arithmetic (the
+    tables' hot path) or, not affine, by its compiled expression: SymPy's value at the
+    indices."""
+    U, J = sp.symbols("U J", integer=True)
+    a, b, c, d = coeffs
+    expr = a * n + b * U + c * J + d + (sp.floor(U / 2) if floor else 0)
+    step = _Step(expr, n, U, J)
+    assert (step.linear is None) == floor
+    assert step(*at) == expr.subs(dict(zip((n, U, J), at)))

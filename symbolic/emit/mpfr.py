@@ -146,6 +146,7 @@ class FastKernel:
                                                      products.NAME: _prefix_product},
                                       fn.__name__, fn.__defaults__, fn.__closure__)
         self._constants = {}
+        self._at = {}                  # per precision: the code with its constants as defaults
 
     def constants(self, prec):
         """The kernel's constants as ``mpfr`` (call inside ``with context(prec)``)."""
@@ -157,8 +158,10 @@ class FastKernel:
     def __call__(self, prec, *values):
         """The results as ``mpfr`` (inside ``with context(prec)``), or ``None`` when one is not
         finite."""
-        outs = self._fn(*values, *self.constants(prec))
-        for r in outs:
-            if not gmpy2.is_finite(r):
-                return None
-        return outs
+        fn = self._at.get(prec)
+        if fn is None:           # the constants are the last parameters (:class:`.kernel.Kernel`)
+            fn = self._at[prec] = types.FunctionType(
+                self._fn.__code__, self._fn.__globals__, self._fn.__name__,
+                tuple(self.constants(prec)) or None, self._fn.__closure__)
+        outs = fn(*values)
+        return outs if all(map(gmpy2.is_finite, outs)) else None

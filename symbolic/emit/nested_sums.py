@@ -38,8 +38,8 @@ __all__ = ["NestedSums"]
 class _Group:
     """Nodes whose tables grow together: one kernel gives their summands on the diagonal
     ``j = U`` (the only ones a recurrence needs; common subexpressions shared), ``apps`` the
-    applications of inner nodes and per-step data as ``(key, argument(n, U, j))``, ``ratios``
-    the positions of the members' ratios among the per-call values.  A node without a
+    applications of inner nodes and per-step data as ``(key, step read)`` (a :class:`_Step`),
+    ``ratios`` the positions of the members' ratios among the per-call values.  A node without a
     recurrence is a group of its own (``direct``), its summand evaluated at every ``(U, j)``;
     so is a suffix node (``last``: its upper limit as a function of ``n``, else ``None``)."""
 
@@ -51,17 +51,36 @@ class _Group:
 
 def _applications(expr, n, U, J):
     """``expr`` with each application of a node (``_P<id>(arg)``) or of per-step data
-    (``_D<slot>(step)``) replaced by a symbol; ``[(key, argument(n, U, j))]`` with ``key``
-    ``("P", node id)`` or ``("D", slot)``."""
+    (``_D<slot>(step)``) replaced by a symbol; ``[(key, step read)]`` (a :class:`_Step`) with
+    ``key`` ``("P", node id)`` or ``("D", slot)``."""
     apps = sorted({a for a in expr.atoms(sp.core.function.AppliedUndef)
                    if a.func.__name__[:2] in ("_P", "_D")
                    and a.args[0].free_symbols <= {n, U, J}}, key=str)    # not inside a loop
     names = fresh_names("_a", [expr])
     symbols = [sp.Symbol(next(names)) for _ in apps]
     out = dag.xreplace(expr, dict(zip(apps, symbols)))
-    table = [((a.func.__name__[1], int(a.func.__name__[2:])),
-              sp.lambdify([n, U, J], a.args[0], "math")) for a in apps]
+    table = [((a.func.__name__[1], int(a.func.__name__[2:])), _Step(a.args[0], n, U, J))
+             for a in apps]
     return out, table, symbols
+
+
+class _Step:
+    """The step an application reads, ``step(n, U, j)``; ``linear = (a, b, c, d)`` where it is
+    ``a n + b U + c j + d`` with integers (every lowering so far), else ``None``."""
+
+    def __init__(self, expr, n, U, J):
+        expr = sp.expand(expr)
+        coeffs = [expr.coeff(v) for v in (n, U, J)]
+        rest = sp.expand(expr - sum(c * v for c, v in zip(coeffs, (n, U, J))))
+        linear = all(c.is_Integer for c in (*coeffs, rest))
+        self.linear = tuple(int(c) for c in (*coeffs, rest)) if linear else None
+        self._fn = None if linear else sp.lambdify([n, U, J], expr, "math")
+
+    def __call__(self, n, U, j):
+        if self.linear is not None:
+            a, b, c, d = self.linear
+            return a * n + b * U + c * j + d
+        return self._fn(n, U, j)
 
 
 def _hoist_invariants(exprs, varying, names):

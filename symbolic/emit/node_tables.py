@@ -57,25 +57,32 @@ class TableRun:
         self.n, self.device = int(n), device
         self.args = [*head, *invariants]
         self.ratios = ratios
-        # per group: [P(base - 1) = 0, P(base), ...] per member
-        self.tables = [[[0] for _ in g.members] for g in self.groups]
-        self.first = [g.base for g in self.groups]     # entry k of a table: step first - 1 + k
+        # per group, its rows [P(base - 1) = 0, P(base), ...], each a value per member
+        self.tables = [[[0] * len(g.members)] for g in self.groups]
+        self.first = [g.base for g in self.groups]     # row k of a table: step first - 1 + k
         self.direct = [{} for _ in self.groups]
         self.suffixes = {}                       # group: its suffix tables, once filled
-        # per group, its reads: (node?, key, the node's group and member, the step read)
+        # per group, its reads: (node?, key, the node's group and member, the step read as
+        # ``base + b U + c j`` in this run, else its function)
         self.reads = [[(key[0] == "P", key, *(self.where[key[1]] if key[0] == "P"
-                                               else (None, None)), arg)
-                       for key, arg in g.apps] for g in self.groups]
+                                               else (None, None)), *self._step(step))
+                       for key, step in g.apps] for g in self.groups]
+
+    def _step(self, step):
+        if step.linear is None:
+            return 0, 0, 0, step
+        a, b, c, d = step.linear
+        return a * self.n + d, b, c, None
 
     def value(self, key, U):
         """A node's table entry ``P(U)`` or the per-step data ``_D<slot>(U)``."""
         kind, i = key
         if kind == "P":
             g, slot = self.where[i]
-            table = self.tables[g][slot]
+            rows = self.tables[g]
             k = int(U) - self.first[g] + 1
-            if 0 < k < len(table):                     # filled already (most reads)
-                return table[k]
+            if 0 < k < len(rows):                      # filled already (most reads)
+                return rows[k][slot]
             return self.get(i, U)
         if self.data is None:
             raise ValueError("these sums read per-step data: pass data=(rows, batch)")
@@ -85,11 +92,11 @@ class TableRun:
     def summands(self, g, U, j):
         group, n, tables, first = self.groups[g], self.n, self.tables, self.first
         apps = []
-        for node, key, h, slot, arg in self.reads[g]:   # self.value, inlined (most of a call)
-            u = int(arg(n, U, j))
+        for node, key, h, slot, base, b, c, step in self.reads[g]:   # self.value, inlined
+            u = base + b * U + c * j if step is None else int(step(n, U, j))
             if node:
-                table, k = tables[h][slot], u - first[h] + 1
-                apps.append(table[k] if 0 < k < len(table) else self.get(key[1], u))
+                rows, k = tables[h], u - first[h] + 1
+                apps.append(rows[k][slot] if 0 < k < len(rows) else self.get(key[1], u))
             else:
                 apps.append(self.value(key, u))
         if self.fast is not None:
@@ -137,15 +144,14 @@ class TableRun:
         return self.suffixes[g][slot][last + 1 - U]
 
     def _filled(self, g, slot, U, first):
-        """``P(U)`` of member ``slot`` of group ``g``, its table (``tables[g]``, entry 0 at step
+        """``P(U)`` of member ``slot`` of group ``g``, its rows (``tables[g]``, row 0 at step
         ``first - 1``) extended by the recurrence as far as ``U``."""
-        group, tables = self.groups[g], self.tables[g]
-        while len(tables[slot]) <= U - first + 1:
-            u = first - 1 + len(tables[slot])
-            outs = self.summands(g, u, u)
-            for table, r, s in zip(tables, group.ratios, outs):
-                table.append(self.ratios[r] * table[-1] + s)
-        return tables[slot][U - first + 1]
+        rows = self.tables[g]
+        ratios = [self.ratios[r] for r in self.groups[g].ratios]
+        while len(rows) <= U - first + 1:
+            outs = self.summands(g, first - 1 + len(rows), first - 1 + len(rows))
+            rows.append([r * p + s for r, p, s in zip(ratios, rows[-1], outs)])
+        return rows[U - first + 1][slot]
 
 
 class PeriodicRun(TableRun):
@@ -199,11 +205,10 @@ class PeriodicRun(TableRun):
                     sign, q = -sign, q / (1 - z)
                 total = total + r ** (m - 1 - i) * inner
             starts.append(total)
-        tables = [[p] for p in starts]
+        ratios, rows = [self.ratios[r] for r in group.ratios], [starts]
         for outs in s:
-            for table, r, v in zip(tables, group.ratios, outs):
-                table.append(self.ratios[r] * table[-1] + v)
-        self.tables[g] = tables
+            rows.append([r * p + v for r, p, v in zip(ratios, rows[-1], outs)])
+        self.tables[g] = rows
 
     def _differences(self, y):
         """Newton's forward differences ``D^0 y_0 .. D^deg y_0`` of the first ``deg + 1``
