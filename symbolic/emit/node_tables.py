@@ -56,7 +56,8 @@ class TableRun:
         self.fast = fast                         # (prec, the groups' MPFR kernels) or None
         self.n, self.device = int(n), device
         self.args = [*head, *invariants]
-        self.ratios = ratios
+        # per group, its members' ratios (``ratios``: the per-call values they index)
+        self.group_ratios = [[ratios[r] for r in g.ratios] for g in self.groups]
         # per group, its rows [P(base - 1) = 0, P(base), ...], each a value per member
         self.tables = [[[0] * len(g.members)] for g in self.groups]
         self.first = [g.base for g in self.groups]     # row k of a table: step first - 1 + k
@@ -138,16 +139,15 @@ class TableRun:
             tables = [[0] for _ in group.members]
             for L in range(last, group.base - 1, -1):
                 outs = self.summands(g, L, L)
-                for table, r, s in zip(tables, group.ratios, outs):
-                    table.append(s + table[-1] / self.ratios[r])
+                for table, r, s in zip(tables, self.group_ratios[g], outs):
+                    table.append(s + table[-1] / r)
             self.suffixes[g] = tables
         return self.suffixes[g][slot][last + 1 - U]
 
     def _filled(self, g, slot, U, first):
         """``P(U)`` of member ``slot`` of group ``g``, its rows (``tables[g]``, row 0 at step
         ``first - 1``) extended by the recurrence as far as ``U``."""
-        rows = self.tables[g]
-        ratios = [self.ratios[r] for r in self.groups[g].ratios]
+        rows, ratios = self.tables[g], self.group_ratios[g]
         while len(rows) <= U - first + 1:
             outs = self.summands(g, first - 1 + len(rows), first - 1 + len(rows))
             rows.append([r * p + s for r, p, s in zip(ratios, rows[-1], outs)])
@@ -183,12 +183,11 @@ class PeriodicRun(TableRun):
         """``P(N0 - 1)`` of every member of group ``g`` (module docstring), and the tables
         filled over the periods the fit used."""
         self.started[g] = True
-        group, m, N0 = self.groups[g], self.m, self.N0
+        m, N0 = self.m, self.N0
         blocks = DEGREE + 2
         s = [self.summands(g, u, u) for u in range(N0, N0 + blocks * m)]
         starts = []
-        for slot, r in enumerate(group.ratios):
-            r = self.ratios[r]
+        for slot, r in enumerate(self.group_ratios[g]):
             series = [[s[b * m + i][slot] for b in range(blocks)] for i in range(m)]
             diffs = [self._differences(y) for y in series]
             if r == 1:
@@ -205,7 +204,7 @@ class PeriodicRun(TableRun):
                     sign, q = -sign, q / (1 - z)
                 total = total + r ** (m - 1 - i) * inner
             starts.append(total)
-        ratios, rows = [self.ratios[r] for r in group.ratios], [starts]
+        ratios, rows = self.group_ratios[g], [starts]
         for outs in s:
             rows.append([r * p + v for r, p, v in zip(ratios, rows[-1], outs)])
         self.tables[g] = rows
