@@ -1,7 +1,8 @@
 """Hypothesis profiles for the property-based tests (tests/test_properties_*.py).
 
 * ``ci`` (default): few examples per property, derandomized (fixed seed) so that a failure
-  reproduces on every run, no deadline (a derivation may take seconds); all properties in
+  reproduces on every run, alone or in the suite (below: Hypothesis's constants from imported
+  modules), no deadline (a derivation may take seconds); all properties in
   <= 3 minutes on a 2-core machine.
 * ``long`` (``MODEQ_FUZZ=long``): 20x the examples of ``ci`` (each property scales its own
   count with :func:`examples`), still derandomized, for before releases.
@@ -28,8 +29,9 @@ _COMMON = dict(deadline=None, derandomize=True, print_blob=True, database=None,
 # found in the source of the local modules imported so far (modeq's and the tests'), so a
 # derandomized test drew other examples, of other sizes, depending on what had run before it
 # in the process: the expand property took 9 s alone and 40 s in a CI worker, and a failure
-# seen in CI need not reproduce alone.  The pool of local constants is kept empty for the suite (a
-# private name of Hypothesis: if it goes, the guard leaves Hypothesis as it is).
+# seen in CI need not reproduce alone.  The pool of local constants is kept empty for the
+# suite (a private name of Hypothesis: if it goes, the guard leaves Hypothesis as it is;
+# tests/test_hypothesis_examples.py then fails).
 from hypothesis.internal.conjecture import providers as _providers  # noqa: E402
 
 if callable(getattr(_providers, "_get_local_constants", None)) and \
@@ -103,4 +105,3 @@ def pytest_collection_modifyitems(config, items):
     running it alone at the end; started first, the short tests fill in around them.  (A
     module's ``xdist_group`` goes where its first test is.)"""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
