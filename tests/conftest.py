@@ -95,13 +95,3 @@ def _mpmath_precision_restored():
     saved = mpmath.mp.prec
     yield
     mpmath.mp.prec = saved
-
-
-# -- scheduling: the long tests first ------------------------------------------------------
-def pytest_collection_modifyitems(config, items):
-    """The tests marked ``slow`` (tens of seconds to minutes each) run first, in their
-    collection order, then the rest.  ``--dist loadgroup`` hands the tests to the two workers
-    in collection order as they free up, so a long test collected last would leave one worker
-    running it alone at the end; started first, the short tests fill in around them.  (A
-    module's ``xdist_group`` goes where its first test is.)"""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

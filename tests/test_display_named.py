@@ -200,7 +200,6 @@ def test_generated_module_computes_the_names_modeq_derive_prints(make, stationar
         assert sp.simplify((expr - value).xreplace(point)) == 0, (name, expr, value)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("batch", ["full", "mini"])
 def test_step_index_coefficients_are_displayed_opaque_and_defined(batch):
     """NAdam at order 2 (its step reads ``n`` through ``mu_1 ... mu_t``): ``F2`` written out

@@ -41,9 +41,8 @@ from modeq.symbolic.family import beta, eps, h, n, rho
 TEX_DIR = R.TEX_DIR
 
 # this module's tests are one xdist group (``--dist loadgroup``); the documents are built once
-# per run whichever worker asks first (run_shared.once_per_run), the PDFs once per worker;
-# marked slow (scheduled first): building the documents takes minutes of CPU
-pytestmark = [pytest.mark.xdist_group("documents"), pytest.mark.slow]
+# per run whichever worker asks first (run_shared.once_per_run), the PDFs once per worker
+pytestmark = pytest.mark.xdist_group("documents")
 
 
 STATED = ("F0", "F1", "F2", "Finf0", "Finf1", "K0", "Kinf")

@@ -6,7 +6,6 @@ Expressions are drawn with shared subexpressions (the case the memo is for), sum
 index, denominators of products of sums (``expand_mul`` multiplies those out), fractional
 powers and powers with symbolic exponents (``expand`` splits those, in its order of hints).
 """
-import pytest
 import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,7 +44,6 @@ def test_equals_sympys_expand_mul_structurally(a, b):
     assert sp.srepr(expand_mul(e)) == sp.srepr(sp.expand_mul(e))
 
 
-@pytest.mark.slow
 @settings(max_examples=examples(25), deadline=None)
 @given(a=expressions, b=expressions)
 def test_equals_sympys_expand_structurally(a, b):

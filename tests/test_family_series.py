@@ -108,7 +108,6 @@ def irrational_roots(monkeypatch):
         lambda v: v ** Fraction(1, 2) if isinstance(v, TPS) else mpmath.sqrt(v)))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name, make, order, exact", CASES, ids=[c[0] for c in CASES])
 def test_wider_family_agrees_through_h_to_order_plus_one(name, make, order, exact,
                                                         irrational_roots):
@@ -164,7 +163,6 @@ def test_nadam_stationary_is_the_limit_of_the_schedule():
     assert n not in F0.free_symbols
 
 
-@pytest.mark.slow
 def test_nadam_order_2_exact_in_n_is_derived_in_the_declared_terms():
     """Order 2 exact in ``n`` of a step with a step product is derived with the step's
     coefficients held opaque (:mod:`modeq.symbolic.coefficients`) and revealed: ``F2`` reads

@@ -175,7 +175,6 @@ def test_late_bound_step_size_equals_the_field_built_with_it():
 _NADAM_VALUES = dict(beta="1/4", rho="3/5", eps="1/10", psi="1", h="1/64")
 
 
-@pytest.mark.slow
 @settings(max_examples=examples(2), deadline=None)
 @given(N=st.integers(0, 6), point=st.tuples(st.integers(-3, 3), st.integers(-3, 3)))
 def test_order_2_of_a_step_reading_n_is_the_step_indexed_flow_of_one_batch(N, point):

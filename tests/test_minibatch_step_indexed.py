@@ -72,7 +72,6 @@ def test_series_oracle_on_three_batches(name, order, irrational_roots):
 ADABELIEF_2 = pytest.mark.xdist_group("adabelief-order-2")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(k, marks=ADABELIEF_2) if k == "adabelief" else k
                                   for k in sorted(ORDER_2)])
 def test_order_2_of_states_reading_states_against_the_series_oracle(name, irrational_roots):
@@ -179,7 +178,6 @@ def test_nadam_float_fields_past_the_float_range_of_their_parts(N, backend):
     assert_float_equals_mpmath(fast, exact, N, [[1.25, -0.75], [0.3, 0.9]])
 
 
-@pytest.mark.slow
 def test_nadam_order_2_float_field_past_the_float_range_of_its_parts():
     """The same at order 2 (sums over pairs of past steps, ``600^(n psi)`` against the products
     ``mu_1 ... mu_t`` in the field and in the summands)."""
@@ -216,7 +214,6 @@ def test_order_2_field_of_the_dampened_buffer_equals_every_sum_added_up():
         assert_equals_the_exact_field(field, flow, BATCHES, schedule, N, th, vals)
 
 
-@pytest.mark.slow
 @settings(max_examples=examples(2), deadline=None)
 @given(schedule=st.lists(st.integers(0, 2), min_size=5, max_size=5),
        N=st.integers(0, 4), point=st.tuples(st.integers(-4, 4), st.integers(-4, 4)))
@@ -231,7 +228,6 @@ def test_order_2_field_of_a_state_reading_a_state_equals_every_sum_added_up(sche
     assert_equals_the_exact_field(field, flow, BATCHES, schedule, N, th, vals)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param("adabelief", marks=ADABELIEF_2), "nadam"])
 @settings(max_examples=examples(1), deadline=None)
 @given(schedule=st.lists(st.integers(0, 2), min_size=6, max_size=6),

@@ -324,7 +324,6 @@ def test_a_sum_past_the_float_range_says_so():
             NestedSums([total], [n], n, "numpy")(N, data=(rows, lambda i: i % 2))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("arithmetic", ["mpfr", "mpmath"])
 def test_rmsprop_momentum_field_equals_its_sums_added_up(arithmetic):
     """torch's RMSprop with momentum, order 1: the compiled field (node tables in MPFR, or in

@@ -15,7 +15,6 @@ Full batch and mini batch: orders 0–2 (order 2 on simple declarations: it is t
 from fractions import Fraction
 
 import mpmath
-import pytest
 import sympy as sp
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
@@ -201,7 +200,6 @@ def check_order(opt, order, loss_or_losses, params, theta0, schedule, values):
 
 
 # ------------------------------------------------------------------ properties
-@pytest.mark.slow
 @settings(max_examples=examples(12))
 @given(data=st.data(), order=st.sampled_from([0, 1]), p=st.integers(1, 3))
 def test_series_full_batch_orders_0_and_1(data, order, p):

@@ -89,7 +89,6 @@ def test_nadam_full_batch_hands_over_to_its_stationary_field(nadam, psi_, beta_,
         assert list(limit) == list(stationary)
 
 
-@pytest.mark.slow
 def test_nadam_order_two_mini_batch_is_periodic_past_its_transients(monkeypatch):
     """Order 2 (sums over pairs of past steps): the same periodicity from its start, and a call
     at n = 10^9 is the periodic closed form of the tables lowered for it (every weight

@@ -256,7 +256,6 @@ STUDY2 = {
 }
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(STUDY2))
 def test_order_2_against_torch(name):
     T, hs = STUDY2[name]
