@@ -12,14 +12,13 @@ import sys
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 CODE = """
-import importlib, pkgutil, sys
+import importlib, sys
 sys.path.insert(0, {tests!r})
 import conftest                                  # the suite's Hypothesis profile and setting
 if {import_all}:
-    import modeq.numeric, modeq.proofs, modeq.symbolic
-    for pkg in (modeq.symbolic, modeq.numeric, modeq.proofs):
-        for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
-            importlib.import_module(m.name)
+    from test_doctests import MODULES            # every module of the package
+    for name in MODULES:
+        importlib.import_module(name)
 from hypothesis import given, settings, strategies as st
 seen = []
 
