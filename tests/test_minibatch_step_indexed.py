@@ -251,20 +251,27 @@ STUDY_BATCHES = [C + (x + y) / 4, C - x / 4 + y ** 2 / 8, C - y / 4 + x * y / 8]
 NON_CYCLIC = [2, 0, 1, 1, 0, 2, 0, 2, 1] * 16          # 144 steps; twice: T / h for h = 1/512
 
 
+# AdaBelief (user declaration, a state reading bias-corrected states) at order 2: 2.977 (rates
+# 2.48, 2.99, 2.96, h = 1/16 .. 1/128; 2.713 from h = 1/8), 2 min in CI, not in the suite: its
+# flow is checked by the series oracle and the exact field above, and the order-2 studies of
+# the same constructs run here (NAdam's index coefficients in the sums), against torch
+# (RMSprop's momentum buffer reading v) and in test_minibatch_order2.py (user declarations).
+# RMSprop with momentum at order 2 (slope 3.039, h = 2^-6..2^-9, 141 s) is left to the study
+# against torch's iterates in test_torch_optim.py: the same declaration, flow and schedule
+# pattern, on batches of the same form around another base loss
 @pytest.mark.slow
 @pytest.mark.parametrize("name, hs, orders", [     # RMSprop with momentum at orders 0, 1:
     ("sgd-dampened", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),  # against torch's iterates
     ("sgd-dampened", ["1/16", "1/32", "1/64", "1/128"], (2,)),
-    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1, 2)),
-    # AdaBelief (user declaration): 2.977 (rates 2.48, 2.99, 2.96); its derivation is shared
-    pytest.param("adabelief", ["1/16", "1/32", "1/64", "1/128"], (2,), marks=ADABELIEF_2)])
-# RMSprop with momentum at order 2 (slope 3.039, h = 2^-6..2^-9, 141 s) is left to the study
-# against torch's iterates in test_torch_optim.py: the same declaration, flow and schedule
-# pattern, on batches of the same form around another base loss
+    # NAdam: 0.954 / 1.909 (19 s); order 2 2.938 (rates 2.68, 2.86, 3.02; 28 s of points; at
+    # h = 1/32 .. 1/256 3.043, rates 2.86, 3.02, 3.07, with orders 0, 1 about 100 s in CI:
+    # its sums cost O(n) per call)
+    ("nadam", ["1/32", "1/64", "1/128", "1/256"], (0, 1)),
+    ("nadam", ["1/16", "1/32", "1/64", "1/128"], (2,))])
 def test_order_studies_have_slopes_r_plus_1(name, hs, orders):
     """The optimizer's own iterates (mpmath, 20 digits) against the flows of orders ``r`` on 3
     batches in a non-cyclic order, T = 1/2: slopes ``r + 1`` (verdict ``pass``: within 0.1,
-    every point resolved above the rounding and integrator floors)."""
+    0.15 at order 2, every point resolved above the rounding and integrator floors)."""
     opt = (CASES.get(name) or ORDER_2[name])()
     vals = {k: v for k, v in _values(opt).items() if k != "h"}
     res = order_study(opt, STUDY_BATCHES, [x, y], [1, sp.Rational(1, 2)], T=sp.Rational(1, 2),

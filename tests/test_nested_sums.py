@@ -324,29 +324,31 @@ def test_a_sum_past_the_float_range_says_so():
             NestedSums([total], [n], n, "numpy")(N, data=(rows, lambda i: i % 2))
 
 
-@pytest.mark.parametrize("arithmetic", ["mpfr", "mpmath"])
-def test_rmsprop_momentum_field_equals_its_sums_added_up(arithmetic):
-    """torch's RMSprop with momentum, order 1: the compiled field (node tables in MPFR, or in
-    mpmath without gmpy2) against its own lowered expression with every sum added up term by
-    term in SymPy at 50 digits."""
+def test_rmsprop_momentum_field_equals_its_sums_added_up():
+    """torch's RMSprop with momentum, order 1: the compiled field, its node tables in MPFR and
+    in mpmath (as without gmpy2), against its own lowered expression with every sum added up
+    term by term in SymPy at 50 digits (added up once for both)."""
     from modeq.symbolic import derive, optimizers as O
     from modeq.symbolic.family import n as n_sym
     y = sp.Symbol("y")
     E = sp.log(sp.cosh(x)) + (y - x / 2) ** 2 / 2
     vals = dict(rho=sp.Rational(3, 5), eps=sp.Rational(1, 10), mu=sp.Rational(3, 10),
                 h=sp.Rational(1, 64))
-    field = derive(O.torch_rmsprop(momentum=True), 1).lambdify(E, [x, y], **vals)
-    assert field.sums.nested and field.sums.tables.has_fast
-    if arithmetic == "mpmath":
-        field.sums.tables._fast = None
+    flow = derive(O.torch_rmsprop(momentum=True), 1)
+    fields = {arithmetic: flow.lambdify(E, [x, y], **vals) for arithmetic in ("mpfr", "mpmath")}
+    assert all(f.sums.nested and f.sums.tables.has_fast for f in fields.values())
+    assert fields["mpfr"].sums.tables is not fields["mpmath"].sums.tables
+    fields["mpmath"].sums.tables._fast = None
     point = {x: sp.Rational(1), y: sp.Rational(3, 10)}
-    with mpmath.workdps(40):
-        for N in (0, 3, 7):
-            got = field(N, [mpmath.mpf(1), mpmath.mpf(3) / 10])
-            env = {n_sym: sp.Integer(N), **point}
-            want = [brute(e, env).evalf(50) for e in field.expressions]
-            for a, b in zip(got, want):
-                assert abs(a - mpmath.mpf(str(b))) <= mpmath.mpf(10) ** -36 * (1 + abs(a))
+    for N in (0, 3, 7):
+        env = {n_sym: sp.Integer(N), **point}
+        want = [brute(e, env).evalf(50) for e in fields["mpfr"].expressions]
+        for arithmetic, field in fields.items():
+            with mpmath.workdps(40):
+                got = field(N, [mpmath.mpf(1), mpmath.mpf(3) / 10])
+                for a, b in zip(got, want):
+                    assert abs(a - mpmath.mpf(str(b))) <= mpmath.mpf(10) ** -36 * (1 + abs(a)), \
+                        (arithmetic, N)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
