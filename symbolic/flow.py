@@ -117,15 +117,15 @@ class ModifiedFlow:
             F = self.F("full", stationary)
             out = -lower_vector(F, provider)
             if n is not None and not stationary:
-                out = out.xreplace({_n(): _check_step(n)})
+                out = _replaced(out, {_n(): _check_step(n)})
                 if all(v != 0 for v in subs.values()):
                     # numbers in before the finite sums and products are written out: far
                     # cheaper; a value 0 waits (beta**n * beta**(-k) would read 0 * zoo)
-                    out = out.xreplace(subs)
+                    out = _replaced(out, subs)
                 # sums over products of the step index (NAdam's mu_1 ... mu_t): written out
                 # outermost first (dag.doit), every limit is an integer when it is reached
                 out = out.applyfunc(dag.doit) if out.has(sp.Product) else out.doit()
-            return out.xreplace(subs)
+            return _replaced(out, subs)
         if stationary:
             raise ValueError("stationary=True is for full batch; give a single loss")
         if n is None:
@@ -192,6 +192,13 @@ class ModifiedFlow:
     def __str__(self):
         from .display import flow_text
         return flow_text(self)
+
+
+def _replaced(column, rule):
+    """``column.xreplace(rule)`` with each distinct subexpression of its entries replaced once
+    (the entries of a field share most of their terms)."""
+    return sp.Matrix(column.shape[0], column.shape[1],
+                     list(dag.xreplace(sp.Tuple(*column), rule)))
 
 
 def derive(optimizer, order=1):
