@@ -107,6 +107,7 @@ class _Ctx:
         self.u_value = u_value       # F0 as a display field (or None)
         self.u = u
         self.scalars = tuple(scalars)
+        self.atoms = {}              # operator atom -> its canonical form (_atom), per layout
 
 
 def _to_t(e, ctx):
@@ -311,7 +312,14 @@ def _argument_fields(arg, ctx):
 
 
 def _atom(a, ctx):
-    """``{canonical atom: constant}`` for one operator atom."""
+    """``{canonical atom: constant}`` for one operator atom (each distinct atom once per
+    ``ctx``: the terms of a field share their atoms)."""
+    if a not in ctx.atoms:
+        ctx.atoms[a] = _atom_form(a, ctx)
+    return ctx.atoms[a]
+
+
+def _atom_form(a, ctx):
     b = a.args[0]
     if isinstance(a, Hess):
         return {Hess(b, f): c for c, f in _argument_fields(a.args[1], ctx)}
