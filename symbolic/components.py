@@ -214,6 +214,9 @@ class SymbolProvider:
             raise ValueError("generic symbols are for full-batch expressions")
 
 
+_INFINITIES = (sp.zoo, sp.oo, -sp.oo, sp.nan)
+
+
 def lower(expr, j, provider, cache=None):
     """Component ``j`` (0-based) of the component expression ``expr``."""
     cache = {} if cache is None else cache
@@ -232,17 +235,24 @@ def _lower(e, j, P, cache):
         out = P.vec(e.args[0], j)
     elif isinstance(e, Hess):
         b, u = e.args
-        out = sp.Add(*[P.hess(b, j, i) * _lower(u, i, P, cache) for i in range(P.p)])
+        out = sp.Add(*[c * _lower(u, i, P, cache) for i in range(P.p)
+                       if (c := P.hess(b, j, i)) != 0])
     elif isinstance(e, D3):
         b, u, w = e.args
-        out = sp.Add(*[P.d3(b, j, i, k) * _lower(u, i, P, cache) * _lower(w, k, P, cache)
-                       for i, k in itertools.product(range(P.p), repeat=2)])
+        out = sp.Add(*[c * _lower(u, i, P, cache) * _lower(w, k, P, cache)
+                       for i, k in itertools.product(range(P.p), repeat=2)
+                       if (c := P.d3(b, j, i, k)) != 0])
     elif isinstance(e, sp.Sum):
         out = _lower_sum(e, j, P, cache)
     elif not e.args or not is_field(e):
         out = e
     else:
-        out = e.func(*[_lower(a, j, P, cache) for a in e.args])
+        args = [_lower(a, j, P, cache) for a in e.args]
+        # a product with a factor 0 and no infinity in the others is 0 (SymPy would ask
+        # whether each other factor, thousands of operations at a point, is finite: seconds)
+        zero = e.is_Mul and any(a == 0 for a in args) and not any(
+            a.has(*_INFINITIES) for a in args)
+        out = sp.S.Zero if zero else e.func(*args)
     cache[key] = out
     return out
 
