@@ -102,3 +102,30 @@ def test_a_point_leaves_the_compiled_fields_of_the_same_losses_alone():
 def test_a_bad_point_is_refused_naming_at(at, message):
     with pytest.raises(ValueError, match=f"at.*{message}"):
         derive(optimizers.gd(), 1).field(E, [x, y], at=at)
+
+
+@settings(max_examples=examples(10), deadline=None)
+@given(point=st.tuples(st.integers(-2, 2), st.integers(-2, 2)))
+def test_a_factor_zero_at_the_point_gives_zero_unless_another_is_infinite(point):
+    """Lowering at a point skips a product with a factor 0 there (and a Hessian or
+    third-derivative entry 0): against SymPy's own arithmetic on the same components, which
+    gives 0, or ``nan`` where another factor is infinite (``0 * zoo``) -- kept as ``nan``."""
+    from modeq.symbolic.components import LossProvider, lower_vector
+    from modeq.symbolic.operators import D3, FULL, Grad, Hess
+    loss = x ** 2 / 2 + y ** 3 / 3            # H_xy = 0 everywhere, g = 0 at points of the axes
+    at = dict(zip((x, y), point))
+    grad = [sp.diff(loss, v).subs(at) for v in (x, y)]
+    hess = [[sp.diff(loss, a, b).subs(at) for b in (x, y)] for a in (x, y)]
+    d3 = [[[sp.diff(loss, a, b, c).subs(at) for c in (x, y)] for b in (x, y)] for a in (x, y)]
+    provider = LossProvider(loss, [x, y], None, list(point))
+    G = Grad(FULL)
+    cases = [
+        (G * (1 + 1 / (G - theta)),
+         [grad[j] * (1 + 1 / (grad[j] - point[j])) for j in range(2)]),
+        (Hess(FULL, G), [sum(hess[j][i] * grad[i] for i in range(2)) for j in range(2)]),
+        (D3(FULL, G, G) * theta,
+         [sum(d3[j][i][k] * grad[i] * grad[k] for i in range(2) for k in range(2)) * point[j]
+          for j in range(2)])]
+    for expr, want in cases:
+        got = list(lower_vector(expr, provider))
+        assert [str(v) for v in got] == [str(sp.sympify(w)) for w in want], (expr, got, want)
