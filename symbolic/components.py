@@ -235,26 +235,33 @@ def _lower(e, j, P, cache):
         out = P.vec(e.args[0], j)
     elif isinstance(e, Hess):
         b, u = e.args
-        out = sp.Add(*[c * _lower(u, i, P, cache) for i in range(P.p)
-                       if (c := P.hess(b, j, i)) != 0])
+        out = sp.Add(*[_product(P.hess(b, j, i), _lower(u, i, P, cache))
+                       for i in range(P.p)])
     elif isinstance(e, D3):
         b, u, w = e.args
-        out = sp.Add(*[c * _lower(u, i, P, cache) * _lower(w, k, P, cache)
-                       for i, k in itertools.product(range(P.p), repeat=2)
-                       if (c := P.d3(b, j, i, k)) != 0])
+        out = sp.Add(*[_product(P.d3(b, j, i, k), _lower(u, i, P, cache),
+                                _lower(w, k, P, cache))
+                       for i, k in itertools.product(range(P.p), repeat=2)])
     elif isinstance(e, sp.Sum):
         out = _lower_sum(e, j, P, cache)
     elif not e.args or not is_field(e):
         out = e
+    elif e.is_Mul:
+        out = _product(*[_lower(a, j, P, cache) for a in e.args])
     else:
-        args = [_lower(a, j, P, cache) for a in e.args]
-        # a product with a factor 0 and no infinity in the others is 0 (SymPy would ask
-        # whether each other factor, thousands of operations at a point, is finite: seconds)
-        zero = e.is_Mul and any(a == 0 for a in args) and not any(
-            a.has(*_INFINITIES) for a in args)
-        out = sp.S.Zero if zero else e.func(*args)
+        out = e.func(*[_lower(a, j, P, cache) for a in e.args])
     cache[key] = out
     return out
+
+
+def _product(*factors):
+    """The product; 0 where a factor is 0 and no other holds an infinity (SymPy would first
+    ask whether each other factor, thousands of operations at a point, is finite: seconds),
+    SymPy's ``nan`` for ``0 * zoo`` kept."""
+    factors = [sp.sympify(f) for f in factors]
+    if any(f == 0 for f in factors) and not any(f.has(*_INFINITIES) for f in factors):
+        return sp.S.Zero
+    return sp.Mul(*factors)
 
 
 def _lower_sum(e, j, P, cache):

@@ -107,9 +107,9 @@ def test_a_bad_point_is_refused_naming_at(at, message):
 @settings(max_examples=examples(10), deadline=None)
 @given(point=st.tuples(st.integers(-2, 2), st.integers(-2, 2)))
 def test_a_factor_zero_at_the_point_gives_zero_unless_another_is_infinite(point):
-    """Lowering at a point skips a product with a factor 0 there (and a Hessian or
-    third-derivative entry 0): against SymPy's own arithmetic on the same components, which
-    gives 0, or ``nan`` where another factor is infinite (``0 * zoo``) -- kept as ``nan``."""
+    """Lowering at a point gives 0 for a product with a factor 0 there (a Hessian or
+    third-derivative entry 0 included): against SymPy's own arithmetic on the same components,
+    which gives 0, or ``nan`` where another factor is infinite (``0 * zoo``), kept."""
     from modeq.symbolic.components import LossProvider, lower_vector
     from modeq.symbolic.operators import D3, FULL, Grad, Hess
     loss = x ** 2 / 2 + y ** 3 / 3            # H_xy = 0 everywhere, g = 0 at points of the axes
@@ -123,6 +123,9 @@ def test_a_factor_zero_at_the_point_gives_zero_unless_another_is_infinite(point)
         (G * (1 + 1 / (G - theta)),
          [grad[j] * (1 + 1 / (grad[j] - point[j])) for j in range(2)]),
         (Hess(FULL, G), [sum(hess[j][i] * grad[i] for i in range(2)) for j in range(2)]),
+        (Hess(FULL, G * (1 + 1 / (G - theta))),        # an entry 0 times an infinity: nan
+         [sum(hess[j][i] * grad[i] * (1 + 1 / (grad[i] - point[i])) for i in range(2))
+          for j in range(2)]),
         (D3(FULL, G, G) * theta,
          [sum(d3[j][i][k] * grad[i] * grad[k] for i in range(2) for k in range(2)) * point[j]
           for j in range(2)])]
