@@ -1,15 +1,17 @@
 """Adam's implicit bias on real networks: the perturbed one-norm, the paper's correction by one
 Hessian-vector product, and an explicit penalty that adds or cancels the bias.
 
-Conventions (``shared/MATH.md``).  Parameters ``θ`` are the concatenation of all parameter tensors,
-``E`` is the (full-batch) loss, ``g = ∇E(θ)``, ``H = ∇²E(θ)``; squares, square roots and divisions
-are componentwise and ``(Hu)_j = Σ_i H_ji u_i``.  Adam is the paper's (Cattaneo, Klusowski,
-Shigida, ICML 2024) with ``ε`` **inside** the square root and bias correction:
+Conventions (``docs/conventions.md`` §1, §2.1).  Parameters ``θ`` are the concatenation of all
+parameter tensors, ``E`` is the (full-batch) loss, ``g = ∇E(θ)``, ``H = ∇²E(θ)``; squares, square
+roots and divisions are componentwise and ``(Hu)_j = Σ_i H_ji u_i``.  Adam is the paper's
+(Cattaneo, Klusowski, Shigida, ICML 2024) with ``ε`` **inside** the square root and bias
+correction:
 
     θ⁽ⁿ⁺¹⁾ = θ⁽ⁿ⁾ − h · m̂⁽ⁿ⁺¹⁾ / sqrt(v̂⁽ⁿ⁺¹⁾ + ε).
 
 With ``s = sqrt(g² + ε)`` the perturbed one-norm is ``‖∇E‖_{1,ε} = Σ_i s_i`` and its gradient is
-``∂_j ‖∇E‖_{1,ε} = (H · (g/s))_j``.  Adam follows, to ``O(h²)`` on a fixed horizon, the modified flow
+``∂_j ‖∇E‖_{1,ε} = (H · (g/s))_j``.  Adam follows, to ``O(h²)`` on a fixed horizon, the modified
+flow
 
     dθ/dt = −(∇E + correction) / s,
     correction_j = (h/2) {(1+β)/(1-β) − (1+ρ)/(1-ρ) + (1+ρ)/(1-ρ) · ε/(g_j²+ε)} ∂_j‖∇E‖_{1,ε}.
@@ -133,7 +135,8 @@ def _check_grads(grads, params):
     try:
         grads = list(grads)
     except TypeError:
-        raise TypeError(f"grads must be a sequence of tensors, got {type(grads).__name__}") from None
+        raise TypeError(f"grads must be a sequence of tensors, got "
+                        f"{type(grads).__name__}") from None
     if len(grads) != len(params):
         raise ValueError(f"grads has {len(grads)} tensors but params has {len(params)}")
     for i, (g, p) in enumerate(zip(grads, params)):
@@ -304,7 +307,8 @@ def add_correction_to_grad(loss, params, beta, rho, eps, h, sign=+1, weight=1.0)
 
 def _check_sign(sign):
     if isinstance(sign, bool) or sign not in (1, -1):
-        raise ValueError(f"sign must be +1 (add Adam's implicit bias) or -1 (cancel it), got {sign!r}")
+        raise ValueError(f"sign must be +1 (add Adam's implicit bias) or -1 (cancel it), "
+                         f"got {sign!r}")
     return int(sign)
 
 
@@ -380,7 +384,8 @@ class OneNormLogger:
       ``optimizer.step()`` (no extra backward pass); ``logger.detach()`` removes it.  Note that
       ``p.grad`` is the gradient of whatever was back-propagated (loss plus any penalty).
     * ``logger.record()`` after ``loss.backward()``: the same, by hand.
-    * ``logger.record(loss)``: the gradient of ``loss`` itself (one extra backward pass, graph kept).
+    * ``logger.record(loss)``: the gradient of ``loss`` itself (one extra backward pass, graph
+      kept).
 
     Values are Python floats in ``logger.values``, with the step counter in ``logger.steps``.
     """
@@ -412,7 +417,8 @@ class OneNormLogger:
 
     def attach(self, optimizer):
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"attach() needs a torch.optim.Optimizer, got {type(optimizer).__name__}")
+            raise TypeError(f"attach() needs a torch.optim.Optimizer, got "
+                            f"{type(optimizer).__name__}")
         self.detach()
 
         def hook(opt, args, kwargs):
@@ -431,8 +437,8 @@ class OneNormLogger:
 
 
 class AdamEpsInside(torch.optim.Optimizer):
-    """Adam exactly as in ``shared/MATH.md`` (the paper's convention): ``ε`` **inside** the square
-    root, bias correction on, ``m⁽⁰⁾ = v⁽⁰⁾ = 0``::
+    """Adam exactly as in ``docs/conventions.md`` §2.1 (the paper's convention): ``ε`` **inside**
+    the square root, bias correction on, ``m⁽⁰⁾ = v⁽⁰⁾ = 0``::
 
         m ← β m + (1-β) g,   v ← ρ v + (1-ρ) g²,
         θ ← θ − lr · (m/(1-β^{n+1})) / sqrt(v/(1-ρ^{n+1}) + ε).

@@ -20,9 +20,11 @@
 Refused, with the reason (:class:`~modeq.symbolic.family.Refused`): ``amsgrad=True`` and
 ``Adamax`` (a running max), ``RAdam`` (the rectification switches the update on a threshold of
 the step index), ``Adagrad`` (an unbounded running sum), ``Rprop``/``LBFGS``/others, a
-learning-rate scheduler attached to the optimizer (the step size must be constant), a tensor
-``lr``, an empty param group.  Param groups whose hyperparameters differ are returned one by
-one by :func:`from_torch_groups`.
+learning-rate scheduler (the step size must be constant: one of ``lr_scheduler``'s schedulers
+attached to the optimizer, which leaves ``initial_lr`` in its groups, or passed instead of the
+optimizer; ``ReduceLROnPlateau`` attached leaves no trace and is not detected: the current
+``lr`` is read), a tensor ``lr`` of more than one element, an empty param group.  Param groups
+whose hyperparameters differ are returned one by one by :func:`from_torch_groups`.
 """
 from __future__ import annotations
 
@@ -167,6 +169,10 @@ def _group(opt, group, index):
 
 
 def _check_optimizer(opt):
+    if isinstance(opt, torch.optim.lr_scheduler.LRScheduler):
+        raise Refused(f"{type(opt).__name__} is a learning-rate scheduler: the modified flow "
+                      f"needs a constant step size h = lr; pass the optimizer itself, used "
+                      f"without the scheduler")
     if not isinstance(opt, torch.optim.Optimizer):
         raise TypeError(f"from_torch expects a torch.optim.Optimizer, got {type(opt).__name__}")
     name = type(opt).__name__
@@ -183,7 +189,7 @@ def _check_optimizer(opt):
 
 
 def _has_scheduler(opt):
-    # torch.optim.lr_scheduler wraps optimizer.step and records the initial lr in each group
+    # the LRSchedulers record the initial lr in each group; ReduceLROnPlateau leaves no trace
     return any("initial_lr" in g for g in opt.param_groups)
 
 

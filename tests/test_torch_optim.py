@@ -95,6 +95,10 @@ def test_refusals_say_why():
     with pytest.raises(Refused, match="scheduler"):
         from_torch(opt)
     opt = torch.optim.SGD([w], lr=0.1)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    with pytest.raises(Refused, match="ReduceLROnPlateau is a learning-rate scheduler"):
+        from_torch(plateau)
+    opt = torch.optim.SGD([w], lr=0.1)
     opt.param_groups[0]["params"] = []
     with pytest.raises(ValueError, match="empty"):
         from_torch(opt)
