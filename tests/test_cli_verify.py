@@ -102,6 +102,23 @@ def test_bad_input_is_one_line_exit_2(argv, msg, capsys):
     assert "Traceback" not in err
 
 
+def test_schedule_random_with_one_batch_loss_exit_2(tmp_path, monkeypatch, capsys):
+    """--schedule random with one batch loss is refused (exit 2, one line naming the option and
+    the count) before any study runs or any file is written."""
+    import modeq.numeric.study as study
+
+    studies = []
+    monkeypatch.setattr(study, "order_study", lambda *a, **k: studies.append(a))
+    js = tmp_path / "r.json"
+    code, out, err = run(["verify", "sgd", "--batch", "mini", "--loss", "x**2", "--params", "x",
+                          "--theta0", "1", "--schedule", "random", *FAST, "--json", str(js)],
+                         capsys)
+    assert code == 2 and out == "", out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "--schedule random" in lines[0] and "(got 1)" in lines[0], err
+    assert "Traceback" not in err and studies == [] and os.listdir(tmp_path) == []
+
+
 def test_divergent_run_exit_2(capsys):
     code, _, err = run(["verify", "gd", "--loss", "x**4 + y**2", "--params", "x,y", "--theta0",
                         "3,1", "--hs", "1,1/2", "--T", "20", "--dps", "15"], capsys)

@@ -52,7 +52,8 @@ def add_parser(sub):
     p.add_argument("--batch", choices=("full", "mini"), default="full")
     p.add_argument("--schedule", choices=("cyclic", "random"), default=None,
                    help="mini batch: the batches in a fixed cyclic order (default), or "
-                        "reshuffled every epoch (each epoch a random order; see --seed)")
+                        "reshuffled every epoch (each epoch a random order of at least 2 "
+                        "batches; see --seed)")
     p.add_argument("--seed", type=int, default=None,
                    help="seed of --schedule random (default 0)")
     p.add_argument("--orders", default="0,1", help="flow orders (default %(default)s)")
@@ -151,6 +152,10 @@ def run(args):
     if args.seed is not None and args.schedule != "random":
         raise UsageError("--seed is for --schedule random")
     loss, params, theta0, T, values, name = problem_from_args(args, optimizer)
+    if args.schedule == "random" and len(loss) < 2:
+        raise UsageError(f"--schedule random needs at least 2 batch losses (got {len(loss)}): "
+                         "with one batch every epoch has the same order, which is --schedule "
+                         "cyclic; give several losses separated by ';' in --loss")
     orders = tuple(int_list(args.orders, "--orders"))
     hs = [_number(s, "--hs") for s in _csv(args.hs, "--hs")] if args.hs else list(DEFAULT_HS)
     validate_inputs(optimizer, loss, params, theta0, T, hs, orders, args.dps)
