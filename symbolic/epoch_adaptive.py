@@ -35,9 +35,10 @@ exact in ``h`` at this order, with the spread ``|g_b - gbar|`` the expansion's s
 the dropped terms are the third and higher central moments of the states.  ``F1`` (order 1) is
 the noise-free part, the stationary full-batch ``F1`` of the mean loss ``C = (1/m) sum_b E_b``;
 its ``O(spread^2)`` part (the batch noise acting on the memory correction, the effect Cattaneo
-& Shigida (2026) study through the mean over the orders of their correction term ``Corr_n``) is
-not derived.  The linear part of the fluctuations telescopes over complete epochs (the centred
-inputs sum to zero), so the iterate's spread over the orders stays ``O(h spread)``; its
+& Shigida (arXiv:2602.01642, 2026) study through the mean over the orders of their correction
+term ``Corr_n``; the comparison of settings is in docs/conventions.md §3.4) is not derived.
+The linear part of the fluctuations telescopes over complete epochs (the centred inputs sum to
+zero), so the iterate's spread over the orders stays ``O(h spread)``; its
 quadratic part random-walks at ``O(h spread^2)`` per epoch, whose effect on the mean is
 ``O(h spread^4)`` on a fixed horizon.  Hence the order-``r`` flow tracks the mean iterate over
 the orders up to
