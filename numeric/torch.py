@@ -447,6 +447,12 @@ class AdamEpsInside(torch.optim.Optimizer):
     against ``v̂`` but their modified flows differ.
     """
 
+    def modeq_declaration(self, group):
+        """``(declaration, values)`` of this update for :func:`from_torch`: the paper's Adam
+        (``modeq.symbolic.optimizers.adam()``, ``eps`` inside the root, bias-corrected)."""
+        from modeq.symbolic import optimizers
+        return optimizers.adam(), {k: group[k] for k in ("beta", "rho", "eps")}
+
     def __init__(self, params, lr=1e-3, beta=0.9, rho=0.999, eps=1e-8):
         lr = _real("lr", lr)
         if lr <= 0:

@@ -15,7 +15,10 @@
   weight_decay.  Centered: derived; full-batch order studies refuse it (its expansion in ``h``
   is not uniform on a fixed horizon, :func:`modeq.numeric.study.fields.require_uniform_expansion`),
   mini-batch ones hold where the batch gradients differ in every component
-  (:func:`~modeq.numeric.study.fields.require_batch_spread`).
+  (:func:`~modeq.numeric.study.fields.require_batch_spread`);
+* any ``torch.optim.Optimizer`` with a method ``modeq_declaration(group) -> (declaration,
+  values)`` that says which update it performs (modeq's own
+  :class:`~modeq.numeric.torch.AdamEpsInside`, the paper's Adam with ``eps`` inside the root).
 
 Refused, with the reason (:class:`~modeq.symbolic.family.Refused`): ``amsgrad=True`` and
 ``Adamax`` (a running max), ``RAdam`` (the rectification switches the update on a threshold of
@@ -147,7 +150,9 @@ def _group(opt, group, index):
     if not group["params"]:
         raise ValueError(f"{name}: param group {index} is empty (no parameters)")
     _check_common(opt, group, name)
-    if isinstance(opt, torch.optim.AdamW):
+    if hasattr(opt, "modeq_declaration"):
+        decl, values = opt.modeq_declaration(group)
+    elif isinstance(opt, torch.optim.AdamW):
         decl, values = _adam(group, name, True)
     elif isinstance(opt, torch.optim.Adam):
         decl, values = _adam(group, name, bool(group.get("decoupled_weight_decay")))
@@ -179,7 +184,7 @@ def _check_optimizer(opt):
     if name in REFUSED:
         raise Refused(f"{name} is not supported: {REFUSED[name]}")
     if not isinstance(opt, (torch.optim.SGD, torch.optim.Adam, torch.optim.NAdam,
-                            torch.optim.RMSprop)):
+                            torch.optim.RMSprop)) and not hasattr(opt, "modeq_declaration"):
         raise Refused(f"{name} is not supported; supported: {', '.join(SUPPORTED)}")
     if _has_scheduler(opt):
         raise Refused(f"{name}: a learning-rate scheduler is attached; the modified flow needs a "

@@ -151,21 +151,26 @@ STUDY_VALUES = {"beta": sp.Rational(1, 4), "rho": sp.Rational(1, 3), "eps": sp.R
                 "lam": sp.Rational(1, 5)}
 
 
+H32 = ["1/32", "1/64", "1/128"]
+# Adam eps outside, non-cyclic: rates 3.59 / 2.84 / 2.95 from h = 1/32 (pre-asymptotic there)
+H64 = ["1/64", "1/128", "1/256"]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name, schedule", [
-    ("adam", NON_CYCLIC), ("adam_eps_outside", None), ("heavy_ball", None),
-    ("heavy_ball", NON_CYCLIC), ("adamw_like", NON_CYCLIC), ("l2_momentum", None)])
-def test_order_2_studies_have_slope_3(name, schedule):
+@pytest.mark.parametrize("name, schedule, hs", [
+    ("adam", NON_CYCLIC, H32), ("adam", None, H32), ("adam_eps_outside", None, H32),
+    ("adam_eps_outside", NON_CYCLIC * 2, H64), ("heavy_ball", None, H32),
+    ("heavy_ball", NON_CYCLIC, H32), ("adamw_like", NON_CYCLIC, H32), ("l2_momentum", None, H32)])
+def test_order_2_studies_have_slope_3(name, schedule, hs):
     """Iterates against the order-2 mini-batch flow in mpmath (20 digits: the rounding floor
-    ~1e-20 and the integrator's estimate sit far below the errors 1e-4..1e-6, which the verdict
+    ~1e-20 and the integrator's estimate sit far below the errors 1e-4..1e-7, which the verdict
     checks), 3 batches, cyclic (``None``) and non-cyclic schedules, h = 1/32 .. 1/128: slope 3
     within 0.2 (the mini-batch switching leaves an h^4 term of comparable size at h = 1/16,
-    so the fit starts at 1/32)."""
+    so the fit starts at 1/32; at 1/64 where the rates settle later)."""
     opt = OPTIMIZERS[name]()
     vals = {k: v for k, v in STUDY_VALUES.items() if k in {str(s) for s in opt.hyperparameters}}
     res = order_study(opt, STUDY_BATCHES, [x, y], [1, sp.Rational(1, 2)], T=sp.Rational(1, 2),
-                      hs=["1/32", "1/64", "1/128"], orders=(2,), dps=20, schedule=schedule,
-                      tol=0.2, **vals)
+                      hs=hs, orders=(2,), dps=20, schedule=schedule, tol=0.2, **vals)
     o = res.orders[2]
     assert o.verdict == "pass", (o.slope, o.reason)
     assert all(p.resolved for p in o.points)

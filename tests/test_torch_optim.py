@@ -326,3 +326,29 @@ def test_centered_rmsprop_order_2_coefficient_grows_like_rho_to_minus_n_over_2()
     for a, b in zip(F2, F2[1:]):
         assert abs(b / a / float(rho) ** -5 - 1) < 0.1
     assert max(abs(v) for v in F1) < 2 * abs(F1[0])
+
+
+def test_adam_eps_inside_is_read_and_its_correction_is_the_papers():
+    """modeq's ``AdamEpsInside`` (the paper's Adam, eps inside the root) through the bridge
+    (its ``modeq_declaration``): ``implicit_correction`` and ``adam_correction`` both equal the
+    paper's correction, written here from a dense Hessian: ``h F1 = correction / s``,
+    ``correction_j = (h/2) {(1+b)/(1-b) - (1+r)/(1-r) + (1+r)/(1-r) eps/(g_j^2+eps)} (H g/s)_j``."""
+    import modeq.numeric.torch as mt
+    beta, rho, eps, lr = 0.4, 0.6, 0.1, 0.01
+    w = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64, requires_grad=True)
+
+    def loss_of(t):
+        return (t ** 4).sum() / 4 + t[0] * t[1] ** 2 - torch.cos(t[2] * t[0])
+
+    opt = mt.AdamEpsInside([w], lr=lr, beta=beta, rho=rho, eps=eps)
+    decl, values = from_torch(opt)
+    assert decl.name == "adam" and values == {"beta": beta, "rho": rho, "eps": eps, "h": lr}
+    g = torch.autograd.functional.jacobian(loss_of, w.detach())
+    H = torch.autograd.functional.hessian(loss_of, w.detach())
+    s = torch.sqrt(g ** 2 + eps)
+    a, b = (1 + beta) / (1 - beta), (1 + rho) / (1 - rho)
+    paper = lr / 2 * (a - b + b * eps / (g ** 2 + eps)) * (H @ (g / s))
+    got = mt.implicit_correction(opt, loss_of(w))[0]
+    assert torch.allclose(got * s, paper, rtol=1e-12, atol=0), (got * s, paper)
+    closed = mt.adam_correction(loss_of(w), [w], beta, rho, eps, lr)[0]
+    assert torch.allclose(closed, paper, rtol=1e-12, atol=0)
