@@ -93,6 +93,17 @@ def test_verify_jobs(capsys):
      "empty loss"),
     (["verify", "sgd", "--batch", "mini", "--loss", "x**2;abs(x)", "--params", "x",
       "--theta0", "1", *FAST], "abs"),
+    # a torch optimizer's check run
+    (["verify", "--torch", "AdamW()", "--dtype", "float32", *FAST], "float64 only"),
+    (["verify", "--torch", "Adam(amsgrad=True)", *FAST], "running max"),
+    (["verify", "--torch", "RAdam()", *FAST], "rectification"),
+    (["verify", "--torch", "SGD(momentum=-1)", *FAST], "refused the settings"),
+    (["verify", "adam", "--torch", "Adam()", *FAST], "not both"),
+    (["verify", "--torch", "SGD()", "--batch", "mini", *FAST], "full batch"),
+    (["verify", "--torch", "Adam()", "--beta", "0.5", *FAST], "torch spec"),
+    (["verify", "--torch", "Adam()", "--orders", "3", *FAST], "--orders"),
+    (["verify", "adam", "--dtype", "float16", *FAST], "--dtype goes with --torch"),
+    (["verify", *FAST], "OPTIMIZER (or --torch SPEC)"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, msg, capsys):
     code, out, err = run(argv, capsys)
@@ -173,3 +184,27 @@ def test_verify_on_a_dask_scheduler(capsys):
                              capsys)
     assert code == 0, out + err
     assert "PASS" in out
+
+
+def test_verify_a_torch_optimizer_against_its_own_iterates(tmp_path, capsys):
+    """``--torch SPEC``: torch's float64 iterates of the configured optimizer (lr = each h)
+    against the flows derived from its update: slopes 1 and 2 on the default problem, the
+    table and JSON of ``modeq verify``."""
+    js = tmp_path / "r.json"
+    code, out, err = run(["verify", "--torch", "SGD(lr=0.5, momentum=0.3, nesterov=True, "
+                          "weight_decay=0.2)", "--hs", "1/16,1/32,1/64,1/128", "--dps", "20",
+                          "--json", str(js)], capsys)
+    assert code == 0, out + err
+    assert "torch.optim SGD(" in out and "torch's iterates" in out
+    data = json.loads(js.read_text())
+    assert data["passed"] is True and data["values"]["mu"] == "0.3"
+    assert abs(data["orders"]["0"]["slope"] - 1) < 0.1
+    assert abs(data["orders"]["1"]["slope"] - 2) < 0.1
+
+
+def test_verify_torch_says_when_the_memory_outlasts_the_run(capsys):
+    """torch's default Adam (rho = 0.999: 1000 steps of memory) on runs of 32 steps: not the
+    asymptotic regime, said under the table (the verdict stays what the fit gives)."""
+    code, out, err = run(["verify", "--torch", "Adam()", "--orders", "0", "--hs",
+                          "1/16,1/32", "--dps", "20"], capsys)
+    assert "a memory of 1000 steps" in out and "T/h = 32" in out, out + err
