@@ -25,8 +25,8 @@ _FLOWS = {}
 
 
 def _key(declaration):
-    return (declaration.name, str(declaration.step),
-            tuple(s.describe() for s in declaration.states))
+    from modeq.symbolic.cache import declaration_text
+    return declaration_text(declaration)       # srepr: a per-component constant is its own
 
 
 def _flow(declaration):
@@ -50,12 +50,42 @@ def _read_optimizer(optimizer, params):
     return declaration, values, params
 
 
+def _read_blocks(optimizer, params):
+    """``(declaration, [(values, params), ...])``: the optimizer's one declaration
+    (:func:`~modeq.numeric.torch_optim.from_torch_merged`) and ``params`` (default: every
+    parameter of its param groups) in runs of one group's values.  Where every group has the
+    same values, one run of any ``params``; else each parameter must belong to a group."""
+    from .torch_optim import from_torch_merged
+    declaration, groups = from_torch_merged(optimizer)
+    if params is None:
+        params = [p for g in groups for p in g.params]
+    params = list(params)
+    if not params:
+        raise ValueError("params is empty")
+    if len({tuple(sorted(g.values.items())) for g in groups}) == 1:
+        return declaration, [(groups[0].values, params)]
+    owner = {id(p): g for g in groups for p in g.params}
+    blocks = []
+    for i, p in enumerate(params):
+        g = owner.get(id(p))
+        if g is None:
+            raise ValueError(f"params[{i}] is in no param group of the optimizer (its groups "
+                             f"have different settings, so each parameter takes its group's)")
+        if blocks and blocks[-1][0] is g:
+            blocks[-1][1].append(p)
+        else:
+            blocks.append((g, [p]))
+    return declaration, [(g.values, ps) for g, ps in blocks]
+
+
 def implicit_correction(optimizer, loss, params=None, stationary=True, n=None):
     """``h F1`` of ``optimizer``'s modified flow at the current parameters: a list of tensors
     shaped like ``params`` (default: every parameter of the optimizer's param groups).
 
     ``stationary=True`` (default) is the ``n -> oo`` flow; ``stationary=False, n=k`` the flow
-    exact in the step index.  Param groups must share one configuration.
+    exact in the step index.  Param groups of different settings (a weight decay on some
+    parameters only, other betas or eps; one ``lr``): one flow in which each parameter takes
+    its group's constants (:func:`~modeq.numeric.torch_optim.from_torch_merged`).
 
     >>> import torch
     >>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
@@ -64,10 +94,13 @@ def implicit_correction(optimizer, loss, params=None, stationary=True, n=None):
     >>> [round(v, 6) for v in implicit_correction(opt, loss)[0].tolist()]
     [0.15, -4.8]
     """
-    from .torch_flow import flow_correction
-    declaration, values, params = _read_optimizer(optimizer, params)
-    return flow_correction(_flow(declaration), loss, params, stationary=stationary, n=n,
-                           **values)
+    from .torch_flow import blockwise_correction, flow_correction
+    declaration, blocks = _read_blocks(optimizer, params)
+    if len(blocks) == 1:
+        values, params = blocks[0]
+        return flow_correction(_flow(declaration), loss, params, stationary=stationary, n=n,
+                               **values)
+    return blockwise_correction(_flow(declaration), loss, blocks, stationary=stationary, n=n)
 
 
 # -- where F1 is a gradient: the penalty ------------------------------------------------------

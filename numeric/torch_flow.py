@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import torch
 
-from modeq.symbolic.emit import MatrixFreeFlow, MatrixFreeFunction, flow_forms
+from modeq.symbolic.emit import (BlockwiseFunction, MatrixFreeFlow, MatrixFreeFunction,
+                                 flow_forms)
 from modeq.symbolic.memo import Memo
 
-__all__ = ["flow_terms", "flow_field", "flow_correction", "correction_function",
-           "AutogradCallbacks"]
+__all__ = ["flow_terms", "flow_field", "flow_correction", "blockwise_correction",
+           "correction_function", "AutogradCallbacks"]
 
 
 def _check_params(params):
@@ -128,6 +129,24 @@ def flow_field(flow, loss, params, stationary=True, n=None, **values):
     function = _compiled(flow, "field", stationary, cb.g.dtype, values,
                          lambda: MatrixFreeFlow(flow, stationary).lambdify(
                              "torch", cb.g.dtype, True, **values))
+    return cb.split(cb.evaluate(function, n if function.uses_n else None))
+
+
+def blockwise_correction(flow, loss, blocks, stationary=True, n=None):
+    """:func:`flow_correction` where the parameters come in ``blocks = [(values, params),
+    ...]``, each block's values of the flow's per-component constants on its own components
+    (param groups of different settings: :class:`~modeq.symbolic.emit.BlockwiseFunction`); a
+    list shaped like the concatenated ``params``."""
+    params = [p for _, ps in blocks for p in ps]
+    cb = AutogradCallbacks(loss, params)
+    functions = [correction_function(flow, stationary, cb.g.dtype, **values)
+                 for values, _ in blocks]
+    bounds, start = [], 0
+    for _, ps in blocks:
+        stop = start + sum(p.numel() for p in ps)
+        bounds.append((start, stop))
+        start = stop
+    function = BlockwiseFunction(functions, bounds)
     return cb.split(cb.evaluate(function, n if function.uses_n else None))
 
 

@@ -27,7 +27,9 @@ learning-rate scheduler (the step size must be constant: one of ``lr_scheduler``
 attached to the optimizer, which leaves ``initial_lr`` in its groups, or passed instead of the
 optimizer; ``ReduceLROnPlateau`` attached leaves no trace and is not detected: the current
 ``lr`` is read), a tensor ``lr`` of more than one element, an empty param group.  Param groups
-whose hyperparameters differ are returned one by one by :func:`from_torch_groups`.
+whose hyperparameters differ are returned one by one by :func:`from_torch_groups`, or as one
+declaration with the differing constants per component by :func:`from_torch_merged` (one
+``lr``; :func:`~modeq.numeric.implicit_bias.implicit_correction` uses it).
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ import torch
 from modeq.symbolic import optimizers as O
 from modeq.symbolic.family import Refused
 
-__all__ = ["from_torch", "from_torch_groups", "TorchGroup", "SUPPORTED", "REFUSED"]
+__all__ = ["from_torch", "from_torch_groups", "from_torch_merged", "TorchGroup",
+           "SUPPORTED", "REFUSED"]
 
 SUPPORTED = ("SGD", "Adam", "AdamW", "NAdam", "RMSprop")
 REFUSED = {
@@ -101,31 +104,32 @@ def _check_common(opt, group, name):
 
 def _sgd(group, name):
     mu = _real(group, "momentum", name)
-    tau = _real(group, "dampening", name)
+    tau = _real(group, "dampening", name) if mu else 0.0    # torch ignores it without momentum
     lam = _real(group, "weight_decay", name)
-    nesterov, maximize = bool(group["nesterov"]), bool(group.get("maximize", False))
-    decl = O.torch_sgd(momentum=mu != 0, dampening=mu != 0 and tau != 0,
-                       nesterov=nesterov, weight_decay="coupled" if lam else None,
-                       maximize=maximize)
-    values = {"mu": mu, "tau": tau, "lam": lam}
-    return decl, values
+    flags = dict(momentum=mu != 0, dampening=mu != 0 and tau != 0,
+                 nesterov=bool(group["nesterov"]), weight_decay="coupled" if lam else None,
+                 maximize=bool(group.get("maximize", False)))
+    return O.torch_sgd, flags, {"mu": mu, "tau": tau, "lam": lam}
 
 
 def _adam(group, name, decoupled):
     b1, b2 = (_real({"b": b}, "b", name) for b in group["betas"])
     lam = _real(group, "weight_decay", name)
-    wd = ("decoupled" if decoupled else "coupled") if lam else None
-    decl = O.torch_adam(weight_decay=wd, maximize=bool(group.get("maximize", False)))
-    return decl, {"beta": b1, "rho": b2, "eps": _real(group, "eps", name), "lam": lam}
+    flags = dict(weight_decay=("decoupled" if decoupled else "coupled") if lam else None,
+                 maximize=bool(group.get("maximize", False)))
+    return O.torch_adam, flags, {"beta": b1, "rho": b2, "eps": _real(group, "eps", name),
+                                 "lam": lam}
 
 
 def _nadam(group, name):
     b1, b2 = (_real({"b": b}, "b", name) for b in group["betas"])
     lam = _real(group, "weight_decay", name)
-    wd = ("decoupled" if group.get("decoupled_weight_decay") else "coupled") if lam else None
-    decl = O.torch_nadam(weight_decay=wd, maximize=bool(group.get("maximize", False)))
-    return decl, {"beta": b1, "rho": b2, "eps": _real(group, "eps", name), "lam": lam,
-                  "psi": _decimal(_real(group, "momentum_decay", name))}
+    decoupled = group.get("decoupled_weight_decay")
+    flags = dict(weight_decay=("decoupled" if decoupled else "coupled") if lam else None,
+                 maximize=bool(group.get("maximize", False)))
+    return O.torch_nadam, flags, {"beta": b1, "rho": b2, "eps": _real(group, "eps", name),
+                                  "lam": lam,
+                                  "psi": _decimal(_real(group, "momentum_decay", name))}
 
 
 def _decimal(x):
@@ -138,32 +142,43 @@ def _decimal(x):
 def _rmsprop(group, name):
     mu = _real(group, "momentum", name)
     lam = _real(group, "weight_decay", name)
-    decl = O.torch_rmsprop(centered=bool(group["centered"]), momentum=mu != 0,
-                           weight_decay="coupled" if lam else None,
-                           maximize=bool(group.get("maximize", False)))
-    return decl, {"rho": _real(group, "alpha", name), "eps": _real(group, "eps", name),
-                  "mu": mu, "lam": lam}
+    flags = dict(centered=bool(group["centered"]), momentum=mu != 0,
+                 weight_decay="coupled" if lam else None,
+                 maximize=bool(group.get("maximize", False)))
+    return O.torch_rmsprop, flags, {"rho": _real(group, "alpha", name),
+                                    "eps": _real(group, "eps", name), "mu": mu, "lam": lam}
 
 
-def _group(opt, group, index):
+def _reading(opt, group, index):
+    """``(builder, flags, values)`` of one param group: the declaration is
+    ``builder(**flags)`` (``builder`` ``None`` and ``flags`` the declaration itself for an
+    optimizer that names its own update)."""
     name = type(opt).__name__
     if not group["params"]:
         raise ValueError(f"{name}: param group {index} is empty (no parameters)")
     _check_common(opt, group, name)
     if hasattr(opt, "modeq_declaration"):
         decl, values = opt.modeq_declaration(group)
-    elif isinstance(opt, torch.optim.AdamW):
-        decl, values = _adam(group, name, True)
-    elif isinstance(opt, torch.optim.Adam):
-        decl, values = _adam(group, name, bool(group.get("decoupled_weight_decay")))
-    elif isinstance(opt, torch.optim.NAdam):
-        decl, values = _nadam(group, name)
-    elif isinstance(opt, torch.optim.RMSprop):
-        decl, values = _rmsprop(group, name)
-    elif isinstance(opt, torch.optim.SGD):
-        decl, values = _sgd(group, name)
-    else:
-        raise AssertionError(name)
+        return None, decl, values
+    if isinstance(opt, torch.optim.AdamW):
+        return _adam(group, name, True)
+    if isinstance(opt, torch.optim.Adam):
+        return _adam(group, name, bool(group.get("decoupled_weight_decay")))
+    if isinstance(opt, torch.optim.NAdam):
+        return _nadam(group, name)
+    if isinstance(opt, torch.optim.RMSprop):
+        return _rmsprop(group, name)
+    if isinstance(opt, torch.optim.SGD):
+        return _sgd(group, name)
+    raise AssertionError(name)
+
+
+def _group(opt, group, index, decl=None):
+    """The :class:`TorchGroup` of one param group, with its own declaration or ``decl``."""
+    name = type(opt).__name__
+    builder, flags, values = _reading(opt, group, index)
+    if decl is None:
+        decl = flags if builder is None else builder(**flags)
     values = {k: v for k, v in values.items() if k in {str(s) for s in decl.hyperparameters}}
     lr = _real(group, "lr", name)
     if lr <= 0:
@@ -225,5 +240,66 @@ def from_torch(optimizer, group=None):
     keys = {g.key() for g in groups}
     if len(keys) > 1:
         raise ValueError(f"{type(optimizer).__name__}: its {len(groups)} param groups have "
-                         f"different configurations; pass group=i or use from_torch_groups()")
+                         f"different configurations; pass group=i, or use from_torch_groups() or "
+                         f"from_torch_merged()")
     return tuple(groups[0])
+
+
+def from_torch_merged(optimizer):
+    """``(declaration, groups)``: one declaration for every param group, and one
+    :class:`TorchGroup` per group with that declaration and the group's own values.
+
+    Where the groups' own declarations differ only by a term a constant switches off (a weight
+    decay 0, momentum or dampening 0), the declaration has the term and those groups have the
+    constant 0; the hyperparameters whose values differ between groups are
+    :class:`~modeq.symbolic.family.ComponentConstant` (one value per component: each group's
+    on its own parameters, :func:`~modeq.numeric.implicit_bias.implicit_correction`).  A
+    difference in kind (``nesterov``, ``maximize``, ``centered``, coupled against decoupled
+    decay) or in ``lr`` (the flow has one step size ``h``) is refused with the reason.
+
+    >>> import torch
+    >>> a, b = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
+    >>> opt = torch.optim.AdamW([{"params": [a]}, {"params": [b], "weight_decay": 0.0}])
+    >>> decl, groups = from_torch_merged(opt)
+    >>> decl.name, [g.values["lam"] for g in groups]
+    ('torch_adamw_per_component', [0.01, 0.0])
+    """
+    from modeq.symbolic.family import per_component
+    _check_optimizer(optimizer)
+    name = type(optimizer).__name__
+    readings = [_reading(optimizer, g, i) for i, g in enumerate(optimizer.param_groups)]
+    lrs = sorted({_real(g, "lr", name) for g in optimizer.param_groups})
+    if len(lrs) > 1:
+        raise Refused(f"{name}: param groups with different lr ({', '.join(map(str, lrs))}) "
+                      f"are not supported: the modified flow has one step size h = lr")
+    builder = readings[0][0]
+    if builder is None:
+        decls = {(str(d.step), tuple(x.describe() for x in d.states)) for _, d, _ in readings}
+        if len(decls) > 1:
+            raise Refused(f"{name}: its param groups name different updates")
+        decl = readings[0][1]
+    else:
+        decl = builder(**_merged_flags(name, [flags for _, flags, _ in readings]))
+    groups = [_group(optimizer, g, i, decl) for i, g in enumerate(optimizer.param_groups)]
+    differ = {k for k in groups[0].values if len({g.values[k] for g in groups}) > 1}
+    decl = per_component(decl, differ)
+    for g in groups:
+        g.declaration = decl
+    return decl, groups
+
+
+def _merged_flags(name, all_flags):
+    merged = {}
+    for key in all_flags[0]:
+        seen = {f[key] for f in all_flags}
+        if len(seen) == 1:
+            merged[key] = seen.pop()
+        elif key in ("momentum", "dampening"):
+            merged[key] = True
+        elif key == "weight_decay" and len(seen - {None}) == 1:
+            merged[key] = (seen - {None}).pop()
+        else:
+            raise Refused(f"{name}: param groups differ in {key} "
+                          f"({', '.join(sorted(map(str, seen)))}): that changes the recursion, "
+                          f"not one of its constants, and one flow describes one recursion")
+    return merged

@@ -27,6 +27,7 @@ __all__ = [
     "g", "theta", "h", "n", "beta", "rho", "eps", "EMA", "Optimizer",
     "NON_SMOOTH", "check_smooth", "check_hyperparameter", "check_hyperparameter_values",
     "RESERVED", "RANGES", "Refused", "STARTS", "dependency_order", "step_product",
+    "ComponentConstant", "per_component",
 ]
 
 g = sp.Symbol("g", real=True)
@@ -135,6 +136,33 @@ def check_smooth(expr, what: str):
                 f"{what} uses the non-smooth function {f.__name__}: {why}; backward error "
                 f"analysis needs a smooth (C^infinity) expression")
     return expr
+
+
+class ComponentConstant(sp.Symbol):
+    """A hyperparameter whose value differs from one block of components to another (torch's
+    param groups of other settings): constant in time, but one value per component.  Every
+    operation of the recursion is componentwise except the contractions ``H.u``, ``T[u, w]``,
+    so the derivation keeps such a constant inside them (``H.(lam theta)``, whose component
+    ``j`` is ``sum_l H_jl lam_l theta_l``), where a plain hyperparameter is moved out
+    (``lam H.theta``).  Prints as its name; a different symbol from the plain one."""
+
+
+def per_component(optimizer, names):
+    """``optimizer`` with the hyperparameters named in ``names`` made
+    :class:`ComponentConstant` (same names and assumptions): its flow takes a value of them
+    per component."""
+    sub = {s: ComponentConstant(str(s), **s.assumptions0) for s in optimizer.hyperparameters
+           if str(s) in set(names)}
+    if not sub:
+        return optimizer
+    new = {}
+    for st in optimizer.states:
+        scale = None if st.custom_scale is None else sp.sympify(st.custom_scale).xreplace(sub)
+        new[st] = EMA(st.name, sp.sympify(st.decay).xreplace(sub),
+                      st.of.xreplace(sub).xreplace(new), st.normalized, st.bias_correction,
+                      scale, st.start)
+    return Optimizer(optimizer.name + "_per_component", [new[st] for st in optimizer.states],
+                     optimizer.step.xreplace(sub).xreplace(new), notes=optimizer.notes)
 
 
 def step_product(factor, index, lo, hi):

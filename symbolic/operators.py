@@ -24,10 +24,10 @@ from sympy.polys.fields import sfield
 
 from .dag import contains, free_symbols, make_sum
 from .expand import expand_mul
-from .family import theta
+from .family import ComponentConstant, theta
 
-__all__ = ["FULL", "Grad", "Hess", "D3", "Vec", "ATOMS", "is_field", "is_scalar", "lie", "linearize",
-           "atoms_of", "batch_indices"]
+__all__ = ["FULL", "Grad", "Hess", "D3", "Vec", "ATOMS", "is_field", "is_scalar", "lie",
+           "linearize", "atoms_of", "batch_indices"]
 
 FULL = sp.Symbol("FULL")
 
@@ -228,6 +228,9 @@ def _linear_parts(u):
     parts = {}
     for term in sp.Add.make_args(expand_mul(u)):
         c, f = split_scalar(_factor_denominators(term))
+        if c.has(ComponentConstant):      # one value per component: stays in the argument
+            own = [a for a in sp.Mul.make_args(c) if a.has(ComponentConstant)]
+            c, f = c / sp.Mul(*own), sp.Mul(*own) * f
         # a constant vector field (e.g. an eps term) has no point dependence but is a field
         parts.setdefault(f, []).append(c)
     return {f: sp.Add(*cs) for f, cs in parts.items()}

@@ -25,6 +25,7 @@ It receives a flow (anything with ``optimizer``, ``order``, ``terms``, ``F`` and
 ``grouped_terms``) and never imports the derivation passes.
 """
 from .arrays import to_number
+from .blockwise import BlockwiseFunction
 from .field import FullBatchField, lambdify_flow
 from .forms import MatrixFreeFlow, MatrixFreeForm, first_order_form, flow_forms, matrix_free, verify
 from .kernel import Kernel, compile_exprs
@@ -35,5 +36,6 @@ from .values import exact_value, normalize_values, resolve_symbols, resolve_valu
 
 __all__ = ["lambdify_flow", "FullBatchField", "MiniBatchField", "Kernel", "compile_exprs",
            "matrix_free", "flow_forms", "first_order_form", "verify", "MatrixFreeForm",
-           "MatrixFreeFlow", "MatrixFreeFunction", "ArrayFunction", "module_source",
+           "MatrixFreeFlow", "MatrixFreeFunction", "ArrayFunction", "BlockwiseFunction",
+           "module_source",
            "exact_value", "normalize_values", "resolve_symbols", "resolve_values", "to_number"]

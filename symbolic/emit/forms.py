@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from ..components import SymbolProvider, lower_vector
+from ..family import ComponentConstant
 from ..family import n as n_sym
 from ..family import theta as theta_sym
 from ..family import h as h_sym
@@ -210,8 +211,9 @@ def _canonical(u):
 
 
 def _split_constant(u, point):
-    """``u = c * rest`` with ``c`` free of the point (pulled out of the linear operator)."""
-    c, rest = u.as_independent(*point, as_Add=False)
+    """``u = c * rest`` with ``c`` free of the point (pulled out of the linear operator) and
+    of the constants of one component (:class:`~..family.ComponentConstant`, which stay in)."""
+    c, rest = u.as_independent(*point, *u.atoms(ComponentConstant), as_Add=False)
     return c, rest
 
 
@@ -347,7 +349,8 @@ def _merge_proportional_hvps(contractions, monomials, point):
             if b in merged or sp.count_ops(linear[b]) + sp.count_ops(linear[a]) > SIMPLIFY_LIMIT:
                 continue
             r = sp.cancel(linear[b] / linear[a])
-            if not (r.free_symbols & point):
+            # a constant of one component (a param group's) must not enter another's
+            if not (r.free_symbols & point) and not r.has(ComponentConstant):
                 merged[b] = (a, r)
     if not merged:
         return contractions, monomials

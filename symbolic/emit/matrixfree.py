@@ -139,15 +139,26 @@ class MatrixFreeFunction:
             theta = 0
         device = getattr(g, "device", None)
         steps = self._steps.values(n, (), device)
-        env = dict(zip(self._level0_names, self._kernel0(g, theta, n, *steps, device=device)))
+
+        def level(lv, current):
+            if lv == 0:
+                return self._kernel0(g, theta, n, *steps, device=device)
+            return self._nested[lv][1](g, theta, n, *steps, *current, device=device)
+        return self.evaluate(level, hvp, d3, shape, device)
+
+    def evaluate(self, level, hvp, d3, shape, device=None):
+        """The sum of the forms from ``level(lv, current)``: the values of the compiled
+        kernel of nesting level ``lv`` (``current``: the contractions computed so far, in plan
+        order) -- the kernels of this function, or of several functions of the same forms, one
+        per block of components (:class:`~.blockwise.BlockwiseFunction`)."""
+        env = dict(zip(self._level0_names, level(0, ())))
         vals = {}
         allv = [v for _, v, _, _ in self._plan]
         done_levels = {0}
         for lv, sym, kind, names in self._plan:
             if lv not in done_levels:
-                nm, k = self._nested[lv]
-                current = [vals.get(v, 0) for v in allv]
-                env.update(zip(nm, k(g, theta, n, *steps, *current, device=device)))
+                nm, _ = self._nested[lv]
+                env.update(zip(nm, level(lv, [vals.get(v, 0) for v in allv])))
                 done_levels.add(lv)
             args = [self._full(env[a], shape, device) for a in names]
             out = hvp(args[0]) if kind == "hvp" else d3(args[0], args[1])
