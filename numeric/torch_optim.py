@@ -39,7 +39,7 @@ import sympy as sp
 import torch
 
 from modeq.symbolic import optimizers as O
-from modeq.symbolic.family import Refused
+from modeq.symbolic.family import Optimizer, Refused
 
 __all__ = ["from_torch", "from_torch_groups", "from_torch_merged", "TorchGroup",
            "SUPPORTED", "REFUSED"]
@@ -253,9 +253,11 @@ def from_torch_merged(optimizer):
     decay 0, momentum or dampening 0), the declaration has the term and those groups have the
     constant 0; the hyperparameters whose values differ between groups are
     :class:`~modeq.symbolic.family.ComponentConstant` (one value per component: each group's
-    on its own parameters, :func:`~modeq.numeric.implicit_bias.implicit_correction`).  A
-    difference in kind (``nesterov``, ``maximize``, ``centered``, coupled against decoupled
-    decay) or in ``lr`` (the flow has one step size ``h``) is refused with the reason.
+    on its own parameters, :func:`~modeq.numeric.implicit_bias.implicit_correction`).  Groups
+    of different ``lr``: ``h`` is the largest and the step is multiplied by ``lr_scale = lr /
+    h`` (per component; torch's ``lr`` multiplies the whole update, decoupled decay
+    included), so the flow's time runs ``h`` per step.  A difference in kind (``nesterov``,
+    ``maximize``, ``centered``, coupled against decoupled decay) is refused with the reason.
 
     >>> import torch
     >>> a, b = torch.zeros(2, requires_grad=True), torch.zeros(3, requires_grad=True)
@@ -268,10 +270,6 @@ def from_torch_merged(optimizer):
     _check_optimizer(optimizer)
     name = type(optimizer).__name__
     readings = [_reading(optimizer, g, i) for i, g in enumerate(optimizer.param_groups)]
-    lrs = sorted({_real(g, "lr", name) for g in optimizer.param_groups})
-    if len(lrs) > 1:
-        raise Refused(f"{name}: param groups with different lr ({', '.join(map(str, lrs))}) "
-                      f"are not supported: the modified flow has one step size h = lr")
     builder = readings[0][0]
     if builder is None:
         decls = {(str(d.step), tuple(x.describe() for x in d.states)) for _, d, _ in readings}
@@ -281,11 +279,21 @@ def from_torch_merged(optimizer):
     else:
         decl = builder(**_merged_flags(name, [flags for _, flags, _ in readings]))
     groups = [_group(optimizer, g, i, decl) for i, g in enumerate(optimizer.param_groups)]
+    h = max(g.values["h"] for g in groups)
+    if any(g.values["h"] != h for g in groups):
+        decl = Optimizer(decl.name, decl.states, LR_SCALE * decl.step, notes=decl.notes)
+        for g in groups:
+            g.values["lr_scale"], g.values["h"] = g.values["h"] / h, h
     differ = {k for k in groups[0].values if len({g.values[k] for g in groups}) > 1}
     decl = per_component(decl, differ)
     for g in groups:
         g.declaration = decl
+        decl.check_values(g.values)
     return decl, groups
+
+
+#: the ratio of a param group's ``lr`` to the largest (``from_torch_merged``)
+LR_SCALE = sp.Symbol("lr_scale", positive=True)
 
 
 def _merged_flags(name, all_flags):

@@ -51,6 +51,7 @@ RANGES = {
     "tau": (0, 1, True, True),          # SGD's dampening
     "lam": (0, None, True, False),      # weight decay
     "psi": (0, None, True, False),      # NAdam's momentum decay
+    "lr_scale": (0, 1, False, True),    # a param group's lr / the largest (torch bridge)
 }
 
 #: how an EMA state starts: ``"zero"`` (s^(0) = 0, every built-in) or ``"input"`` (torch's

@@ -16,6 +16,7 @@ from functools import lru_cache
 import sympy as sp
 
 from .dag import contains, make_sum, split_independent, sum_variables
+from .family import ComponentConstant
 from .expand import expand_mul
 from .operators import (LARGE, D3, Hess, collect_fields, is_field, is_scalar, scalar_simplify,
                         split_scalar)
@@ -230,6 +231,10 @@ def _sum_term(term, k, lo, hi, simplify=True):
         (fld if is_field(f) else scal).append(f)
     scal = sp.Mul(*scal)
     if len(fld) == 1 and isinstance(fld[0], (Hess, D3)) and k in fld[0].args[0].free_symbols:
+        return indep * make_sum(dep, (k, lo, hi))
+    if scal.has(ComponentConstant) and any(isinstance(f, (Hess, D3)) for f in fld):
+        # the weight is the outer component's: moved into the contraction it would be read
+        # at every inner component, so the finite sum stays
         return indep * make_sum(dep, (k, lo, hi))
     if len(fld) == 1 and isinstance(fld[0], Hess):
         b, u = fld[0].args

@@ -113,14 +113,6 @@ def test_network_correction_equals_the_dense_hessian_reference(name):
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 
-def test_param_groups_of_different_lr_are_refused():
-    """One flow has one step size h (groups of other constants: tests/test_param_groups.py)."""
-    W, b, v = model_params()
-    opt = torch.optim.Adam([{"params": [W, b]}, {"params": [v], "lr": 0.5}], lr=0.05)
-    with pytest.raises(ValueError, match="param groups with different lr"):
-        implicit_correction(opt, loss_of([W, b, v]))
-
-
 def test_adamw_correction_needs_one_hessian_vector_product():
     """c (H.u) + c lam (H.theta) is evaluated as c H.(u + lam theta): one HVP, still proved
     equal to the derived term."""

@@ -21,6 +21,7 @@ from modeq.numeric.torch import implicit_correction
 from modeq.numeric.torch_check import torch_iterates
 from modeq.numeric.torch_optim import from_torch_merged
 from modeq.symbolic import derive
+from modeq.symbolic import optimizers as O
 from modeq.symbolic.components import LossProvider, lower_vector
 from modeq.symbolic.family import ComponentConstant, Refused, theta
 
@@ -69,6 +70,11 @@ GROUPED = {   # name: optimizer of two groups (a, b) with different settings, on
     "rmsprop-other-alpha": lambda a, b: torch.optim.RMSprop(
         [{"params": [a], "momentum": 0.3}, {"params": [b], "alpha": 0.8, "eps": 0.2}],
         lr=0.01, alpha=0.6, eps=0.1),
+    "adam-layerwise-lr": lambda a, b: torch.optim.Adam(
+        [{"params": [a]}, {"params": [b], "lr": 0.004}], lr=0.01, betas=(0.4, 0.6), eps=0.1),
+    "sgd-layerwise-lr-and-momentum": lambda a, b: torch.optim.SGD(
+        [{"params": [a], "lr": 0.02, "momentum": 0.3}, {"params": [b], "momentum": 0.5}],
+        lr=0.05),
     "nadam-coupled-decay-in-one-group": lambda a, b: torch.optim.NAdam(
         [{"params": [a], "weight_decay": 0.2}, {"params": [b]}], lr=0.01, betas=(0.4, 0.6),
         eps=0.1, momentum_decay=4.0),
@@ -143,7 +149,6 @@ def test_the_merged_declaration_with_a_groups_values_is_that_groups_update(name)
 
 
 @pytest.mark.parametrize("first, second, match", [
-    ({"lr": 0.1}, {"lr": 0.2}, "different lr"),
     ({"momentum": 0.3, "nesterov": True}, {"momentum": 0.3}, "differ in nesterov"),
     ({}, {"maximize": True}, "differ in maximize"),
 ])
@@ -223,22 +228,49 @@ class _PerComponentField:
         return [-e.xreplace(per).doit() for e in lowered]
 
 
-def test_a_flow_with_constants_per_component_agrees_with_the_recursion_through_h_squared():
-    """AdamW with its decay, beta and eps per component (param groups of other settings),
+SERIES_CASES = {   # declaration, per-component names, values of the two components
+    "adamw-decay-beta-eps": (lambda: O.torch_adam("decoupled"), ["lam", "beta", "eps"], [
+        {"lam": sp.Rational(1, 5), "beta": sp.Rational(1, 2), "eps": sp.Integer(1)},
+        {"lam": sp.Rational(3, 2), "beta": sp.Rational(1, 4), "eps": sp.Rational(1, 3)}]),
+    # other lr per group: the step times lr_scale (torch's lr multiplies the whole update)
+    "sgd-momentum-lr": (lambda: _scaled(O.torch_sgd(momentum=True)), ["mu", "lr_scale"], [
+        {"mu": sp.Rational(3, 10), "lr_scale": sp.Integer(1)},
+        {"mu": sp.Rational(7, 10), "lr_scale": sp.Rational(2, 5)}]),
+}
+
+
+def _scaled(opt):
+    from modeq.numeric.torch_optim import LR_SCALE
+    from modeq.symbolic.family import Optimizer
+    return Optimizer(opt.name, opt.states, LR_SCALE * opt.step)
+
+
+@pytest.mark.parametrize("name", sorted(SERIES_CASES))
+def test_a_flow_with_constants_per_component_agrees_with_the_recursion_through_h_squared(name):
+    """A declaration with some constants per component (param groups of other settings),
     order 1 exact in ``n``: the recursion run per component with its own constants and the
     flow (per-component lowering) agree through ``h^2`` and differ at ``h^3`` over 3 steps; with
     the constants pulled out of the contractions (one value for all) they differ at ``h^2``."""
     import mpmath
     from series_oracle import compare, flow_series
-    from modeq.symbolic import optimizers as O
     from modeq.symbolic.family import h, per_component
     mpmath.mp.dps = 60
-    opt = per_component(O.torch_adam("decoupled"), ["lam", "beta", "eps"])
-    named = [{"lam": sp.Rational(1, 5), "beta": sp.Rational(1, 2), "eps": sp.Integer(1)},
-             {"lam": sp.Rational(3, 2), "beta": sp.Rational(1, 4), "eps": sp.Rational(1, 3)}]
+    make, names, named = SERIES_CASES[name]
+    opt = per_component(make(), names)
     values = [{s: v[str(s)] if str(s) in v else sp.Rational(3, 4)
                for s in opt.hyperparameters} for v in named]
     it = _per_component_iterates(opt, 3, 3, values)
     fs = flow_series(_PerComponentField(derive(opt, 1), values), SERIES_LOSS,
                      list(SERIES_PARAMS), SERIES_START, 3, 3, {}, h, exact=False)
     assert compare(it, fs, tol=mpmath.mpf(10) ** -45) == 3
+
+
+def test_an_exact_in_n_flow_whose_memory_weight_is_per_component_is_refused_with_the_reason():
+    """Momentum per group, the flow exact in ``n``: ``sum_k mu_j^(n-k) (H.u_k)_j`` has no form
+    ``H.(vector)`` (the weight is the outer component's), so the matrix-free path says so; the
+    stationary flow of the same groups is evaluated."""
+    a, b = _params()
+    opt = GROUPED["sgd-layerwise-lr-and-momentum"](a, b)
+    with pytest.raises(ValueError, match="sum over past steps multiplies a contraction"):
+        implicit_correction(opt, _torch_loss(a, b), stationary=False, n=3)
+    assert implicit_correction(opt, _torch_loss(a, b))[1].shape == (1,)

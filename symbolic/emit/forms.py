@@ -323,6 +323,11 @@ def matrix_free(expr, label="F"):
     for mono, coeff in ((mono, sp.Add(*parts)) for mono, parts in groups.items()):
         coeff = _simplify_coefficient(coeff)
         if coeff.free_symbols & set(syms):
+            if coeff.has(sp.Sum):
+                raise ValueError(
+                    f"{label}: a sum over past steps multiplies a contraction ({coeff}): no "
+                    f"matrix-free form (with constants per component, a memory weight of one "
+                    f"component cannot enter H.u; the stationary flow has none)")
             raise ValueError(f"{label}: a contraction enters non-polynomially: {coeff}")
         if coeff != 0:
             monomials.append((coeff, mono))
