@@ -140,8 +140,16 @@ class ModifiedFlow:
         # weights merged first: beta**n * beta**(-k) would read 0 * zoo, not 0**(n-k)
         zero = {s: v for s, v in subs.items() if v == 0}
         rest = {s: v for s, v in subs.items() if v != 0}
-        F = dag.xreplace(gather_powers_into_sums(dag.xreplace(self.F("mini"), {_n(): step}),
-                                                 zero), rest)
+        if zero:
+            F = dag.xreplace(gather_powers_into_sums(dag.xreplace(self.F("mini"), {_n(): step}),
+                                                     zero), rest)
+        else:       # the numbers in once per values (every step of a run reads the same)
+            key = tuple(sorted((str(s), v) for s, v in rest.items()))
+            valued = self.__dict__.setdefault("_valued", {})
+            if key not in valued:
+                valued.clear()
+                valued[key] = dag.xreplace(self.F("mini"), rest)
+            F = dag.xreplace(valued[key], {_n(): step})
         return -lower_vector(F, provider).applyfunc(lambda e: dag.xreplace(dag.doit(e), zero))
 
     def _exact_values(self, values):
