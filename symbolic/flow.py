@@ -14,6 +14,7 @@ from .components import LossProvider, SymbolProvider, lower_vector
 from .epoch import epoch_flow
 from .family import Optimizer, h, n
 from .operators import Grad
+from .memo import Memo
 from .memory import gather_powers_into_sums, stationary_limit
 from .pipeline import MAX_ORDER, derivation, groupable, grouped_terms
 
@@ -145,11 +146,8 @@ class ModifiedFlow:
                                                      zero), rest)
         else:       # the numbers in once per values (every step of a run reads the same)
             key = tuple(sorted((str(s), v) for s, v in rest.items()))
-            valued = self.__dict__.setdefault("_valued", {})
-            if key not in valued:
-                valued.clear()
-                valued[key] = dag.xreplace(self.F("mini"), rest)
-            F = dag.xreplace(valued[key], {_n(): step})
+            valued = _VALUED.get(key, lambda: dag.xreplace(self.F("mini"), rest), self)
+            F = dag.xreplace(valued, {_n(): step})
         return -lower_vector(F, provider).applyfunc(lambda e: dag.xreplace(dag.doit(e), zero))
 
     def _exact_values(self, values):
@@ -200,6 +198,10 @@ class ModifiedFlow:
     def __str__(self):
         from .display import flow_text
         return flow_text(self)
+
+
+#: a mini-batch ``F`` with the hyperparameters' numbers in, per flow and values
+_VALUED = Memo(limit=4)
 
 
 def _replaced(column, rule):
