@@ -10,8 +10,6 @@ slices are concatenated before every contraction, which runs over all components
 """
 from __future__ import annotations
 
-from .values import check_step
-
 __all__ = ["BlockwiseFunction"]
 
 
@@ -43,15 +41,10 @@ class BlockwiseFunction:
 
     def __call__(self, g, hvp, d3=None, theta=None, n=None):
         first = self.functions[0]
-        n = check_step(n, self.uses_n)
-        g = first._as_array(g, "g")
+        g, theta, n = first.checked_inputs(g, hvp, d3, theta, n)
         shape = tuple(g.shape)
         if len(shape) != 1 or shape[0] != self.bounds[-1][1]:
             raise ValueError(f"g must have shape ({self.bounds[-1][1]},), got {shape}")
-        if self.uses_theta:
-            if theta is None:
-                raise ValueError("this flow depends on theta: pass theta (the shape of g)")
-            theta = first._as_array(theta, "theta")
         device = getattr(g, "device", None)
         steps = [f._steps.values(n, (), device) for f in self.functions]
         cat = _concatenate(first.backend)

@@ -122,6 +122,19 @@ class MatrixFreeFunction:
         return as_array(x, self.backend, self.dtype, name)
 
     def __call__(self, g, hvp, d3=None, theta=None, n=None):
+        g, theta, n = self.checked_inputs(g, hvp, d3, theta, n)
+        device = getattr(g, "device", None)
+        steps = self._steps.values(n, (), device)
+
+        def level(lv, current):
+            if lv == 0:
+                return self._kernel0(g, theta, n, *steps, device=device)
+            return self._nested[lv][1](g, theta, n, *steps, *current, device=device)
+        return self.evaluate(level, hvp, d3, tuple(g.shape), device)
+
+    def checked_inputs(self, g, hvp, d3=None, theta=None, n=None):
+        """``(g, theta, n)`` as arrays of the working dtype (``theta`` 0 where no form uses it)
+        and a checked step; ``TypeError``/``ValueError`` naming what is missing or misshapen."""
         n = check_step(n, self.uses_n)
         g = self._as_array(g, "g")
         shape = tuple(g.shape)
@@ -137,14 +150,7 @@ class MatrixFreeFunction:
                 raise ValueError(f"theta has shape {tuple(theta.shape)}, g has shape {shape}")
         else:
             theta = 0
-        device = getattr(g, "device", None)
-        steps = self._steps.values(n, (), device)
-
-        def level(lv, current):
-            if lv == 0:
-                return self._kernel0(g, theta, n, *steps, device=device)
-            return self._nested[lv][1](g, theta, n, *steps, *current, device=device)
-        return self.evaluate(level, hvp, d3, shape, device)
+        return g, theta, n
 
     def evaluate(self, level, hvp, d3, shape, device=None):
         """The sum of the forms from ``level(lv, current)``: the values of the compiled
