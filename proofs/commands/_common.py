@@ -90,6 +90,24 @@ def _probe(folder, option, path):
     os.unlink(probe)
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def report_study(result, args, lines=()):
+    """Print an order study's table (``--markdown``) and ``lines``, write ``--json`` and
+    ``--plot``; the exit code: 0 when every order passes, else 1."""
+    print(result.table("markdown" if args.markdown else "text"), end="")
+    for line in lines:
+        print(line)
+    if args.json:
+        result.to_json(args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        result.plot(args.plot)
+        print(f"wrote {args.plot}")
+    return 0 if result.passed else 1
+
+
 def check_output_file(path, option, suffixes=None):
     """``path`` can be written: not a folder, its folder exists and is writable, its suffix
     among ``suffixes`` (if given)."""

@@ -9,7 +9,7 @@ is not used) and run on the problem; the modified flows derived from the update 
 """
 from __future__ import annotations
 
-from ._common import UsageError, check_output_file, int_list
+from ._common import PLOT_SUFFIXES, UsageError, check_output_file, report_study
 
 #: torch's dtypes a user may ask for; the check runs in float64 only
 DTYPES = ("float64", "float32", "float16", "bfloat16")
@@ -77,25 +77,18 @@ def memory_note(values, T, hs):
     return None
 
 
-def run_torch(args, problem_from_args, number, csv):
+def run_torch(args, problem_from_args, orders, hs):
     """The ``--torch`` branch of ``modeq verify`` (exit 0 when every order passes, else 1)."""
     import time
-    from modeq.numeric.problems import DEFAULT_HS
+    from modeq.numeric.study import validate_inputs
     from modeq.numeric.study.result import StudyResult
     from modeq.numeric.torch_check import torch_order_study
     check_torch_args(args)
-    check_output_file(args.plot, "--plot", (".png", ".pdf", ".svg"))
+    check_output_file(args.plot, "--plot", PLOT_SUFFIXES)
     check_output_file(args.json, "--json")
     make, declaration, values = make_from_spec(args.torch)
     loss, params, theta0, T, _, name = problem_from_args(args, declaration)
-    orders = tuple(int_list(args.orders, "--orders"))
-    if any(r not in (0, 1, 2) for r in orders):
-        raise UsageError(f"--orders: each order must be 0, 1 or 2, got {args.orders}")
-    hs = [number(s, "--hs") for s in csv(args.hs, "--hs")] if args.hs else list(DEFAULT_HS)
-    if any(h <= 0 for h in hs) or any(a <= b for a, b in zip(hs, hs[1:])) or len(hs) < 2:
-        raise UsageError("--hs: give at least 2 step sizes > 0, strictly decreasing")
-    if args.dps < 15:
-        raise UsageError(f"--dps must be >= 15, got {args.dps}")
+    validate_inputs(declaration, loss, params, theta0, T, hs, orders, args.dps)
     note = memory_note(values, T, hs)
     start = time.perf_counter()
     results = torch_order_study(make, loss, params, theta0, T=T, hs=hs, orders=orders,
@@ -104,14 +97,5 @@ def run_torch(args, problem_from_args, number, csv):
                          "full", False, args.dps, str(T),
                          {k: str(v) for k, v in values.items()}, results,
                          {"total": time.perf_counter() - start})
-    print(result.table("markdown" if args.markdown else "text"), end="")
-    if note:
-        print(note)
-    print(f"time: {result.timings['total']:.1f} s")
-    if args.json:
-        result.to_json(args.json)
-        print(f"wrote {args.json}")
-    if args.plot:
-        result.plot(args.plot)
-        print(f"wrote {args.plot}")
-    return 0 if result.passed else 1
+    return report_study(result, args, ([note] if note else [])
+                        + [f"time: {result.timings['total']:.1f} s"])

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import sys
 
-from ._common import (UsageError, add_cache_arg, add_optimizer_args, check_output_file,
-                      csv_items, int_list, number, optimizer_from_args, require_extra)
+from ._common import (PLOT_SUFFIXES, UsageError, add_cache_arg, add_optimizer_args,
+                      check_output_file, csv_items, int_list, number, optimizer_from_args,
+                      report_study, require_extra)
 from ._verify_torch import DTYPES, run_torch
-
-PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 DEFAULT_FULL_PROBLEM = "logcosh2d"
 DEFAULT_MINI_PROBLEM = "leastsquares3"
@@ -144,12 +143,11 @@ def problem_from_args(args, optimizer):
 
 def run(args):
     from tqdm import tqdm
-    from modeq.numeric.problems import DEFAULT_HS
     from modeq.numeric.study import order_study, validate_inputs
     # every option is checked before any work
     if args.torch is not None:
         require_extra(("torch",), "torch")
-        return run_torch(args, problem_from_args, _number, _csv)
+        return run_torch(args, problem_from_args, *_orders_and_hs(args))
     if args.dtype != "float64":
         raise UsageError("--dtype goes with --torch")
     if args.optimizer is None:
@@ -170,8 +168,7 @@ def run(args):
         raise UsageError(f"--schedule random needs at least 2 batch losses (got {len(loss)}): "
                          "with one batch every epoch has the same order, which is --schedule "
                          "cyclic; give several losses separated by ';' in --loss")
-    orders = tuple(int_list(args.orders, "--orders"))
-    hs = [_number(s, "--hs") for s in _csv(args.hs, "--hs")] if args.hs else list(DEFAULT_HS)
+    orders, hs = _orders_and_hs(args)
     validate_inputs(optimizer, loss, params, theta0, T, hs, orders, args.dps)
     schedule = None
     if args.schedule == "random":
@@ -198,16 +195,19 @@ def run(args):
         bar.close()
         if client is not None:
             client.close()
-    print(result.table("markdown" if args.markdown else "text"), end="")
     t = result.timings
-    print(f"time: {t['total']:.1f} s (iterates {t['iterates']:.2f} s, flows {t['flows']:.2f} s)")
-    if args.json:
-        result.to_json(args.json)
-        print(f"wrote {args.json}")
-    if args.plot:
-        result.plot(args.plot)
-        print(f"wrote {args.plot}")
-    return 0 if result.passed else 1
+    return report_study(result, args, [f"time: {t['total']:.1f} s (iterates "
+                                       f"{t['iterates']:.2f} s, flows {t['flows']:.2f} s)"])
+
+
+def _orders_and_hs(args):
+    """``--orders`` (each 0, 1 or 2) and ``--hs`` (default 2^-4 ... 2^-9) as read."""
+    from modeq.numeric.problems import DEFAULT_HS
+    orders = tuple(int_list(args.orders, "--orders"))
+    if any(r not in (0, 1, 2) for r in orders):
+        raise UsageError(f"--orders: each order must be 0, 1 or 2, got {args.orders}")
+    hs = [_number(s, "--hs") for s in _csv(args.hs, "--hs")] if args.hs else list(DEFAULT_HS)
+    return orders, hs
 
 
 def reshuffled_schedule(m, steps, seed):
