@@ -206,8 +206,9 @@ def test_step_index_coefficients_are_displayed_opaque_and_defined(batch):
     does not group for display, so it is displayed in the opaque coefficients ``c0(k)``,
     ``c1(k)`` it was solved in, each defined once (text and LaTeX) as the step's own
     coefficient; :meth:`substituted` puts the definitions back (no ``c_i`` left).  With
-    coupled weight decay (mini batch; derived on the shifted loss): the same named terms, the
-    shift stated (minutes of grouping its own terms before)."""
+    coupled weight decay (mini batch, derived on the shifted loss): the same named terms as the
+    plain flow of the same order, the shift stated; at order 1 (the route is the same at every
+    order: 8 s, against 35 s at order 2, where grouping its own terms took minutes before)."""
     from sympy.core.function import AppliedUndef
     opt = optimizers.torch_nadam()
     flow = derive(opt, 2)
@@ -222,10 +223,11 @@ def test_step_index_coefficients_are_displayed_opaque_and_defined(batch):
     if batch == "full":
         assert r"c_{1}{\left(n \right)} &= " in flow_latex(flow)
     else:   # with coupled weight decay: the same display on E + lam |theta|^2 / 2
-        coupled = derive(optimizers.torch_nadam("coupled"), 2)
+        coupled = derive(optimizers.torch_nadam("coupled"), 1)
         shifted = coupled.named_terms(batch)
         assert shifted.shift == optimizers.lam
-        assert [len(t) for t in shifted.groups] == [len(t) for t in named.groups]
+        plain = derive(opt, 1).named_terms(batch)
+        assert [len(t) for t in shifted.groups] == [len(t) for t in plain.groups]
         assert "every F_r above on the loss E + lam*|theta|**2/2" in flow_text(coupled, batch)
 
 
