@@ -15,6 +15,9 @@ directory, ``modeq cache info`` / :func:`info` shows it.
 Safety: an entry is written to a temporary file in the same directory and renamed over the
 final name (``os.replace``), so a reader sees a whole entry or none, and processes writing the
 same key concurrently (a Dask sweep) are safe (the last rename wins; both are the same answer).
+Where the system has ``fcntl`` (POSIX), :func:`computing` also makes them compute it once: the
+first holds a lock on the key (a file ``.lock-<key>``) while it computes; the others wait for it
+and read its entry.
 Each file starts with a header (format, key, fingerprint, the full key text), checked on load:
 a corrupted, truncated or foreign entry (another version, another key) is ignored with a
 :class:`CacheWarning` and the result recomputed, never returned.  Payloads are pickles (SymPy
@@ -39,15 +42,21 @@ import warnings
 
 import sympy as sp
 
+try:
+    import fcntl
+except ImportError:     # not POSIX: processes may compute the same entry at the same time
+    fcntl = None
+
 from .cache_location import OUTPUT_SUFFIX, cache_dir, off_by_environment
 from .dag import make_sum
 
 __all__ = ["cache_dir", "enabled", "disabled", "fingerprint", "declaration_text", "cached",
-           "lookup", "store", "clear", "info", "CacheWarning", "MISS"]
+           "computing", "lookup", "store", "clear", "info", "CacheWarning", "MISS"]
 
 FORMAT = 1
 MAGIC = b"modeq-cache\n"
 SUFFIX = ".pickle"
+LOCK_PREFIX = ".lock-"
 MISS = object()
 
 
@@ -124,6 +133,10 @@ def _key_text(kind, optimizer, params):
 
 def _path(key):
     return cache_dir() / f"{key}{SUFFIX}"
+
+
+def _key(kind, optimizer, params):
+    return hashlib.sha256(_key_text(kind, optimizer, params).encode()).hexdigest()
 
 
 # -- pickling: dummies are re-created fresh on load ---------------------------------------
@@ -237,12 +250,42 @@ def store(kind, optimizer, value, **params):
 
 
 def cached(kind, optimizer, compute, **params):
-    """``compute()``, or its stored result for the same key."""
+    """``compute()``, or its stored result for the same key (computed once among processes
+    asking at the same time: :func:`computing`)."""
     value = lookup(kind, optimizer, **params)
     if value is MISS:
-        value = compute()
-        store(kind, optimizer, value, **params)
+        with computing(kind, optimizer, **params):
+            value = lookup(kind, optimizer, **params)
+            if value is MISS:
+                value = compute()
+                store(kind, optimizer, value, **params)
     return value
+
+
+@contextlib.contextmanager
+def computing(kind, optimizer, **params):
+    """Hold the key's lock while computing its entry: a process (or thread) entering with the
+    same key waits until the holder leaves, then looks the entry up again (two xdist workers or
+    Dask workers deriving one flow derive it once).  Without ``fcntl``, with the cache off or
+    its directory not writable: no lock (the same answer may be computed twice).  The lock is
+    the operating system's on an open file: it goes with its process, whatever ends it."""
+    fd = None
+    if fcntl is not None and enabled():
+        try:
+            directory = cache_dir()
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(directory / f"{LOCK_PREFIX}{_key(kind, optimizer, params)}",
+                         os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            if fd is not None:
+                os.close(fd)
+            fd = None
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)        # releases the lock
 
 
 def _entries(directory):
@@ -267,10 +310,15 @@ def info():
 
 
 def clear():
-    """Remove every cache entry (and left-over temporary files); returns how many."""
+    """Remove every cache entry (and left-over temporary files, and the lock files of
+    :func:`computing`, not counted); returns how many."""
     removed = 0
-    for p in _entries(cache_dir()):
+    directory = cache_dir()
+    for p in _entries(directory):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
             removed += 1
+    for p in directory.glob(f"{LOCK_PREFIX}*") if directory.is_dir() else ():
+        with contextlib.suppress(OSError):
+            p.unlink()
     return removed

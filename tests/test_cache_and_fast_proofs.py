@@ -263,6 +263,57 @@ def test_concurrent_writers_of_the_same_key(cache_dir):
     assert cache.lookup("test", optimizers.adam(), order=1)["F"][0] == sp.Symbol("x") ** 2 / 3
 
 
+def _asker(args):
+    """One process asking for an entry that takes 0.5 s to compute; each computation leaves
+    a line in ``log``."""
+    import time
+    directory, log = args
+    os.environ["MODEQ_CACHE_DIR"] = directory
+
+    def compute():
+        with open(log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+        time.sleep(0.5)
+        return sp.Symbol("x") ** 2 / 3
+    return cache.cached("test", optimizers.adam(), compute, order=1)
+
+
+def test_processes_asking_for_one_entry_at_once_compute_it_once(cache_dir, tmp_path):
+    """Three processes ask for the same missing entry at the same time: one computes it while
+    the others wait on its lock (:func:`modeq.symbolic.cache.computing`), then read it; a
+    second round reads it too.  The lock files are not entries: ``clear`` removes them
+    uncounted."""
+    cache_dir.mkdir()
+    log = tmp_path / "computed.log"
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(3) as pool:
+        for _ in range(2):
+            got = pool.map(_asker, [(str(cache_dir), str(log))] * 3)
+            assert got == [sp.Symbol("x") ** 2 / 3] * 3
+    assert len(log.read_text().split()) == 1
+    assert [p.name[:6] for p in cache_dir.iterdir() if not p.name.endswith(".pickle")] \
+        == [".lock-"]
+    assert cache.clear() == 1 and not list(cache_dir.iterdir())
+
+
+def test_a_derivation_waits_for_the_process_deriving_it(cache_dir, monkeypatch):
+    """``derivation`` computes under the key's lock and looks the entry up again inside it:
+    an entry another process stored while this one waited is read, not derived again."""
+    from dataclasses import replace
+    other = derive(optimizers.heavy_ball(), 1).derivation()      # "the other process's"
+    for p in cache_dir.glob("*.pickle"):
+        p.unlink()
+    computing, solved = cache.computing, []
+
+    def waited(kind, optimizer, **variant):     # the other process stores while we wait
+        cache.store(kind, optimizer, replace(other, optimizer=None), **variant)
+        return computing(kind, optimizer, **variant)
+    monkeypatch.setattr(cache, "computing", waited)
+    monkeypatch.setattr(pipeline, "_solve_terms", lambda *a: solved.append(a))
+    d = pipeline.derivation(optimizers.heavy_ball(), 1)
+    assert not solved and _summary(d) == _summary(other)
+
+
 # -- fast proofs -------------------------------------------------------------------------------
 @pytest.mark.parametrize("stationary", [False, True])
 @pytest.mark.parametrize("factor", [sp.Rational(1, 10**12), sp.Rational(-1, 7)])

@@ -173,22 +173,30 @@ def test_late_bound_step_size_equals_the_field_built_with_it():
 
 
 _NADAM_VALUES = dict(beta="1/4", rho="3/5", eps="1/10", psi="1", h="1/64")
+_NADAM_LOSS = (x - 1) ** 2 / 2 + y ** 2 / 4 + x * y / 5 + x ** 4 / 24
+
+
+@pytest.fixture(scope="module")
+def nadam_order_2():
+    """NAdam's order-2 flow and its compiled field on ``_NADAM_LOSS`` (compiled once: about
+    10 s)."""
+    flow = derive(optimizers.torch_nadam(), 2)
+    return flow, flow.lambdify(_NADAM_LOSS, [x, y], **_NADAM_VALUES)
 
 
 @settings(max_examples=examples(2), deadline=None)
 @given(N=st.integers(0, 6), point=st.tuples(st.integers(-3, 3), st.integers(-3, 3)))
-def test_order_2_of_a_step_reading_n_is_the_step_indexed_flow_of_one_batch(N, point):
+def test_order_2_of_a_step_reading_n_is_the_step_indexed_flow_of_one_batch(nadam_order_2, N,
+                                                                           point):
     """NAdam exact in ``n`` at order 2 (full batch): ``lambdify`` evaluates it as the
     step-indexed mini-batch flow of ``[E]`` (node tables, ``O(n)`` per call where the
     full-batch sums cost ``O(n^2)``).  It equals the exact full-batch field -- the full-batch
     derivation, its sums and products added up by SymPy at 50 digits -- to 1e-35."""
     from modeq.symbolic.emit.step_indexed import StepIndexedField
-    loss = (x - 1) ** 2 / 2 + y ** 2 / 4 + x * y / 5 + x ** 4 / 24
-    flow = derive(optimizers.torch_nadam(), 2)
+    flow, field = nadam_order_2
     th = [sp.Rational(point[0] + 9, 8), sp.Rational(point[1] + 5, 8)]   # no vanishing gradient
-    exact = flow.field(loss, [x, y], n=N, at=th, **_NADAM_VALUES)
+    exact = flow.field(_NADAM_LOSS, [x, y], n=N, at=th, **_NADAM_VALUES)
     with mpmath.workdps(40):
-        field = flow.lambdify(loss, [x, y], **_NADAM_VALUES)
         assert isinstance(field, StepIndexedField)
         got = field(N, [mpmath.mpf(t.p) / t.q for t in th])
         for a, e in zip(got, exact):
