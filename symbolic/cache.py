@@ -135,8 +135,8 @@ def _path(key):
     return cache_dir() / f"{key}{SUFFIX}"
 
 
-def _key(kind, optimizer, params):
-    return hashlib.sha256(_key_text(kind, optimizer, params).encode()).hexdigest()
+def _digest(key_text):
+    return hashlib.sha256(key_text.encode()).hexdigest()
 
 
 # -- pickling: dummies are re-created fresh on load ---------------------------------------
@@ -185,7 +185,7 @@ def lookup(kind, optimizer, **params):
     if not enabled():
         return MISS
     text = _key_text(kind, optimizer, params)
-    key = hashlib.sha256(text.encode()).hexdigest()
+    key = _digest(text)
     path = _path(key)
     try:
         data = path.read_bytes()
@@ -224,7 +224,7 @@ def store(kind, optimizer, value, **params):
     if not enabled():
         return
     text = _key_text(kind, optimizer, params)
-    key = hashlib.sha256(text.encode()).hexdigest()
+    key = _digest(text)
     directory = cache_dir()
     tmp = None
     try:
@@ -274,7 +274,7 @@ def computing(kind, optimizer, **params):
         try:
             directory = cache_dir()
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(directory / f"{LOCK_PREFIX}{_key(kind, optimizer, params)}",
+            fd = os.open(directory / f"{LOCK_PREFIX}{_digest(_key_text(kind, optimizer, params))}",
                          os.O_RDWR | os.O_CREAT, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError:

@@ -68,19 +68,16 @@ def derivation(optimizer, order, batch="full", stationary=False):
     d = _DERIVED.peek(key, optimizer)
     if d is not MISSING:
         return d
-    variant = dict(order=order, batch=batch, stationary=stationary)
-    stored = cache.lookup("derivation", optimizer, **variant)
-    if stored is cache.MISS:
-        with cache.computing("derivation", optimizer, **variant):
-            stored = cache.lookup("derivation", optimizer, **variant)   # another process's?
-            if stored is cache.MISS:
-                return _derive(optimizer, order, batch, stationary)
+    stored = cache.cached("derivation", optimizer,
+                          lambda: replace(_derive(optimizer, order, batch, stationary),
+                                          optimizer=None),
+                          order=order, batch=batch, stationary=stationary)
     return _DERIVED.put(key, replace(stored, optimizer=optimizer), optimizer)
 
 
 def _derive(optimizer, order, batch, stationary):
-    """The derivation computed here (:func:`derivation` found it neither in memory nor on
-    disk), kept in both."""
+    """The derivation computed, where :func:`derivation` finds it neither in memory nor on
+    disk."""
     coupled = _derived_by_shift(optimizer)
     if coupled is not None:
         plain, c = coupled
@@ -97,9 +94,6 @@ def _derive(optimizer, order, batch, stationary):
             d.psi = list(lower.psi)
         _solve_terms(d, optimizer.step, len(d.F))
     d.flow_step = flow_step_coefficients(d.F, order + 1)
-    _DERIVED.put((order, batch, stationary), d, optimizer)
-    cache.store("derivation", optimizer, replace(d, optimizer=None), order=order, batch=batch,
-                stationary=stationary)
     return d
 
 
