@@ -204,7 +204,7 @@ def test_verify_a_torch_optimizer_against_its_own_iterates(tmp_path, capsys):
 
 def test_verify_torch_says_when_the_memory_outlasts_the_run(capsys):
     """torch's default Adam (rho = 0.999: 1000 steps of memory) on runs of 32 steps: not the
-    asymptotic regime, said under the table (the verdict stays what the fit gives)."""
+    asymptotic regime, said under the table and in the verdict (unresolved, not fail)."""
     code, out, err = run(["verify", "--torch", "Adam()", "--orders", "0", "--hs",
                           "1/16,1/32", "--dps", "20"], capsys)
     assert "a memory of 1000 steps" in out and "T/h = 32" in out, out + err

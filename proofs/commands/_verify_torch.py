@@ -64,15 +64,16 @@ def make_from_spec(text):
     return make, declaration, {k: v for k, v in values.items() if k != "h"}
 
 
-def memory_note(values, T, hs):
-    """A warning when an EMA's memory ``1/(1 - decay)`` is longer than the shortest run: the
-    flows then describe a transient the study does not resolve at these ``h``."""
+def memory_note(declaration, values, T, hs):
+    """A warning when the slowest memory (:func:`~modeq.numeric.study.judge.memory_span`) is
+    longer than the shortest run: the flows then describe a transient the study does not
+    resolve at these ``h`` (a fit that fails is reported ``unresolved``, pre-asymptotic)."""
+    from modeq.numeric.study.judge import memory_span
     steps = int(T / min(hs))
-    longest = max((1 / (1 - float(values[k])) for k in ("beta", "rho", "mu")
-                   if k in values and float(values[k]) < 1), default=0)
-    if longest > steps:
-        return (f"note: a memory of {longest:.0f} steps (1/(1 - decay)) is longer than the run "
-                f"(T/h = {steps} steps at the smallest h): the errors are not yet in their "
+    memory = memory_span(declaration, values)
+    if memory is not None and memory[1] > steps:
+        return (f"note: a memory of {memory[1]:.0f} steps (1/(1 - decay)) is longer than the "
+                f"run (T/h = {steps} steps at the smallest h): the errors are not yet in their "
                 f"asymptotic regime; use smaller --hs, a longer --T, or shorter memory")
     return None
 
@@ -89,7 +90,7 @@ def run_torch(args, problem_from_args, orders, hs):
     make, declaration, values = make_from_spec(args.torch)
     loss, params, theta0, T, _, name = problem_from_args(args, declaration)
     validate_inputs(declaration, loss, params, theta0, T, hs, orders, args.dps)
-    note = memory_note(values, T, hs)
+    note = memory_note(declaration, values, T, hs)
     start = time.perf_counter()
     results = torch_order_study(make, loss, params, theta0, T=T, hs=hs, orders=orders,
                                 dps=args.dps)

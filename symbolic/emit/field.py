@@ -34,7 +34,8 @@ from .full_batch import FullBatchField
 from .minibatch import MiniBatchField
 from .stationary_limit import StationaryLimit, limit_decays, sum_depth
 from .step_indexed import StepIndexedField
-from .values import check_backend, lowered_with_values, resolve_values, resolve_symbols
+from .values import (check_backend, lowered_with_values, per_component, resolve_symbols,
+                     resolve_values)
 
 __all__ = ["lambdify_flow", "FullBatchField", "OneBatchField"]
 
@@ -53,6 +54,13 @@ def lambdify_flow(flow, E_or_losses, params, backend="mpmath", stationary=False,
     provider = LossProvider(E_or_losses, params, schedule)
     subs = resolve_values(flow, values, late)
     late_symbols = [s for s in [*flow.optimizer.hyperparameters, h_sym] if str(s) in late]
+    rows = per_component(subs)
+    if rows and (not provider.full or _one_batch_applies(flow, stationary, backend, dtype)
+                 or _one_batch_step_indexed(flow, stationary, dtype)):
+        raise ValueError(
+            f"one value per component ({', '.join(sorted(map(str, rows)))}) is supported by "
+            f"the full-batch fields whose memory sums are in closed form; this flow is "
+            f"evaluated by the step-indexed mini-batch evaluator: give one value")
     if provider.full:
         if _one_batch_applies(flow, stationary, backend, dtype):
             return OneBatchField(flow, provider, subs, backend, cse, late_symbols)

@@ -324,8 +324,10 @@ def matrix_free(expr, label="F"):
         coeff = _simplify_coefficient(coeff)
         if coeff.free_symbols & set(syms):
             if coeff.has(sp.Sum):
+                shown = str(coeff)
+                shown = shown if len(shown) <= 160 else shown[:150] + " ..."
                 raise ValueError(
-                    f"{label}: a sum over past steps multiplies a contraction ({coeff}): no "
+                    f"{label}: a sum over past steps multiplies a contraction ({shown}): no "
                     f"matrix-free form (with constants per component, a memory weight of one "
                     f"component cannot enter H.u; the stationary flow has none)")
             raise ValueError(f"{label}: a contraction enters non-polynomially: {coeff}")

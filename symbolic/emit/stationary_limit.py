@@ -98,7 +98,8 @@ def limit_decays(optimizer, values):
 
 
 def _value(d, values):
-    v = sp.sympify(d).xreplace({sp.sympify(k): v for k, v in values.items()})
+    v = sp.sympify(d).xreplace({sp.sympify(k): v for k, v in values.items()
+                                if not isinstance(v, tuple)})     # not one per component
     return v if v.is_number else None
 
 

@@ -5,7 +5,10 @@ exact rationals, mpmath numbers by mantissa and exponent.  Every target of the e
 lambdified fields, the matrix-free forms, the torch adapter) resolves its values through
 :func:`resolve_symbols`, which checks the ranges of
 :func:`modeq.symbolic.family.check_hyperparameter_values` (``beta in [0, 1)``, ``rho in (0, 1)``,
-``eps > 0``, ``h > 0``, every EMA decay in ``[0, 1)``).
+``eps > 0``, ``h > 0``, every EMA decay in ``[0, 1)``).  A hyperparameter that differs
+between param groups (:class:`~modeq.symbolic.family.ComponentConstant`) takes one value per
+component (a list), checked component by component; the full-batch fields lower it per
+component, inside the contractions ``H.u`` too.
 """
 from __future__ import annotations
 
@@ -17,10 +20,11 @@ import sympy as sp
 
 from .. import dag
 from ..components import lower
-from ..family import check_hyperparameter_values, h as h_sym
+from ..family import ComponentConstant, check_hyperparameter_values, h as h_sym
+from ..operators import Vec
 
 __all__ = ["BACKENDS", "check_backend", "exact_value", "resolve_symbols", "resolve_values",
-           "check_step", "normalize_values", "lowered_with_values"]
+           "check_step", "normalize_values", "lowered_with_values", "per_component"]
 
 BACKENDS = ("mpmath", "numpy", "torch")
 
@@ -87,15 +91,15 @@ def normalize_values(values):
     >>> normalize_values({"beta": "9/10", "h": 0.5})
     {'beta': 9/10, 'h': 0.5}
     """
-    out = {}
-    for k, v in values.items():
+    def one(k, v):
         if isinstance(v, str):
             try:
-                v = sp.Rational(v)
+                return sp.Rational(v)
             except (TypeError, ValueError, ZeroDivisionError, sp.SympifyError):
                 raise ValueError(f"{k}: cannot read {v!r} as a number") from None
-        out[k] = v
-    return out
+        return v
+    return {k: [one(k, x) for x in v] if isinstance(v, (list, tuple)) else one(k, v)
+            for k, v in values.items()}
 
 
 def resolve_symbols(needed, values, decays=(), owner="this flow", optional=(),
@@ -111,12 +115,33 @@ def resolve_symbols(needed, values, decays=(), owner="this flow", optional=(),
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {unknown} for {owner}; it has "
                          f"{sorted(by_name)}")
-    exact = {name: exact_value(name, v) for name, v in values.items()}
-    check_hyperparameter_values(exact, decays)
+    exact = {name: _exact(name, v, by_name) for name, v in values.items()}
+    for k in range(max((len(v) for v in exact.values() if isinstance(v, tuple)), default=1)):
+        check_hyperparameter_values({name: v[k] if isinstance(v, tuple) else v
+                                     for name, v in exact.items()}, decays)
     missing = sorted(set(by_name) - set(exact))
     if missing and require_all:
         raise ValueError(f"no value given for {missing} (pass e.g. {missing[0]}=...)")
     return {by_name[k]: v for k, v in exact.items() if k in by_name}
+
+
+def _exact(name, value, by_name):
+    """:func:`exact_value`, or a tuple of them for a constant per component (a list or tuple
+    given for a :class:`~..family.ComponentConstant`: one value per component)."""
+    if not isinstance(value, (list, tuple)):
+        return exact_value(name, value)
+    if not isinstance(by_name.get(name), ComponentConstant):
+        raise ValueError(f"{name}: one value per component is for the hyperparameters that "
+                         f"differ between param groups (from_torch_merged); give {name} one "
+                         f"number")
+    if not value:
+        raise ValueError(f"{name}: give one value per component, got none")
+    return tuple(exact_value(name, v) for v in value)
+
+
+def per_component(subs):
+    """The symbols of ``subs`` (:func:`resolve_symbols`) given one value per component."""
+    return {s for s, v in subs.items() if isinstance(v, tuple)}
 
 
 def resolve_values(flow, values, late=()):
@@ -159,8 +184,31 @@ def lowered_with_values(F, p, provider, subs):
     into the lowered sums rebuilds every ``Sum``, ~4x the time on torch's RMSprop with momentum
     at order 2), the zeros after (a decay ``0`` in ``beta**n * beta**(-k)`` must first meet its
     partner power, or it reads ``0 * zoo``)."""
+    rows = {s: v for s, v in subs.items() if isinstance(v, tuple)}
+    subs = {s: v for s, v in subs.items() if s not in rows}
     zeros = {s: v for s, v in subs.items() if v == 0}
     F = dag.xreplace(F, {s: v for s, v in subs.items() if v != 0})
+    if rows:
+        for s, v in rows.items():
+            if len(v) != p:
+                raise ValueError(f"{s}: {len(v)} values given, one per component needs {p}")
+        # component j of a constant per component is its j-th value, also inside H.u
+        F = dag.xreplace(F, {s: Vec(s) for s in rows})
+        provider = _WithComponentValues(provider, rows)
     cache = {}
     return [dag.xreplace(-lower(F, j, provider, cache), zeros) for j in range(p)]
+
+
+class _WithComponentValues:
+    """``provider`` whose :class:`~..operators.Vec` of a constant per component reads its
+    values (the lowering asks ``vec(symbol, j)``)."""
+
+    def __init__(self, provider, rows):
+        self._provider, self._rows = provider, rows
+
+    def __getattr__(self, name):
+        return getattr(self._provider, name)
+
+    def vec(self, symbol, j):
+        return self._rows[symbol][j]
 
