@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import sympy as sp
 import torch
+from conftest import examples
+from hypothesis import given, settings, strategies as st
 
 from modeq.numeric.implicit_bias import ImplicitCorrectionLogger
 from modeq.numeric.torch import implicit_correction
@@ -48,9 +50,11 @@ class Numbers:
         return sp.Float(self.tv[j], 30)
 
 
-def dense_reference(optimizer, params, stationary=True, n=None):
+def dense_reference(optimizer, params, stationary=True, n=None, loss=None):
     """h F1 of the stationary flow, or with ``stationary=False`` of the flow exact in the step
-    index at step ``n`` (its memory sums unrolled by SymPy once ``n`` is a number)."""
+    index at step ``n`` (its memory sums unrolled by SymPy once ``n`` is a number); ``loss``
+    a function of the parameters (default :func:`loss_of`)."""
+    loss = loss_of if loss is None else loss
     decl, values = from_torch(optimizer)
     flat = torch.cat([p.detach().reshape(-1) for p in params])
     sizes = [p.numel() for p in params]
@@ -60,7 +64,7 @@ def dense_reference(optimizer, params, stationary=True, n=None):
         for p, s in zip(params, sizes):
             parts.append(x[k:k + s].view_as(p))
             k += s
-        return loss_of(parts)
+        return loss(parts)
 
     g = torch.autograd.functional.jacobian(f, flat).numpy()
     H = torch.autograd.functional.hessian(f, flat).numpy()
@@ -113,6 +117,60 @@ def test_network_correction_equals_the_dense_hessian_reference(name):
     np.testing.assert_allclose(got, ref, rtol=1e-9, atol=1e-12)
 
 
+# -- a parameter whose gradient is identically 0 (an input feature that is always 0) ------------
+DEAD = {   # torch's update of such a parameter, and h F1 of the flow of that update
+    # AdamW: theta <- theta (1 - h lam), whose flow is -log(1 - h lam)/h theta = (lam + h lam^2/2
+    # + ...) theta; the others leave it where it is
+    "AdamW": (lambda ps, h, b1, b2, eps, lam: torch.optim.AdamW(
+        ps, lr=h, betas=(b1, b2), eps=eps, weight_decay=lam),
+        lambda h, lam, th: h * lam ** 2 * th / 2),
+    "Adam": (lambda ps, h, b1, b2, eps, lam: torch.optim.Adam(ps, lr=h, betas=(b1, b2), eps=eps),
+             lambda h, lam, th: 0 * th),
+    "RMSprop": (lambda ps, h, b1, b2, eps, lam: torch.optim.RMSprop(ps, lr=h, alpha=b2, eps=eps),
+                lambda h, lam, th: 0 * th),
+    "NAdam": (lambda ps, h, b1, b2, eps, lam: torch.optim.NAdam(ps, lr=h, betas=(b1, b2), eps=eps),
+              lambda h, lam, th: 0 * th),
+}
+
+
+def _with_dead_input(delta):
+    """The network's parameters and its loss as a function of them, on inputs whose feature 1
+    is ``delta`` for every sample: at 0 the first layer's weights from it have a gradient (and
+    Hessian rows) identically 0."""
+    Xd = X.clone()
+    Xd[:, 1] = delta
+
+    def loss(params):
+        W, b, v = params
+        return ((torch.tanh(Xd @ W.T + b) @ v - Y) ** 2).mean()
+    return model_params(), loss
+
+
+@settings(max_examples=examples(6), deadline=None)
+@given(name=st.sampled_from(sorted(DEAD)), h=st.sampled_from([1e-3, 0.05]),
+       b1=st.sampled_from([0.4, 0.9]), b2=st.sampled_from([0.6, 0.999]),
+       eps=st.sampled_from([1e-8, 0.1]), lam=st.sampled_from([0.01, 0.2]))
+def test_a_gradient_component_identically_zero_gives_a_finite_correction(name, h, b1, b2, eps,
+                                                                           lam):
+    """With eps outside the root (torch's adaptive optimizers) ``F1`` holds ``g^2/sqrt(g^2)``
+    (``|g|``), which at a gradient component 0 read 0/0: NaN on every dead unit of a network.
+    Now finite, and on the dead weights equal to what torch's own update of them gives; on
+    the others continuous: against the dense-Hessian reference with the feature at 1e-9."""
+    make, oracle = DEAD[name]
+    params, loss = _with_dead_input(0.0)
+    got = implicit_correction(make(params, h, b1, b2, eps, lam), loss(params))
+    assert all(bool(torch.isfinite(c).all()) for c in got)
+    W = params[0].detach()
+    np.testing.assert_allclose(got[0][:, 1].numpy(), oracle(h, lam, W[:, 1]).numpy(),
+                               rtol=1e-12, atol=1e-300)
+    near, near_loss = _with_dead_input(1e-9)
+    ref, _ = dense_reference(make(near, h, b1, b2, eps, lam), near, loss=near_loss)
+    live = torch.cat([c.reshape(-1) for c in got]).numpy()
+    keep = np.ones(live.size, bool)
+    keep[1:6:2] = False                  # W[:, 1] in the flattened (3, 2) weight
+    np.testing.assert_allclose(live[keep], ref[keep], rtol=1e-6, atol=1e-12)
+
+
 def test_adamw_correction_needs_one_hessian_vector_product():
     """c (H.u) + c lam (H.theta) is evaluated as c H.(u + lam theta): one HVP, still proved
     equal to the derived term."""
@@ -156,7 +214,6 @@ def test_logger_records_each_training_step():
 
 
 # -- the penalty term, where F1 is a gradient ---------------------------------------------------
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from modeq.numeric.implicit_bias import implicit_penalty  # noqa: E402
 

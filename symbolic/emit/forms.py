@@ -42,7 +42,7 @@ from ..operators import D3, FULL, Grad, Hess, Vec, factored, linearize
 from ..prove import agree_at_random_points, is_zero_linear, prove_equal
 from .matrixfree import G, ArrayFunction, MatrixFreeFunction
 
-__all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms",
+__all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms", "abs_gradient",
            "first_order_form", "verify", "MatrixFreeFlow"]
 
 
@@ -142,9 +142,9 @@ class MatrixFreeForm:
         """The form rebuilt as a component expression (``v_k`` -> its operator atom)."""
         back = {G: Grad(FULL)}
         for c in self.contractions:
-            args = [a.xreplace(back) for a in c.args]
+            args = [_abs_back(a).xreplace(back) for a in c.args]
             back[c.symbol] = Hess(FULL, args[0]) if c.kind == "hvp" else D3(FULL, *args)
-        return self.output.xreplace(back)
+        return _abs_back(self.output).xreplace(back)
 
     # -- explicit arrays, symbolically ------------------------------------------------------
     def lower(self, g, H, T=None, theta=None):
@@ -217,6 +217,39 @@ def _split_constant(u, point):
     return c, rest
 
 
+_ABS_G = sp.Dummy("abs_g", positive=True)
+
+
+def abs_gradient(e):
+    """``e`` with ``sqrt(g**2)`` written ``|g|`` and the even powers of ``g`` as powers of
+    ``|g|`` (a gradient component is real), so that they cancel: with eps outside the root a
+    term ``g**2/sqrt(g**2)`` is ``|g|``, 0 where a component of the gradient is 0 (a dead unit,
+    an input feature that is always 0), where as written it is ``0/0``.
+
+    >>> abs_gradient(G ** 2 / (sp.sqrt(G ** 2) * (1 + sp.sqrt(G ** 2)) ** 2))
+    Abs(g)/(Abs(g) + 1)**2
+    """
+    if not e.find(lambda x: x == sp.Abs(G) or (x.is_Pow and not x.exp.is_Integer
+                                               and x.base.is_Pow and x.base.base == G
+                                               and x.base.exp.is_even)):
+        return e                                             # neither |g| nor a root of g**2
+    e = e.xreplace({sp.Abs(G): _ABS_G}).replace(
+        lambda x: x.is_Pow and x.base == G and x.exp.is_Integer and x.exp.is_even,
+        lambda x: _ABS_G ** x.exp)
+    # |g| as a common factor of a denominator's terms cancels only once pulled out
+    e = sp.Add(*[sp.factor_terms(t) if t.has(_ABS_G) else t for t in sp.Add.make_args(e)])
+    # what did not cancel goes back: even powers are powers of g, odd ones of |g|
+    e = e.replace(lambda x: x.is_Pow and x.base == _ABS_G and x.exp.is_Integer
+                  and x.exp.is_even, lambda x: G ** x.exp)
+    return e.xreplace({_ABS_G: sp.Abs(G)})
+
+
+def _abs_back(e):
+    """The inverse of :func:`abs_gradient` (``|g|`` as ``sqrt(g**2)``): the derivation's
+    form, for the symbolic proofs, whose ``g`` has no sign assumption."""
+    return e.xreplace({sp.Abs(G): sp.sqrt(G ** 2)})
+
+
 def _roots_as_symbols(c):
     """``c`` with every square root a symbol, and the map back.  A nested root's base holds
     the inner root's symbol, so the map is closed under itself (``back`` applied once
@@ -285,7 +318,8 @@ def matrix_free(expr, label="F"):
             if e.args[0] != FULL:
                 raise ValueError("array forms are for full-batch terms (an operator of batch "
                                  f"{e.args[0]} appears)")
-            parts = [_split_constant(_canonical(conv(a)), point) for a in e.args[1:]]
+            parts = [_split_constant(_canonical(abs_gradient(conv(a))), point)
+                     for a in e.args[1:]]
             scale = sp.Mul(*[c for c, _ in parts])
             args = tuple(r for _, r in parts)
             if isinstance(e, D3):
@@ -298,7 +332,7 @@ def matrix_free(expr, label="F"):
         memo[e] = out
         return out
 
-    out = conv(expr)
+    out = abs_gradient(conv(expr))
     syms = [c.symbol for c in contractions]
     groups = {}
     terms = []
@@ -321,7 +355,7 @@ def matrix_free(expr, label="F"):
         groups.setdefault(key, []).append(sp.Mul(*coeff))
     monomials = []
     for mono, coeff in ((mono, sp.Add(*parts)) for mono, parts in groups.items()):
-        coeff = _simplify_coefficient(coeff)
+        coeff = abs_gradient(_simplify_coefficient(coeff))
         if coeff.free_symbols & set(syms):
             if coeff.has(sp.Sum):
                 shown = str(coeff)
