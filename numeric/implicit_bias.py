@@ -85,7 +85,9 @@ def implicit_correction(optimizer, loss, params=None, stationary=True, n=None):
     ``stationary=True`` (default) is the ``n -> oo`` flow; ``stationary=False, n=k`` the flow
     exact in the step index.  Param groups of different settings (a weight decay on some
     parameters only, other betas or eps; one ``lr``): one flow in which each parameter takes
-    its group's constants (:func:`~modeq.numeric.torch_optim.from_torch_merged`).
+    its group's constants (:func:`~modeq.numeric.torch_optim.from_torch_merged`).  A frozen
+    parameter (``requires_grad=False``) is one torch's optimizer never moves: its correction is
+    0, and the others' flow holds it constant.
 
     >>> import torch
     >>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
@@ -95,12 +97,21 @@ def implicit_correction(optimizer, loss, params=None, stationary=True, n=None):
     [0.15, -4.8]
     """
     from .torch_flow import blockwise_correction, flow_correction
-    declaration, blocks = _read_blocks(optimizer, params)
+    if params is None:
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+    params = list(params)
+    live = [p for p in params if not isinstance(p, torch.Tensor) or p.requires_grad]
+    if params and not live:
+        raise ValueError("no parameter requires grad: the optimizer moves none of them")
+    declaration, blocks = _read_blocks(optimizer, live)
     if len(blocks) == 1:
-        values, params = blocks[0]
-        return flow_correction(_flow(declaration), loss, params, stationary=stationary, n=n,
-                               **values)
-    return blockwise_correction(_flow(declaration), loss, blocks, stationary=stationary, n=n)
+        values, ps = blocks[0]
+        out = flow_correction(_flow(declaration), loss, ps, stationary=stationary, n=n,
+                              **values)
+    else:
+        out = blockwise_correction(_flow(declaration), loss, blocks, stationary=stationary, n=n)
+    moving, out = {id(p) for p in live}, iter(out)
+    return [next(out) if id(p) in moving else torch.zeros_like(p) for p in params]
 
 
 # -- where F1 is a gradient: the penalty ------------------------------------------------------

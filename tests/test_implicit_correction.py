@@ -130,7 +130,11 @@ DEAD = {   # torch's update of such a parameter, and h F1 of the flow of that up
                 lambda h, lam, th: 0 * th),
     "NAdam": (lambda ps, h, b1, b2, eps, lam: torch.optim.NAdam(ps, lr=h, betas=(b1, b2), eps=eps),
               lambda h, lam, th: 0 * th),
+    # centered: its flow exact in the step index (step 5), sqrt(v - a^2) = |g| sqrt(...)
+    "RMSprop-centered": (lambda ps, h, b1, b2, eps, lam: torch.optim.RMSprop(
+        ps, lr=h, alpha=b2, eps=eps, centered=True), lambda h, lam, th: 0 * th),
 }
+DEAD_FLOW = {"RMSprop-centered": dict(stationary=False, n=5)}
 
 
 def _with_dead_input(delta):
@@ -153,22 +157,41 @@ def _with_dead_input(delta):
 def test_a_gradient_component_identically_zero_gives_a_finite_correction(name, h, b1, b2, eps,
                                                                            lam):
     """With eps outside the root (torch's adaptive optimizers) ``F1`` holds ``g^2/sqrt(g^2)``
-    (``|g|``), which at a gradient component 0 read 0/0: NaN on every dead unit of a network.
+    (``|g|``; centered: ``sqrt(g^2 c)``), which at a gradient component 0 read 0/0: NaN on
+    every dead unit of a network.
     Now finite, and on the dead weights equal to what torch's own update of them gives; on
     the others continuous: against the dense-Hessian reference with the feature at 1e-9."""
     make, oracle = DEAD[name]
     params, loss = _with_dead_input(0.0)
-    got = implicit_correction(make(params, h, b1, b2, eps, lam), loss(params))
+    flow = DEAD_FLOW.get(name, {})
+    got = implicit_correction(make(params, h, b1, b2, eps, lam), loss(params), **flow)
     assert all(bool(torch.isfinite(c).all()) for c in got)
     W = params[0].detach()
     np.testing.assert_allclose(got[0][:, 1].numpy(), oracle(h, lam, W[:, 1]).numpy(),
                                rtol=1e-12, atol=1e-300)
     near, near_loss = _with_dead_input(1e-9)
-    ref, _ = dense_reference(make(near, h, b1, b2, eps, lam), near, loss=near_loss)
+    ref, _ = dense_reference(make(near, h, b1, b2, eps, lam), near, loss=near_loss, **flow)
     live = torch.cat([c.reshape(-1) for c in got]).numpy()
     keep = np.ones(live.size, bool)
     keep[1:6:2] = False                  # W[:, 1] in the flattened (3, 2) weight
     np.testing.assert_allclose(live[keep], ref[keep], rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["AdamW", "SGD-nesterov"])
+def test_a_frozen_parameter_has_no_correction_and_is_a_constant_of_the_others(name):
+    """A parameter with ``requires_grad=False`` in the optimizer (a frozen layer): torch never
+    moves it, so its correction is 0, and the others' is that of the optimizer on them alone
+    with it held constant (dense-Hessian reference over the others)."""
+    W, b, v = model_params()
+    b.requires_grad_(False)
+    got = implicit_correction(CONFIGS[name]([W, b, v]), loss_of([W, b, v]))
+    assert torch.equal(got[1], torch.zeros_like(b))
+    ref, _ = dense_reference(CONFIGS[name]([W, v]), [W, v],
+                             loss=lambda ps: loss_of([ps[0], b, ps[1]]))
+    np.testing.assert_allclose(torch.cat([got[0].reshape(-1), got[2]]).numpy(), ref,
+                               rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="no parameter requires grad"):
+        implicit_correction(CONFIGS[name]([b]), loss_of([W, b, v]))
 
 
 def test_adamw_correction_needs_one_hessian_vector_product():

@@ -43,7 +43,7 @@ from ..prove import agree_at_random_points, is_zero_linear, prove_equal
 from .matrixfree import G, ArrayFunction, MatrixFreeFunction
 
 __all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms", "abs_gradient",
-           "first_order_form", "verify", "MatrixFreeFlow"]
+           "abs_back", "first_order_form", "verify", "MatrixFreeFlow"]
 
 
 KINDS = ("hvp", "d3")
@@ -142,9 +142,9 @@ class MatrixFreeForm:
         """The form rebuilt as a component expression (``v_k`` -> its operator atom)."""
         back = {G: Grad(FULL)}
         for c in self.contractions:
-            args = [_abs_back(a).xreplace(back) for a in c.args]
+            args = [abs_back(a).xreplace(back) for a in c.args]
             back[c.symbol] = Hess(FULL, args[0]) if c.kind == "hvp" else D3(FULL, *args)
-        return _abs_back(self.output).xreplace(back)
+        return abs_back(self.output).xreplace(back)
 
     # -- explicit arrays, symbolically ------------------------------------------------------
     def lower(self, g, H, T=None, theta=None):
@@ -229,6 +229,8 @@ def abs_gradient(e):
     >>> abs_gradient(G ** 2 / (sp.sqrt(G ** 2) * (1 + sp.sqrt(G ** 2)) ** 2))
     Abs(g)/(Abs(g) + 1)**2
     """
+    e = e.replace(lambda x: x.is_Pow and not x.exp.is_Integer and x.base.is_Add
+                  and x.base.has(G), _split_square)
     if not e.find(lambda x: x == sp.Abs(G) or (x.is_Pow and not x.exp.is_Integer
                                                and x.base.is_Pow and x.base.base == G
                                                and x.base.exp.is_even)):
@@ -237,14 +239,28 @@ def abs_gradient(e):
         lambda x: x.is_Pow and x.base == G and x.exp.is_Integer and x.exp.is_even,
         lambda x: _ABS_G ** x.exp)
     # |g| as a common factor of a denominator's terms cancels only once pulled out
-    e = sp.Add(*[sp.factor_terms(t) if t.has(_ABS_G) else t for t in sp.Add.make_args(e)])
+    e = e.replace(lambda x: x.is_Pow and x.exp.is_negative and x.base.is_Add
+                  and x.base.has(_ABS_G), lambda x: sp.factor_terms(x.base) ** x.exp)
     # what did not cancel goes back: even powers are powers of g, odd ones of |g|
     e = e.replace(lambda x: x.is_Pow and x.base == _ABS_G and x.exp.is_Integer
                   and x.exp.is_even, lambda x: G ** x.exp)
     return e.xreplace({_ABS_G: sp.Abs(G)})
 
 
-def _abs_back(e):
+def _split_square(x):
+    """``(g**2 b)**q`` as ``(g**2)**q b**q`` where the base has the common factor ``g**2``
+    (centered RMSprop's ``sqrt(v - a**2)``: ``g**2`` times a variance of the weights), which
+    holds for a real ``g`` and any ``b`` (principal powers of a positive real factor)."""
+    base = sp.factor_terms(x.base)
+    square = [f for f in sp.Mul.make_args(base)
+              if f.is_Pow and f.base == G and f.exp.is_Integer and f.exp.is_even]
+    if not square:
+        return x
+    rest = sp.Mul(*[f for f in sp.Mul.make_args(base) if f is not square[0]])
+    return sp.Pow(square[0], x.exp, evaluate=False) * rest ** x.exp
+
+
+def abs_back(e):
     """The inverse of :func:`abs_gradient` (``|g|`` as ``sqrt(g**2)``): the derivation's
     form, for the symbolic proofs, whose ``g`` has no sign assumption."""
     return e.xreplace({sp.Abs(G): sp.sqrt(G ** 2)})
@@ -355,7 +371,7 @@ def matrix_free(expr, label="F"):
         groups.setdefault(key, []).append(sp.Mul(*coeff))
     monomials = []
     for mono, coeff in ((mono, sp.Add(*parts)) for mono, parts in groups.items()):
-        coeff = abs_gradient(_simplify_coefficient(coeff))
+        coeff = abs_gradient(_simplify_coefficient(abs_back(coeff)))
         if coeff.free_symbols & set(syms):
             if coeff.has(sp.Sum):
                 shown = str(coeff)
