@@ -9,7 +9,8 @@ from __future__ import annotations
 import sympy as sp
 
 from .display import SIMPLIFY_MAX_OPS, formula_lines, named_terms, simplified_coefficient
-from .emit.forms import abs_back, abs_gradient
+from .emit.absolute import abs_back, abs_gradient
+from .emit.matrixfree import G
 from .emit.source import CODEGEN_BACKENDS, module_source
 from .family import Optimizer, n
 from .flow import derive
@@ -61,8 +62,8 @@ def coefficient_naming(flow, stationary):
         if (not c.free_symbols & memory or not values or c.has(sp.Sum)
                 or sp.count_ops(c) > SIMPLIFY_MAX_OPS):
             return c, []
-        named_c, used = _renamed(abs_back(c))      # split as displayed: |g| as sqrt(g**2)
-        return (abs_gradient(named_c), used) if used else (c, [])
+        named_c, used = _renamed(abs_back(c, G))      # split as displayed: |g| as sqrt(g**2)
+        return (abs_gradient(named_c, G), used) if used else (c, [])
 
     def _renamed(c):
         simple = simplified_coefficient(c, cheap_only=True)

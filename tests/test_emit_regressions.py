@@ -132,3 +132,30 @@ def test_renamed_outer_index_in_an_inner_limit(inner, outer, shape):
     kernel = Kernel([e], [n], "exact")
     for N in range(5):
         assert kernel(N)[0] == e.xreplace({n: N}).doit(), (N, e)
+
+
+@pytest.mark.parametrize("backend", ["mpmath", "numpy", "torch"])
+@pytest.mark.parametrize("stationary", [True, False])
+def test_a_gradient_component_zero_gives_a_finite_order_1_field(backend, stationary):
+    """Adam with eps outside the root: ``F1`` holds ``|g|`` as ``g**2/sqrt(g**2)``, which read
+    0/0 at a point where a gradient component is 0 (here ``dE/dy = 0`` on ``y = 0``).  The
+    field is finite there and equals its limit from both sides (mpmath at ``y = +-1e-30``);
+    order 2, whose ``F2`` holds ``g/|g|``, says so by name instead of a bare
+    ZeroDivisionError."""
+    x, y = sp.symbols("x y")
+    E = (x - 1) ** 2 / 2 + y ** 2 / 2 + x ** 4 / 24 + y ** 4 / 12 + x * y ** 2 / 5
+    opt = optimizers.adam(eps_placement="outside")
+    vals = dict(beta="1/4", rho="1/3", eps="1/100", h="1/10")
+    n = None if stationary else 3
+    with mpmath.workdps(40):
+        ref = derive(opt, 1).lambdify(E, [x, y], backend="mpmath", stationary=stationary,
+                                      **vals)
+        sides = [ref(n, [sp.Rational(1, 2), mpmath.mpf(s) * 10 ** -30]) for s in (1, -1)]
+        f = derive(opt, 1).lambdify(E, [x, y], backend=backend, stationary=stationary, **vals)
+        got = [float(v) for v in f(n, [0.5, 0.0])]
+    for side in sides:
+        assert got == pytest.approx([float(v) for v in side], rel=1e-12, abs=1e-15)
+    if backend == "mpmath" and stationary:
+        f2 = derive(opt, 2).lambdify(E, [x, y], backend="mpmath", stationary=True, **vals)
+        with pytest.raises(ValueError, match="divides by zero .* g/\\|g\\|"):
+            f2(None, [sp.Rational(1, 2), 0])

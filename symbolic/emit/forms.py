@@ -40,10 +40,11 @@ from ..family import theta as theta_sym
 from ..family import h as h_sym
 from ..operators import D3, FULL, Grad, Hess, Vec, factored, linearize
 from ..prove import agree_at_random_points, is_zero_linear, prove_equal
+from .absolute import abs_back, abs_gradient
 from .matrixfree import G, ArrayFunction, MatrixFreeFunction
 
-__all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms", "abs_gradient",
-           "abs_back", "first_order_form", "verify", "MatrixFreeFlow"]
+__all__ = ["G", "Contraction", "MatrixFreeForm", "matrix_free", "flow_forms",
+           "first_order_form", "verify", "MatrixFreeFlow"]
 
 
 KINDS = ("hvp", "d3")
@@ -142,9 +143,9 @@ class MatrixFreeForm:
         """The form rebuilt as a component expression (``v_k`` -> its operator atom)."""
         back = {G: Grad(FULL)}
         for c in self.contractions:
-            args = [abs_back(a).xreplace(back) for a in c.args]
+            args = [abs_back(a, G).xreplace(back) for a in c.args]
             back[c.symbol] = Hess(FULL, args[0]) if c.kind == "hvp" else D3(FULL, *args)
-        return abs_back(self.output).xreplace(back)
+        return abs_back(self.output, G).xreplace(back)
 
     # -- explicit arrays, symbolically ------------------------------------------------------
     def lower(self, g, H, T=None, theta=None):
@@ -217,55 +218,6 @@ def _split_constant(u, point):
     return c, rest
 
 
-_ABS_G = sp.Dummy("abs_g", positive=True)
-
-
-def abs_gradient(e):
-    """``e`` with ``sqrt(g**2)`` written ``|g|`` and the even powers of ``g`` as powers of
-    ``|g|`` (a gradient component is real), so that they cancel: with eps outside the root a
-    term ``g**2/sqrt(g**2)`` is ``|g|``, 0 where a component of the gradient is 0 (a dead unit,
-    an input feature that is always 0), where as written it is ``0/0``.
-
-    >>> abs_gradient(G ** 2 / (sp.sqrt(G ** 2) * (1 + sp.sqrt(G ** 2)) ** 2))
-    Abs(g)/(Abs(g) + 1)**2
-    """
-    e = e.replace(lambda x: x.is_Pow and not x.exp.is_Integer and x.base.is_Add
-                  and x.base.has(G), _split_square)
-    if not e.find(lambda x: x == sp.Abs(G) or (x.is_Pow and not x.exp.is_Integer
-                                               and x.base.is_Pow and x.base.base == G
-                                               and x.base.exp.is_even)):
-        return e                                             # neither |g| nor a root of g**2
-    e = e.xreplace({sp.Abs(G): _ABS_G}).replace(
-        lambda x: x.is_Pow and x.base == G and x.exp.is_Integer and x.exp.is_even,
-        lambda x: _ABS_G ** x.exp)
-    # |g| as a common factor of a denominator's terms cancels only once pulled out
-    e = e.replace(lambda x: x.is_Pow and x.exp.is_negative and x.base.is_Add
-                  and x.base.has(_ABS_G), lambda x: sp.factor_terms(x.base) ** x.exp)
-    # what did not cancel goes back: even powers are powers of g, odd ones of |g|
-    e = e.replace(lambda x: x.is_Pow and x.base == _ABS_G and x.exp.is_Integer
-                  and x.exp.is_even, lambda x: G ** x.exp)
-    return e.xreplace({_ABS_G: sp.Abs(G)})
-
-
-def _split_square(x):
-    """``(g**2 b)**q`` as ``(g**2)**q b**q`` where the base has the common factor ``g**2``
-    (centered RMSprop's ``sqrt(v - a**2)``: ``g**2`` times a variance of the weights), which
-    holds for a real ``g`` and any ``b`` (principal powers of a positive real factor)."""
-    base = sp.factor_terms(x.base)
-    square = [f for f in sp.Mul.make_args(base)
-              if f.is_Pow and f.base == G and f.exp.is_Integer and f.exp.is_even]
-    if not square:
-        return x
-    rest = sp.Mul(*[f for f in sp.Mul.make_args(base) if f is not square[0]])
-    return sp.Pow(square[0], x.exp, evaluate=False) * rest ** x.exp
-
-
-def abs_back(e):
-    """The inverse of :func:`abs_gradient` (``|g|`` as ``sqrt(g**2)``): the derivation's
-    form, for the symbolic proofs, whose ``g`` has no sign assumption."""
-    return e.xreplace({sp.Abs(G): sp.sqrt(G ** 2)})
-
-
 def _roots_as_symbols(c):
     """``c`` with every square root a symbol, and the map back.  A nested root's base holds
     the inner root's symbol, so the map is closed under itself (``back`` applied once
@@ -334,7 +286,7 @@ def matrix_free(expr, label="F"):
             if e.args[0] != FULL:
                 raise ValueError("array forms are for full-batch terms (an operator of batch "
                                  f"{e.args[0]} appears)")
-            parts = [_split_constant(_canonical(abs_gradient(conv(a))), point)
+            parts = [_split_constant(_canonical(abs_gradient(conv(a), G)), point)
                      for a in e.args[1:]]
             scale = sp.Mul(*[c for c, _ in parts])
             args = tuple(r for _, r in parts)
@@ -348,7 +300,7 @@ def matrix_free(expr, label="F"):
         memo[e] = out
         return out
 
-    out = abs_gradient(conv(expr))
+    out = abs_gradient(conv(expr), G)
     syms = [c.symbol for c in contractions]
     groups = {}
     terms = []
@@ -371,7 +323,7 @@ def matrix_free(expr, label="F"):
         groups.setdefault(key, []).append(sp.Mul(*coeff))
     monomials = []
     for mono, coeff in ((mono, sp.Add(*parts)) for mono, parts in groups.items()):
-        coeff = abs_gradient(_simplify_coefficient(abs_back(coeff)))
+        coeff = abs_gradient(_simplify_coefficient(abs_back(coeff, G)), G)
         if coeff.free_symbols & set(syms):
             if coeff.has(sp.Sum):
                 shown = str(coeff)

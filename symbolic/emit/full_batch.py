@@ -136,7 +136,13 @@ class FullBatchField:
                 *map(mpfr.from_mpf, sums)), lambda r: mpfr.to_mpf(r, prec))
             if outs is not None:
                 return outs
-        outs = self.kernel(*head, *sums, device=device)
+        try:
+            outs = self.kernel(*head, *sums, device=device)
+        except ZeroDivisionError:
+            raise ValueError(
+                f"the field divides by zero at step {n}, theta = {[str(v) for v in x]}: a term "
+                f"is singular there (e.g. with eps outside the root the order-2 term holds "
+                f"g/|g|, undefined where a component of the gradient is 0)") from None
         if self.backend == "mpmath":
             return list(outs)
         return self.kernel.broadcast(outs, tuple(x.shape[1:]), device)

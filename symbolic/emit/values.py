@@ -21,7 +21,8 @@ import sympy as sp
 from .. import dag
 from ..components import lower
 from ..family import ComponentConstant, check_hyperparameter_values, h as h_sym
-from ..operators import Vec
+from ..operators import FULL, Grad, Vec
+from .absolute import abs_gradient
 
 __all__ = ["BACKENDS", "check_backend", "exact_value", "resolve_symbols", "resolve_values",
            "check_step", "normalize_values", "lowered_with_values", "per_component"]
@@ -183,7 +184,11 @@ def lowered_with_values(F, p, provider, subs):
     it is lowered (``F`` is shared by the components and far smaller than them; substituting
     into the lowered sums rebuilds every ``Sum``, ~4x the time on torch's RMSprop with momentum
     at order 2), the zeros after (a decay ``0`` in ``beta**n * beta**(-k)`` must first meet its
-    partner power, or it reads ``0 * zoo``)."""
+    partner power, or it reads ``0 * zoo``).  A full-batch ``F`` without memory sums has its
+    ``sqrt(g**2)`` written ``|g|`` and cancelled (:mod:`.absolute`: finite where a gradient
+    component is 0)."""
+    if getattr(provider, "full", False) and not F.has(sp.Sum):
+        F = abs_gradient(F, Grad(FULL))
     rows = {s: v for s, v in subs.items() if isinstance(v, tuple)}
     subs = {s: v for s, v in subs.items() if s not in rows}
     zeros = {s: v for s, v in subs.items() if v == 0}
