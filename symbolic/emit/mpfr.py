@@ -120,8 +120,9 @@ def fast_kernel(kernel):
         return None
     fn = kernel._fn
     for name in _CALL.findall(kernel.source):
-        if name in (fn.__name__, products.NAME, "builtins.sum"):
-            continue                    # sum(): a long sum printed as one call, any numbers
+        if name in (fn.__name__, products.NAME, "builtins.sum", "abs"):
+            continue                    # sum(): a long sum printed as one call, any numbers;
+            #                             abs(): |g|, Python's abs of an mpfr is an mpfr
         module, _, attr = name.rpartition(".")
         if module != "mpmath" or attr not in FUNCTIONS:
             return None
