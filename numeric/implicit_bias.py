@@ -52,14 +52,11 @@ def _read_optimizer(optimizer, params):
 
 def _read_blocks(optimizer, params):
     """``(declaration, [(values, params), ...])``: the optimizer's one declaration
-    (:func:`~modeq.numeric.torch_optim.from_torch_merged`) and ``params`` (default: every
-    parameter of its param groups) in runs of one group's values.  Where every group has the
-    same values, one run of any ``params``; else each parameter must belong to a group."""
+    (:func:`~modeq.numeric.torch_optim.from_torch_merged`) and ``params`` (a list) in runs of
+    one group's values.  Where every group has the same values, one run of any ``params``; else
+    each parameter must belong to a group."""
     from .torch_optim import from_torch_merged
     declaration, groups = from_torch_merged(optimizer)
-    if params is None:
-        params = [p for g in groups for p in g.params]
-    params = list(params)
     if not params:
         raise ValueError("params is empty")
     if len({tuple(sorted(g.values.items())) for g in groups}) == 1:

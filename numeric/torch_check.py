@@ -79,14 +79,14 @@ def _read(make_optimizer, p, lr, split):
         decl, values = from_torch(opt)
         return decl, {k: v for k, v in values.items() if k != "h"}
     decl, groups = from_torch_merged(opt)
-    owner = [None] * p
+    bounds, owner = _bounds(split, p), [None] * p
     for g in groups:
         for q in g.params:
             i = next((i for i, t in enumerate(probe) if t is q), None)
             if i is None:
                 raise ValueError("make_optimizer must put the tensors it is given in its "
                                  "param groups")
-            a, b = _bounds(split, p)[i]
+            a, b = bounds[i]
             owner[a:b] = [g] * (b - a)
     if None in owner:
         raise ValueError("make_optimizer left a tensor out of its param groups")

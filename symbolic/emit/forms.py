@@ -300,6 +300,8 @@ def matrix_free(expr, label="F"):
         memo[e] = out
         return out
 
+    # |g| cancelled term by term before the coefficients are combined over a common
+    # denominator (where a |g| left in it no longer cancels against the numerator)
     out = abs_gradient(conv(expr), G)
     syms = [c.symbol for c in contractions]
     groups = {}
